@@ -1,0 +1,67 @@
+"""Stage `index`: one FAISS index per scenario over the item tower's scenario vectors of the sass model."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from .common import bank_for, load_run, parser, safe_path, setup_logging, write_json
+
+log = logging.getLogger("index")
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    p = parser(__doc__)
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--model", default="models/sass/model.pt")
+    p.add_argument("--features", default="data/features")
+    p.add_argument("--out", default="indexes")
+    args = p.parse_args(argv)
+    from sass_retrieval.evaluate.embedding_recommender import embed_items, embed_users
+    from sass_retrieval.index.faiss_index import (
+        IndexConfig,
+        build_index,
+        describe,
+        recall_against_exact,
+        save_index,
+        set_threads,
+    )
+    from sass_retrieval.train.checkpoint import load_model
+
+    t0 = time.perf_counter()
+    run = load_run(args.params)
+    set_threads(int(run.params.get("train", {}).get("threads", 2)))
+    model, manifest = load_model(safe_path(args.model))
+    bank = bank_for(run, args.features)
+    s = args.scenario
+    if s not in bank.per:
+        raise SystemExit(f"index: scenario {s!r} has no split output under {args.features}")
+    pool = bank.per[s].pool
+    out = safe_path(args.out) / s
+    info = {"scenario": s, "pool": int(len(pool)), "model_sha256": manifest["sha256"]}
+    if len(pool):
+        vecs = embed_items(model, bank, s, pool)
+        cfg = IndexConfig.from_params(run.params)
+        index = build_index(vecs, bank.item_ids[pool], cfg)
+        save_index(index, out / "index.faiss")
+        # Recall of the built index against exact search, with this scenario's users as queries.
+        users = bank.per[s].pos_user
+        rng = np.random.default_rng(0)
+        q_rows = rng.choice(np.unique(users), size=min(1000, len(np.unique(users))), replace=False) if len(users) else pool[:0]
+        if len(q_rows):
+            q = embed_users(model, bank, s, q_rows)
+            info["recall@50_vs_exact"] = float(recall_against_exact(index, vecs, bank.item_ids[pool], q, 50))
+        info.update(kind=describe(index), requested_kind=cfg.kind)
+    else:
+        log.warning("scenario %s has an empty pool; no index written", s)
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    write_json(out / "build.json", info)
+    log.info("index %s: %s", s, info)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

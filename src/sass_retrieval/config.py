@@ -1,0 +1,112 @@
+"""Loading params.yaml and resolving the run window.
+
+Every stage reads its knobs from the same params.yaml that DVC tracks, so a `dvc exp run -S k=v`
+or an Airflow run that rewrites the window changes every stage consistently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """A params.yaml value is missing or unusable; the message names the key."""
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"params file not found: {path.resolve()}")
+    with path.open() as fh:
+        params = yaml.safe_load(fh) or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return params
+
+
+def get(params: dict[str, Any], dotted: str, default: Any = ...) -> Any:
+    """Look up 'a.b.c'; without a default a missing key is a ConfigError naming it."""
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if default is ...:
+                raise ConfigError(f"params.yaml: missing key {dotted!r}")
+            return default
+        node = node[part]
+    return node
+
+
+def parse_date(value: int | str) -> dt.date:
+    try:
+        return dt.datetime.strptime(str(value), "%Y%m%d").date()
+    except ValueError as exc:
+        raise ConfigError(f"not a YYYYMMDD date: {value!r}") from exc
+
+
+def fmt_date(day: dt.date) -> int:
+    return int(day.strftime("%Y%m%d"))
+
+
+def shift(date: int, days: int) -> int:
+    return fmt_date(parse_date(date) + dt.timedelta(days=days))
+
+
+@dataclass(frozen=True)
+class Window:
+    """The run's days: training days, then test days; end is the last day of data the run sees."""
+
+    train_start: int
+    train_end: int
+    test_start: int
+    test_end: int
+
+    @property
+    def train_dates(self) -> list[int]:
+        return date_range(self.train_start, self.train_end)
+
+    @property
+    def test_dates(self) -> list[int]:
+        return date_range(self.test_start, self.test_end)
+
+    @property
+    def all_dates(self) -> list[int]:
+        return date_range(self.train_start, self.test_end)
+
+
+def date_range(start: int, end: int) -> list[int]:
+    a, b = parse_date(start), parse_date(end)
+    return [fmt_date(a + dt.timedelta(days=i)) for i in range((b - a).days + 1)]
+
+
+def make_window(end_date: int, train_days: int, test_days: int) -> Window:
+    if train_days < 1 or test_days < 0:
+        raise ConfigError(f"window: train_days must be >= 1 and test_days >= 0, got {train_days}, {test_days}")
+    test_end = int(end_date)
+    test_start = shift(test_end, -test_days + 1)
+    train_end = shift(test_start, -1)
+    train_start = shift(train_end, -train_days + 1)
+    return Window(train_start, train_end, test_start, test_end)
+
+
+def resolve_window(params: dict[str, Any], available_dates: list[int]) -> Window:
+    """Window from params; end_date 'auto' means the last day present in the store."""
+    end = get(params, "window.end_date")
+    if str(end) == "auto":
+        if not available_dates:
+            raise ConfigError("window.end_date is 'auto' but the store holds no days; run `sass ingest` first")
+        end = max(available_dates)
+    return make_window(int(parse_date(end).strftime("%Y%m%d")), int(get(params, "window.train_days")),
+                       int(get(params, "window.test_days")))
+
+
+def project_path(params_path: Path, value: str | Path) -> Path:
+    """Resolve a path from params relative to the params file's folder."""
+    p = Path(value)
+    return p if p.is_absolute() else (Path(params_path).resolve().parent / p)

@@ -1,0 +1,175 @@
+"""Per-scenario feature split: the same feature names, computed from each scenario's data alone.
+
+SASS treats one user (or item) seen in two scenarios as two "views" of one object, so every
+behavioural feature exists once per scenario. Two snapshots matter:
+
+* as-of-day features for training samples: a click on day d only sees data from days < d, so the
+  label of day d never leaks into its own features (and items drawn as negatives for that sample use
+  the same day's snapshot, otherwise "newer counts" would be a shortcut to tell negatives apart);
+* the serving snapshot (all training days), used for pretraining views, the index and evaluation.
+Test-window rows never enter this module: the caller passes training rows only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+OTHER = "other"
+PAD = -1  # padding id in click sequences
+
+
+@dataclass(frozen=True)
+class ScenarioMap:
+    """Raw scenario name -> run scenario; reported scenarios keep their name, the rest become 'other'."""
+
+    reported: tuple[str, ...]
+    mapping: dict[str, str]
+
+    @property
+    def names(self) -> list[str]:
+        """All run scenarios, reported first, 'other' last when something maps to it."""
+        names = list(self.reported)
+        if OTHER in self.mapping.values():
+            names.append(OTHER)
+        return names
+
+    def apply(self, raw: pd.Series) -> pd.Series:
+        return raw.astype(str).map(lambda r: self.mapping.get(r, OTHER)).astype("string")
+
+
+def scenario_map(train_counts: pd.Series, declared: list[str], min_rows: int) -> ScenarioMap:
+    """Map raw scenarios: declared ones with at least min_rows training rows stay, the rest go to 'other'.
+
+    A declared scenario that is too small is not reported: a metric over a handful of pairs is noise.
+    """
+    counts = {str(k): int(v) for k, v in train_counts.items()}
+    reported = tuple(s for s in declared if counts.get(str(s), 0) >= min_rows and s != OTHER)
+    mapping = {raw: (raw if raw in reported else OTHER) for raw in counts}
+    for s in reported:
+        mapping.setdefault(s, s)
+    return ScenarioMap(reported=reported, mapping=mapping)
+
+
+def _counts_before(df: pd.DataFrame, key: str, dates: list[int]) -> pd.DataFrame:
+    """Exposure and click counts of each key over days strictly before each date in ``dates``."""
+    daily = df.groupby([key, "date"], sort=True).agg(exp=("is_click", "size"), clk=("is_click", "sum"))
+    daily = daily.reset_index()
+    frames = []
+    for d in dates:
+        before = daily[daily["date"] < d].groupby(key)[["exp", "clk"]].sum()
+        before = before.reset_index()
+        before["date"] = np.int32(d)
+        frames.append(before)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[key, "exp", "clk", "date"])
+    return out.rename(columns={"exp": "exp_count", "clk": "click_count"}).astype(
+        {key: "int64", "exp_count": "int64", "click_count": "int64", "date": "int32"}
+    )
+
+
+def add_rates(df: pd.DataFrame) -> pd.DataFrame:
+    """Click rate smoothed towards the scenario mean so that 1/1 does not outrank 40/50."""
+    prior = 0.4
+    df["ctr"] = ((df["click_count"] + prior * 5.0) / (df["exp_count"] + 5.0)).astype("float32")
+    return df
+
+
+def sequence_matrix(clicks: pd.DataFrame, seq_len: int, before_day: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Last ``seq_len`` clicked videos per click row (before_day) or per user (serving).
+
+    ``clicks`` must be one scenario's clicks sorted by (user_id, time_ms). With before_day=True the
+    history of a click on day d is every earlier click of the same user on days < d, which is exactly
+    the clicks before the first click of that (user, day) in the sorted order. Returns (keys, matrix):
+    keys are row positions (before_day) or user ids (serving); the matrix is left-padded with PAD.
+    """
+    users = clicks["user_id"].to_numpy()
+    videos = clicks["video_id"].to_numpy()
+    n = len(users)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.full((0, seq_len), PAD, dtype=np.int64)
+    new_user = np.r_[True, users[1:] != users[:-1]]
+    user_start = np.maximum.accumulate(np.where(new_user, np.arange(n), 0))
+    if before_day:
+        days = clicks["date"].to_numpy()
+        new_day = new_user | np.r_[True, days[1:] != days[:-1]]
+        end = np.maximum.accumulate(np.where(new_day, np.arange(n), 0))  # first click of (user, day)
+        keys = np.arange(n)
+        start = user_start
+    else:
+        last = np.r_[users[1:] != users[:-1], True]
+        end = np.nonzero(last)[0] + 1
+        start = user_start[end - 1]
+        keys = users[end - 1]
+    offsets = np.arange(-seq_len, 0)
+    idx = end[:, None] + offsets[None, :]
+    valid = idx >= start[:, None]
+    mat = np.where(valid, videos[np.clip(idx, 0, n - 1)], PAD).astype(np.int64)
+    return keys.astype(np.int64), mat
+
+
+def seq_columns(seq_len: int) -> list[str]:
+    return [f"seq_{i}" for i in range(seq_len)]
+
+
+@dataclass
+class ScenarioFeatures:
+    users: pd.DataFrame        # serving snapshot: user_id, statics, seq_*, exp_count, click_count, ctr
+    items: pd.DataFrame        # serving snapshot (the scenario's candidate pool): video_id, statics, counts
+    item_daily: pd.DataFrame   # video_id, date, exp_count, click_count, ctr as of before each train day
+    positives: pd.DataFrame    # user_id, video_id, date, seq_*, exp_count, click_count, ctr (as of before date)
+    exposure_dist: pd.DataFrame  # video_id, exposures, prob (negative sampling space)
+
+
+def split_scenario(train: pd.DataFrame, users_static: pd.DataFrame, items_static: pd.DataFrame,
+                   train_dates: list[int], seq_len: int) -> ScenarioFeatures:
+    """Features of one scenario from its training rows (already filtered to that scenario)."""
+    train = train.sort_values(["user_id", "time_ms", "video_id"], kind="stable").reset_index(drop=True)
+    clicks = train[train["is_click"] == 1].reset_index(drop=True)
+
+    # serving snapshot -----------------------------------------------------------------------
+    u_counts = train.groupby("user_id").agg(exp_count=("is_click", "size"), click_count=("is_click", "sum"))
+    keys, seq = sequence_matrix(clicks, seq_len, before_day=False)
+    seq_df = pd.DataFrame(seq, columns=seq_columns(seq_len))
+    seq_df.insert(0, "user_id", keys)
+    users = u_counts.reset_index().merge(seq_df, on="user_id", how="left")
+    users[seq_columns(seq_len)] = users[seq_columns(seq_len)].fillna(PAD).astype("int64")
+    users = add_rates(users).merge(users_static, on="user_id", how="left")
+
+    i_counts = train.groupby("video_id").agg(exp_count=("is_click", "size"), click_count=("is_click", "sum"))
+    items = add_rates(i_counts.reset_index()).merge(items_static, on="video_id", how="left")
+
+    # as-of-day snapshots ----------------------------------------------------------------------
+    pool = items["video_id"].to_numpy()
+    grid = pd.DataFrame({"video_id": np.repeat(pool, len(train_dates)),
+                         "date": np.tile(np.asarray(train_dates, dtype=np.int32), len(pool))})
+    before = _counts_before(train, "video_id", train_dates)
+    item_daily = grid.merge(before, on=["video_id", "date"], how="left").fillna(0)
+    item_daily = add_rates(item_daily.astype({"exp_count": "int64", "click_count": "int64", "date": "int32"}))
+
+    _, pos_seq = sequence_matrix(clicks, seq_len, before_day=True)
+    positives = clicks[["user_id", "video_id", "date"]].copy()
+    positives[seq_columns(seq_len)] = pos_seq
+    u_before = _counts_before(train, "user_id", sorted(set(clicks["date"].tolist())))
+    positives = positives.merge(u_before, on=["user_id", "date"], how="left")
+    positives[["exp_count", "click_count"]] = positives[["exp_count", "click_count"]].fillna(0).astype("int64")
+    positives = add_rates(positives)
+
+    exp = train.groupby("video_id").size().rename("exposures").reset_index()
+    exp["prob"] = exp["exposures"] / exp["exposures"].sum()
+    return ScenarioFeatures(users=users, items=items, item_daily=item_daily, positives=positives,
+                            exposure_dist=exp)
+
+
+def pretrain_pairs(train: pd.DataFrame, key: str) -> pd.DataFrame:
+    """One row per (id, scenario a, scenario b) for ids seen in two or more scenarios (a < b).
+
+    Uses every exposure, clicked or not: that is the unlabeled data pretraining exists to use.
+    """
+    seen = train[[key, "scenario"]].drop_duplicates().sort_values([key, "scenario"])
+    pairs = seen.merge(seen, on=key, suffixes=("_a", "_b"))
+    pairs = pairs[pairs["scenario_a"] < pairs["scenario_b"]]
+    return pairs.rename(columns={key: "id"}).reset_index(drop=True).astype(
+        {"id": "int64", "scenario_a": "string", "scenario_b": "string"}
+    )

@@ -1,0 +1,55 @@
+"""A trained model as a Recommender: per-scenario FAISS indexes over the item tower's scenario vectors.
+
+Evaluation goes through the same index that serving would publish, so the numbers in a report are
+the numbers of the artefact, not of a separate scoring path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..index.faiss_index import IndexConfig, build_index, search
+from ..models.retrieval import RetrievalModel
+from ..train.bank import FeatureBank
+
+
+@torch.no_grad()
+def embed_items(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: np.ndarray,
+                batch: int = 8192) -> np.ndarray:
+    model.eval()
+    out = [model.item_vectors(bank.serving_item_batch(rows[i:i + batch], scenario))[0]
+           for i in range(0, len(rows), batch)]
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, model.cfg.hidden), np.float32)
+
+
+@torch.no_grad()
+def embed_users(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: np.ndarray,
+                batch: int = 8192) -> np.ndarray:
+    model.eval()
+    out = [model.user_vectors(bank.serving_user_batch(rows[i:i + batch], scenario))[0]
+           for i in range(0, len(rows), batch)]
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, model.cfg.hidden), np.float32)
+
+
+class EmbeddingRecommender:
+    """``models`` maps scenario -> model (one shared model, or one per scenario for dssm_single)."""
+
+    def __init__(self, models: dict[str, RetrievalModel], bank: FeatureBank, index_cfg: IndexConfig | None = None,
+                 indexes: dict[str, object] | None = None):
+        self.models, self.bank = models, bank
+        self.cfg = index_cfg or IndexConfig()
+        self.indexes: dict[str, object] = dict(indexes or {})
+
+    def index_for(self, scenario: str):
+        if scenario not in self.indexes:
+            a = self.bank.per[scenario]
+            vecs = embed_items(self.models[scenario], self.bank, scenario, a.pool)
+            self.indexes[scenario] = build_index(vecs, self.bank.item_ids[a.pool], self.cfg)
+        return self.indexes[scenario]
+
+    def top_items(self, scenario: str, user_ids: np.ndarray, k: int) -> np.ndarray:
+        index = self.index_for(scenario)
+        uv = embed_users(self.models[scenario], self.bank, scenario, self.bank.user_rows(user_ids))
+        _, ids = search(index, uv, k)
+        return ids.astype(np.int64)

@@ -1,0 +1,85 @@
+"""The two-tower retrieval model: shared hashed embeddings feeding a user tower and an item tower.
+
+The video-id table is shared: a video in a user's click sequence and the same video as a candidate
+are one embedding, which is what lets clicks in one scenario inform retrieval in another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .tower import Tower
+
+N_STATS = 3  # log1p(exposures), log1p(clicks), smoothed click rate — in the sample's scenario
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "sass"              # sass | dssm
+    scenarios: list[str] = field(default_factory=list)
+    n_user_fields: int = 25
+    n_item_fields: int = 5
+    user_buckets: int = 100_003
+    video_buckets: int = 100_003
+    field_buckets: int = 4_099
+    emb_dim: int = 32
+    field_dim: int = 8
+    scen_dim: int = 8
+    hidden: int = 128
+    layers: int = 3
+    gate: str = "adaptive"          # adaptive | sigmoid | none
+    bias_net: bool = True
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def masked_mean(emb: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    mask = (ids > 0).unsqueeze(-1).to(emb.dtype)
+    return (emb * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class RetrievalModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n_s = len(cfg.scenarios)
+        if n_s == 0:
+            raise ValueError("ModelConfig.scenarios must list the run's scenarios")
+        self.user_emb = nn.Embedding(cfg.user_buckets, cfg.emb_dim)
+        self.video_emb = nn.Embedding(cfg.video_buckets, cfg.emb_dim, padding_idx=0)
+        self.user_fields = nn.Embedding(cfg.n_user_fields * cfg.field_buckets, cfg.field_dim)
+        self.item_fields = nn.Embedding(cfg.n_item_fields * cfg.field_buckets, cfg.field_dim)
+        self.scen_emb = nn.Embedding(n_s, cfg.scen_dim)
+        for emb in (self.user_emb, self.video_emb, self.user_fields, self.item_fields):
+            nn.init.normal_(emb.weight, std=0.05)
+        d_user = 2 * cfg.emb_dim + cfg.n_user_fields * cfg.field_dim + N_STATS + cfg.scen_dim
+        d_item = cfg.emb_dim + cfg.n_item_fields * cfg.field_dim + N_STATS + cfg.scen_dim
+        kw = dict(hidden=cfg.hidden, layers=cfg.layers, arch=cfg.arch, gate=cfg.gate, bias_net=cfg.bias_net,
+                  dropout=cfg.dropout)
+        self.user_tower = Tower(d_user, n_s, N_STATS, **kw)
+        self.item_tower = Tower(d_item, n_s, N_STATS, **kw)
+        offsets = torch.arange(cfg.n_user_fields) * cfg.field_buckets
+        self.register_buffer("user_field_offsets", offsets, persistent=False)
+        self.register_buffer("item_field_offsets", torch.arange(cfg.n_item_fields) * cfg.field_buckets,
+                             persistent=False)
+
+    def user_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        fields = self.user_fields(b["ufields"] + self.user_field_offsets).flatten(1)
+        seq = masked_mean(self.video_emb(b["seq"]), b["seq"])
+        x = torch.cat([self.user_emb(b["uid"]), fields, seq, b["ustats"], self.scen_emb(b["scen"])], dim=-1)
+        return self.user_tower(x, b["scen"], b["ustats"])
+
+    def item_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        fields = self.item_fields(b["ifields"] + self.item_field_offsets).flatten(1)
+        x = torch.cat([self.video_emb(b["vid"]), fields, b["istats"], self.scen_emb(b["scen"])], dim=-1)
+        return self.item_tower(x, b["scen"], b["istats"])

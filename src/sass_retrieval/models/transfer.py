@@ -1,0 +1,49 @@
+"""The scenario-adaptive transfer layer (DESIGN.md, "Adaptive transfer at every layer").
+
+    h'_s = act(W_s h_s,prev + b)                      the scenario's own layer
+    a    = sigmoid(W_a [g ; h'_s ; b_s])              how much global information to transfer
+    t    = a * g
+    u    = sigmoid(W_u [t ; h'_s ; b_s])              how to fuse transferred and own signal
+    h_s  = u * t + (1 - u) * h'_s
+
+Gate kinds for ablations: "adaptive" (both gates), "sigmoid" (one sigmoid gate, additive fusion:
+h_s = h'_s + a * g, the MoE-style transfer the SASS paper compares against) and "none" (no transfer:
+h_s = h'_s, scenarios share only embeddings).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+GATE_KINDS = ("adaptive", "sigmoid", "none")
+
+
+def fuse(g: torch.Tensor, h_own: torch.Tensor, a: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+    """The gate algebra alone, so the extremes can be tested without any weights."""
+    t = a * g
+    if u is None:
+        return h_own + t
+    return u * t + (1.0 - u) * h_own
+
+
+class AdaptiveGates(nn.Module):
+    def __init__(self, dim: int, bias_dim: int, kind: str = "adaptive") -> None:
+        super().__init__()
+        if kind not in GATE_KINDS:
+            raise ValueError(f"gate kind must be one of {GATE_KINDS}, got {kind!r}")
+        self.kind = kind
+        if kind != "none":
+            self.adaptive = nn.Linear(2 * dim + bias_dim, dim)
+        if kind == "adaptive":
+            self.update = nn.Linear(2 * dim + bias_dim, dim)
+
+    def forward(self, g: torch.Tensor, h_own: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.kind == "none":
+            return h_own
+        a = torch.sigmoid(self.adaptive(torch.cat([g, h_own, b], dim=-1)))
+        if self.kind == "sigmoid":
+            return fuse(g, h_own, a, None)
+        t = a * g
+        u = torch.sigmoid(self.update(torch.cat([t, h_own, b], dim=-1)))
+        return fuse(g, h_own, a, u)

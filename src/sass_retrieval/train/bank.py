@@ -1,0 +1,221 @@
+"""The encoded feature bank: everything a model batch is gathered from, as dense numpy arrays.
+
+Raw ids are hashed once here (see models.hashing) and every per-scenario feature is laid out in a
+dense array indexed by (user row) or (day, item row), so building a batch is a handful of numpy
+gathers instead of dataframe joins. Users and items unknown to the static tables still get a row:
+their static fields hash the "unknown" value, which is how a new user on serving day is handled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.features import PAD, seq_columns
+from ..data.schema import ITEM_CATEGORICAL, USER_CATEGORICAL, USER_PROFILE_CODES
+from ..models.hashing import hash_ids, hash_strings
+from ..models.retrieval import ModelConfig
+
+USER_FIELDS = (*USER_CATEGORICAL, "is_live_streamer", "is_video_author", *USER_PROFILE_CODES)
+ITEM_FIELDS = ("author_id", "tag", *ITEM_CATEGORICAL, "duration_bucket")
+
+
+def stats_matrix(exp: np.ndarray, clk: np.ndarray, ctr: np.ndarray) -> np.ndarray:
+    """The 3 numeric behaviour features, scaled to roughly unit range."""
+    return np.stack([np.log1p(exp) / 5.0, np.log1p(clk) / 5.0, ctr], axis=1).astype(np.float32)
+
+
+def encode_user_fields(users: pd.DataFrame, buckets: int) -> np.ndarray:
+    cols = []
+    for f in USER_FIELDS:
+        v = users[f]
+        cols.append(hash_strings(v.astype(str).to_numpy(), f, buckets) if v.dtype.kind in "OSU" or
+                    str(v.dtype) == "string" else hash_ids(v.fillna(-1).to_numpy(np.int64), f, buckets))
+    return np.stack(cols, axis=1)
+
+
+def encode_item_fields(items: pd.DataFrame, buckets: int) -> np.ndarray:
+    dur = items["video_duration_ms"].fillna(-1).to_numpy()
+    dur_bucket = np.where(dur < 0, -1, np.floor(np.log2(np.maximum(dur, 1000) / 1000.0) * 2)).astype(np.int64)
+    cols = [
+        hash_ids(items["author_id"].to_numpy(np.int64), "author_id", buckets),
+        hash_ids(items["tag"].to_numpy(np.int64), "tag", buckets),
+        *(hash_strings(items[c].astype(str).to_numpy(), c, buckets) for c in ITEM_CATEGORICAL),
+        hash_ids(dur_bucket, "duration_bucket", buckets),
+    ]
+    return np.stack(cols, axis=1)
+
+
+def _index(ids: np.ndarray, universe: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(universe, ids)
+    pos = np.minimum(pos, len(universe) - 1)
+    if len(ids) and not np.all(universe[pos] == ids):
+        raise KeyError("id not in the feature bank's universe")
+    return pos
+
+
+@dataclass
+class ScenarioArrays:
+    user_seq: np.ndarray        # [n_users, N] hashed video buckets of the serving snapshot
+    user_stats: np.ndarray      # [n_users, 3]
+    item_stats: np.ndarray      # [n_items, 3] serving snapshot
+    item_daily: np.ndarray      # [n_days, n_items, 3] as of before each training day
+    pool: np.ndarray            # item rows of the candidate pool
+    exposures: np.ndarray       # exposure counts aligned with pool
+    pos_user: np.ndarray        # fine-tuning positives: user rows
+    pos_item: np.ndarray        #   item rows
+    pos_day: np.ndarray         #   day index into train_dates
+    pos_seq: np.ndarray         #   [n, N] hashed click history before that day
+    pos_stats: np.ndarray       #   [n, 3] user stats before that day
+
+
+@dataclass
+class FeatureBank:
+    scenarios: list[str]
+    reported: list[str]
+    train_dates: list[int]
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    uid: np.ndarray
+    ufields: np.ndarray
+    vid: np.ndarray
+    ifields: np.ndarray
+    per: dict[str, ScenarioArrays] = field(default_factory=dict)
+    user_pairs: np.ndarray | None = None   # [n, 3]: user row, scenario idx a, scenario idx b
+    item_pairs: np.ndarray | None = None
+
+    def scen_index(self, s: str) -> int:
+        return self.scenarios.index(s)
+
+    def user_rows(self, user_ids: np.ndarray) -> np.ndarray:
+        return _index(np.asarray(user_ids, dtype=np.int64), self.user_ids)
+
+    def item_rows(self, item_ids: np.ndarray) -> np.ndarray:
+        return _index(np.asarray(item_ids, dtype=np.int64), self.item_ids)
+
+    # ---- batches -------------------------------------------------------------------------------
+    def user_batch(self, rows: np.ndarray, scen: np.ndarray, seq: np.ndarray, stats: np.ndarray,
+                   mask_id: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        uid = self.uid[rows].copy()
+        if mask_id is not None:
+            uid[mask_id] = 0
+        return {"uid": torch.from_numpy(uid), "ufields": torch.from_numpy(self.ufields[rows]),
+                "seq": torch.from_numpy(seq), "ustats": torch.from_numpy(stats),
+                "scen": torch.from_numpy(np.asarray(scen, dtype=np.int64))}
+
+    def item_batch(self, rows: np.ndarray, scen: np.ndarray, stats: np.ndarray,
+                   mask_id: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        vid = self.vid[rows].copy()
+        if mask_id is not None:
+            vid[mask_id] = 0
+        return {"vid": torch.from_numpy(vid), "ifields": torch.from_numpy(self.ifields[rows]),
+                "istats": torch.from_numpy(stats), "scen": torch.from_numpy(np.asarray(scen, dtype=np.int64))}
+
+    def serving_user_batch(self, rows: np.ndarray, s: str) -> dict[str, torch.Tensor]:
+        a = self.per[s]
+        return self.user_batch(rows, np.full(len(rows), self.scen_index(s)), a.user_seq[rows], a.user_stats[rows])
+
+    def serving_item_batch(self, rows: np.ndarray, s: str) -> dict[str, torch.Tensor]:
+        a = self.per[s]
+        return self.item_batch(rows, np.full(len(rows), self.scen_index(s)), a.item_stats[rows])
+
+    def serving_user_views(self, rows: np.ndarray, scen_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Serving-snapshot seq and stats of each row in its own scenario (rows may mix scenarios)."""
+        seq = np.zeros((len(rows), self.per[self.scenarios[0]].user_seq.shape[1]), dtype=np.int64)
+        stats = np.zeros((len(rows), 3), dtype=np.float32)
+        for k in np.unique(scen_idx):
+            m = scen_idx == k
+            a = self.per[self.scenarios[k]]
+            seq[m], stats[m] = a.user_seq[rows[m]], a.user_stats[rows[m]]
+        return seq, stats
+
+    def serving_item_stats(self, rows: np.ndarray, scen_idx: np.ndarray) -> np.ndarray:
+        stats = np.zeros((len(rows), 3), dtype=np.float32)
+        for k in np.unique(scen_idx):
+            m = scen_idx == k
+            stats[m] = self.per[self.scenarios[k]].item_stats[rows[m]]
+        return stats
+
+
+def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg: ModelConfig,
+              scenarios: list[str] | None = None) -> FeatureBank:
+    """Build the bank from the split's output folder and the store's static tables."""
+    features_dir = Path(features_dir)
+    metas = sorted(features_dir.glob("*/meta.json"))
+    if not metas:
+        raise FileNotFoundError(f"{features_dir}: no split output (*/meta.json); run the split stage first")
+    meta = json.loads(metas[0].read_text())
+    scenarios = scenarios or meta["scenarios"]
+    train_dates = [int(d) for d in meta["train_dates"]]
+    seq_len = int(meta["seq_len"])
+    frames = {s: {k: pd.read_parquet(features_dir / s / f"{k}.parquet")
+                  for k in ("users", "items", "item_daily", "positives", "exposure_dist")} for s in scenarios}
+
+    user_ids = np.unique(np.concatenate([users["user_id"].to_numpy(np.int64)] +
+                                        [f["users"]["user_id"].to_numpy(np.int64) for f in frames.values()] +
+                                        [f["positives"]["user_id"].to_numpy(np.int64) for f in frames.values()]))
+    item_ids = np.unique(np.concatenate([items["video_id"].to_numpy(np.int64)] +
+                                        [f["items"]["video_id"].to_numpy(np.int64) for f in frames.values()]))
+    u_static = pd.DataFrame({"user_id": user_ids}).merge(users, on="user_id", how="left")
+    i_static = pd.DataFrame({"video_id": item_ids}).merge(items, on="video_id", how="left")
+    for c in USER_CATEGORICAL + ITEM_CATEGORICAL:
+        for df in (u_static, i_static):
+            if c in df:
+                df[c] = df[c].astype("string").fillna("UNKNOWN")
+    bank = FeatureBank(
+        scenarios=list(scenarios), reported=[s for s in meta["reported"] if s in scenarios],
+        train_dates=train_dates, user_ids=user_ids, item_ids=item_ids,
+        uid=hash_ids(user_ids, "user_id", cfg.user_buckets),
+        ufields=encode_user_fields(u_static, cfg.field_buckets),
+        vid=hash_ids(item_ids, "video_id", cfg.video_buckets),
+        ifields=encode_item_fields(i_static, cfg.field_buckets),
+    )
+    cols = seq_columns(seq_len)
+    n_u, n_i, n_d = len(user_ids), len(item_ids), len(train_dates)
+    for s, f in frames.items():
+        u = f["users"]
+        urows = bank.user_rows(u["user_id"].to_numpy())
+        user_seq = np.zeros((n_u, seq_len), dtype=np.int64)
+        user_seq[urows] = hash_ids(u[cols].to_numpy(np.int64), "video_id", cfg.video_buckets, pad=PAD)
+        user_stats = np.zeros((n_u, 3), dtype=np.float32)
+        user_stats[:, 2] = 0.4  # the smoothing prior: what add_rates gives a user with no history
+        user_stats[urows] = stats_matrix(u["exp_count"].to_numpy(), u["click_count"].to_numpy(), u["ctr"].to_numpy())
+        it = f["items"]
+        irows = bank.item_rows(it["video_id"].to_numpy())
+        item_stats = np.zeros((n_i, 3), dtype=np.float32)
+        item_stats[:, 2] = 0.4
+        item_stats[irows] = stats_matrix(it["exp_count"].to_numpy(), it["click_count"].to_numpy(), it["ctr"].to_numpy())
+        daily = np.zeros((n_d, n_i, 3), dtype=np.float32)
+        daily[:, :, 2] = 0.4
+        d = f["item_daily"]
+        if len(d):
+            di = np.searchsorted(np.asarray(train_dates), d["date"].to_numpy())
+            daily[di, bank.item_rows(d["video_id"].to_numpy())] = stats_matrix(
+                d["exp_count"].to_numpy(), d["click_count"].to_numpy(), d["ctr"].to_numpy())
+        e = f["exposure_dist"]
+        p = f["positives"]
+        bank.per[s] = ScenarioArrays(
+            user_seq=user_seq, user_stats=user_stats, item_stats=item_stats, item_daily=daily,
+            pool=bank.item_rows(e["video_id"].to_numpy()), exposures=e["exposures"].to_numpy(np.float64),
+            pos_user=bank.user_rows(p["user_id"].to_numpy()), pos_item=bank.item_rows(p["video_id"].to_numpy()),
+            pos_day=np.searchsorted(np.asarray(train_dates), p["date"].to_numpy()),
+            pos_seq=hash_ids(p[cols].to_numpy(np.int64), "video_id", cfg.video_buckets, pad=PAD),
+            pos_stats=stats_matrix(p["exp_count"].to_numpy(), p["click_count"].to_numpy(), p["ctr"].to_numpy()),
+        )
+    pairs_dir = features_dir / "pairs"
+    if (pairs_dir / "users.parquet").exists():
+        bank.user_pairs = _pairs(pd.read_parquet(pairs_dir / "users.parquet"), bank, bank.user_rows)
+        bank.item_pairs = _pairs(pd.read_parquet(pairs_dir / "items.parquet"), bank, bank.item_rows)
+    return bank
+
+
+def _pairs(df: pd.DataFrame, bank: FeatureBank, rows_of) -> np.ndarray:
+    df = df[df["scenario_a"].isin(bank.scenarios) & df["scenario_b"].isin(bank.scenarios)]
+    idx = {s: i for i, s in enumerate(bank.scenarios)}
+    return np.stack([rows_of(df["id"].to_numpy()), df["scenario_a"].map(idx).to_numpy(np.int64),
+                     df["scenario_b"].map(idx).to_numpy(np.int64)], axis=1).astype(np.int64)

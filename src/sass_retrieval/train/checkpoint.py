@@ -1,0 +1,89 @@
+"""Checkpoints: tensors only (state dicts) plus a JSON side file, written atomically.
+
+Tensors-only files load with ``torch.load(weights_only=True)``, which refuses arbitrary pickles; the
+JSON file carries the model config and a SHA-256 of the tensor file, so a truncated or swapped file
+is refused before it is ever deserialised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models.retrieval import ModelConfig, RetrievalModel
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated or does not match its manifest; the message names the file."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(path: Path, model: RetrievalModel, meta: dict[str, Any] | None = None,
+                    state: dict[str, Any] | None = None) -> None:
+    """Write ``path`` (model weights, optional training state) and ``path.json`` (config + hash)."""
+    path = Path(path)
+    payload = {"model": model.state_dict()}
+    if state is not None:
+        payload["state"] = state
+    _atomic_bytes(path, lambda p: torch.save(payload, p))
+    manifest = {"config": model.cfg.to_dict(), "sha256": sha256(path), "meta": meta or {}}
+    _atomic_bytes(path.with_suffix(path.suffix + ".json"),
+                  lambda p: p.write_text(json.dumps(manifest, indent=2, sort_keys=True)))
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    mpath = Path(path).with_suffix(Path(path).suffix + ".json")
+    if not Path(path).exists() or not mpath.exists():
+        raise CheckpointError(f"checkpoint not found: {path} (and its manifest {mpath.name})")
+    try:
+        return json.loads(mpath.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint manifest {mpath} is corrupt: {exc}") from exc
+
+
+def load_payload(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verified load: the hash must match the manifest before torch sees a byte of the file."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    actual = sha256(path)
+    if actual != manifest.get("sha256"):
+        raise CheckpointError(f"checkpoint {path} does not match its manifest hash (truncated or replaced); refusing to load")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
+        raise CheckpointError(f"checkpoint {path} cannot be loaded: {exc}") from exc
+    return manifest, payload
+
+
+def load_model(path: Path) -> tuple[RetrievalModel, dict[str, Any]]:
+    manifest, payload = load_payload(path)
+    model = RetrievalModel(ModelConfig.from_dict(manifest["config"]))
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, manifest

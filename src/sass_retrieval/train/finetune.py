@@ -1,0 +1,184 @@
+"""Stage 2: fine-tuning on clicks, the retrieval task itself.
+
+Batches hold the positives of one training day, so that the negatives drawn for a scenario can be
+embedded once per batch with that day's item snapshot (a sample from day d never sees item
+statistics from d or later, positive or negative alike). Each scenario in the batch shares
+``negatives`` items drawn from its own exposure space with probability ~ exposures ** alpha.
+Loss = loss(scenario vectors) + aux_weight * loss(global vectors).
+
+Early stopping, when on, holds out the last training day (never the test window): after each epoch
+the model ranks that day's clicks against the scenario pools, and training stops when the macro
+NDCG@50 has not improved for ``patience`` epochs. With ``refit`` the model is then retrained on every
+training day for the best number of epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.retrieval import RetrievalModel
+from .bank import FeatureBank
+from .loop import LoopSettings, run_epochs, step_rng
+from .losses import retrieval_loss
+from .sampler import NegativeSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneSettings:
+    loop: LoopSettings
+    batch_size: int = 512
+    negatives: int = 256
+    alpha: float = 1.0
+    logq: bool = True
+    loss: str = "softmax"
+    margin: float = 0.2
+    temperature: float = 0.05
+    aux_weight: float = 0.3
+    early_stopping: bool = True
+    patience: int = 2
+    refit: bool = True
+    scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
+
+
+def _positives(bank: FeatureBank, scenarios: list[str], days: set[int]) -> dict[str, np.ndarray]:
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("scen", "user", "item", "day", "seq", "stats")}
+    for s in scenarios:
+        a = bank.per[s]
+        m = np.isin(a.pos_day, list(days))
+        cols["scen"].append(np.full(int(m.sum()), bank.scen_index(s)))
+        cols["user"].append(a.pos_user[m])
+        cols["item"].append(a.pos_item[m])
+        cols["day"].append(a.pos_day[m])
+        cols["seq"].append(a.pos_seq[m])
+        cols["stats"].append(a.pos_stats[m])
+    return {k: np.concatenate(v) for k, v in cols.items()}
+
+
+def _day_batches(days: np.ndarray, bs: int, rng: np.random.Generator) -> list[np.ndarray]:
+    batches = []
+    for d in np.unique(days):
+        idx = rng.permutation(np.nonzero(days == d)[0])
+        batches.extend(idx[i:i + bs] for i in range(0, len(idx), bs))
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, NegativeSampler],
+               pos: dict[str, np.ndarray], idx: np.ndarray, s: FinetuneSettings,
+               rng: np.random.Generator) -> torch.Tensor:
+    scen, day = pos["scen"][idx], int(pos["day"][idx[0]])
+    u_s, u_g = model.user_vectors(bank.user_batch(pos["user"][idx], scen, pos["seq"][idx], pos["stats"][idx]))
+    items = pos["item"][idx]
+    pos_stats = np.stack([bank.per[bank.scenarios[k]].item_daily[day, r] for k, r in zip(scen, items, strict=True)])
+    i_s, i_g = model.item_vectors(bank.item_batch(items, scen, pos_stats))
+    total = torch.zeros(())
+    weight = 0
+    for k in np.unique(scen):
+        rows = np.nonzero(scen == k)[0]
+        neg_items, q = samplers[int(k)].sample(rng, (s.negatives,))
+        stats = bank.per[bank.scenarios[int(k)]].item_daily[day, neg_items]
+        n_s, n_g = model.item_vectors(bank.item_batch(neg_items, np.full(s.negatives, k), stats))
+        hit = torch.from_numpy(items[rows][:, None] == neg_items[None, :])
+        log_q_neg = torch.from_numpy(np.log(q * s.negatives)).float() if s.logq else None
+        rows_t = torch.from_numpy(rows)
+        for vec_u, vec_i, vec_n, w in ((u_s, i_s, n_s, 1.0), (u_g, i_g, n_g, s.aux_weight)):
+            if w == 0:
+                continue
+            pos_logit = (vec_u[rows_t] * vec_i[rows_t]).sum(-1) / s.temperature
+            neg_logit = (vec_u[rows_t] @ vec_n.T / s.temperature).masked_fill(hit, float("-inf"))
+            lq = log_q_neg.expand_as(neg_logit) if log_q_neg is not None else None
+            total = total + w * len(rows) * retrieval_loss(s.loss, pos_logit, neg_logit, None, lq, s.margin)
+        weight += len(rows)
+    return total / max(weight, 1)
+
+
+@torch.no_grad()
+def validate_day(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.ndarray], scenarios: list[str],
+                 k: int = 50) -> float:
+    """Macro NDCG@k of ranking each held-out click against its scenario's pool (that day's snapshot)."""
+    model.eval()
+    scores = []
+    for name in scenarios:
+        si = bank.scen_index(name)
+        m = pos["scen"] == si
+        if not m.any():
+            continue
+        a = bank.per[name]
+        day = int(pos["day"][m][0])
+        pool = a.pool
+        iv, _ = model.item_vectors(bank.item_batch(pool, np.full(len(pool), si), a.item_daily[day, pool]))
+        uv, _ = model.user_vectors(bank.user_batch(pos["user"][m], pos["scen"][m], pos["seq"][m], pos["stats"][m]))
+        sc = uv @ iv.T
+        target = torch.from_numpy(np.searchsorted(np.sort(pool), pos["item"][m]))
+        order = torch.from_numpy(np.argsort(pool))
+        sc = sc[:, order]
+        in_pool = torch.from_numpy(np.isin(pos["item"][m], pool))
+        tgt = sc.gather(1, target.clamp(max=len(pool) - 1).unsqueeze(1))
+        rank = (sc > tgt).sum(1)
+        ndcg = torch.where(in_pool & (rank < k), 1.0 / torch.log2(rank.float() + 2.0), torch.zeros(()))
+        scores.append(float(ndcg.mean()))
+    model.train()
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path) -> dict[str, Any]:
+    scenarios = s.scenarios or bank.scenarios
+    samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
+                for n in scenarios}
+    all_days = set(range(len(bank.train_dates)))
+    out_dir = Path(out_dir)
+    report: dict[str, Any] = {}
+
+    def train_on(days: set[int], settings: LoopSettings, tag: str, on_epoch_end=None) -> dict[str, Any]:
+        pos = _positives(bank, scenarios, days)
+        if len(pos["user"]) == 0:
+            raise ValueError(f"fine-tuning ({tag}): no clicks in the training days for scenarios {scenarios}")
+
+        def batches(epoch: int) -> Iterator[tuple[int, Any]]:
+            plan = _day_batches(pos["day"], s.batch_size, step_rng(settings.seed, epoch, -1))
+            for step, idx in enumerate(plan):
+                yield step, (lambda idx=idx, step=step: batch_loss(model, bank, samplers, pos, idx, s,
+                                                                   step_rng(settings.seed, epoch, step)))
+
+        n = len(_day_batches(pos["day"], s.batch_size, np.random.default_rng(0)))
+        return run_epochs(model, settings, lambda e: n, batches, out_dir / f"resume-{tag}.pt",
+                          out_dir / f"loss-{tag}.csv", f"finetune[{tag}]", on_epoch_end)
+
+    last = max(all_days)
+    if s.early_stopping and len(all_days) > 1:
+        val = _positives(bank, scenarios, {last})
+        reported = [n for n in scenarios if n in bank.reported] or scenarios
+        initial = copy.deepcopy(model.state_dict())
+        best = {"score": -1.0, "epoch": 0, "state": None}
+        curve: list[dict[str, float]] = []
+
+        def check(epoch: int) -> bool:
+            score = validate_day(model, bank, val, reported)
+            curve.append({"epoch": epoch + 1, "val_ndcg@50": score})
+            log.info("validation (last training day) macro NDCG@50 after epoch %d: %.4f", epoch + 1, score)
+            if score > best["score"]:
+                best.update(score=score, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
+            return epoch + 1 - best["epoch"] >= s.patience
+
+        report["select"] = train_on(all_days - {last}, s.loop, "select", check)
+        report["validation"] = curve
+        report["best_epoch"] = best["epoch"]
+        report["best_val_ndcg@50"] = best["score"]
+        if s.refit:
+            model.load_state_dict(initial)
+            report["refit"] = train_on(all_days, replace(s.loop, epochs=max(best["epoch"], 1)), "refit")
+        else:
+            model.load_state_dict(best["state"])
+    else:
+        report["refit"] = train_on(all_days, s.loop, "full")
+    return report

@@ -1,0 +1,118 @@
+"""The reference rows of BENCHMARK.md as recipes over one trainer and one data path.
+
+``dssm_mixed``: plain two-tower on all scenarios; ``dssm_single``: one plain two-tower per scenario,
+trained on that scenario only; ``sass_base``: SASS without pretraining; ``sass``: pretraining then
+fine-tuning. ``popular`` needs no training and lives in evaluate.popular.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import get
+from ..models.retrieval import ModelConfig, RetrievalModel
+from .bank import ITEM_FIELDS, USER_FIELDS, FeatureBank
+from .finetune import FinetuneSettings, finetune
+from .loop import LoopSettings, seed_everything
+from .pretrain import PretrainSettings, pretrain
+
+log = logging.getLogger(__name__)
+
+ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass")
+TRAINED_ROWS = ROWS[1:]
+
+
+def model_config(params: dict[str, Any], scenarios: list[str], arch: str | None = None) -> ModelConfig:
+    m = params.get("model", {})
+    base = ModelConfig(scenarios=list(scenarios), n_user_fields=len(USER_FIELDS), n_item_fields=len(ITEM_FIELDS))
+    overrides = {k: v for k, v in m.items() if k in ModelConfig.__dataclass_fields__ and k != "scenarios"}
+    cfg = ModelConfig.from_dict({**base.to_dict(), **overrides})
+    if arch is not None:
+        cfg.arch = arch
+    return cfg
+
+
+def loop_settings(params: dict[str, Any], section: str, seed: int, progress: bool = True) -> LoopSettings:
+    sec = params.get(section, {})
+    return LoopSettings(epochs=int(sec.get("epochs", 1)), lr=float(sec.get("lr", 1e-3)),
+                        weight_decay=float(sec.get("weight_decay", 0.0)), seed=seed,
+                        checkpoint_every=int(get(params, "train.checkpoint_every", 200)), progress=progress,
+                        max_steps_per_epoch=int(sec.get("max_steps_per_epoch", 0)))
+
+
+def pretrain_settings(params: dict[str, Any], seed: int, progress: bool = True) -> PretrainSettings:
+    p = params.get("pretrain", {})
+    return PretrainSettings(loop=loop_settings(params, "pretrain", seed, progress),
+                            batch_size=int(p.get("batch_size", 512)), temperature=float(p.get("temperature", 0.1)),
+                            id_dropout=float(p.get("id_dropout", 0.5)))
+
+
+def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | None = None,
+                      progress: bool = True) -> FinetuneSettings:
+    f = params.get("finetune", {})
+    keys = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature", "aux_weight",
+            "early_stopping", "patience", "refit")
+    kw = {k: f[k] for k in keys if k in f}
+    return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios, **kw)
+
+
+def freeze_transferred(model: RetrievalModel) -> None:
+    """Freeze what pretraining produced (embeddings and tower weights) for the freeze ablation."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for tower in (model.user_tower, model.item_tower):
+        # keep the top layer trainable, otherwise fine-tuning has nothing to fit
+        for p in tower.global_net[-1].parameters():
+            p.requires_grad_(True)
+        if hasattr(tower, "scenario_net"):
+            for p in tower.scenario_net[-1].parameters():
+                p.requires_grad_(True)
+
+
+def run_pretraining(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: Path,
+                    init: RetrievalModel | None = None, progress: bool = True) -> tuple[RetrievalModel, dict]:
+    seed_everything(seed)
+    model = init if init is not None else RetrievalModel(model_config(params, bank.scenarios, "sass"))
+    torch.set_num_threads(int(get(params, "train.threads", 2)))
+    report = pretrain(model, bank, pretrain_settings(params, seed, progress), out_dir)
+    return model, report
+
+
+def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: Path,
+              pretrained: RetrievalModel | None = None, init: RetrievalModel | None = None,
+              progress: bool = True) -> tuple[dict[str, RetrievalModel], dict[str, Any]]:
+    """Train one reference row; returns scenario -> model and a training report.
+
+    ``pretrained`` is the stage-1 model for ``sass``; ``init`` warm-starts (incremental mode).
+    """
+    if row not in TRAINED_ROWS:
+        raise ValueError(f"unknown trained row {row!r}; choose from {TRAINED_ROWS}")
+    torch.set_num_threads(int(get(params, "train.threads", 2)))
+    out_dir = Path(out_dir)
+    if row == "dssm_single":
+        models, reports = {}, {}
+        for s in bank.scenarios:
+            seed_everything(seed)
+            model = RetrievalModel(model_config(params, bank.scenarios, "dssm"))
+            reports[s] = finetune(model, bank, finetune_settings(params, seed, [s], progress), out_dir / s)
+            models[s] = model
+        return models, reports
+    seed_everything(seed)
+    arch = "dssm" if row == "dssm_mixed" else "sass"
+    model = RetrievalModel(model_config(params, bank.scenarios, arch))
+    if init is not None:
+        model.load_state_dict(init.state_dict())
+    elif row == "sass":
+        if pretrained is None:
+            raise ValueError("row 'sass' needs the pretrained model (run pretraining first)")
+        if bool(get(params, "finetune.load_pretrained", True)):
+            model.load_state_dict(copy.deepcopy(pretrained.state_dict()))
+            if bool(get(params, "finetune.freeze_pretrained", False)):
+                freeze_transferred(model)
+    report = finetune(model, bank, finetune_settings(params, seed, None, progress), out_dir)
+    return {s: model for s in bank.scenarios}, report

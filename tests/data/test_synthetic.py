@@ -1,0 +1,187 @@
+"""The synthetic generator: canonical schema, determinism, and the structure it promises to plant.
+
+The structure bounds are deliberately loose: they guard the properties the pipeline relies on
+(skewed scenarios, cross-scenario overlap, a learnable user-topic signal, scenario-specific
+popularity), not the exact numbers, so retuning the world does not break them needlessly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sass_retrieval.data.schema import INTERACTIONS, ITEMS, USERS, day_dir, stored_dates
+from sass_retrieval.data.store import read_interactions, read_items, read_users
+from sass_retrieval.data.synthetic import (
+    SyntheticConfig,
+    build_world,
+    date_of_time_ms,
+    day_start_ms,
+    generate,
+)
+
+TINY = SyntheticConfig(seed=11, users=400, items=200, days=4, rows=20_000, chunk_rows=3_000)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, pd.DataFrame]:
+    store = tmp_path_factory.mktemp("synth")
+    summary = generate(store, TINY, progress=False)
+    return store, summary, read_interactions(store)
+
+
+def _frames(store: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return read_interactions(store), read_users(store), read_items(store)
+
+
+def test_same_seed_same_files_and_different_seed_differs(tmp_path: Path) -> None:
+    cfg = SyntheticConfig(seed=5, users=150, items=80, days=3, rows=4_000, chunk_rows=1_000)
+    generate(tmp_path / "a", cfg, progress=False)
+    generate(tmp_path / "b", cfg, progress=False)
+    for left, right in zip(_frames(tmp_path / "a"), _frames(tmp_path / "b"), strict=True):
+        pd.testing.assert_frame_equal(left, right)
+
+    other = SyntheticConfig(seed=6, users=150, items=80, days=3, rows=4_000, chunk_rows=1_000)
+    generate(tmp_path / "c", other, progress=False)
+    a, c = read_interactions(tmp_path / "a"), read_interactions(tmp_path / "c")
+    assert not a.equals(c)
+    assert not read_users(tmp_path / "a").equals(read_users(tmp_path / "c"))
+
+
+def test_tables_have_the_canonical_schema(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    store, _, df = tiny
+    for frame, table in ((df, INTERACTIONS), (read_users(store), USERS), (read_items(store), ITEMS)):
+        assert list(frame.columns) == table.names
+        assert {c: str(t) for c, t in frame.dtypes.items()} == {c: str(pd.Series(dtype=t).dtype)
+                                                                 for c, t in table.dtypes.items()}
+    # Raw parquet files carry the same dtypes, not only after the reader's cast.
+    part = sorted(day_dir(store, stored_dates(store)[0]).glob("*.parquet"))[0]
+    raw = pd.read_parquet(part)
+    assert raw["date"].dtype == np.int32 and raw["is_click"].dtype == np.int8
+    assert str(raw["scenario"].dtype) == str(pd.Series(dtype="string").dtype)
+    assert not df[INTERACTIONS.names].isna().any().any()
+    assert set(df["scenario"].unique()) <= set(TINY.scenarios)
+
+
+def test_ids_refer_to_the_users_and_items_tables(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    store, summary, df = tiny
+    users, items = read_users(store), read_items(store)
+    assert len(users) == TINY.users == summary["users"] and len(items) == TINY.items == summary["items"]
+    assert df["user_id"].isin(users["user_id"]).all()
+    assert df["video_id"].isin(items["video_id"]).all()
+    assert set(df["is_click"].unique()) <= {0, 1} and set(df["is_rand"].unique()) <= {0, 1}
+    assert (df["play_time_ms"] >= 0).all() and (df["duration_ms"] > 0).all()
+
+
+def test_rows_days_and_summary(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    store, summary, df = tiny
+    assert len(df) == TINY.rows == summary["rows"]
+    assert stored_dates(store) == TINY.dates == summary["days"]
+    counts = df["scenario"].value_counts()
+    assert summary["scenario_rows"] == {s: int(counts.get(s, 0)) for s in TINY.scenarios}
+    assert summary["click_rate"] == pytest.approx(df["is_click"].mean())
+    # Small chunks really stream: a day is written as several parts.
+    assert len(list(day_dir(store, TINY.dates[0]).glob("*.parquet"))) > 1
+
+
+def test_time_is_consistent_with_date(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    _, _, df = tiny
+    assert (date_of_time_ms(df["time_ms"].to_numpy()) == df["date"].to_numpy()).all()
+    for _, day in df.groupby("date"):
+        assert day["time_ms"].is_monotonic_increasing  # parts of a day are consecutive time ranges
+
+
+def test_date_of_time_ms_uses_utc_plus_8() -> None:
+    # 2022-04-24 16:00 UTC is midnight starting 2022-04-25 in Beijing.
+    assert date_of_time_ms(np.array([1650816000000 - 1, 1650816000000])).tolist() == [20220424, 20220425]
+    start = day_start_ms(20220425)
+    got = date_of_time_ms(np.array([start - 1, start, start + 86_400_000 - 1, start + 86_400_000]))
+    assert got.dtype == np.int32
+    assert got.tolist() == [20220424, 20220425, 20220425, 20220426]
+    assert date_of_time_ms(np.array([day_start_ms(20240301) - 1]))[0] == 20240229
+
+
+def test_scenarios_are_skewed_and_overlap(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    _, _, df = tiny
+    share = df["scenario"].value_counts(normalize=True)
+    assert share.index[0] == TINY.scenarios[0] and 0.6 < share.iloc[0] < 0.8
+    assert share.iloc[1] > 0.1 and share.iloc[-1] < 0.05 and len(share) == len(TINY.scenarios)
+    users_multi = (df.groupby("user_id")["scenario"].nunique() >= 2).mean()
+    items_multi = (df.groupby("video_id")["scenario"].nunique() >= 2).mean()
+    assert 0.35 < users_multi < 0.8
+    assert 0.5 < items_multi < 0.95
+
+
+def test_click_rate_and_duplicates_look_like_the_real_log(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    _, _, df = tiny
+    assert 0.33 < df["is_click"].mean() < 0.5
+    assert 0.005 < df.duplicated().mean() < 0.04
+    assert 0.002 < df["is_rand"].mean() < 0.03
+
+
+def test_user_topic_signal_is_learnable(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    _, _, df = tiny
+    world, _, _ = build_world(TINY)
+    on_topic = world.user_topic[df["user_id"].to_numpy()] == world.item_topic[df["video_id"].to_numpy()]
+    ctr_on, ctr_off = df["is_click"][on_topic].mean(), df["is_click"][~on_topic].mean()
+    assert ctr_on > ctr_off + 0.15
+    # Exposure is personalised too: the dominant topic is over-represented among a user's exposures.
+    assert on_topic.mean() > 2.0 / world.n_topics
+
+
+def test_side_attributes_leak_the_latent_state(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    store, _, df = tiny
+    world, _, _ = build_world(TINY)
+    users = read_users(store).set_index("user_id").loc[np.arange(TINY.users)]
+    assert (users["profile_0"].to_numpy() == world.user_topic).mean() > 0.6
+    items = read_items(store).set_index("video_id").loc[np.arange(TINY.items)]
+    tag_purity = pd.crosstab(world.item_topic, items["tag"].to_numpy()).max(axis=1).sum() / TINY.items
+    assert tag_purity > 0.7
+    rows = df.groupby("user_id").size().reindex(users.index, fill_value=0)
+    full = rows[users["active_degree"] == "full_active"].mean()
+    rest = rows[users["active_degree"] != "full_active"].mean()
+    assert full > rest
+
+
+def test_item_popularity_differs_between_scenarios(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    _, _, df = tiny
+    clicks = df[df["is_click"] == 1].groupby(["video_id", "scenario"]).size().unstack(fill_value=0)
+    a, b = TINY.scenarios[0], TINY.scenarios[1]
+    assert clicks[a].corr(clicks[b], method="spearman") < 0.95
+
+
+def test_new_items_appear_during_the_window(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    _, _, df = tiny
+    world, _, _ = build_world(TINY)
+    first_seen = df.groupby("video_id")["date"].min()
+    late = world.item_first_day[first_seen.index.to_numpy()] > 0
+    assert late.any()
+    first_day_idx = first_seen.map({d: i for i, d in enumerate(TINY.dates)}).to_numpy()
+    assert (first_day_idx >= world.item_first_day[first_seen.index.to_numpy()]).all()
+
+
+def test_from_params_reads_the_synthetic_section() -> None:
+    params = {"data": {"synthetic": {"seed": 3, "users": 10, "scenarios": ["a", "b"], "rows": 500}}}
+    cfg = SyntheticConfig.from_params(params)
+    assert (cfg.seed, cfg.users, cfg.scenarios, cfg.rows) == (3, 10, ("a", "b"), 500)
+    assert (cfg.items, cfg.days, cfg.start_date) == (1500, 11, 20220425)
+    assert SyntheticConfig.from_params({}) == SyntheticConfig()
+
+
+def test_bad_config_is_rejected() -> None:
+    with pytest.raises(ValueError, match="scenarios"):
+        SyntheticConfig(scenarios=("a", "a"))
+    with pytest.raises(ValueError, match="start_date"):
+        SyntheticConfig(start_date=20221345)
+
+
+@pytest.mark.parametrize("scenarios", [("only",), ("big", "small")])
+def test_few_scenarios_and_tiny_sizes_work(tmp_path: Path, scenarios: tuple[str, ...]) -> None:
+    cfg = SyntheticConfig(seed=1, users=20, items=12, scenarios=scenarios, days=2, rows=600)
+    summary = generate(tmp_path, cfg, progress=False)
+    df = read_interactions(tmp_path)
+    assert len(df) == 600 == summary["rows"]
+    assert set(df["scenario"].unique()) == set(scenarios)

@@ -1,0 +1,303 @@
+"""Great Expectations validation of the canonical store: one valid store, one test per bad-input class."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sass_retrieval.data.schema import INTERACTIONS, ITEMS, USERS, day_dir, table_path
+from sass_retrieval.data.store import DayWriter, write_table
+from sass_retrieval.data.validation import ValidationFailed, ValidationRules, validate_store
+
+DATES = [20240301, 20240302, 20240303]
+SCENARIOS = ["0", "1"]
+N_USERS, N_ITEMS, ROWS_PER_DAY = 50, 40, 200
+UTC8 = dt.timezone(dt.timedelta(hours=8))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _great_expectations_imported():
+    """Pay GE's multi-second import once in setup, not inside whichever test happens to run first."""
+    import great_expectations  # noqa: F401
+
+
+def day_rows(date: int, n: int = ROWS_PER_DAY, seed: int = 0) -> pd.DataFrame:
+    """n canonical interaction rows of one day, time_ms inside the day in UTC+8, no duplicates."""
+    rng = np.random.default_rng(seed + date)
+    day = dt.datetime.strptime(str(date), "%Y%m%d").replace(tzinfo=UTC8)
+    start_ms = int(day.timestamp() * 1000)
+    # distinct timestamps keep (user, video, time_ms, scenario) unique
+    offsets = np.sort(rng.choice(86_400_000, size=n, replace=False))
+    return pd.DataFrame({
+        "user_id": rng.integers(0, N_USERS, n),
+        "video_id": rng.integers(0, N_ITEMS, n),
+        "date": date,
+        "time_ms": start_ms + offsets,
+        "scenario": rng.choice(SCENARIOS, n),
+        "is_click": rng.integers(0, 2, n),
+        "play_time_ms": rng.integers(0, 60_000, n),
+        "duration_ms": rng.integers(5_000, 60_000, n),
+        "is_rand": rng.integers(0, 2, n),
+    })
+
+
+def users_frame(n: int = N_USERS) -> pd.DataFrame:
+    df = pd.DataFrame({"user_id": np.arange(n)})
+    for c in USERS.names[1:]:
+        df[c] = "A" if USERS.dtypes[c] == "string" else 0
+    return df
+
+
+def items_frame(n: int = N_ITEMS) -> pd.DataFrame:
+    df = pd.DataFrame({"video_id": np.arange(n), "author_id": np.arange(n) % 7, "tag": np.arange(n) % 5,
+                       "video_type": "NORMAL", "upload_type": "ShortImport"})
+    df["video_duration_ms"] = 30_000.0
+    return df
+
+
+def make_store(root: Path, days: dict[int, pd.DataFrame] | None = None, users: pd.DataFrame | None = None,
+               items: pd.DataFrame | None = None) -> Path:
+    """A small valid store (3 days x 200 rows, 50 users, 40 items, 2 scenarios) unless overridden."""
+    store = root / "store"
+    days = {d: day_rows(d) for d in DATES} if days is None else days
+    writer = DayWriter(store)
+    for frame in days.values():
+        if len(frame):
+            writer.write(frame)
+    writer.commit()
+    write_table(users_frame() if users is None else users, store, USERS)
+    write_table(items_frame() if items is None else items, store, ITEMS)
+    return store
+
+
+def overwrite_day(store: Path, date: int, frame: pd.DataFrame) -> Path:
+    """Replace a day's files with one parquet written as-is (no conform: lets tests break dtypes)."""
+    folder = day_dir(store, date)
+    for f in folder.glob("*.parquet"):
+        f.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "part-00000.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.astype(INTERACTIONS.dtypes)
+
+
+def run(store: Path, tmp_path: Path, **rules) -> dict:
+    return validate_store(store, DATES, SCENARIOS, ValidationRules(**rules), tmp_path / "report")
+
+
+def expect_failure(store: Path, tmp_path: Path, *needles: str, **rules) -> str:
+    with pytest.raises(ValidationFailed) as info:
+        run(store, tmp_path, **rules)
+    msg = str(info.value)
+    lines = msg.splitlines()
+    assert any(all(n in line for n in needles) for line in lines), f"no line with {needles} in:\n{msg}"
+    assert info.value.failures
+    # the report is written before the exception
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["success"] is False and summary["failures"]
+    return msg
+
+
+# ---- the valid store ----------------------------------------------------------------------------
+
+
+def test_module_import_does_not_import_great_expectations():
+    import subprocess
+
+    code = ("import sys, sass_retrieval.data.validation; "
+            "sys.exit(1 if 'great_expectations' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_valid_store_passes_and_writes_report(tmp_path):
+    store = make_store(tmp_path)
+    summary = run(store, tmp_path)
+    report = tmp_path / "report"
+    assert summary["success"] is True
+    assert set(summary["suites"]) == {"interactions", "users", "items"}
+    on_disk = json.loads((report / "summary.json").read_text())
+    assert on_disk["success"] is True
+    inter = on_disk["suites"]["interactions"]
+    assert inter["success"] and inter["counts"]["unsuccessful"] == 0 and inter["counts"]["evaluated"] > 10
+    assert inter["rows"] == 3 * ROWS_PER_DAY
+    assert inter["days"] == {str(d): ROWS_PER_DAY for d in DATES}
+    assert all("observed" in e for e in inter["expectations"])
+    kinds = {e["expectation_type"] for e in inter["expectations"]}
+    assert {"expect_column_values_to_be_of_type", "expect_column_values_to_not_be_null",
+            "expect_column_values_to_be_in_set", "expect_column_distinct_values_to_contain_set"} <= kinds
+    index = report / "data_docs" / "index.html"
+    assert index.is_file()
+    html = index.read_text()
+    for name in ("interactions", "users", "items"):
+        assert name in html
+
+
+def test_rules_from_params():
+    rules = ValidationRules.from_params({"validation": {"min_rows_per_day": 5, "max_duplicate_rate": 0.1}})
+    assert rules.min_rows_per_day == 5 and rules.max_duplicate_rate == 0.1
+    assert rules.max_unknown_id_rate == ValidationRules().max_unknown_id_rate
+    assert ValidationRules.from_params({}) == ValidationRules()
+
+
+# ---- one test per bad-input class ---------------------------------------------------------------
+
+
+def test_missing_column(tmp_path):
+    store = make_store(tmp_path)
+    path = overwrite_day(store, DATES[1], canonical(day_rows(DATES[1])).drop(columns=["is_click"]))
+    msg = expect_failure(store, tmp_path, "interactions", str(path), "is_click", "expect_column_to_exist")
+    assert "interactions" in msg
+
+
+def test_missing_column_in_every_file_fails_the_column_set(tmp_path):
+    store = make_store(tmp_path)
+    for d in DATES:
+        overwrite_day(store, d, canonical(day_rows(d)).drop(columns=["scenario"]))
+    expect_failure(store, tmp_path, "interactions", "column scenario", "expect_table_columns_to_match_set")
+
+
+def test_wrong_dtype(tmp_path):
+    store = make_store(tmp_path)
+    frame = canonical(day_rows(DATES[0]))
+    frame["is_click"] = frame["is_click"].astype("float64")
+    overwrite_day(store, DATES[0], frame)
+    expect_failure(store, tmp_path, "interactions", f"day {DATES[0]}", "column is_click",
+                   "expect_column_values_to_be_of_type", "float64")
+
+
+def test_null_ids(tmp_path):
+    store = make_store(tmp_path)
+    frame = canonical(day_rows(DATES[2]))
+    frame["user_id"] = frame["user_id"].astype("Int64")
+    frame.loc[:9, "user_id"] = pd.NA
+    overwrite_day(store, DATES[2], frame)
+    expect_failure(store, tmp_path, "interactions", f"day {DATES[2]}", "column user_id",
+                   "expect_column_values_to_not_be_null")
+
+
+def test_labels_outside_0_1(tmp_path):
+    frame = day_rows(DATES[0])
+    frame.loc[:4, "is_click"] = 2
+    store = make_store(tmp_path, days={DATES[0]: frame, **{d: day_rows(d) for d in DATES[1:]}})
+    expect_failure(store, tmp_path, "interactions", f"day {DATES[0]}", "column is_click",
+                   "expect_column_values_to_be_in_set")
+
+
+def test_unknown_scenario(tmp_path):
+    frame = day_rows(DATES[1])
+    frame.loc[:4, "scenario"] = "99"
+    store = make_store(tmp_path, days={**{d: day_rows(d) for d in DATES}, DATES[1]: frame})
+    msg = expect_failure(store, tmp_path, "interactions", "column scenario", "expect_column_values_to_be_in_set")
+    assert "'99'" in msg
+
+
+def test_missing_day(tmp_path):
+    store = make_store(tmp_path, days={d: day_rows(d) for d in DATES if d != DATES[1]})
+    expect_failure(store, tmp_path, "interactions", f"day {DATES[1]}", "column date",
+                   "expect_column_distinct_values_to_contain_set")
+
+
+def test_empty_day_file(tmp_path):
+    store = make_store(tmp_path)
+    overwrite_day(store, DATES[2], canonical(day_rows(DATES[2])).iloc[:0])
+    expect_failure(store, tmp_path, "interactions", f"day {DATES[2]}", "column date",
+                   "expect_column_distinct_values_to_contain_set")
+
+
+def test_day_below_min_rows(tmp_path):
+    days = {d: day_rows(d) for d in DATES}
+    days[DATES[0]] = day_rows(DATES[0], n=50)
+    store = make_store(tmp_path, days=days)
+    expect_failure(store, tmp_path, "interactions", f"day {DATES[0]}", "column day_row_count",
+                   "expect_column_values_to_be_between", min_rows_per_day=100, min_day_ratio=0.0)
+
+
+def test_day_with_far_fewer_rows_than_usual(tmp_path):
+    days = {d: day_rows(d, n=1000) for d in DATES}
+    days[DATES[1]] = day_rows(DATES[1], n=150)          # above min_rows_per_day, but 0.15 x median
+    store = make_store(tmp_path, days=days)
+    expect_failure(store, tmp_path, "interactions", f"day {DATES[1]}", "column day_row_ratio",
+                   "expect_column_values_to_be_between")
+
+
+def test_duplicated_rows(tmp_path):
+    store = make_store(tmp_path)
+    twice = pd.concat([day_rows(DATES[0])] * 2, ignore_index=True)   # a day ingested twice
+    overwrite_day(store, DATES[0], canonical(twice))
+    msg = expect_failure(store, tmp_path, "interactions", f"day {DATES[0]}", "column is_duplicate",
+                         "expect_column_values_to_be_in_set")
+    assert "mostly=0.95" in msg
+
+
+def test_duplicates_below_threshold_pass(tmp_path):
+    frame = day_rows(DATES[0])
+    frame = pd.concat([frame, frame.iloc[:5]], ignore_index=True)     # 5 of 605 rows ~ 0.8 %
+    store = make_store(tmp_path, days={**{d: day_rows(d) for d in DATES}, DATES[0]: frame})
+    assert run(store, tmp_path)["success"] is True
+
+
+def test_rows_dated_outside_window(tmp_path):
+    store = make_store(tmp_path)
+    outside = canonical(day_rows(20240310))
+    frame = pd.concat([canonical(day_rows(DATES[2])), outside.iloc[:20]], ignore_index=True)
+    overwrite_day(store, DATES[2], frame)
+    msg = expect_failure(store, tmp_path, "interactions", f"day {DATES[2]}", "column date",
+                         "expect_column_values_to_be_between")
+    assert "20240310" in msg
+
+
+def test_time_ms_inconsistent_with_date(tmp_path):
+    frame = day_rows(DATES[1])
+    frame["time_ms"] = frame["time_ms"] + 2 * 86_400_000            # stamps two days later
+    store = make_store(tmp_path, days={**{d: day_rows(d) for d in DATES}, DATES[1]: frame})
+    expect_failure(store, tmp_path, "interactions", f"day {DATES[1]}", "column hours_into_date",
+                   "expect_column_values_to_be_between")
+
+
+def test_corrupt_parquet_names_the_file(tmp_path):
+    store = make_store(tmp_path)
+    path = next(day_dir(store, DATES[1]).glob("*.parquet"))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])                          # truncated
+    msg = expect_failure(store, tmp_path, "interactions", str(path), "file_readable")
+    assert "Traceback" not in msg
+
+
+def test_missing_users_table_names_the_file(tmp_path):
+    store = make_store(tmp_path)
+    table_path(store, "users").unlink()
+    expect_failure(store, tmp_path, "users", str(table_path(store, "users")), "file_exists")
+
+
+def test_unknown_user_ids(tmp_path):
+    store = make_store(tmp_path, users=users_frame(45))              # ~10 % of the log's users unknown
+    expect_failure(store, tmp_path, "interactions", "column user_known", "expect_column_values_to_be_in_set")
+
+
+def test_unknown_video_ids(tmp_path):
+    store = make_store(tmp_path, items=items_frame(30))              # feature table misses ids 30..39
+    expect_failure(store, tmp_path, "interactions", "column video_known", "expect_column_values_to_be_in_set")
+
+
+def test_duplicate_user_ids_in_users_table(tmp_path):
+    users = pd.concat([users_frame(), users_frame().iloc[:3]], ignore_index=True)
+    store = make_store(tmp_path, users=users)
+    expect_failure(store, tmp_path, "users", "column user_id", "expect_column_values_to_be_unique")
+
+
+def test_wrong_dtype_in_items_table(tmp_path):
+    store = make_store(tmp_path)
+    items = items_frame().astype(ITEMS.dtypes)
+    items["tag"] = items["tag"].astype(str)
+    items.to_parquet(table_path(store, "items"), index=False)
+    expect_failure(store, tmp_path, "items", "column tag", "expect_column_values_to_be_of_type")
