@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from sass_retrieval.train.checkpoint import load_model, save_checkpoint
+    from sass_retrieval.train.distributed import init_from_env, is_main
     from sass_retrieval.train.recipes import run_pretraining
 
+    init_from_env()  # under torchrun: join the gloo process group; standalone: no-op
     t0 = time.perf_counter()
     run = load_run(args.params)
     out = safe_path(args.out)
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         model, report = RetrievalModel(model_config(params, bank.scenarios, "sass")), {"skipped": True}
     else:
         model, report = run_pretraining(bank, params, seed, out, init=init, progress=not args.no_progress)
+    if not is_main():
+        return 0
     save_checkpoint(out / "model.pt", model, meta={"stage": "pretrain", "window": run.window.__dict__,
                                                    "warm_start": str(warm) if warm else None})
     (out / "resume.pt").unlink(missing_ok=True)

@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from sass_retrieval.train.checkpoint import load_model, save_checkpoint
+    from sass_retrieval.train.distributed import init_from_env, is_main
     from sass_retrieval.train.recipes import train_row
 
+    init_from_env()  # under torchrun: join the gloo process group; standalone: no-op
     t0 = time.perf_counter()
     run = load_run(args.params)
     out = safe_path(args.out or f"models/{args.row}")
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     seed = int(get(params, "train.seed", 0))
     models, report = train_row(args.row, bank, params, seed, out, pretrained=pretrained, init=init,
                                progress=not args.no_progress)
+    if not is_main():
+        return 0
     meta = {"row": args.row, "window": run.window.__dict__, "scenarios": bank.scenarios}
     if args.row == "dssm_single":
         for s, m in models.items():

@@ -55,13 +55,17 @@ class RetrievalModel(nn.Module):
         n_s = len(cfg.scenarios)
         if n_s == 0:
             raise ValueError("ModelConfig.scenarios must list the run's scenarios")
-        self.user_emb = nn.Embedding(cfg.user_buckets, cfg.emb_dim)
-        self.video_emb = nn.Embedding(cfg.video_buckets, cfg.emb_dim, padding_idx=0)
-        self.user_fields = nn.Embedding(cfg.n_user_fields * cfg.field_buckets, cfg.field_dim)
-        self.item_fields = nn.Embedding(cfg.n_item_fields * cfg.field_buckets, cfg.field_dim)
+        # Bucket 0 is the padding / masked-id row. Sparse gradients: see train.loop.PairedOptimizer.
+        self.user_emb = nn.Embedding(cfg.user_buckets, cfg.emb_dim, padding_idx=0, sparse=True)
+        self.video_emb = nn.Embedding(cfg.video_buckets, cfg.emb_dim, padding_idx=0, sparse=True)
+        self.user_fields = nn.Embedding(cfg.n_user_fields * cfg.field_buckets, cfg.field_dim, sparse=True)
+        self.item_fields = nn.Embedding(cfg.n_item_fields * cfg.field_buckets, cfg.field_dim, sparse=True)
         self.scen_emb = nn.Embedding(n_s, cfg.scen_dim)
         for emb in (self.user_emb, self.video_emb, self.user_fields, self.item_fields):
             nn.init.normal_(emb.weight, std=0.05)
+        with torch.no_grad():
+            self.user_emb.weight[0].zero_()
+            self.video_emb.weight[0].zero_()
         d_user = 2 * cfg.emb_dim + cfg.n_user_fields * cfg.field_dim + N_STATS + cfg.scen_dim
         d_item = cfg.emb_dim + cfg.n_item_fields * cfg.field_dim + N_STATS + cfg.scen_dim
         kw = dict(hidden=cfg.hidden, layers=cfg.layers, arch=cfg.arch, gate=cfg.gate, bias_net=cfg.bias_net,

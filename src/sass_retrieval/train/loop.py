@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..models.retrieval import RetrievalModel
 from .checkpoint import CheckpointError, load_payload, save_checkpoint
+from .distributed import average_gradients, barrier, broadcast_model, world
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,41 @@ class LoopSettings:
     max_steps_per_epoch: int = 0   # 0 = no cap; tests and smoke runs cap it
 
 
-def make_optimizer(model: torch.nn.Module, s: LoopSettings) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+class PairedOptimizer:
+    """Adam for dense weights plus SparseAdam for the hashed embedding tables.
+
+    The id tables have ~10^5 rows of which a batch touches a few thousand; dense Adam would update
+    (and decay) every row at every step, which made the optimizer step the largest cost of training.
+    """
+
+    def __init__(self, model: torch.nn.Module, s: LoopSettings) -> None:
+        sparse_ids = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse}
+        dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
+        sparse = [p for p in model.parameters() if p.requires_grad and id(p) in sparse_ids]
+        self.opts: list[torch.optim.Optimizer] = []
+        if dense:
+            self.opts.append(torch.optim.Adam(dense, lr=s.lr, weight_decay=s.weight_decay))
+        if sparse:
+            self.opts.append(torch.optim.SparseAdam(sparse, lr=s.lr))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.opts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.opts:
+            o.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {str(i): o.state_dict() for i, o in enumerate(self.opts)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for i, o in enumerate(self.opts):
+            o.load_state_dict(state[str(i)])
+
+
+def make_optimizer(model: torch.nn.Module, s: LoopSettings) -> PairedOptimizer:
+    return PairedOptimizer(model, s)
 
 
 class LossLog:
@@ -80,6 +113,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
     Every ``checkpoint_every`` steps the model and optimizer go to ``resume_path``; if that file exists
     at start, training continues from it. ``on_epoch_end`` returning True stops early.
     """
+    rank, n_proc = world()
+    broadcast_model(model)
     opt = make_optimizer(model, settings)
     start_epoch, start_step, global_step = 0, 0, 0
     resume = Path(resume_path).exists()
@@ -96,7 +131,7 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             start_step = int(payload["state"]["step"])
             global_step = int(payload["state"]["global_step"])
             log.info("%s: resuming at epoch %d step %d", desc, start_epoch, start_step)
-    logger = LossLog(loss_log, ["step", "epoch", "loss"], resume)
+    logger = LossLog(loss_log if rank == 0 else Path(f"{loss_log}.rank{rank}"), ["step", "epoch", "loss"], resume)
     history: list[float] = []
     stopped_early = False
     try:
@@ -105,17 +140,19 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             total = n_batches(epoch)
             if settings.max_steps_per_epoch:
                 total = min(total, settings.max_steps_per_epoch)
+            total -= total % n_proc  # every rank takes the same number of steps
             losses = []
             bar = tqdm(total=total, desc=f"{desc} epoch {epoch + 1}/{settings.epochs}", disable=not settings.progress,
                        initial=start_step if epoch == start_epoch else 0)
             for step, closure in batches(epoch):
                 if step >= total:
                     break
-                if epoch == start_epoch and step < start_step:
+                if (epoch == start_epoch and step < start_step) or step % n_proc != rank:
                     continue
                 opt.zero_grad(set_to_none=True)
                 loss = closure()
                 loss.backward()
+                average_gradients(model)
                 opt.step()
                 global_step += 1
                 value = float(loss.detach())
@@ -123,7 +160,7 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 logger.write({"step": global_step, "epoch": epoch, "loss": round(value, 6)})
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}")
-                if settings.checkpoint_every and global_step % settings.checkpoint_every == 0:
+                if rank == 0 and settings.checkpoint_every and global_step % settings.checkpoint_every == 0:
                     save_checkpoint(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch,
                                                                "step": step + 1, "global_step": global_step})
             bar.close()
@@ -131,8 +168,10 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             mean = float(np.mean(losses)) if losses else float("nan")
             history.append(mean)
             log.info("%s epoch %d: mean loss %.4f", desc, epoch + 1, mean)
-            save_checkpoint(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch + 1, "step": 0,
-                                                       "global_step": global_step})
+            barrier()
+            if rank == 0:
+                    save_checkpoint(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch + 1,
+                                                           "step": 0, "global_step": global_step})
             if on_epoch_end is not None and on_epoch_end(epoch):
                 stopped_early = True
                 break

@@ -1,0 +1,43 @@
+# Two commands on a fresh machine:   make run   (install + the whole pipeline on synthetic data)
+#                                     make test  (install + the test suite)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast lint bench-quality bench-speed bench-scale bench-index airflow clean
+
+install: $(VENV)/.installed
+
+# torch is pinned and installed first: an unpinned torch pulls gigabytes of CUDA wheels.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+run: install
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src pipelines dags tests bench
+
+airflow: install
+	bash scripts/airflow-standalone.sh
+
+bench-quality: install
+	$(PY) bench/quality.py
+
+bench-index: install
+	$(PY) bench/index_bench.py
+
+clean:
+	rm -rf data models indexes metrics plots reports runs published .dvc/tmp

@@ -1,0 +1,137 @@
+"""sass_daily: the daily retrain, derived from dvc.yaml (no second hand-written graph).
+
+    configure -> <one task per dvc.yaml stage; foreach stages are mapped over their items> -> record_run
+
+- Tasks and edges come from ``sass_retrieval.orchestration.dvc_graph``: add a stage to dvc.yaml and it
+  appears here. A foreach stage (``split``, ``reference``, ``index``) is one mapped task,
+  ``.expand(item=[...])``, whose instances run in parallel.
+- Each task runs the stage's resolved cmd itself, then records it in dvc.lock with ``dvc commit`` under a
+  process-level file lock, so parallel instances never fight over DVC's repo lock.
+- ``configure`` writes the run's day (the date of data_interval_start, or the ``end_date`` param) into
+  params.yaml ``window.end_date``; ``record_run`` keeps runs/<YYYYMMDD>/ and pushes the DVC cache.
+- A failing stage fails its task; downstream tasks (publish included) do not run, so the published
+  model stays in service. Exit code 2 (data validation failed) is not retried.
+
+The project folder is $SASS_PROJECT_DIR, else the folder above this file. Heavy libraries (torch,
+great_expectations, dvc) are only imported inside the stage subprocesses: parsing this file reads two
+YAML files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, get_current_context, task
+
+ROOT = Path(os.environ.get("SASS_PROJECT_DIR") or Path(__file__).resolve().parents[1]).resolve()
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from sass_retrieval.orchestration import dvc_graph  # noqa: E402  (pure: PyYAML only)
+
+DAG_ID = "sass_daily"
+CONFIGURE, RECORD = "configure", "record_run"
+GROUPS = dvc_graph.task_groups(dvc_graph.load_graph(ROOT))
+log = logging.getLogger("sass.dag")
+
+default_args = {
+    "owner": "sass",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,     # 2 min, then 4 min
+    "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": timedelta(hours=6),
+}
+
+
+def _fail(exc):
+    """A stage exit code that retrying can not fix (2: validation failed) fails the task for good."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(str(exc))
+
+
+def _run(stage: str) -> None:
+    from sass_retrieval.orchestration import runs
+
+    try:
+        runs.run_stage(ROOT, stage, logger=log)
+    except runs.StageFailed as exc:
+        if exc.final:
+            raise _fail(exc) from exc
+        raise
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Daily multi-scenario retrieval retrain, derived from dvc.yaml",
+    # An explicit timetable: the data interval is one whole day [D 02:00, D+1 02:00) UTC, and the run for
+    # day D starts at D+1 02:00 (a bare "@daily" would give a zero-width interval in Airflow 3).
+    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    start_date=datetime(2022, 4, 25, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,                    # days run in order: each warm-starts from the previous one
+    default_args=default_args,
+    params={
+        "end_date": Param("", type="string", pattern=r"^(|auto|\d{8})$",
+                          description="Override the run's last day of data: YYYYMMDD, 'auto' (last stored "
+                                      "day) or empty (the date of data_interval_start)"),
+    },
+    tags=["sass", "dvc"],
+    doc_md=__doc__,
+) as dag:
+
+    @task(task_id=CONFIGURE, retries=0)
+    def configure() -> str:
+        from sass_retrieval.orchestration import runs
+
+        ctx = get_current_context()
+        dag_run = ctx.get("dag_run")
+        day = runs.end_date_for(override=(ctx.get("params") or {}).get("end_date"),
+                                data_interval_start=ctx.get("data_interval_start"),
+                                logical_date=ctx.get("logical_date"),
+                                run_after=getattr(dag_run, "run_after", None))
+        previous = runs.set_window_end(ROOT / "params.yaml", day)
+        log.info("window.end_date: %s -> %s (params.yaml in %s)", previous, day, ROOT)
+        return day
+
+    @task
+    def run_stage(stage: str) -> None:
+        _run(stage)
+
+    @task(map_index_template="{{ stage_item }}")
+    def run_item(group: str, item: str) -> None:
+        get_current_context()["stage_item"] = item  # the mapped instance's name in the UI
+        _run(f"{group}{dvc_graph.JOIN}{item}")
+
+    @task(task_id=RECORD)
+    def record_run(day: str) -> str:
+        from sass_retrieval.orchestration import runs
+
+        ctx = get_current_context()
+        dag_run = ctx.get("dag_run")
+        meta = {"dag_id": DAG_ID, "run_id": getattr(dag_run, "run_id", None),
+                "data_interval_start": ctx.get("data_interval_start"),
+                "data_interval_end": ctx.get("data_interval_end")}
+        return str(runs.record_run(ROOT, day, meta, logger=log))
+
+    day = configure()
+    tasks = {}
+    for g in GROUPS:
+        if g.mapped:
+            t = run_item.override(task_id=g.name).partial(group=g.name).expand(item=list(g.items))
+        else:
+            t = run_stage.override(task_id=g.name)(stage=g.name)
+        tasks[g.name] = t
+        for up in g.upstream:
+            tasks[up] >> t
+        if not g.upstream:
+            day >> t
+    record = record_run(day)
+    sinks = [g.name for g in GROUPS if not any(g.name in other.upstream for other in GROUPS)]
+    for name in sinks:
+        tasks[name] >> record

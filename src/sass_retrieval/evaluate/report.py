@@ -1,0 +1,960 @@
+"""The run report: one self-contained HTML page per run, plus a markdown twin.
+
+Three steps, each a plain function:
+
+1. :func:`gather` reads what the stages wrote (metrics, validation summary, split statistics,
+   training reports and loss CSVs, the last published metrics) into a :class:`RunReport`. A missing
+   or unreadable input never raises: it is left ``None``/empty and named in ``RunReport.problems``.
+2. :func:`draw_figures` draws the training curves and the per-scenario bar chart with matplotlib's
+   Agg canvas (no pyplot state, no display) and returns PNG bytes by figure name.
+3. :func:`sections` turns both into a list of format-neutral blocks (headings, notes, tables,
+   images), which :func:`render_html` (inline CSS, base64 images, no external resource) and
+   :func:`render_markdown` (images linked from ``images/``) render the same way.
+
+:func:`write_report` does all three and writes ``index.html``, ``report.md`` and ``images/*.png``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import json
+import math
+import os
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+HEADLINE = ("ndcg@50", "hit_rate@50")
+METRIC_LABEL = {"ndcg": "NDCG", "hit_rate": "HitRate", "recall": "Recall"}
+CANDIDATE = "sass"
+LOSS_PHASES = ("select", "refit", "full")
+PHASE_LABEL = {"select": "select (early-stopping run)", "refit": "refit (all training days)",
+               "full": "full (all training days)"}
+DASH = "–"
+
+
+# ---- inputs -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """Everything the report shows, read from the stage outputs (see :func:`gather`)."""
+
+    generated: str                                   # ISO time (UTC) the report was made
+    commit: str | None = None                        # git commit of the code, when known
+    metrics: dict | None = None                      # metrics/metrics.json
+    metrics_path: str = "metrics/metrics.json"
+    validation: dict | None = None                   # reports/validation/summary.json
+    validation_path: str = "reports/validation/summary.json"
+    data_docs_href: str | None = None                # GE Data Docs index, relative to the report folder
+    stats: dict[str, dict] = field(default_factory=dict)       # scenario -> data/features/<s>/stats.json
+    pairs_stats: dict | None = None                  # data/features/pairs/stats.json
+    pretrain_loss: pd.DataFrame | None = None        # models/pretrain/loss.csv
+    pretrain_report: dict | None = None              # models/pretrain/report.json
+    # row -> curve label -> phase -> loss frame; the label is the row, or "<row>/<scenario>" (dssm_single)
+    finetune_loss: dict[str, dict[str, dict[str, pd.DataFrame]]] = field(default_factory=dict)
+    train_reports: dict[str, dict] = field(default_factory=dict)  # row -> models/<row>/report.json
+    published: dict | None = None                    # <publish.dir>/current/metrics.json
+    published_version: str | None = None             # the version folder "current" points at
+    problems: list[str] = field(default_factory=list)  # inputs that were missing or unreadable
+
+    # -- derived views
+    @property
+    def rows(self) -> dict[str, dict]:
+        return dict((self.metrics or {}).get("rows") or {})
+
+    @property
+    def scenarios(self) -> list[str]:
+        m = self.metrics or {}
+        if m.get("reported"):
+            return [str(s) for s in m["reported"]]
+        for r in self.rows.values():
+            return list(r.get("per_scenario", {}))
+        return sorted(s for s, st in self.stats.items() if st.get("reported", True))
+
+    @property
+    def window(self) -> dict:
+        return dict((self.metrics or {}).get("window") or {})
+
+    @property
+    def ks(self) -> list[int]:
+        ks: set[int] = set()
+        for r in self.rows.values():
+            for name in r.get("macro", {}):
+                if "@" in name and name.split("@")[1].isdigit():
+                    ks.add(int(name.split("@")[1]))
+        return sorted(ks)
+
+    @property
+    def validation_curves(self) -> dict[str, list[dict]]:
+        """Curve label -> [{"epoch", "val_ndcg@50"}] from the fine-tuning reports."""
+        out: dict[str, list[dict]] = {}
+        for row, rep in self.train_reports.items():
+            for label, inner in _row_reports(row, rep).items():
+                curve = inner.get("validation") or []
+                if curve:
+                    out[label] = curve
+        return out
+
+
+def _row_reports(row: str, report_json: dict) -> dict[str, dict]:
+    """Label -> the fine-tuning report of one model (dssm_single has one per scenario)."""
+    inner = report_json.get("report", report_json) if isinstance(report_json, dict) else {}
+    if not isinstance(inner, dict):
+        return {}
+    if row == "dssm_single" and inner and all(isinstance(v, dict) for v in inner.values()):
+        return {f"{row}/{s}": v for s, v in inner.items()}
+    return {row: inner}
+
+
+def _read_json(path: Path, problems: list[str], what: str) -> Any:
+    if not path.is_file():
+        problems.append(f"{what}: {path} not found")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problems.append(f"{what}: {path} unreadable ({type(exc).__name__}: {exc})")
+        return None
+
+
+def read_loss(path: Path) -> pd.DataFrame | None:
+    """A step,epoch,loss CSV; None when missing, unreadable or empty."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return None
+    if not {"step", "loss"} <= set(df.columns):
+        return None
+    df = df[["step", "epoch", "loss"] if "epoch" in df.columns else ["step", "loss"]]
+    df = df.apply(pd.to_numeric, errors="coerce").dropna(subset=["step", "loss"])
+    return df.reset_index(drop=True) if len(df) else None
+
+
+def _phase_losses(folder: Path) -> dict[str, pd.DataFrame]:
+    out = {}
+    for phase in LOSS_PHASES:
+        df = read_loss(folder / f"loss-{phase}.csv")
+        if df is not None:
+            out[phase] = df
+    return out
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The checked-out commit (short hash, "+dirty" with uncommitted tracked changes), or None."""
+    env = os.environ.get("SASS_GIT_COMMIT")
+    if env:
+        return env
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (sha + ("+dirty" if dirty else "")) or None
+
+
+def gather(metrics: str | Path, validation_dir: str | Path, models_dir: str | Path,
+           features_dir: str | Path, published_dir: str | Path | None, out_dir: str | Path,
+           commit: str | None = None, now: dt.datetime | None = None) -> RunReport:
+    """Read the run's outputs into a :class:`RunReport`; missing inputs are recorded, not raised."""
+    metrics, validation_dir, models_dir = Path(metrics), Path(validation_dir), Path(models_dir)
+    features_dir, out_dir = Path(features_dir), Path(out_dir)
+    now = now or dt.datetime.now(dt.UTC)
+    rep = RunReport(generated=now.isoformat(timespec="seconds"), commit=commit, metrics_path=str(metrics),
+                    validation_path=str(validation_dir / "summary.json"))
+    problems = rep.problems
+    rep.metrics = _read_json(metrics, problems, "metrics")
+    rep.validation = _read_json(validation_dir / "summary.json", problems, "validation summary")
+    docs = validation_dir / "data_docs" / "index.html"
+    if docs.is_file():
+        rep.data_docs_href = Path(os.path.relpath(docs.resolve(), out_dir.resolve())).as_posix()
+    if features_dir.is_dir():
+        for f in sorted(features_dir.glob("*/stats.json")):
+            st = _read_json(f, problems, "split statistics")
+            if not isinstance(st, dict):
+                continue
+            if f.parent.name == "pairs":
+                rep.pairs_stats = st
+            else:
+                rep.stats[f.parent.name] = st
+    else:
+        problems.append(f"split statistics: {features_dir} not found")
+    pre = models_dir / "pretrain"
+    rep.pretrain_loss = read_loss(pre / "loss.csv")
+    if (pre / "report.json").is_file():
+        rep.pretrain_report = _read_json(pre / "report.json", problems, "pretraining report")
+    order = list(rep.rows)
+    if models_dir.is_dir():
+        order += sorted(p.name for p in models_dir.iterdir() if p.is_dir())
+    else:
+        problems.append(f"training outputs: {models_dir} not found")
+    for row in dict.fromkeys(order):
+        folder = models_dir / row
+        if row == "pretrain" or not folder.is_dir():
+            continue
+        curves = {}
+        if own := _phase_losses(folder):
+            curves[row] = own
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            if got := _phase_losses(sub):
+                curves[f"{row}/{sub.name}"] = got
+        if curves:
+            rep.finetune_loss[row] = curves
+        if (folder / "report.json").is_file():
+            r = _read_json(folder / "report.json", problems, f"training report of {row}")
+            if isinstance(r, dict):
+                rep.train_reports[row] = r
+    if published_dir is not None:
+        cur = Path(published_dir) / "current"
+        if (cur / "metrics.json").is_file():
+            pub = _read_json(cur / "metrics.json", problems, "published metrics")
+            if isinstance(pub, dict):
+                rep.published = pub
+                rep.published_version = cur.resolve().name
+    return rep
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    name: str       # file stem in images/
+    title: str      # caption
+    png: bytes
+
+
+PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
+           "#ccb974", "#64b5cd"]
+
+
+def _colors(names: Iterable[str]) -> dict[str, str]:
+    names = list(dict.fromkeys(names))
+    out = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(n for n in names if n != CANDIDATE)}
+    out[CANDIDATE] = "#c0392b"
+    return out
+
+
+def _new_figure(w: float, h: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(w, h), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, facecolor="white")
+    return buf.getvalue()
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=11, loc="left")
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(True, color="#e5e5e5", linewidth=0.7)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _smooth(values: pd.Series) -> pd.Series:
+    window = max(1, len(values) // 15)
+    return values.rolling(window, min_periods=1, center=True).mean()
+
+
+def _loss_line(ax, df: pd.DataFrame, color: str, label: str, raw: bool = True) -> None:
+    x = df["step"].to_numpy()
+    if raw and len(df) > 10:
+        ax.plot(x, df["loss"].to_numpy(), color=color, alpha=0.2, linewidth=0.7)
+    ax.plot(x, _smooth(df["loss"]).to_numpy(), color=color, linewidth=1.6, label=label)
+
+
+def _final_phase(phases: Mapping[str, pd.DataFrame]) -> tuple[str, pd.DataFrame]:
+    for phase in ("refit", "full", "select"):
+        if phase in phases:
+            return phase, phases[phase]
+    raise KeyError("no loss phase")
+
+
+def draw_figures(rep: RunReport) -> dict[str, Figure]:
+    """PNG figures by name; a figure whose data is missing is simply absent."""
+    figs: dict[str, Figure] = {}
+    colors = _colors(list(rep.rows) + list(rep.finetune_loss))
+    if rep.pretrain_loss is not None:
+        fig = _new_figure(11, 3.2)
+        ax = fig.add_subplot()
+        _loss_line(ax, rep.pretrain_loss, "#4c72b0", "loss (smoothed)")
+        _style(ax, "Contrastive pretraining loss", "step", "loss")
+        ax.legend(fontsize=8, frameon=False)
+        figs["pretrain_loss"] = Figure("pretrain_loss", "Contrastive pretraining loss per step "
+                                       "(faint: raw, solid: moving average)", _png(fig))
+    if rep.finetune_loss:
+        rows = list(rep.finetune_loss)
+        ncols = 2 if len(rows) > 1 else 1
+        nrows = math.ceil(len(rows) / ncols)
+        fig = _new_figure(11, 2.9 * nrows)
+        for i, row in enumerate(rows):
+            ax = fig.add_subplot(nrows, ncols, i + 1)
+            curves = rep.finetune_loss[row]
+            if len(curves) == 1:
+                phases = next(iter(curves.values()))
+                shades = {"select": "#9aa5b1", "refit": colors.get(row, "#4c72b0"),
+                          "full": colors.get(row, "#4c72b0")}
+                for phase, df in phases.items():
+                    _loss_line(ax, df, shades[phase], PHASE_LABEL[phase])
+            else:  # one model per scenario: the final phase of each, smoothed only
+                for j, (label, phases) in enumerate(curves.items()):
+                    phase, df = _final_phase(phases)
+                    _loss_line(ax, df, PALETTE[j % len(PALETTE)], f"{label.split('/', 1)[-1]} ({phase})",
+                               raw=False)
+            _style(ax, row, "step", "loss")
+            ax.legend(fontsize=7, frameon=False)
+        figs["finetune_loss"] = Figure("finetune_loss", "Fine-tuning loss per step and row "
+                                       "(faint: raw, solid: moving average)", _png(fig))
+    curves = rep.validation_curves
+    if curves:
+        fig = _new_figure(11, 3.4)
+        ax = fig.add_subplot()
+        scen_colors = {}
+        for label, pts in curves.items():
+            row = label.split("/", 1)[0]
+            ep = [p.get("epoch") for p in pts]
+            val = [_num(p.get("val_ndcg@50")) for p in pts]
+            if "/" in label:
+                scen_colors.setdefault(label, PALETTE[len(scen_colors) % len(PALETTE)])
+                ax.plot(ep, val, color=scen_colors[label], linewidth=1, linestyle="--", marker=".",
+                        label=label)
+            else:
+                ax.plot(ep, val, color=colors.get(row, "#4c72b0"), linewidth=1.8, marker="o", markersize=4,
+                        label=label)
+            finite = [(e, v) for e, v in zip(ep, val, strict=True) if v is not None and math.isfinite(v)]
+            if finite:
+                be, bv = max(finite, key=lambda t: t[1])
+                ax.scatter([be], [bv], s=60, facecolors="none", edgecolors="black", linewidths=1, zorder=5)
+        _style(ax, "Validation NDCG@50 (last training day) per epoch", "epoch", "NDCG@50")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=7, frameon=False, ncols=2, loc="best")
+        figs["validation_ndcg"] = Figure("validation_ndcg", "Validation NDCG@50 on the held-out last training "
+                                         "day per fine-tuning epoch (circle: best epoch)", _png(fig))
+    if rep.rows and rep.scenarios:
+        groups = rep.scenarios + ["macro"]
+        names = list(rep.rows)
+        width = 0.8 / max(len(names), 1)
+        fig = _new_figure(11, 3.6)
+        ax = fig.add_subplot()
+        for i, row in enumerate(names):
+            r = rep.rows[row]
+            vals = [_num((r.get("per_scenario", {}).get(s) or {}).get("ndcg@50")) for s in rep.scenarios]
+            vals.append(_num((r.get("macro") or {}).get("ndcg@50")))
+            vals = [v if v is not None and math.isfinite(v) else 0.0 for v in vals]
+            xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
+            ax.bar(xs, vals, width=width * 0.92, color=colors.get(row, PALETTE[i % len(PALETTE)]), label=row)
+        ax.set_xticks(range(len(groups)), groups)
+        _style(ax, "NDCG@50 per scenario and row", "", "NDCG@50")
+        ax.grid(False, axis="x")
+        ax.legend(fontsize=8, frameon=False, ncols=min(len(names), 5), loc="upper left",
+                  bbox_to_anchor=(0, -0.08))
+        figs["ndcg_per_scenario"] = Figure("ndcg_per_scenario", "NDCG@50 per scenario for every row "
+                                           "(last group: macro average)", _png(fig))
+    return figs
+
+
+# ---- blocks -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    text: str
+    bold: bool = False
+    tone: str | None = None     # "pos" | "neg" | "muted"
+    num: bool = False           # right-aligned
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[Cell]]
+    groups: list[tuple[str, int]] | None = None   # an upper header row: (label, column span)
+    group_notes: list[str] | None = None          # a second line under each group label (HTML only)
+    highlight: set[int] = field(default_factory=set)  # row indices to shade
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Text:
+    text: str
+
+
+@dataclass
+class Note:
+    text: str
+    kind: str = "note"          # note | ok | fail
+    link: tuple[str, str] | None = None  # (label, href) appended after the text
+
+
+@dataclass
+class Cards:
+    items: list[tuple[str, str, str | None]]  # (label, value, tone)
+
+
+@dataclass
+class Image:
+    name: str
+
+
+Block = Heading | Text | Note | Table | Cards | Image
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def fmt_metric(v: Any, digits: int = 4) -> str:
+    f = _num(v)
+    return DASH if f is None else f"{f:.{digits}f}"
+
+
+def fmt_date(v: Any) -> str:
+    """YYYYMMDD as YYYY-MM-DD (anything else as given)."""
+    text = str(v) if v is not None else DASH
+    return f"{text[:4]}-{text[4:6]}-{text[6:]}" if len(text) == 8 and text.isdigit() else text
+
+
+def fmt_count(v: Any) -> str:
+    f = _num(v)
+    return DASH if f is None else f"{int(f):,}"
+
+
+def fmt_delta(v: float | None, digits: int = 4) -> str:
+    if v is None:
+        return DASH
+    if round(v, digits) == 0:
+        return f"±{0:.{digits}f}"
+    return f"{v:+.{digits}f}"
+
+
+def _tone(v: float | None, digits: int = 4) -> str | None:
+    if v is None or round(v, digits) == 0:
+        return "muted"
+    return "pos" if v > 0 else "neg"
+
+
+def metric_label(name: str) -> str:
+    base, _, k = name.partition("@")
+    return f"{METRIC_LABEL.get(base, base)}@{k}" if k else METRIC_LABEL.get(base, base)
+
+
+def _bold_best(columns: list[list[float | None]], digits: int = 4) -> list[list[bool]]:
+    """Per column, which cells hold the best (highest) value at the shown precision (ties all bold)."""
+    out = []
+    for col in columns:
+        shown = [round(v, digits) if v is not None else None for v in col]
+        vals = [v for v in shown if v is not None]
+        best = max(vals) if len(vals) > 1 else None
+        out.append([best is not None and v == best for v in shown])
+    return out
+
+
+def _value_table(names: list[str], columns: list[tuple[str, list[float | None]]],
+                 groups: list[tuple[str, int]] | None = None, first: str = "row",
+                 group_notes: list[str] | None = None) -> Table:
+    bold = _bold_best([c for _, c in columns])
+    rows = []
+    for i, name in enumerate(names):
+        cells = [Cell(name + (" (candidate)" if name == CANDIDATE else ""))]
+        for j, (_, col) in enumerate(columns):
+            cells.append(Cell(fmt_metric(col[i]), bold=bold[j][i], num=True))
+        rows.append(cells)
+    highlight = {i for i, n in enumerate(names) if n == CANDIDATE}
+    return Table([first] + [h for h, _ in columns], rows, groups=groups, group_notes=group_notes,
+                 highlight=highlight)
+
+
+def headline_table(rep: RunReport, metrics: Iterable[str] = HEADLINE) -> Table:
+    """NDCG@50 and HitRate@50 per scenario, macro and micro; the best value per column in bold."""
+    metrics = list(metrics)
+    names = list(rep.rows)
+    columns: list[tuple[str, list[float | None]]] = []
+    groups: list[tuple[str, int]] = [("", 1)]
+    notes = [""]
+    first = next(iter(rep.rows.values()), {})
+    for s in rep.scenarios:
+        ps = (first.get("per_scenario") or {}).get(s) or {}
+        groups.append((s, len(metrics)))
+        notes.append(f"{fmt_count(ps.get('pairs'))} pairs · pool {fmt_count(ps.get('pool'))}")
+        for m in metrics:
+            columns.append((metric_label(m),
+                            [_num(((rep.rows[n].get("per_scenario") or {}).get(s) or {}).get(m)) for n in names]))
+    for scope, note in (("macro", "mean over scenarios"), ("micro", "mean over pairs")):
+        groups.append((scope, len(metrics)))
+        notes.append(note)
+        for m in metrics:
+            columns.append((metric_label(m), [_num((rep.rows[n].get(scope) or {}).get(m)) for n in names]))
+    return _value_table(names, columns, groups, group_notes=notes)
+
+
+def k_table(rep: RunReport) -> Table:
+    """Macro NDCG, HitRate and Recall at every K, one line per row."""
+    names = list(rep.rows)
+    columns: list[tuple[str, list[float | None]]] = []
+    groups: list[tuple[str, int]] = [("", 1)]
+    for base in ("ndcg", "hit_rate", "recall"):
+        groups.append((f"{METRIC_LABEL[base]} (macro)", len(rep.ks)))
+        for k in rep.ks:
+            columns.append((f"@{k}", [_num((rep.rows[n].get("macro") or {}).get(f"{base}@{k}")) for n in names]))
+    return _value_table(names, columns, groups)
+
+
+def _observed_text(obs: Any, limit: int = 160) -> str:
+    if isinstance(obs, dict) and "unexpected_count" in obs:
+        text = (f"{fmt_count(obs.get('unexpected_count'))} of {fmt_count(obs.get('element_count'))} rows "
+                f"unexpected ({_num(obs.get('unexpected_percent')) or 0:.2f}%)")
+        sample = next((obs[k] for k in obs if str(k).startswith("unknown_")), obs.get("sample"))
+        if sample:
+            text += ", e.g. " + ", ".join(map(str, list(sample)[:5]))
+        return text
+    if isinstance(obs, dict) and set(obs) == {"missing"}:
+        return "missing " + ", ".join(map(str, obs["missing"][:10]))
+    text = obs if isinstance(obs, str) else json.dumps(obs, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _rule_text(rule: Any, limit: int = 120) -> str:
+    if isinstance(rule, dict):
+        text = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in rule.items() if k != "notes")
+    else:
+        text = str(rule)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---- sections -----------------------------------------------------------------------------------
+
+
+def _header(rep: RunReport) -> list[Block]:
+    w = rep.window
+    blocks: list[Block] = [Heading("SASS retrieval — run report", 1)]
+    facts = []
+    if w:
+        facts.append(("Training window", f"{fmt_date(w.get('train_start'))} … {fmt_date(w.get('train_end'))}", None))
+        facts.append(("Test window", f"{fmt_date(w.get('test_start'))} … {fmt_date(w.get('test_end'))}", None))
+    facts.append(("Scenarios", ", ".join(rep.scenarios) or DASH, None))
+    facts.append(("Generated", rep.generated.replace("T", " ").replace("+00:00", " UTC"), None))
+    facts.append(("Code commit", rep.commit or "unknown", None))
+    blocks.append(Cards(facts))
+    key = []
+    head = (rep.metrics or {}).get("sass") or {}
+    for m in HEADLINE:
+        key.append((f"{CANDIDATE} macro {metric_label(m)}", fmt_metric((head.get("macro") or {}).get(m)), None))
+    if rep.published is not None and head:
+        d = _delta(head, rep.published.get("sass") or {}, "macro", "ndcg@50")
+        key.append(("vs published (NDCG@50)", fmt_delta(d), _tone(d)))
+    else:
+        key.append(("vs published (NDCG@50)", "no published run yet", "muted"))
+    v = rep.validation
+    key.append(("Data validation", DASH if v is None else ("passed" if v.get("success") else "FAILED"),
+                None if v is None else ("pos" if v.get("success") else "neg")))
+    blocks.append(Cards(key))
+    if rep.metrics is None:
+        blocks.append(Note(f"No metrics found at {rep.metrics_path}: the evaluate stage has not run or failed. "
+                           "The metrics sections below are empty.", "fail"))
+    return blocks
+
+
+def _validation(rep: RunReport) -> list[Block]:
+    blocks: list[Block] = [Heading("Data validation")]
+    docs = ("Great Expectations Data Docs", rep.data_docs_href) if rep.data_docs_href else None
+    v = rep.validation
+    if v is None:
+        blocks.append(Note(f"No validation summary at {rep.validation_path}: the validate stage has not run.",
+                           "fail", docs))
+        return blocks
+    dates = v.get("dates") or []
+    scope = f" over {fmt_date(dates[0])} … {fmt_date(dates[-1])} ({len(dates)} days)" if dates else ""
+    if v.get("success"):
+        blocks.append(Note(f"All expectation suites passed{scope}.", "ok", docs))
+    else:
+        n = len(v.get("failures") or [])
+        blocks.append(Note(f"Validation FAILED{scope}: {n} failed check(s), listed below. A run with failed "
+                           "validation is not published.", "fail", docs))
+    if not docs:
+        blocks.append(Note("The Great Expectations Data Docs were not found next to the summary."))
+    rows = []
+    for name, suite in (v.get("suites") or {}).items():
+        counts = suite.get("counts") or {}
+        files = len(suite.get("file_checks") or [])
+        ok = bool(suite.get("success"))
+        rows.append([Cell(name), Cell("passed" if ok else "FAILED", bold=not ok, tone="pos" if ok else "neg"),
+                     Cell(fmt_count(counts.get("evaluated")), num=True),
+                     Cell(fmt_count(counts.get("successful")), num=True),
+                     Cell(fmt_count((counts.get("unsuccessful") or 0) + files), num=True,
+                          tone="neg" if (counts.get("unsuccessful") or files) else None),
+                     Cell(fmt_count(suite.get("rows")), num=True)])
+    if rows:
+        blocks.append(Table(["suite", "status", "expectations", "passed", "failed", "rows checked"], rows))
+    fails = v.get("failures") or []
+    if fails:
+        blocks.append(Text("Failed checks:"))
+        blocks.append(Table(["suite", "where", "column", "expectation", "observed", "rule"], [
+            [Cell(str(f.get("table", DASH))), Cell(str(f.get("where", DASH))), Cell(str(f.get("column", DASH))),
+             Cell(str(f.get("expectation_type", DASH))), Cell(_observed_text(f.get("observed")), tone="neg"),
+             Cell(_rule_text(f.get("rule")))] for f in fails]))
+    return blocks
+
+
+def _data(rep: RunReport) -> list[Block]:
+    blocks: list[Block] = [Heading("Data")]
+    eval_pairs = dict((rep.metrics or {}).get("eval_pairs") or {})
+    for s in rep.scenarios:  # fall back on the sizes every row carries
+        if s not in eval_pairs:
+            for r in rep.rows.values():
+                if ps := (r.get("per_scenario") or {}).get(s):
+                    eval_pairs[s] = {"pairs": ps.get("pairs"), "pool": ps.get("pool")}
+                    break
+    names = list(dict.fromkeys(rep.scenarios + list(rep.stats)))
+    if not names:
+        blocks.append(Note("No split statistics and no metrics: nothing to show."))
+        return blocks
+    rows = []
+    for s in names:
+        st = rep.stats.get(s) or {}
+        ev = eval_pairs.get(s) or {}
+        reported = st.get("reported", s in rep.scenarios)
+        rows.append([Cell(s), Cell("yes" if reported else "no", tone=None if reported else "muted"),
+                     *(Cell(fmt_count(st.get(k)), num=True) for k in ("rows", "users", "items", "positives")),
+                     Cell(fmt_count(ev.get("pairs")), num=True), Cell(fmt_count(ev.get("pool")), num=True)])
+    blocks.append(Text("Training-window rows, users, items and positives (clicks) per scenario from the split; "
+                       "evaluation pairs and candidate pool sizes from the evaluation protocol."))
+    blocks.append(Table(["scenario", "reported", "rows", "users", "items", "positives", "eval pairs", "pool"], rows))
+    missing = [s for s in names if s not in rep.stats]
+    if missing:
+        blocks.append(Note(f"No split statistics for {', '.join(missing)}."))
+    if rep.pairs_stats:
+        p = rep.pairs_stats
+        blocks.append(Text(f"Pretraining pairs (entities seen in two or more scenarios): "
+                           f"{fmt_count(p.get('user_pairs'))} user pairs, {fmt_count(p.get('item_pairs'))} item pairs."))
+    return blocks
+
+
+def _training(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
+    blocks: list[Block] = [Heading("Training")]
+    rows = []
+    pre = rep.pretrain_report
+    if pre:
+        skipped = bool(pre.get("skipped"))
+        losses = pre.get("epoch_loss") or []
+        rows.append([Cell("pretrain"), Cell("skipped" if skipped else fmt_count(len(losses)), num=True),
+                     Cell(DASH, num=True), Cell(DASH, num=True),
+                     Cell(fmt_metric(losses[-1]) if losses else DASH, num=True),
+                     Cell(_seconds(pre.get("seconds")), num=True)])
+    for row, r in rep.train_reports.items():
+        for label, inner in _row_reports(row, r).items():
+            final = next((inner[p] for p in ("refit", "full") if isinstance(inner.get(p), dict)), None)
+            epochs = len(final.get("epoch_loss") or []) if final else None
+            losses = (final or {}).get("epoch_loss") or []
+            rows.append([Cell(label), Cell(fmt_count(epochs), num=True), Cell(fmt_count(inner.get("best_epoch")),
+                         num=True), Cell(fmt_metric(inner.get("best_val_ndcg@50")), num=True),
+                         Cell(fmt_metric(losses[-1]) if losses else DASH, num=True),
+                         Cell(_seconds(r.get("seconds")) if "/" not in label else "", num=True)])
+    if rows:
+        blocks.append(Table(["model", "epochs (final fit)", "best epoch", "best val NDCG@50", "last epoch loss",
+                             "time"], rows))
+    blocks.append(Heading("Pretraining loss", 3))
+    if "pretrain_loss" in figs:
+        blocks.append(Image("pretrain_loss"))
+    elif rep.pretrain_report and rep.pretrain_report.get("skipped"):
+        blocks.append(Note("Pretraining was skipped for this run (pretrain.enabled is false): no loss curve."))
+    else:
+        blocks.append(Note("No pretraining loss (models/pretrain/loss.csv missing or empty)."))
+    blocks.append(Heading("Fine-tuning loss", 3))
+    if "finetune_loss" in figs:
+        blocks.append(Image("finetune_loss"))
+        missing = [r for r in rep.rows if r not in rep.finetune_loss and r != "popular"]
+        if missing:
+            blocks.append(Note(f"No fine-tuning loss for {', '.join(missing)}."))
+    else:
+        blocks.append(Note("No fine-tuning loss CSVs found under the models folder."))
+    blocks.append(Heading("Validation NDCG@50 per epoch", 3))
+    if "validation_ndcg" in figs:
+        blocks.append(Image("validation_ndcg"))
+    else:
+        blocks.append(Note("No validation curve in the training reports (early stopping off, or no reports)."))
+    return blocks
+
+
+def _seconds(v: Any) -> str:
+    f = _num(v)
+    if f is None:
+        return DASH
+    return f"{f:.0f} s" if f < 120 else f"{f / 60:.1f} min"
+
+
+def _metrics(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
+    blocks: list[Block] = [Heading("Metrics")]
+    if not rep.rows:
+        blocks.append(Note("No metrics: the evaluate stage's output is missing.", "fail"))
+        return blocks
+    blocks.append(Text("Every reference row on the same evaluation pairs and pools (BENCHMARK.md protocol). "
+                       "Best value per column in bold; the candidate row is shaded."))
+    blocks.append(headline_table(rep))
+    if rep.ks:
+        blocks.append(Heading("Macro averages at every K", 3))
+        blocks.append(k_table(rep))
+    if "ndcg_per_scenario" in figs:
+        blocks.append(Heading("NDCG@50 per scenario", 3))
+        blocks.append(Image("ndcg_per_scenario"))
+    return blocks
+
+
+def _delta(cur: Mapping, pub: Mapping, scope: str, metric: str, scenario: str | None = None) -> float | None:
+    def val(res: Mapping) -> float | None:
+        node = res.get(scope) or {}
+        if scenario is not None:
+            node = node.get(scenario) or {}
+        return _num(node.get(metric))
+
+    a, b = val(cur), val(pub)
+    return None if a is None or b is None else a - b
+
+
+def _changes(rep: RunReport) -> list[Block]:
+    blocks: list[Block] = [Heading("Change against the last published run")]
+    cur = (rep.metrics or {}).get("sass")
+    if rep.published is None:
+        blocks.append(Note("No published run yet: nothing to compare with."))
+        return blocks
+    pub = rep.published.get("sass") or {}
+    if not cur:
+        blocks.append(Note("This run has no metrics for the candidate row, so there is nothing to compare.", "fail"))
+        return blocks
+    pw = rep.published.get("window") or {}
+    what = f"version {rep.published_version}" if rep.published_version else "the published run"
+    if pw:
+        what += f" (test window {fmt_date(pw.get('test_start'))} … {fmt_date(pw.get('test_end'))})"
+    blocks.append(Text(f"Row {CANDIDATE} of this run against {what}. Δ = this run − published."))
+    scopes = [("macro", None), ("micro", None)]
+    scen = list(dict.fromkeys(list(cur.get("per_scenario") or {}) + list(pub.get("per_scenario") or {})))
+    scopes += [("per_scenario", s) for s in scen]
+    rows = []
+    for scope, s in scopes:
+        cells = [Cell(s if s is not None else scope, bold=s is None)]
+        for m in HEADLINE:
+            def val(res: Mapping, scope=scope, s=s, m=m) -> float | None:
+                node = res.get(scope) or {}
+                if s is not None:
+                    node = node.get(s) or {}
+                return _num(node.get(m))
+
+            p, c = val(pub), val(cur)
+            d = None if p is None or c is None else c - p
+            cells += [Cell(fmt_metric(p), num=True), Cell(fmt_metric(c), num=True),
+                      Cell(fmt_delta(d), num=True, tone=_tone(d), bold=d is not None and round(d, 4) != 0)]
+        rows.append(cells)
+    groups = [("", 1)] + [(metric_label(m), 3) for m in HEADLINE]
+    blocks.append(Table(["scope", "published", "this run", "Δ", "published", "this run", "Δ"], rows, groups=groups))
+    only = [s for s in scen if s not in (pub.get("per_scenario") or {})]
+    if only:
+        blocks.append(Note(f"New in this run (not in the published run): {', '.join(only)}."))
+    return blocks
+
+
+def _problems(rep: RunReport) -> list[Block]:
+    if not rep.problems:
+        return []
+    return [Heading("Missing inputs"), Table(["input"], [[Cell(p)] for p in rep.problems])]
+
+
+def sections(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
+    """The report as a list of format-neutral blocks, in page order."""
+    return (_header(rep) + _validation(rep) + _data(rep) + _training(rep, figs) + _metrics(rep, figs)
+            + _changes(rep) + _problems(rep))
+
+
+# ---- rendering ----------------------------------------------------------------------------------
+
+
+CSS = """
+:root { --fg:#1f2328; --muted:#6a737d; --line:#d8dee4; --head:#f3f5f7; --pos:#1a7f37; --neg:#cf222e;
+        --accent:#0b5394; --shade:#fff8e5; }
+* { box-sizing: border-box; }
+body { margin:0; background:#f6f8fa; color:var(--fg);
+       font:14px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, "DejaVu Sans", sans-serif; }
+main { max-width:1180px; margin:0 auto; padding:24px 28px 48px; background:#fff; min-height:100vh;
+       box-shadow:0 0 0 1px var(--line); }
+h1 { font-size:24px; margin:0 0 14px; padding-bottom:10px; border-bottom:3px solid var(--accent); }
+h2 { font-size:18px; margin:32px 0 10px; padding-bottom:4px; border-bottom:1px solid var(--line);
+     color:var(--accent); }
+h3 { font-size:15px; margin:20px 0 8px; }
+p { margin:8px 0; }
+.cards { display:flex; flex-wrap:wrap; gap:10px; margin:10px 0; }
+.card { border:1px solid var(--line); border-radius:6px; padding:8px 12px; min-width:150px; background:#fbfcfd; }
+.card .k { font-size:11px; color:var(--muted); text-transform:uppercase; letter-spacing:.03em; }
+.card .v { font-size:15px; font-weight:600; white-space:nowrap; }
+.scroll { overflow-x:auto; margin:8px 0 12px; }
+table { border-collapse:collapse; font-size:13px; font-variant-numeric:tabular-nums; }
+th, td { border:1px solid var(--line); padding:4px 9px; vertical-align:top; }
+th { background:var(--head); font-weight:600; text-align:center; white-space:nowrap; }
+th .sub { font-weight:400; font-size:11px; color:var(--muted); }
+td.num { text-align:right; white-space:nowrap; }
+tr.shade td { background:var(--shade); }
+.pos { color:var(--pos); }
+.neg { color:var(--neg); }
+.muted { color:var(--muted); }
+.note { border-left:4px solid #9aa5b1; background:#f6f8fa; padding:7px 12px; margin:8px 0; border-radius:0 4px 4px 0; }
+.note.ok { border-color:var(--pos); background:#eef8f0; }
+.note.fail { border-color:var(--neg); background:#fdf0f0; }
+figure { margin:8px 0 16px; }
+figure img { max-width:100%; height:auto; border:1px solid var(--line); border-radius:4px; }
+figcaption { font-size:12px; color:var(--muted); }
+a { color:var(--accent); }
+footer { margin-top:36px; font-size:12px; color:var(--muted); }
+"""
+
+
+def _html_cell(c: Cell, tag: str = "td") -> str:
+    cls = " ".join(x for x in ("num" if c.num else "", c.tone or "") if x)
+    text = html.escape(c.text)
+    if c.bold:
+        text = f"<strong>{text}</strong>"
+    return f"<{tag}{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}>{text}</{tag}>"
+
+
+def _html_table(t: Table) -> str:
+    out = ['<div class="scroll"><table>', "<thead>"]
+    if t.groups:
+        notes = t.group_notes or [""] * len(t.groups)
+        cells = []
+        for (g, n), note in zip(t.groups, notes, strict=False):
+            span = f' colspan="{n}"' if n > 1 else ""
+            sub = f'<br><span class="sub">{html.escape(note)}</span>' if note else ""
+            cells.append(f"<th{span}>{html.escape(g)}{sub}</th>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr></thead><tbody>")
+    for i, row in enumerate(t.rows):
+        cls = ' class="shade"' if i in t.highlight else ""
+        out.append(f"<tr{cls}>" + "".join(_html_cell(c) for c in row) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def render_html(rep: RunReport, figs: Mapping[str, Figure] | None = None) -> str:
+    """One self-contained page: inline CSS, images as base64 data URIs, no external resource."""
+    figs = figs or {}
+    body = []
+    for b in sections(rep, figs):
+        if isinstance(b, Heading):
+            body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Text):
+            body.append(f"<p>{html.escape(b.text)}</p>")
+        elif isinstance(b, Note):
+            link = (f' <a href="{html.escape(b.link[1], quote=True)}">{html.escape(b.link[0])}</a>'
+                    if b.link else "")
+            body.append(f'<div class="note {b.kind}">{html.escape(b.text)}{link}</div>')
+        elif isinstance(b, Cards):
+            body.append('<div class="cards">' + "".join(
+                f'<div class="card"><div class="k">{html.escape(k)}</div>'
+                f'<div class="v{" " + tone if tone else ""}">{html.escape(v)}</div></div>'
+                for k, v, tone in b.items) + "</div>")
+        elif isinstance(b, Table):
+            body.append(_html_table(b))
+        elif isinstance(b, Image) and b.name in figs:
+            f = figs[b.name]
+            data = base64.b64encode(f.png).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(f.title, quote=True)}" '
+                        f'src="data:image/png;base64,{data}"><figcaption>{html.escape(f.title)}</figcaption></figure>')
+    title = "SASS run report"
+    if rep.window.get("test_end"):
+        title += f" — {rep.window['test_end']}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+            + "\n".join(body)
+            + f"\n<footer>Generated {html.escape(rep.generated)} by pipelines/report.py. "
+              "Markdown version: report.md.</footer>\n</main>\n</body>\n</html>\n")
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_cell(c: Cell) -> str:
+    text = _md_escape(c.text)
+    if c.tone in ("pos", "neg"):  # no colour in markdown: an arrow instead
+        text += " ▲" if c.tone == "pos" else " ▼"
+    return f"**{text}**" if c.bold and text else text
+
+
+def _md_table(t: Table) -> str:
+    header = list(t.header)
+    if t.groups:  # flatten the group row into the column names
+        flat = [g for g, n in t.groups for _ in range(n)]
+        header = [f"{g} {h}".strip() if g and len(flat) == len(header) else h for g, h in zip(flat, header,
+                                                                                             strict=False)]
+    aligns = ["---:" if any(r[i].num for r in t.rows if i < len(r)) else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "|".join(aligns) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+    return "\n".join(lines)
+
+
+def render_markdown(rep: RunReport, figs: Mapping[str, Figure] | None = None, image_dir: str = "images") -> str:
+    """The markdown twin of the HTML page; images are linked as ``<image_dir>/<name>.png``."""
+    figs = figs or {}
+    out = []
+    for b in sections(rep, figs):
+        if isinstance(b, Heading):
+            out.append("#" * b.level + " " + b.text)
+        elif isinstance(b, Text):
+            out.append(b.text)
+        elif isinstance(b, Note):
+            mark = {"ok": "✅", "fail": "❌"}.get(b.kind, "ℹ️")
+            link = f" [{b.link[0]}]({b.link[1]})" if b.link else ""
+            out.append(f"> {mark} {b.text}{link}")
+        elif isinstance(b, Cards):
+            out.append("\n".join(f"- **{k}:** {v}" for k, v, _ in b.items))
+        elif isinstance(b, Table):
+            out.append(_md_table(b))
+        elif isinstance(b, Image) and b.name in figs:
+            out.append(f"![{figs[b.name].title}]({image_dir}/{b.name}.png)")
+    return "\n\n".join(out) + "\n"
+
+
+def write_report(rep: RunReport, out_dir: str | Path, figs: Mapping[str, Figure] | None = None) -> dict[str, Path]:
+    """Write ``index.html``, ``report.md`` and ``images/*.png`` under ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    figs = draw_figures(rep) if figs is None else figs
+    images = out_dir / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for old in images.glob("*.png"):
+        if old.stem not in figs:
+            old.unlink()
+    written: dict[str, Path] = {}
+    for name, f in figs.items():
+        (images / f"{name}.png").write_bytes(f.png)
+        written[name] = images / f"{name}.png"
+    for name, text in (("index.html", render_html(rep, figs)), ("report.md", render_markdown(rep, figs))):
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out_dir / name)
+        written[name] = out_dir / name
+    return written

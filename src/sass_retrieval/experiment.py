@@ -1,0 +1,197 @@
+"""One experiment = the pipeline's own stages on a given data folder and window, in one process.
+
+The benchmark scripts (bench/quality.py, bench/ablations.py, bench/speed.py) call this instead of
+re-implementing any stage, so a benchmark number is a number of the product's code path: the same
+importer, split, trainer, FAISS index and BENCHMARK.md protocol that `dvc repro` runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Window
+from .data.features import OTHER, ScenarioMap, pretrain_pairs, scenario_map, split_scenario
+from .data.kuairand import import_kuairand
+from .data.store import read_interactions, read_items, read_users
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    store: Path
+    features: Path
+    window: Window
+    smap: ScenarioMap
+    train: pd.DataFrame
+    test: pd.DataFrame
+    seconds: dict[str, float]
+
+
+def prepare_kuairand(data_dir: Path, work: Path, window: Window, declared: list[str], min_rows: int,
+                     seq_len: int) -> Prepared:
+    """Import, map scenarios and split features, as the ingest and split stages do."""
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    store = work / "store"
+    if store.exists():
+        shutil.rmtree(store)
+    import_kuairand(data_dir, store, progress=False)
+    seconds["ingest"] = time.perf_counter() - t
+    t = time.perf_counter()
+    smap, train, test = load_window(store, window, declared, min_rows)
+    seconds["read"] = time.perf_counter() - t
+    t = time.perf_counter()
+    features = work / "features"
+    write_split(store, features, window, smap, train, seq_len)
+    seconds["split"] = time.perf_counter() - t
+    return Prepared(store, features, window, smap, train, test, seconds)
+
+
+def load_window(store: Path, window: Window, declared: list[str], min_rows: int):
+    train = read_interactions(store, window.train_start, window.train_end)
+    test = read_interactions(store, window.test_start, window.test_end)
+    smap = scenario_map(train["scenario"].value_counts(), [s for s in declared if s != OTHER], min_rows)
+    train["scenario"] = smap.apply(train["scenario"])
+    test["scenario"] = smap.apply(test["scenario"])
+    return smap, train, test
+
+
+def write_split(store: Path, out: Path, window: Window, smap: ScenarioMap, train: pd.DataFrame, seq_len: int) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    users, items = read_users(store), read_items(store)
+    meta = {"scenarios": smap.names, "reported": list(smap.reported), "train_dates": window.train_dates,
+            "test_dates": window.test_dates, "seq_len": seq_len, "mapping": smap.mapping}
+    for s in smap.names:
+        f = split_scenario(train[train["scenario"] == s], users, items, window.train_dates, seq_len)
+        (out / s).mkdir(parents=True)
+        for key in ("users", "items", "item_daily", "positives", "exposure_dist"):
+            getattr(f, key).to_parquet(out / s / f"{key}.parquet", index=False)
+        (out / s / "meta.json").write_text(json.dumps(meta))
+    (out / "pairs").mkdir(parents=True)
+    pretrain_pairs(train, "user_id").to_parquet(out / "pairs" / "users.parquet", index=False)
+    pretrain_pairs(train, "video_id").to_parquet(out / "pairs" / "items.parquet", index=False)
+
+
+def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int, work: Path,
+             progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Train and evaluate the given reference rows for one seed; returns row -> protocol results + timings."""
+    from .evaluate.embedding_recommender import EmbeddingRecommender
+    from .evaluate.popular import PopularRecommender
+    from .evaluate.protocol import build_eval_set, evaluate
+    from .train.bank import load_bank
+    from .train.recipes import model_config, run_pretraining, train_row
+
+    es = build_eval_set(prep.train, prep.test, list(prep.smap.reported))
+    users, items = read_users(prep.store), read_items(prep.store)
+    bank = load_bank(prep.features, users, items, model_config(params, prep.smap.names))
+    out: dict[str, dict[str, Any]] = {}
+    pretrained = None
+    for row in rows:
+        t = time.perf_counter()
+        info: dict[str, Any] = {}
+        if row == "popular":
+            rec = PopularRecommender(prep.train)
+        else:
+            if row == "sass":
+                if not params.get("pretrain", {}).get("enabled", True):
+                    row_params = copy.deepcopy(params)
+                    row_params.setdefault("finetune", {})["load_pretrained"] = False
+                    pretrained = None
+                elif pretrained is None:
+                    pretrained, rep = run_pretraining(bank, params, seed, work / f"seed{seed}" / "pretrain",
+                                                      progress=progress)
+                    info["pretrain_seconds"] = time.perf_counter() - t
+                    info["pretrain_steps"] = rep["steps"]
+            models, rep = train_row(row, bank, params, seed, work / f"seed{seed}" / row, pretrained=pretrained,
+                                    progress=progress)
+            info["train_seconds"] = time.perf_counter() - t
+            if isinstance(rep, dict) and "best_epoch" in rep:
+                info["best_epoch"] = rep["best_epoch"]
+            rec = EmbeddingRecommender(models, bank)
+        res = evaluate(es, rec)
+        res["info"] = info
+        out[row] = res
+        log.info("seed %d %s: macro NDCG@50 %.4f (%.0fs)", seed, row, res["macro"]["ndcg@50"], time.perf_counter() - t)
+    return out
+
+
+def aggregate(per_seed: list[dict[str, dict[str, Any]]], metrics=("ndcg@50", "hit_rate@50")) -> dict[str, Any]:
+    """Mean and standard deviation over seeds, per row, scenario and macro/micro."""
+    rows = per_seed[0].keys()
+    agg: dict[str, Any] = {}
+    for row in rows:
+        entry: dict[str, Any] = {"per_scenario": {}, "macro": {}, "micro": {}}
+        scenarios = per_seed[0][row]["per_scenario"].keys()
+        for s in scenarios:
+            e = {"pairs": per_seed[0][row]["per_scenario"][s]["pairs"], "pool": per_seed[0][row]["per_scenario"][s]["pool"]}
+            for m in metrics:
+                vals = [r[row]["per_scenario"][s][m] for r in per_seed]
+                e[m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": vals}
+            entry["per_scenario"][s] = e
+        for scope in ("macro", "micro"):
+            for m in per_seed[0][row][scope]:
+                vals = [r[row][scope][m] for r in per_seed]
+                entry[scope][m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": vals}
+        agg[row] = entry
+    return agg
+
+
+def format_agg(agg: dict[str, Any], metric: str = "ndcg@50") -> str:
+    rows = list(agg)
+    scen = list(agg[rows[0]]["per_scenario"])
+    head = ["row"] + [f"{s} (pairs {agg[rows[0]]['per_scenario'][s]['pairs']:,}, pool {agg[rows[0]]['per_scenario'][s]['pool']:,})"
+                      for s in scen] + ["macro", "micro"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    best = {c: max(agg[r]["per_scenario"][c][metric]["mean"] for r in rows) for c in scen}
+    best["macro"] = max(agg[r]["macro"][metric]["mean"] for r in rows)
+    best["micro"] = max(agg[r]["micro"][metric]["mean"] for r in rows)
+    for r in rows:
+        cells = []
+        for c in scen + ["macro", "micro"]:
+            v = agg[r]["per_scenario"][c][metric] if c in scen else agg[r][c][metric]
+            txt = f"{v['mean']:.4f} ± {v['std']:.4f}"
+            cells.append(f"**{txt}**" if np.isclose(v["mean"], best[c]) else txt)
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def provenance(argv: list[str]) -> dict[str, Any]:
+    import os
+    import sys
+
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "src", "pipelines", "bench"],
+                                    capture_output=True, text=True).stdout.strip())
+        commit += "+dirty" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"command": " ".join([Path(sys.executable).name, *argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "commit": commit, "python": platform.python_version(),
+            "torch": torch.__version__}
+
+
+def write_results(out: Path, title: str, prov: dict[str, Any], body_md: str, payload: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = (f"# {title}\n\n- command: `{prov['command']}`\n- date: {prov['date']}\n- machine: {prov['machine']}, "
+              f"{prov['cores']} cores, torch threads {prov['torch_threads']}\n- commit: {prov['commit']}\n\n")
+    out.with_suffix(".md").write_text(header + body_md + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"provenance": prov, **payload}, indent=2, default=str))

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sass_retrieval.data.features import PAD, pretrain_pairs, scenario_map, sequence_matrix, split_scenario
+
+USERS = pd.DataFrame({"user_id": [1, 2], "active_degree": ["a", "b"]})
+ITEMS = pd.DataFrame({"video_id": [10, 11, 12, 13], "tag": [1, 2, 3, 4]})
+DATES = [20220425, 20220426, 20220427]
+
+
+def _log(rows: list[tuple[int, int, int, int, int]]) -> pd.DataFrame:
+    """rows of (user, video, date, time_ms, click) in one scenario."""
+    df = pd.DataFrame(rows, columns=["user_id", "video_id", "date", "time_ms", "is_click"])
+    df["scenario"] = "s"
+    return df
+
+
+LOG = _log([
+    (1, 10, 20220425, 1, 1), (1, 11, 20220425, 2, 0), (1, 12, 20220426, 3, 1), (1, 13, 20220426, 4, 1),
+    (1, 10, 20220427, 5, 1), (2, 11, 20220426, 6, 1), (2, 12, 20220427, 7, 0),
+])
+
+
+def test_features_of_day_d_use_only_earlier_days() -> None:
+    f = split_scenario(LOG, USERS, ITEMS, DATES, seq_len=3)
+    pos = f.positives.set_index(["user_id", "video_id", "date"])
+    # user 1's clicks on 0426 see only the 0425 click (10), never each other
+    for v in (12, 13):
+        row = pos.loc[(1, v, 20220426)]
+        assert [row[f"seq_{i}"] for i in range(3)] == [PAD, PAD, 10]
+        assert (row["exp_count"], row["click_count"]) == (2, 1)
+    first = pos.loc[(1, 10, 20220425)]
+    assert (first["exp_count"], first["click_count"]) == (0, 0)
+    assert [first[f"seq_{i}"] for i in range(3)] == [PAD, PAD, PAD]
+    # item 12's snapshot for 0426 counts nothing of 0426 itself
+    daily = f.item_daily.set_index(["video_id", "date"])
+    assert daily.loc[(12, 20220426), "exp_count"] == 0
+    assert daily.loc[(12, 20220427), "click_count"] == 1
+
+
+def test_changing_a_days_labels_does_not_change_that_days_features() -> None:
+    # day 0427 gets another click and a flipped label; the features of 0427's samples must not move
+    flipped = pd.concat([LOG, _log([(1, 11, 20220427, 8, 1)])], ignore_index=True)
+    flipped.loc[(flipped["user_id"] == 2) & (flipped["date"] == 20220427), "is_click"] = 1
+    a = split_scenario(LOG, USERS, ITEMS, DATES, 3)
+    b = split_scenario(flipped, USERS, ITEMS, DATES, 3)
+    cols = ["exp_count", "click_count", "seq_0", "seq_1", "seq_2"]
+    key = ["user_id", "video_id", "date"]
+    m = a.positives.merge(b.positives, on=key, suffixes=("_a", "_b"))
+    m = m[m["date"] == 20220427]
+    assert len(m) > 0
+    for c in cols:
+        assert (m[f"{c}_a"] == m[f"{c}_b"]).all()
+    da, db = a.item_daily, b.item_daily
+    pd.testing.assert_frame_equal(da[da["date"] == 20220427], db[db["date"] == 20220427])
+
+
+def test_serving_snapshot_and_exposure_distribution() -> None:
+    f = split_scenario(LOG, USERS, ITEMS, DATES, seq_len=3)
+    u1 = f.users.set_index("user_id").loc[1]
+    assert [u1[f"seq_{i}"] for i in range(3)] == [12, 13, 10]
+    assert (u1["exp_count"], u1["click_count"], u1["active_degree"]) == (5, 4, "a")
+    assert np.isclose(f.exposure_dist["prob"].sum(), 1.0)
+    assert dict(zip(f.exposure_dist["video_id"], f.exposure_dist["exposures"], strict=True)) == {10: 2, 11: 2, 12: 2, 13: 1}
+
+
+def test_sequence_matrix_left_pads() -> None:
+    clicks = LOG[LOG["is_click"] == 1].sort_values(["user_id", "time_ms"])
+    keys, mat = sequence_matrix(clicks, 2, before_day=False)
+    assert keys.tolist() == [1, 2]
+    assert mat.tolist() == [[13, 10], [PAD, 11]]
+
+
+def test_pretrain_pairs_one_per_scenario_combination() -> None:
+    df = pd.DataFrame({"user_id": [1, 1, 1, 2, 3, 3], "scenario": ["a", "b", "c", "a", "a", "a"]})
+    pairs = pretrain_pairs(df, "user_id")
+    assert sorted(map(tuple, pairs[["id", "scenario_a", "scenario_b"]].values.tolist())) == [
+        (1, "a", "b"), (1, "a", "c"), (1, "b", "c")]
+
+
+def test_small_and_undeclared_scenarios_map_to_other() -> None:
+    m = scenario_map(pd.Series({"1": 5000, "0": 900, "9": 20}), ["1", "0"], 1000)
+    assert m.reported == ("1",)
+    assert m.apply(pd.Series(["1", "0", "9"])).tolist() == ["1", "other", "other"]
+    assert m.names == ["1", "other"]
+
+
+def test_no_test_window_rows_reach_the_split(tiny_project) -> None:
+    w = tiny_project["window"]
+    for s in tiny_project["scenarios"]:
+        pos = pd.read_parquet(tiny_project["features"] / s / "positives.parquet")
+        assert pos["date"].max() <= w.train_end
+        daily = pd.read_parquet(tiny_project["features"] / s / "item_daily.parquet")
+        assert set(daily["date"]) <= set(w.train_dates)

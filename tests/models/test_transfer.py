@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sass_retrieval.models.transfer import AdaptiveGates, fuse
+
+
+def test_adaptive_gate_zero_leaves_the_pure_scenario_path() -> None:
+    g, h = torch.randn(4, 8), torch.randn(4, 8)
+    out = fuse(g, h, a=torch.zeros(4, 8), u=torch.full((4, 8), 0.7))
+    # nothing transferred: t = 0, so h_s = (1 - u) * h' ... and with u = 0 exactly h'
+    assert torch.allclose(out, 0.3 * h)
+    assert torch.allclose(fuse(g, h, torch.zeros(4, 8), torch.zeros(4, 8)), h)
+
+
+def test_update_gate_one_passes_the_transferred_global_signal() -> None:
+    g, h = torch.randn(4, 8), torch.randn(4, 8)
+    a = torch.rand(4, 8)
+    assert torch.allclose(fuse(g, h, a, torch.ones(4, 8)), a * g)
+    assert torch.allclose(fuse(g, h, torch.ones(4, 8), torch.ones(4, 8)), g)
+
+
+def test_gate_layers_at_saturation() -> None:
+    gates = AdaptiveGates(dim=6, bias_dim=3, kind="adaptive")
+    g, h, b = torch.randn(5, 6), torch.randn(5, 6), torch.randn(5, 3)
+    with torch.no_grad():
+        gates.adaptive.weight.zero_()
+        gates.adaptive.bias.fill_(-50.0)     # a -> 0
+        gates.update.weight.zero_()
+        gates.update.bias.fill_(-50.0)       # u -> 0
+    assert torch.allclose(gates(g, h, b), h, atol=1e-6)
+    with torch.no_grad():
+        gates.adaptive.bias.fill_(50.0)      # a -> 1
+        gates.update.bias.fill_(50.0)        # u -> 1
+    assert torch.allclose(gates(g, h, b), g, atol=1e-6)
+
+
+def test_other_gate_kinds() -> None:
+    g, h, b = torch.randn(2, 4), torch.randn(2, 4), torch.randn(2, 2)
+    assert torch.equal(AdaptiveGates(4, 2, "none")(g, h, b), h)
+    sig = AdaptiveGates(4, 2, "sigmoid")
+    with torch.no_grad():
+        sig.adaptive.weight.zero_()
+        sig.adaptive.bias.fill_(50.0)
+    assert torch.allclose(sig(g, h, b), h + g, atol=1e-6)
+    with pytest.raises(ValueError, match="gate kind"):
+        AdaptiveGates(4, 2, "bogus")

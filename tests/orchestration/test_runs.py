@@ -1,0 +1,278 @@
+"""Run execution (stage cmd + locked dvc commit), the run's day, and daily versions: record/list/restore."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing as mp
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sass_retrieval.orchestration import runs
+
+MAKE = """\
+import json, pathlib, sys, time, yaml
+params = yaml.safe_load(open("params.yaml"))
+out = pathlib.Path(sys.argv[1])
+if sys.argv[2] == "fail":
+    sys.exit(int(sys.argv[3]))
+if sys.argv[2] == "metrics":
+    v = params["version"]
+    pathlib.Path("metrics").mkdir(exist_ok=True)
+    json.dump({"rows": {"popular": {"macro": {"ndcg@50": 0.1}}, "sass": {"macro": {"ndcg@50": 0.2 + v / 100}}}},
+              open("metrics/metrics.json", "w"))
+    pathlib.Path("reports").mkdir(exist_ok=True)
+    json.dump({"publish": v != 3, "version": f"v{v}", "reason": "test"}, open("reports/publish.json", "w"))
+    sys.exit(0)
+time.sleep(0.2)
+out.mkdir(parents=True, exist_ok=True)
+(out / "content.txt").write_text(f"{out} version {params['version']}\\n")
+(out / "sub").mkdir(exist_ok=True)
+(out / "sub" / "more.bin").write_bytes(bytes(range(params["version"] + 5)))
+print("wrote", out)
+"""
+
+DVC_YAML = """\
+stages:
+  train:
+    cmd: python make.py models/sass make
+    deps: [make.py]
+    params: [version]
+    outs:
+      - models/sass:
+          persist: true
+  index:
+    foreach: ${names}
+    do:
+      cmd: python make.py indexes/${item} make
+      deps: [make.py, models/sass]
+      outs:
+        - indexes/${item}
+  evaluate:
+    cmd: python make.py - metrics
+    deps: [indexes]
+    metrics:
+      - metrics/metrics.json:
+          cache: false
+    outs:
+      - reports/publish.json:
+          cache: false
+"""
+
+PARAMS = """\
+version: 1          # bumped by the tests
+names: [s0, s1, s2]
+window:
+  end_date: auto    # last day of data
+  train_days: 8     # keep me
+"""
+
+
+def sh(*args: str, cwd: Path) -> str:
+    return subprocess.run(list(args), cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "make.py").write_text(MAKE)
+    (root / "dvc.yaml").write_text(DVC_YAML)
+    (root / "params.yaml").write_text(PARAMS)
+    sh(sys.executable, "-m", "dvc", "init", "--no-scm", "-q", cwd=root)
+    sh(sys.executable, "-m", "dvc", "remote", "add", "-d", "-q", "local", str(tmp_path / "remote"), cwd=root)
+    return root
+
+
+def run_all(root: Path, parallel: bool = True) -> None:
+    runs.run_stage(root, "train")
+    errors: list[BaseException] = []
+
+    def one(item: str) -> None:
+        try:
+            runs.run_stage(root, f"index@{item}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(s,)) for s in ("s0", "s1", "s2")]
+    for t in threads:
+        t.start()
+        if not parallel:
+            t.join()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    runs.run_stage(root, "evaluate")
+
+
+def set_version(root: Path, v: int) -> None:
+    (root / "params.yaml").write_text(PARAMS.replace("version: 1", f"version: {v}"))
+
+
+# ---------------------------------------------------------------- executing stages
+
+def test_parallel_stages_then_locked_commits_leave_dvc_clean(project: Path) -> None:
+    run_all(project, parallel=True)
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"train", "index@s0", "index@s1", "index@s2", "evaluate"}
+    status = sh(sys.executable, "-m", "dvc", "status", cwd=project)
+    assert "up to date" in status, status
+    # what we recorded is what `dvc repro` would consider done: nothing to run
+    dry = sh(sys.executable, "-m", "dvc", "repro", "--dry", cwd=project)
+    assert "Running stage" not in dry, dry
+
+
+def test_failed_stage_raises_with_exit_code(project: Path) -> None:
+    (project / "dvc.yaml").write_text(DVC_YAML + "  broken:\n    cmd: python make.py - fail 2\n")
+    with pytest.raises(runs.StageFailed) as info:
+        runs.run_stage(project, "broken")
+    assert info.value.returncode == 2 and info.value.final
+    assert not runs.StageFailed("x", 1).final
+    assert not (project / "dvc.lock").exists()  # nothing recorded for a failed stage
+    with pytest.raises(KeyError):
+        runs.run_stage(project, "nope")
+
+
+def _hold_lock(root: str, seconds: float, ready) -> None:
+    with runs.dvc_lock(root):
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_dvc_lock_excludes_other_processes(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    p = ctx.Process(target=_hold_lock, args=(str(tmp_path), 1.5, ready))
+    p.start()
+    try:
+        assert ready.wait(30)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError), runs.dvc_lock(tmp_path, timeout=0.3):
+            pass
+        with runs.dvc_lock(tmp_path):
+            waited = time.monotonic() - t0
+        assert waited > 0.8
+    finally:
+        p.join(30)
+
+
+def test_stage_env_puts_project_and_interpreter_first(tmp_path: Path) -> None:
+    env = runs.stage_env(tmp_path, {"PATH": "/usr/bin", "PYTHONPATH": "/x"})
+    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    assert env["PYTHONPATH"].split(":")[:3] == [str(tmp_path.resolve() / "src"), str(tmp_path.resolve()), "/x"]
+    assert env["SASS_PROJECT_DIR"] == str(tmp_path.resolve())
+
+
+# ---------------------------------------------------------------- the run's day
+
+def test_end_date_comes_from_the_data_interval() -> None:
+    start = dt.datetime(2022, 4, 30, 2, 0, tzinfo=dt.UTC)
+    assert runs.end_date_for(data_interval_start=start, logical_date=start) == "20220430"
+    assert runs.end_date_for(override="20220501", data_interval_start=start) == "20220501"
+    assert runs.end_date_for(override="auto", data_interval_start=start) == "auto"
+    assert runs.end_date_for(override="", data_interval_start=start) == "20220430"
+    assert runs.end_date_for(logical_date="2022-05-02T00:00:00+00:00") == "20220502"
+    assert runs.end_date_for(run_after=dt.datetime(2022, 5, 3, 5, 0, tzinfo=dt.UTC)) == "20220502"
+    with pytest.raises(ValueError):
+        runs.end_date_for()
+    with pytest.raises(ValueError):
+        runs.as_day("yesterday")
+
+
+def test_set_window_end_keeps_comments_and_layout(tmp_path: Path) -> None:
+    p = tmp_path / "params.yaml"
+    p.write_text(PARAMS)
+    assert runs.set_window_end(p, "20220430") == "auto"
+    new = p.read_text().splitlines()
+    old = PARAMS.splitlines()
+    changed = [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+    assert changed == [("  end_date: auto    # last day of data", "  end_date: 20220430 # last day of data")]
+    assert yaml.safe_load(p.read_text())["window"]["end_date"] == 20220430
+    runs.set_window_end(p, "auto")
+    squash = lambda text: [" ".join(line.split()) for line in text.splitlines()]  # noqa: E731
+    assert squash(p.read_text()) == squash(PARAMS)  # back to auto; only the comment's column may move
+
+
+# ---------------------------------------------------------------- daily versions
+
+def test_record_list_diff_and_restore(project: Path, tmp_path: Path) -> None:
+    set_version(project, 1)
+    run_all(project)
+    day1 = runs.record_run(project, "20220501", {"run_id": "r1"})
+    set_version(project, 2)
+    run_all(project)
+    runs.record_run(project, "20220502", {"run_id": "r2"})
+    set_version(project, 3)
+    run_all(project)
+    runs.record_run(project, "2022-05-03", push=False)
+
+    assert sorted(p.name for p in day1.iterdir()) == ["dvc.lock", "metrics.json", "params.yaml", "publish.json",
+                                                      "run.json"]
+    meta = json.loads((day1 / "run.json").read_text())
+    assert meta["pushed"] is True and meta["run_id"] == "r1" and meta["day"] == "20220501"
+    assert any((tmp_path / "remote" / "files" / "md5").rglob("*.dir"))
+
+    listed = runs.list_runs(project)
+    assert [r.day for r in listed] == ["20220501", "20220502", "20220503"]
+    assert listed[1].ndcg50 == {"popular": 0.1, "sass": pytest.approx(0.22)}
+    assert [r.published for r in listed] == [True, True, False]
+    table = runs.format_runs(listed)
+    assert "sass ndcg@50" in table and "0.2200" in table and "v2" in table
+    assert "+0.0100" in runs.diff_runs(project, "20220501", "20220502")
+
+    # into a folder: day 1's outputs, the workspace untouched (it holds day 3)
+    out = tmp_path / "restored"
+    restored = runs.restore(project, "20220501", to=out)
+    assert sorted(r.path for r in restored) == ["indexes/s0", "indexes/s1", "indexes/s2", "models/sass"]
+    assert (out / "models/sass/content.txt").read_text() == "models/sass version 1\n"
+    assert (out / "indexes/s2/sub/more.bin").read_bytes() == bytes(range(6))
+    assert (project / "models/sass/content.txt").read_text() == "models/sass version 3\n"
+    assert "restored run 20220501" in runs.format_restored("20220501", restored, out)
+
+    # into the workspace
+    runs.restore(project, "20220502")
+    assert (project / "models/sass/content.txt").read_text() == "models/sass version 2\n"
+    assert (project / "indexes/s0/content.txt").read_text() == "indexes/s0 version 2\n"
+    assert not list(project.glob("models/.sass.*")), "no temporary folders left behind"
+
+    # the local cache is gone: objects come back from the DVC remote
+    shutil.rmtree(project / ".dvc" / "cache")
+    restored = runs.restore(project, "20220501", to=tmp_path / "from_remote")
+    assert all(r.fetched for r in restored)
+    assert (tmp_path / "from_remote/indexes/s1/content.txt").read_text() == "indexes/s1 version 1\n"
+    with pytest.raises(FileNotFoundError):
+        runs.restore(project, "20220502", to=tmp_path / "x", fetch=False)  # day 2 objects are not cached now
+
+    with pytest.raises(FileNotFoundError, match="recorded runs: 20220501, 20220502, 20220503"):
+        runs.restore(project, "20220509")
+
+
+def test_rerecording_a_day_replaces_it(project: Path) -> None:
+    run_all(project)
+    runs.record_run(project, "20220501", {"attempt": 1}, push=False)
+    runs.record_run(project, "20220501", {"attempt": 2}, push=False)
+    assert json.loads((project / "runs/20220501/run.json").read_text())["attempt"] == 2
+    assert [p.name for p in (project / "runs").iterdir()] == ["20220501"]
+
+
+def test_sass_runs_cli(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipelines import runs as cli
+
+    assert cli.main(["--root", str(project), "list"]) == 0
+    assert "no runs recorded" in capsys.readouterr().out
+    run_all(project)
+    assert cli.main(["--root", str(project), "record", "20220501"]) == 0
+    assert cli.main(["--root", str(project), "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("["):])[0]["day"] == "20220501"
+    assert cli.main(["--root", str(project), "restore", "20220501", "--to", str(project / "back")]) == 0
+    assert "models/sass" in capsys.readouterr().out
+    assert cli.main(["--root", str(project), "restore", "19990101"]) == 1
+    assert "no recorded run 19990101" in capsys.readouterr().err
