@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sass_retrieval.data.features import pretrain_pairs, scenario_map, split_scenario
 from sass_retrieval.data.store import read_interactions, read_items, read_users
@@ -39,3 +42,47 @@ def write_features(store: Path, out: Path, window, names: list[str], seq_len: in
     (out / "pairs").mkdir(parents=True, exist_ok=True)
     pretrain_pairs(train, "user_id").to_parquet(out / "pairs" / "users.parquet", index=False)
     pretrain_pairs(train, "video_id").to_parquet(out / "pairs" / "items.parquet", index=False)
+
+
+TINY_PARAMS = {
+    "data": {"source": "synthetic", "kuairand_dir": "../shared/data/kuairand_pure", "store_dir": "data/store",
+             "synthetic": {"seed": 5, "users": 300, "items": 150, "scenarios": ["s0", "s1", "s2"], "days": 5,
+                           "rows": 8000, "start_date": 20220425}},
+    "window": {"end_date": "auto", "test_days": 2, "train_days": 3},
+    "scenarios": {"names": ["s0", "s1", "s2"], "min_scenario_rows": 100},
+    "validation": {"min_rows_per_day": 100, "max_unknown_id_rate": 0.01, "max_duplicate_rate": 0.05,
+                   "min_day_ratio": 0.2},
+    "features": {"seq_len": 5},
+    "model": {"emb_dim": 8, "field_dim": 4, "hidden": 16, "layers": 2, "gate": "adaptive", "bias_net": True,
+              "user_buckets": 1009, "video_buckets": 1009, "field_buckets": 97},
+    "pretrain": {"enabled": True, "epochs": 1, "batch_size": 128, "lr": 0.01, "temperature": 0.1, "id_dropout": 0.5},
+    "finetune": {"epochs": 2, "batch_size": 128, "lr": 0.01, "negatives": 32, "alpha": 1.0, "logq": True,
+                 "temperature": 0.05, "aux_weight": 0.3, "early_stopping": True, "patience": 1, "refit": True},
+    "train": {"mode": "full", "incremental_epochs": 1, "seed": 0, "threads": 1, "checkpoint_every": 0},
+    "index": {"kind": "flat"},
+    "evaluate": {"ks": [20, 50, 100], "rows": ["popular", "dssm_mixed", "sass"]},
+    "publish": {"tolerance": 0.005, "dir": "published"},
+}
+
+
+def write_project(root: Path, **overrides) -> Path:
+    params = yaml.safe_load(yaml.safe_dump(TINY_PARAMS))
+    for dotted, value in overrides.items():
+        node = params
+        *head, last = dotted.split("__")
+        for h in head:
+            node = node[h]
+        node[last] = value
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+@contextmanager
+def cwd(path: Path):
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)

@@ -241,7 +241,7 @@ def fake_project(tmp_path: Path, validate_exit: int) -> Path:
                                          f"validate_exit: {validate_exit}\n")
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=project, check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-d", "-q", "local", "../.dvc_remote"],
+    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-d", "-q", "local", ".dvc_remote"],
                    cwd=project, check=True)
     (project / "published").mkdir()
     (project / "published/current.txt").write_text("yesterday")

@@ -1,0 +1,112 @@
+"""The stage entry points end to end on a tiny project, in-process (dvc repro and Airflow run the same ones)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import cwd, write_project
+
+from pipelines import evaluate, index, ingest, pretrain, publish, split, train, validate
+
+pytestmark = pytest.mark.slow
+
+
+def run_pipeline(root: Path) -> None:
+    with cwd(root):
+        assert ingest.main([]) == 0
+        assert validate.main([]) == 0
+        for s in ("s0", "s1", "s2"):
+            assert split.main(["--scenario", s]) == 0
+        assert split.main(["--pairs"]) == 0
+        assert pretrain.main(["--no-progress"]) == 0
+        assert train.main(["--row", "sass", "--no-progress"]) == 0
+        assert train.main(["--row", "dssm_mixed", "--no-progress"]) == 0
+        for s in ("s0", "s1", "s2"):
+            assert index.main(["--scenario", s]) == 0
+        assert evaluate.main([]) == 0
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = write_project(tmp_path_factory.mktemp("proj"))
+    run_pipeline(root)
+    return root
+
+
+def test_pipeline_writes_every_artefact(project: Path) -> None:
+    for rel in ("data/store/ingest.json", "reports/validation/summary.json", "reports/validation/data_docs/index.html",
+                "data/features/s0/positives.parquet", "data/features/pairs/users.parquet",
+                "models/pretrain/model.pt", "models/pretrain/loss.csv", "models/sass/model.pt",
+                "indexes/s1/index.faiss", "metrics/metrics.json", "plots/per_scenario.json"):
+        assert (project / rel).exists(), rel
+    metrics = json.loads((project / "metrics/metrics.json").read_text())
+    assert set(metrics["rows"]) == {"popular", "dssm_mixed", "sass"}
+    assert 0.0 <= metrics["sass"]["macro"]["ndcg@50"] <= 1.0
+
+
+def test_publish_gate_publishes_then_refuses_a_worse_run(project: Path) -> None:
+    with cwd(project):
+        assert publish.main([]) == 0
+        first = json.loads(Path("reports/publish.json").read_text())
+        assert first["publish"] is True
+        current = Path("published/current").resolve()
+        # a much worse candidate: the gate must refuse and leave "current" untouched
+        m = json.loads(Path("metrics/metrics.json").read_text())
+        m["sass"]["macro"]["ndcg@50"] = first["candidate_ndcg@50"] - 0.5
+        Path("metrics/metrics.json").write_text(json.dumps(m))
+        assert publish.main([]) == 0
+        second = json.loads(Path("reports/publish.json").read_text())
+        assert second["publish"] is False and "below the published" in second["reason"]
+        assert Path("published/current").resolve() == current
+
+
+def test_recommend_returns_k_items_from_the_published_index(project: Path, capsys) -> None:
+    from pipelines import recommend
+
+    with cwd(project):
+        users = json.loads(Path("metrics/metrics.json").read_text())
+        assert users
+        import pandas as pd
+
+        uid = int(pd.read_parquet("data/features/s0/users.parquet")["user_id"].iloc[0])
+        assert recommend.main(["--user", str(uid), "--scenario", "s0", "--k", "5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["items"]) == 5 and out["items"][0]["rank"] == 1
+
+
+def test_paths_in_params_can_not_escape_the_project(tmp_path: Path) -> None:
+    from sass_retrieval.config import ConfigError
+
+    root = write_project(tmp_path / "p", data__store_dir="../../outside")
+    with cwd(root), pytest.raises(ConfigError, match="escapes the project"):
+        ingest.main([])
+
+
+def test_torchrun_two_processes_train_a_model_of_the_same_quality(project: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "pipelines.train", "--row", "dssm_mixed", "--no-progress", "--out", "models/ddp"]
+    res = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    from pipelines.common import bank_for, load_run, read_mapped
+    from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
+    from sass_retrieval.evaluate.protocol import build_eval_set
+    from sass_retrieval.evaluate.protocol import evaluate as run_eval
+    from sass_retrieval.train.checkpoint import load_model
+
+    with cwd(project):
+        run = load_run("params.yaml")
+        w = run.window
+        es = build_eval_set(read_mapped(run, w.train_start, w.train_end), read_mapped(run, w.test_start, w.test_end),
+                            list(run.scenarios.reported))
+        bank = bank_for(run)
+        scores = {}
+        for name in ("dssm_mixed", "ddp"):
+            model, _ = load_model(Path("models") / name / "model.pt")
+            scores[name] = run_eval(es, EmbeddingRecommender({s: model for s in bank.scenarios}, bank))["macro"]["ndcg@50"]
+    assert scores["ddp"] >= scores["dssm_mixed"] - 0.05, scores
