@@ -31,14 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     entry = {"window_end": run.window.test_end, "publish": decision.publish, "reason": decision.reason,
              "candidate_ndcg@50": decision.candidate, "published_ndcg@50": decision.published}
     if decision.publish:
+        from sass_retrieval.runlock import run_lock
+
         sources = {"models/sass": safe_path("models/sass"), "models/pretrain": safe_path("models/pretrain"),
                    "indexes": safe_path("indexes"), "metrics.json": safe_path(args.metrics),
                    "validation.json": vpath}
         files = [f for src in sources.values() for f in ([src] if src.is_file() else sorted(src.rglob("*")))
                  if f.is_file()]
         vid = run_id(run.window.test_end, files)
-        target = install_version(root, vid, sources)
-        point_current(root, target)
+        with run_lock(root / ".publish.lock", "publish"):
+            target = install_version(root, vid, sources)
+            point_current(root, target)
         entry["version"] = vid
         log.info("published %s: %s", vid, decision.reason)
     else:

@@ -10,6 +10,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from .common import ROOT, parser, setup_logging
 
@@ -19,13 +20,23 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__)
     p.parse_args(argv)
     from sass_retrieval.orchestration.dvc_graph import load_graph
+    from sass_retrieval.runlock import RunLocked, run_lock
 
-    graph = load_graph(ROOT)
+    project = Path.cwd() if (Path.cwd() / "dvc.yaml").exists() else ROOT
+    try:
+        with run_lock(project / ".locks" / "run.lock", "sass run"):
+            return _run(load_graph(project), project)
+    except RunLocked as exc:
+        print(str(exc), file=sys.stderr)
+        return 3
+
+
+def _run(graph, project: Path) -> int:
     for stage in graph.topological():
         cmd = graph.stages[stage].cmd
         print(f"==> {stage}: {cmd}", flush=True)
         t0 = time.perf_counter()
-        rc = subprocess.call([sys.executable if a == "python" else a for a in shlex.split(cmd)], cwd=ROOT)
+        rc = subprocess.call([sys.executable if a == "python" else a for a in shlex.split(cmd)], cwd=project)
         if rc != 0:
             print(f"stage {stage} failed (exit {rc}); later stages were not run", file=sys.stderr)
             return rc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support import TINY_SCENARIOS, write_features
+from support import TINY_SCENARIOS, run_pipeline, write_features, write_project
 
 from sass_retrieval.config import make_window
 from sass_retrieval.data.store import read_items, read_users
@@ -32,3 +32,11 @@ def tiny_bank(tiny_project: dict):
     bank = load_bank(tiny_project["features"], read_users(tiny_project["store"]), read_items(tiny_project["store"]), cfg)
     return bank, cfg
 
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny project folder after every stage up to evaluate; tests copy it before changing it."""
+    root = write_project(tmp_path_factory.mktemp("built") / "project")
+    run_pipeline(root)
+    return root

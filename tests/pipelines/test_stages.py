@@ -11,30 +11,17 @@ from pathlib import Path
 import pytest
 from support import cwd, write_project
 
-from pipelines import evaluate, index, ingest, pretrain, publish, split, train, validate
+from pipelines import ingest, publish
 
 pytestmark = pytest.mark.slow
 
 
-def run_pipeline(root: Path) -> None:
-    with cwd(root):
-        assert ingest.main([]) == 0
-        assert validate.main([]) == 0
-        for s in ("s0", "s1", "s2"):
-            assert split.main(["--scenario", s]) == 0
-        assert split.main(["--pairs"]) == 0
-        assert pretrain.main(["--no-progress"]) == 0
-        assert train.main(["--row", "sass", "--no-progress"]) == 0
-        assert train.main(["--row", "dssm_mixed", "--no-progress"]) == 0
-        for s in ("s0", "s1", "s2"):
-            assert index.main(["--scenario", s]) == 0
-        assert evaluate.main([]) == 0
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = write_project(tmp_path_factory.mktemp("proj"))
-    run_pipeline(root)
+def project(built_project: Path, tmp_path_factory) -> Path:
+    import shutil
+
+    root = tmp_path_factory.mktemp("stages") / "p"
+    shutil.copytree(built_project, root, symlinks=True)
     return root
 
 

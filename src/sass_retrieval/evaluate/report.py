@@ -34,6 +34,8 @@ import pandas as pd
 HEADLINE = ("ndcg@50", "hit_rate@50")
 METRIC_LABEL = {"ndcg": "NDCG", "hit_rate": "HitRate", "recall": "Recall"}
 CANDIDATE = "sass"
+ROW_ORDER = ("popular", "dssm_mixed", "dssm_single", "sass_base", CANDIDATE)  # unknown rows go before sass
+SHORT_LABEL = {"ndcg": "NDCG", "hit_rate": "HR", "recall": "Recall"}
 LOSS_PHASES = ("select", "refit", "full")
 PHASE_LABEL = {"select": "select (early-stopping run)", "refit": "refit (all training days)",
                "full": "full (all training days)"}
@@ -68,7 +70,9 @@ class RunReport:
     # -- derived views
     @property
     def rows(self) -> dict[str, dict]:
-        return dict((self.metrics or {}).get("rows") or {})
+        """Row -> results, in the benchmark's order (metrics.json stores them sorted by name)."""
+        rows = dict((self.metrics or {}).get("rows") or {})
+        return {r: rows[r] for r in sorted(rows, key=_row_rank)}
 
     @property
     def scenarios(self) -> list[str]:
@@ -102,6 +106,10 @@ class RunReport:
                 if curve:
                     out[label] = curve
         return out
+
+
+def _row_rank(row: str) -> tuple[int, str]:
+    return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER) - 1, row)
 
 
 def _row_reports(row: str, report_json: dict) -> dict[str, dict]:
@@ -233,8 +241,9 @@ class Figure:
     png: bytes
 
 
-PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c",
-           "#ccb974", "#64b5cd"]
+PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860", "#8c8c8c", "#ccb974", "#64b5cd",
+           "#da8bc3"]  # no red: red is the candidate's
+MARKERS = ["x", "^", "s", "v", "d", "P", "*", "<", ">"]
 
 
 def _colors(names: Iterable[str]) -> dict[str, str]:
@@ -321,22 +330,23 @@ def draw_figures(rep: RunReport) -> dict[str, Figure]:
                     _loss_line(ax, df, PALETTE[j % len(PALETTE)], f"{label.split('/', 1)[-1]} ({phase})",
                                raw=False)
             _style(ax, row, "step", "loss")
-            ax.legend(fontsize=7, frameon=False)
+            ax.legend(fontsize=7, frameon=False, loc="upper right")
         figs["finetune_loss"] = Figure("finetune_loss", "Fine-tuning loss per step and row "
                                        "(faint: raw, solid: moving average)", _png(fig))
     curves = rep.validation_curves
     if curves:
         fig = _new_figure(11, 3.4)
         ax = fig.add_subplot()
-        scen_colors = {}
+        scen_markers: dict[str, str] = {}
         for label, pts in curves.items():
             row = label.split("/", 1)[0]
             ep = [p.get("epoch") for p in pts]
             val = [_num(p.get("val_ndcg@50")) for p in pts]
-            if "/" in label:
-                scen_colors.setdefault(label, PALETTE[len(scen_colors) % len(PALETTE)])
-                ax.plot(ep, val, color=scen_colors[label], linewidth=1, linestyle="--", marker=".",
-                        label=label)
+            if "/" in label:  # one model per scenario: the row's colour, one marker per scenario
+                marker = MARKERS[len(scen_markers) % len(MARKERS)]
+                scen_markers.setdefault(label, marker)
+                ax.plot(ep, val, color=colors.get(row, "#55a868"), linewidth=1, linestyle="--",
+                        marker=scen_markers[label], markersize=4, alpha=0.8, label=label)
             else:
                 ax.plot(ep, val, color=colors.get(row, "#4c72b0"), linewidth=1.8, marker="o", markersize=4,
                         label=label)
@@ -346,9 +356,11 @@ def draw_figures(rep: RunReport) -> dict[str, Figure]:
                 ax.scatter([be], [bv], s=60, facecolors="none", edgecolors="black", linewidths=1, zorder=5)
         _style(ax, "Validation NDCG@50 (last training day) per epoch", "epoch", "NDCG@50")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(fontsize=7, frameon=False, ncols=2, loc="best")
-        figs["validation_ndcg"] = Figure("validation_ndcg", "Validation NDCG@50 on the held-out last training "
-                                         "day per fine-tuning epoch (circle: best epoch)", _png(fig))
+        ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        caption = "Validation NDCG@50 on the held-out last training day per fine-tuning epoch (circle: best epoch)"
+        if scen_markers:
+            caption += "; dashed: one model per scenario, scored on its own scenario only"
+        figs["validation_ndcg"] = Figure("validation_ndcg", caption, _png(fig))
     if rep.rows and rep.scenarios:
         groups = rep.scenarios + ["macro"]
         names = list(rep.rows)
@@ -466,6 +478,11 @@ def metric_label(name: str) -> str:
     return f"{METRIC_LABEL.get(base, base)}@{k}" if k else METRIC_LABEL.get(base, base)
 
 
+def short_label(name: str) -> str:
+    base, _, k = name.partition("@")
+    return f"{SHORT_LABEL.get(base, base)}@{k}" if k else SHORT_LABEL.get(base, base)
+
+
 def _bold_best(columns: list[list[float | None]], digits: int = 4) -> list[list[bool]]:
     """Per column, which cells hold the best (highest) value at the shown precision (ties all bold)."""
     out = []
@@ -505,13 +522,13 @@ def headline_table(rep: RunReport, metrics: Iterable[str] = HEADLINE) -> Table:
         groups.append((s, len(metrics)))
         notes.append(f"{fmt_count(ps.get('pairs'))} pairs · pool {fmt_count(ps.get('pool'))}")
         for m in metrics:
-            columns.append((metric_label(m),
+            columns.append((short_label(m),
                             [_num(((rep.rows[n].get("per_scenario") or {}).get(s) or {}).get(m)) for n in names]))
     for scope, note in (("macro", "mean over scenarios"), ("micro", "mean over pairs")):
         groups.append((scope, len(metrics)))
         notes.append(note)
         for m in metrics:
-            columns.append((metric_label(m), [_num((rep.rows[n].get(scope) or {}).get(m)) for n in names]))
+            columns.append((short_label(m), [_num((rep.rows[n].get(scope) or {}).get(m)) for n in names]))
     return _value_table(names, columns, groups, group_notes=notes)
 
 
@@ -716,7 +733,8 @@ def _metrics(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
         blocks.append(Note("No metrics: the evaluate stage's output is missing.", "fail"))
         return blocks
     blocks.append(Text("Every reference row on the same evaluation pairs and pools (BENCHMARK.md protocol). "
-                       "Best value per column in bold; the candidate row is shaded."))
+                       "NDCG@50 and HitRate@50 (HR@50) per scenario, macro (mean over scenarios) and micro "
+                       "(mean over pairs). Best value per column in bold; the candidate row is shaded."))
     blocks.append(headline_table(rep))
     if rep.ks:
         blocks.append(Heading("Macro averages at every K", 3))
@@ -813,10 +831,11 @@ p { margin:8px 0; }
 .card .v { font-size:15px; font-weight:600; white-space:nowrap; }
 .scroll { overflow-x:auto; margin:8px 0 12px; }
 table { border-collapse:collapse; font-size:13px; font-variant-numeric:tabular-nums; }
-th, td { border:1px solid var(--line); padding:4px 9px; vertical-align:top; }
+th, td { border:1px solid var(--line); padding:4px 8px; vertical-align:top; }
 th { background:var(--head); font-weight:600; text-align:center; white-space:nowrap; }
 th .sub { font-weight:400; font-size:11px; color:var(--muted); }
 td.num { text-align:right; white-space:nowrap; }
+td:first-child:not(:only-child) { white-space:nowrap; }
 tr.shade td { background:var(--shade); }
 .pos { color:var(--pos); }
 .neg { color:var(--neg); }

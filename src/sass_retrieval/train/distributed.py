@@ -50,10 +50,8 @@ def average_gradients(model: torch.nn.Module) -> None:
         if not p.requires_grad:
             continue
         # every rank reduces every parameter in the same order, even one its batch did not touch
-        if p.grad is None:
-            g = torch.zeros_like(p)
-        else:
-            g = p.grad.to_dense() if p.grad.is_sparse else p.grad
+        grad = p.grad
+        g = torch.zeros_like(p) if grad is None else (grad.to_dense() if grad.is_sparse else grad)
         dist.all_reduce(g)
         g /= n
         p.grad = g.to_sparse(1) if id(p) in sparse_ids else g

@@ -1,0 +1,227 @@
+"""End to end on tiny synthetic data, with the real dvc.yaml and the real DAG (slow: a few minutes each).
+
+- `airflow dags test sass_daily <date>`: every stage of dvc.yaml through the DAG in-process, then the day
+  is recorded, pushed, listed and restored.
+- A real deployment on loopback: `airflow api-server` (the task execution API), `airflow scheduler`
+  (LocalExecutor: mapped instances run in parallel) and `airflow dag-processor`, on SQLite in a temporary
+  AIRFLOW_HOME; one run is triggered with `airflow dags trigger` and must succeed within 15 minutes.
+  Every process started is killed (with its children) in a finally block.
+
+Each test works in a temporary copy of the project (git-tracked and untracked-but-not-ignored files), with
+params.yaml shrunk so that the whole pipeline takes a minute or two on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "data.synthetic.users": 300, "data.synthetic.items": 200, "data.synthetic.rows": 6000,
+    "data.synthetic.days": 6,                       # 20220425 .. 20220430
+    "window.train_days": 3, "window.test_days": 2,
+    "scenarios.min_scenario_rows": 50, "validation.min_rows_per_day": 10,
+    "model.emb_dim": 16, "model.hidden": 32, "model.user_buckets": 1009, "model.video_buckets": 1009,
+    "model.field_buckets": 101,
+    "pretrain.epochs": 1, "pretrain.batch_size": 128, "pretrain.max_steps_per_epoch": 15,
+    "finetune.epochs": 1, "finetune.batch_size": 128, "finetune.negatives": 32, "finetune.max_steps_per_epoch": 15,
+    "finetune.early_stopping": False, "finetune.refit": False,
+    "train.threads": 1,
+}
+
+
+def tiny_project(dst: Path) -> Path:
+    """A copy of the project's files (not data/models/runs) with a tiny params.yaml, in its own git repo."""
+    from ruamel.yaml import YAML
+
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    for rel in listed:
+        src = ROOT / rel
+        if src.is_file() and not rel.startswith(("runs/", "airflow_home/", "published/")) and not rel.endswith(".log"):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    yml = YAML()
+    params = yml.load((dst / "params.yaml").read_text())
+    for dotted, value in TINY.items():
+        *parents, key = dotted.split(".")
+        node = params
+        for p in parents:
+            node = node[p]
+        node[key] = value
+    with open(dst / "params.yaml", "w") as fh:
+        yml.dump(params, fh)
+    return dst
+
+
+def airflow_env(home: Path, project: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(project / "dags"),
+               AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+               SASS_PROJECT_DIR=str(project), PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+               **extra)
+    return env
+
+
+def task_states(db_path: Path) -> dict[str, str]:
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        rows = db.execute("SELECT task_id, map_index, state FROM task_instance").fetchall()
+    return {(t if m < 0 else f"{t}[{m}]"): s for t, m, s in rows}
+
+
+def check_recorded_day(project: Path, day: str) -> None:
+    run = project / "runs" / day
+    assert {"dvc.lock", "params.yaml", "metrics.json", "publish.json", "run.json"} <= {p.name for p in run.iterdir()}
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["pushed"] is True
+    assert yaml.safe_load((project / "params.yaml").read_text())["window"]["end_date"] == int(day)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["window"]["test_end"] == int(day)
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "-q"], cwd=project, capture_output=True,
+                            text=True)
+    assert status.returncode == 0 and not status.stdout.strip(), f"dvc.lock out of date:\n{status.stdout}"
+
+
+def test_dags_test_end_to_end_then_list_and_restore(tmp_path: Path) -> None:
+    project = tiny_project(tmp_path / "proj")
+    home = tmp_path / "airflow_home"
+    env = airflow_env(home, project)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
+                   timeout=300)
+    t0 = time.monotonic()
+    # logical date 2022-05-01 03:00 -> data interval [2022-04-30 02:00, 2022-05-01 02:00) -> day 20220430
+    proc = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "sass_daily", "2022-05-01T03:00:00+00:00"],
+                          env=env, cwd=project, capture_output=True, text=True, timeout=1500)
+    seconds = time.monotonic() - t0
+    (tmp_path / "dags_test.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    states = task_states(home / "airflow.db")
+    assert set(states.values()) == {"success"}, states
+    assert "split[4]" in states and "index[4]" in states and "reference[2]" in states
+    check_recorded_day(project, "20220430")
+    print(f"airflow dags test: {seconds:.0f}s")
+
+    cli = [sys.executable, "-m", "pipelines.runs", "--root", str(project)]
+    listed = subprocess.run([*cli, "list"], cwd=project, capture_output=True, text=True, check=True).stdout
+    assert "20220430" in listed and "sass ndcg@50" in listed and "yes" in listed, listed
+    restored = subprocess.run([*cli, "restore", "20220430", "--to", str(tmp_path / "restored")], cwd=project,
+                              capture_output=True, text=True, check=True).stdout
+    assert "models/sass" in restored and "indexes/s0" in restored, restored
+    assert (tmp_path / "restored/models/sass/model.pt").stat().st_size > 0
+    assert (tmp_path / "restored/models/pretrain/model.pt").exists()
+    assert any((tmp_path / "restored/indexes/s0").iterdir())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Terminate a process we started and every descendant it spawned (workers, task runners)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(proc.pid)
+        family = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(family, timeout=20)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=10)
+
+
+def tail(path: Path, n: int = 60) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    return ""
+
+
+def test_scheduler_runs_a_triggered_day(tmp_path: Path) -> None:
+    project = tiny_project(tmp_path / "proj")
+    home = tmp_path / "airflow_home"
+    port = free_port()
+    env = airflow_env(
+        home, project,
+        AIRFLOW__API__HOST="127.0.0.1", AIRFLOW__API__PORT=str(port), AIRFLOW__API__WORKERS="1",
+        AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
+        AIRFLOW__CORE__PARALLELISM="4",
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",      # only the triggered run, no 2026 schedule
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+    )
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
+                   timeout=300)
+    db_path = home / "airflow.db"
+    procs: dict[str, subprocess.Popen] = {}
+    logs = {name: tmp_path / f"{name}.log" for name in ("api-server", "scheduler", "dag-processor")}
+    t0 = time.monotonic()
+    state = None
+    try:
+        for name, log in logs.items():
+            procs[name] = subprocess.Popen([sys.executable, "-m", "airflow", name], env=env, cwd=project,
+                                           stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with contextlib.closing(sqlite3.connect(db_path)) as db:
+                if db.execute("SELECT 1 FROM dag WHERE dag_id='sass_daily' AND is_paused=0").fetchone():
+                    break
+            assert all(p.poll() is None for p in procs.values()), {n: tail(logs[n]) for n in logs}
+            time.sleep(2)
+        else:
+            pytest.fail("the dag-processor did not register sass_daily:\n" + tail(logs["dag-processor"]))
+        subprocess.run([sys.executable, "-m", "airflow", "dags", "trigger", "sass_daily",
+                        "--conf", json.dumps({"end_date": "20220429"})],
+                       env=env, cwd=project, check=True, capture_output=True, timeout=120)
+        deadline = time.monotonic() + 15 * 60
+        while time.monotonic() < deadline:
+            with contextlib.closing(sqlite3.connect(db_path)) as db:
+                row = db.execute("SELECT state FROM dag_run WHERE dag_id='sass_daily'").fetchone()
+            state = row[0] if row else None
+            if state in ("success", "failed"):
+                break
+            assert all(p.poll() is None for p in procs.values()), {n: tail(logs[n]) for n in logs}
+            time.sleep(5)
+    finally:
+        for p in procs.values():
+            kill_tree(p)
+    seconds = time.monotonic() - t0
+    states = task_states(db_path)
+    task_logs = "\n".join(f"--- {p}\n{tail(p, 40)}" for p in sorted((home / "logs").rglob("*.log"))
+                          if state != "success" and "record_run" not in str(p))[-15000:]
+    assert state == "success", f"run state {state} after {seconds:.0f}s; tasks {states}\n{task_logs}\n" + \
+        "\n".join(f"--- {n}\n{tail(log)}" for n, log in logs.items())
+    assert set(states.values()) == {"success"}, states
+    check_recorded_day(project, "20220429")
+    # mapped instances ran side by side (LocalExecutor), and their DVC bookkeeping did not collide
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        spans = db.execute("SELECT task_id, map_index, start_date, end_date FROM task_instance "
+                           "WHERE map_index >= 0").fetchall()
+    overlapping = [(a[:2], b[:2]) for i, a in enumerate(spans) for b in spans[i + 1:]
+                   if a[0] == b[0] and a[2] < b[3] and b[2] < a[3]]
+    assert overlapping, f"no mapped instances overlapped in time: {spans}"
+    print(f"scheduler run: {seconds:.0f}s; overlapping mapped instances: {len(overlapping)}")
