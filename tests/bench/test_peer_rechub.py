@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch_rechub", reason="torch-rechub is not installed (pip install -e '.[bench]')")
+from sass_retrieval.data.features import scenario_map
+from sass_retrieval.data.store import read_interactions, read_items, read_users
+from sass_retrieval.data.synthetic import SyntheticConfig, generate
+from sass_retrieval.evaluate.protocol import build_eval_set, evaluate
 
-from sass_retrieval.data.features import scenario_map  # noqa: E402
-from sass_retrieval.data.store import read_interactions, read_items, read_users  # noqa: E402
-from sass_retrieval.data.synthetic import SyntheticConfig, generate  # noqa: E402
-from sass_retrieval.evaluate.protocol import build_eval_set, evaluate  # noqa: E402
+pytest.importorskip("torch_rechub", reason="torch-rechub is not installed (pip install -e '.[bench]')")
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "peer_rechub.py"
 SCENARIOS = ["s0", "s1", "s2"]
@@ -50,7 +50,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def trained(tiny: dict):
     peer = _load_peer()
     rec = peer.train_rechub_dssm(tiny["train"], tiny["users"], tiny["items"], tiny["names"], epochs=1,
-                                 embed_dim=8, batch_size=256, seed=0)
+                                 embed_dim=8, batch_size=256, seed=0, threads=1)
     return peer, rec
 
 
@@ -93,7 +93,7 @@ def test_scored_through_the_protocol(tiny: dict, trained) -> None:
 def test_deterministic_by_seed(tiny: dict, trained) -> None:
     peer, rec = trained
     again = peer.train_rechub_dssm(tiny["train"], tiny["users"], tiny["items"], tiny["names"], epochs=1,
-                                   embed_dim=8, batch_size=256, seed=0)
+                                   embed_dim=8, batch_size=256, seed=0, threads=1)
     users = np.unique(tiny["train"]["user_id"].to_numpy(np.int64))[:25]
     for s in SCENARIOS:
         assert np.array_equal(rec.top_items(s, users, 10), again.top_items(s, users, 10))

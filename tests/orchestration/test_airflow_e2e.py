@@ -159,6 +159,47 @@ def tail(path: Path, n: int = 60) -> str:
     return ""
 
 
+def run_deployment(env: dict[str, str], project: Path, db_path: Path, logs: dict[str, Path]) -> str | None:
+    """Start api-server, scheduler and dag-processor; trigger one run; return its final state (or None)."""
+    procs: dict[str, subprocess.Popen] = {}
+    state = None
+
+    def alive() -> None:
+        assert all(p.poll() is None for p in procs.values()), {n: tail(logs[n]) for n in logs}
+
+    with contextlib.ExitStack() as files:
+        try:
+            for name, log in logs.items():
+                out = files.enter_context(open(log, "w"))
+                procs[name] = subprocess.Popen([sys.executable, "-m", "airflow", name], env=env, cwd=project,
+                                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            deadline = time.monotonic() + 180
+            while True:
+                with contextlib.closing(sqlite3.connect(db_path)) as db:
+                    if db.execute("SELECT 1 FROM dag WHERE dag_id='sass_daily' AND is_paused=0").fetchone():
+                        break
+                if time.monotonic() > deadline:
+                    pytest.fail("the dag-processor did not register sass_daily:\n" + tail(logs["dag-processor"]))
+                alive()
+                time.sleep(2)
+            subprocess.run([sys.executable, "-m", "airflow", "dags", "trigger", "sass_daily",
+                            "--conf", json.dumps({"end_date": "20220429"})],
+                           env=env, cwd=project, check=True, capture_output=True, timeout=120)
+            deadline = time.monotonic() + 15 * 60
+            while time.monotonic() < deadline:
+                with contextlib.closing(sqlite3.connect(db_path)) as db:
+                    row = db.execute("SELECT state FROM dag_run WHERE dag_id='sass_daily'").fetchone()
+                state = row[0] if row else None
+                if state in ("success", "failed"):
+                    break
+                alive()
+                time.sleep(5)
+        finally:
+            for p in procs.values():
+                kill_tree(p)
+    return state
+
+
 def test_scheduler_runs_a_triggered_day(tmp_path: Path) -> None:
     project = tiny_project(tmp_path / "proj")
     home = tmp_path / "airflow_home"
@@ -177,38 +218,9 @@ def test_scheduler_runs_a_triggered_day(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
                    timeout=300)
     db_path = home / "airflow.db"
-    procs: dict[str, subprocess.Popen] = {}
     logs = {name: tmp_path / f"{name}.log" for name in ("api-server", "scheduler", "dag-processor")}
     t0 = time.monotonic()
-    state = None
-    try:
-        for name, log in logs.items():
-            procs[name] = subprocess.Popen([sys.executable, "-m", "airflow", name], env=env, cwd=project,
-                                           stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            with contextlib.closing(sqlite3.connect(db_path)) as db:
-                if db.execute("SELECT 1 FROM dag WHERE dag_id='sass_daily' AND is_paused=0").fetchone():
-                    break
-            assert all(p.poll() is None for p in procs.values()), {n: tail(logs[n]) for n in logs}
-            time.sleep(2)
-        else:
-            pytest.fail("the dag-processor did not register sass_daily:\n" + tail(logs["dag-processor"]))
-        subprocess.run([sys.executable, "-m", "airflow", "dags", "trigger", "sass_daily",
-                        "--conf", json.dumps({"end_date": "20220429"})],
-                       env=env, cwd=project, check=True, capture_output=True, timeout=120)
-        deadline = time.monotonic() + 15 * 60
-        while time.monotonic() < deadline:
-            with contextlib.closing(sqlite3.connect(db_path)) as db:
-                row = db.execute("SELECT state FROM dag_run WHERE dag_id='sass_daily'").fetchone()
-            state = row[0] if row else None
-            if state in ("success", "failed"):
-                break
-            assert all(p.poll() is None for p in procs.values()), {n: tail(logs[n]) for n in logs}
-            time.sleep(5)
-    finally:
-        for p in procs.values():
-            kill_tree(p)
+    state = run_deployment(env, project, db_path, logs)
     seconds = time.monotonic() - t0
     states = task_states(db_path)
     task_logs = "\n".join(f"--- {p}\n{tail(p, 40)}" for p in sorted((home / "logs").rglob("*.log"))

@@ -69,6 +69,26 @@ def _counts_before(df: pd.DataFrame, key: str, dates: list[int]) -> pd.DataFrame
     )
 
 
+def _counts_on_previous_day(df: pd.DataFrame, key: str, dates: list[int]) -> pd.DataFrame:
+    """Exposures and clicks of each key on the training day just before each date (0 on the first).
+
+    Popularity moves fast on a short-video platform; yesterday's counts carry the trend that the
+    cumulative counts of the whole window average away.
+    """
+    daily = df.groupby([key, "date"], sort=True).agg(exp_recent=("is_click", "size"), clk_recent=("is_click", "sum"))
+    daily = daily.reset_index()
+    frames = []
+    for prev, d in zip(dates[:-1], dates[1:], strict=True):
+        day = daily[daily["date"] == prev].drop(columns="date")
+        day["date"] = np.int32(d)
+        frames.append(day)
+    if not frames:
+        return pd.DataFrame({key: pd.Series(dtype="int64"), "exp_recent": pd.Series(dtype="int64"),
+                             "clk_recent": pd.Series(dtype="int64"), "date": pd.Series(dtype="int32")})
+    return pd.concat(frames, ignore_index=True).astype({key: "int64", "exp_recent": "int64", "clk_recent": "int64",
+                                                        "date": "int32"})
+
+
 def add_rates(df: pd.DataFrame) -> pd.DataFrame:
     """Click rate smoothed towards the scenario mean so that 1/1 does not outrank 40/50."""
     prior = 0.4
@@ -117,7 +137,7 @@ def seq_columns(seq_len: int) -> list[str]:
 class ScenarioFeatures:
     users: pd.DataFrame        # serving snapshot: user_id, statics, seq_*, exp_count, click_count, ctr
     items: pd.DataFrame        # serving snapshot (the scenario's candidate pool): video_id, statics, counts
-    item_daily: pd.DataFrame   # video_id, date, exp_count, click_count, ctr as of before each train day
+    item_daily: pd.DataFrame   # video_id, date, exp/click counts before each train day, *_recent: the day before
     positives: pd.DataFrame    # user_id, video_id, date, seq_*, exp_count, click_count, ctr (as of before date)
     exposure_dist: pd.DataFrame  # video_id, exposures, prob (negative sampling space)
 
@@ -138,15 +158,26 @@ def split_scenario(train: pd.DataFrame, users_static: pd.DataFrame, items_static
     users = add_rates(users).merge(users_static, on="user_id", how="left")
 
     i_counts = train.groupby("video_id").agg(exp_count=("is_click", "size"), click_count=("is_click", "sum"))
-    items = add_rates(i_counts.reset_index()).merge(items_static, on="video_id", how="left")
+    items = add_rates(i_counts.reset_index())
+    if train_dates:
+        last = train[train["date"] == max(train_dates)].groupby("video_id").agg(
+            exp_recent=("is_click", "size"), clk_recent=("is_click", "sum")).reset_index()
+        items = items.merge(last, on="video_id", how="left")
+    else:
+        items["exp_recent"], items["clk_recent"] = 0, 0
+    items[["exp_recent", "clk_recent"]] = items[["exp_recent", "clk_recent"]].fillna(0).astype("int64")
+    items = items.merge(items_static, on="video_id", how="left")
 
     # as-of-day snapshots ----------------------------------------------------------------------
     pool = items["video_id"].to_numpy()
     grid = pd.DataFrame({"video_id": np.repeat(pool, len(train_dates)),
                          "date": np.tile(np.asarray(train_dates, dtype=np.int32), len(pool))})
     before = _counts_before(train, "video_id", train_dates)
-    item_daily = grid.merge(before, on=["video_id", "date"], how="left").fillna(0)
-    item_daily = add_rates(item_daily.astype({"exp_count": "int64", "click_count": "int64", "date": "int32"}))
+    recent = _counts_on_previous_day(train, "video_id", train_dates)
+    item_daily = grid.merge(before, on=["video_id", "date"], how="left").merge(recent, on=["video_id", "date"],
+                                                                                how="left").fillna(0)
+    item_daily = add_rates(item_daily.astype({"exp_count": "int64", "click_count": "int64", "exp_recent": "int64",
+                                              "clk_recent": "int64", "date": "int32"}))
 
     _, pos_seq = sequence_matrix(clicks, seq_len, before_day=True)
     positives = clicks[["user_id", "video_id", "date"]].copy()

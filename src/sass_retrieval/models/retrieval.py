@@ -13,7 +13,8 @@ from torch import nn
 
 from .tower import Tower
 
-N_STATS = 3  # log1p(exposures), log1p(clicks), smoothed click rate — in the sample's scenario
+N_USER_STATS = 3  # log1p(exposures), log1p(clicks), smoothed click rate — in the sample's scenario
+N_ITEM_STATS = 5  # the same three, plus log1p(exposures) and log1p(clicks) of the previous day
 
 
 @dataclass
@@ -66,12 +67,12 @@ class RetrievalModel(nn.Module):
         with torch.no_grad():
             self.user_emb.weight[0].zero_()
             self.video_emb.weight[0].zero_()
-        d_user = 2 * cfg.emb_dim + cfg.n_user_fields * cfg.field_dim + N_STATS + cfg.scen_dim
-        d_item = cfg.emb_dim + cfg.n_item_fields * cfg.field_dim + N_STATS + cfg.scen_dim
+        d_user = 2 * cfg.emb_dim + cfg.n_user_fields * cfg.field_dim + N_USER_STATS + cfg.scen_dim
+        d_item = cfg.emb_dim + cfg.n_item_fields * cfg.field_dim + N_ITEM_STATS + cfg.scen_dim
         kw = dict(hidden=cfg.hidden, layers=cfg.layers, arch=cfg.arch, gate=cfg.gate, bias_net=cfg.bias_net,
                   dropout=cfg.dropout)
-        self.user_tower = Tower(d_user, n_s, N_STATS, **kw)
-        self.item_tower = Tower(d_item, n_s, N_STATS, **kw)
+        self.user_tower = Tower(d_user, n_s, N_USER_STATS, **kw)
+        self.item_tower = Tower(d_item, n_s, N_ITEM_STATS, **kw)
         offsets = torch.arange(cfg.n_user_fields) * cfg.field_buckets
         self.register_buffer("user_field_offsets", offsets, persistent=False)
         self.register_buffer("item_field_offsets", torch.arange(cfg.n_item_fields) * cfg.field_buckets,

@@ -154,7 +154,8 @@ def stream(cmd: str | Sequence[str], cwd: str | Path, env: Mapping[str, str], pr
 
 def dvc(root: str | Path, *args: str, logger: logging.Logger | None = None, check: bool = True) -> int:
     """``dvc <args>`` with this interpreter, in ``root``, output streamed to the log. Call it under dvc_lock."""
-    rc = stream([sys.executable, "-m", "dvc", *args], root, stage_env(root), "[dvc] ", logger)
+    # --wait-for-lock: a DVC command someone runs by hand in the workspace delays us instead of failing us
+    rc = stream([sys.executable, "-m", "dvc", "--wait-for-lock", *args], root, stage_env(root), "[dvc] ", logger)
     if check and rc != 0:
         raise RuntimeError(f"dvc {' '.join(args)} exited with code {rc}")
     return rc
@@ -323,6 +324,17 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _declared_rows(params_path: Path) -> list[str]:
+    """The reference rows in the order the run's params.yaml lists them (evaluate.rows)."""
+    import yaml
+
+    try:
+        rows = (yaml.safe_load(params_path.read_text()) or {}).get("evaluate", {}).get("rows", [])
+        return [str(r) for r in rows]
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return []
+
+
 def list_runs(root: str | Path, runs_dir: str | Path = RUNS_DIR) -> list[RunInfo]:
     runs = Path(root) / runs_dir
     out: list[RunInfo] = []
@@ -332,9 +344,10 @@ def list_runs(root: str | Path, runs_dir: str | Path = RUNS_DIR) -> list[RunInfo
         info = RunInfo(day=d.name, path=d)
         metrics = _read_json(d / "metrics.json") or {}
         rows = metrics.get("rows") or ({"sass": metrics["sass"]} if "sass" in metrics else {})
-        for row, r in rows.items():
+        order = _declared_rows(d / "params.yaml")
+        for row in sorted(rows, key=lambda r: (order.index(r) if r in order else len(order), r)):
             with contextlib.suppress(KeyError, TypeError, ValueError):
-                info.ndcg50[row] = float(r["macro"]["ndcg@50"])
+                info.ndcg50[row] = float(rows[row]["macro"]["ndcg@50"])
         pub = _read_json(d / "publish.json")
         if isinstance(pub, dict):
             info.published = bool(pub.get("publish"))

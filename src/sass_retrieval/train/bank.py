@@ -19,15 +19,23 @@ import torch
 from ..data.features import PAD, seq_columns
 from ..data.schema import ITEM_CATEGORICAL, USER_CATEGORICAL, USER_PROFILE_CODES
 from ..models.hashing import hash_ids, hash_strings
-from ..models.retrieval import ModelConfig
+from ..models.retrieval import N_ITEM_STATS, ModelConfig
 
 USER_FIELDS = (*USER_CATEGORICAL, "is_live_streamer", "is_video_author", *USER_PROFILE_CODES)
 ITEM_FIELDS = ("author_id", "tag", *ITEM_CATEGORICAL, "duration_bucket")
 
 
 def stats_matrix(exp: np.ndarray, clk: np.ndarray, ctr: np.ndarray) -> np.ndarray:
-    """The 3 numeric behaviour features, scaled to roughly unit range."""
+    """The user's numeric behaviour features in a scenario, scaled to roughly unit range."""
     return np.stack([np.log1p(exp) / 5.0, np.log1p(clk) / 5.0, ctr], axis=1).astype(np.float32)
+
+
+def item_stats_matrix(df: pd.DataFrame) -> np.ndarray:
+    """The item's numeric features in a scenario: window counts, click rate, and the previous day's counts."""
+    base = stats_matrix(df["exp_count"].to_numpy(), df["click_count"].to_numpy(), df["ctr"].to_numpy())
+    recent = np.stack([np.log1p(df["exp_recent"].to_numpy()) / 5.0, np.log1p(df["clk_recent"].to_numpy()) / 5.0],
+                      axis=1).astype(np.float32)
+    return np.concatenate([base, recent], axis=1)
 
 
 def encode_user_fields(users: pd.DataFrame, buckets: int) -> np.ndarray:
@@ -63,8 +71,8 @@ def _index(ids: np.ndarray, universe: np.ndarray) -> np.ndarray:
 class ScenarioArrays:
     user_seq: np.ndarray        # [n_users, N] hashed video buckets of the serving snapshot
     user_stats: np.ndarray      # [n_users, 3]
-    item_stats: np.ndarray      # [n_items, 3] serving snapshot
-    item_daily: np.ndarray      # [n_days, n_items, 3] as of before each training day
+    item_stats: np.ndarray      # [n_items, N_ITEM_STATS] serving snapshot
+    item_daily: np.ndarray      # [n_days, n_items, N_ITEM_STATS] as of before each training day
     pool: np.ndarray            # item rows of the candidate pool
     exposures: np.ndarray       # exposure counts aligned with pool
     pos_user: np.ndarray        # fine-tuning positives: user rows
@@ -135,7 +143,7 @@ class FeatureBank:
         return seq, stats
 
     def serving_item_stats(self, rows: np.ndarray, scen_idx: np.ndarray) -> np.ndarray:
-        stats = np.zeros((len(rows), 3), dtype=np.float32)
+        stats = np.zeros((len(rows), N_ITEM_STATS), dtype=np.float32)
         for k in np.unique(scen_idx):
             m = scen_idx == k
             stats[m] = self.per[self.scenarios[k]].item_stats[rows[m]]
@@ -187,16 +195,15 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
         user_stats[urows] = stats_matrix(u["exp_count"].to_numpy(), u["click_count"].to_numpy(), u["ctr"].to_numpy())
         it = f["items"]
         irows = bank.item_rows(it["video_id"].to_numpy())
-        item_stats = np.zeros((n_i, 3), dtype=np.float32)
+        item_stats = np.zeros((n_i, N_ITEM_STATS), dtype=np.float32)
         item_stats[:, 2] = 0.4
-        item_stats[irows] = stats_matrix(it["exp_count"].to_numpy(), it["click_count"].to_numpy(), it["ctr"].to_numpy())
-        daily = np.zeros((n_d, n_i, 3), dtype=np.float32)
+        item_stats[irows] = item_stats_matrix(it)
+        daily = np.zeros((n_d, n_i, N_ITEM_STATS), dtype=np.float32)
         daily[:, :, 2] = 0.4
         d = f["item_daily"]
         if len(d):
             di = np.searchsorted(np.asarray(train_dates), d["date"].to_numpy())
-            daily[di, bank.item_rows(d["video_id"].to_numpy())] = stats_matrix(
-                d["exp_count"].to_numpy(), d["click_count"].to_numpy(), d["ctr"].to_numpy())
+            daily[di, bank.item_rows(d["video_id"].to_numpy())] = item_stats_matrix(d)
         e = f["exposure_dist"]
         p = f["positives"]
         bank.per[s] = ScenarioArrays(
