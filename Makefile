@@ -17,15 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# dvc.yaml commands say `python -m pipelines.<stage>`: the venv's bin goes first on PATH.
 run: install
-	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc metrics show
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" DVC_NO_ANALYTICS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" DVC_NO_ANALYTICS=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src pipelines dags tests bench

@@ -24,8 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sass_retrieval.config import make_window  # noqa: E402
-from sass_retrieval.experiment import (aggregate, format_agg, prepare_kuairand, provenance, run_rows,  # noqa: E402
-                                       write_results)
+from sass_retrieval.experiment import (  # noqa: E402
+    aggregate,
+    format_agg,
+    prepare_kuairand,
+    provenance,
+    run_rows,
+    write_results,
+)
 
 
 def set_dotted(params: dict, dotted: str, value) -> None:
