@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# Passive OpenMP waiting: spinning threads of parallel processes starve each other (src/sass_retrieval/__init__.py).
+export OMP_WAIT_POLICY = PASSIVE
 
 .PHONY: install run test test-fast lint bench-quality bench-speed bench-scale bench-index airflow clean
 

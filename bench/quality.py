@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
+import torch  # noqa: E402
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
