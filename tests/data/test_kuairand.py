@@ -47,3 +47,29 @@ def test_missing_log_column_is_named(tmp_path) -> None:
     (tmp_path / "video_features_basic_pure.csv").write_text("video_id\n2\n")
     with pytest.raises(SchemaError, match=r"user_features_pure.csv.*user_active_degree"):
         import_kuairand(tmp_path, tmp_path / "store", progress=False)
+
+
+def _tiny_release(root, log_text: str) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "log_standard_x.csv").write_text(log_text)
+    cols = ("user_id,user_active_degree,is_live_streamer,is_video_author,follow_user_num_range,fans_user_num_range,"
+            "friend_user_num_range,register_days_range," + ",".join(f"onehot_feat{i}" for i in range(18)))
+    (root / "user_features_pure.csv").write_text(cols + "\n1,full_active,0,0,0,0,0,0" + ",0" * 18 + "\n")
+    (root / "video_features_basic_pure.csv").write_text(
+        "video_id,author_id,video_type,upload_type,video_duration,tag\n2,5,NORMAL,a,1000,3\n")
+
+
+HEADER = "user_id,video_id,date,time_ms,is_click,play_time_ms,duration_ms,is_rand,tab\n"
+
+
+def test_a_truncated_log_names_file_column_and_line(tmp_path) -> None:
+    text = HEADER + "1,2,20220425,1650816000000,1,10,1000,0,1\n1,2,20220425,16508160"   # cut mid-row
+    _tiny_release(tmp_path / "r", text)
+    with pytest.raises(SchemaError, match=r"log_standard_x.csv: column 'is_click'.*line 3"):
+        import_kuairand(tmp_path / "r", tmp_path / "store", progress=False)
+    assert not (tmp_path / "store" / "interactions").exists() or not stored_dates(tmp_path / "store")
+
+
+def test_a_valid_tiny_release_imports(tmp_path) -> None:
+    _tiny_release(tmp_path / "r", HEADER + "1,2,20220425,1650816000000,1,10,1000,0,1\n")
+    assert import_kuairand(tmp_path / "r", tmp_path / "store", progress=False)["rows"] == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -85,6 +86,27 @@ def log_chunk_to_canonical(chunk: pd.DataFrame) -> pd.DataFrame:
     return out[INTERACTIONS.names]
 
 
+def _chunks(reader, path: Path):
+    """Chunks of a log file; a file pandas can not parse (truncated, binary) is named in the error."""
+    try:
+        yield from reader
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError) as exc:
+        raise SchemaError(f"{path}: cannot parse the CSV (truncated or corrupt?): {exc}") from exc
+
+
+def _convert(chunk: pd.DataFrame, path: Path, first_row: int) -> pd.DataFrame:
+    """Canonical rows of one chunk; a missing or non-numeric value names the file, column and line."""
+    for col in LOG_COLUMNS:
+        values = pd.to_numeric(chunk[col], errors="coerce")
+        bad = values.isna() if col not in ("play_time_ms", "duration_ms", "is_rand") else (
+            values.isna() & chunk[col].notna())
+        if bad.any():
+            line = first_row + int(np.argmax(bad.to_numpy())) + 2  # +1 header, +1 one-based
+            raise SchemaError(f"{path}: column {col!r}: {int(bad.sum())} missing or non-numeric value(s), "
+                              f"first at line {line} (rule: required numeric column; truncated file?)")
+    return log_chunk_to_canonical(chunk)
+
+
 def users_to_canonical(raw: pd.DataFrame) -> pd.DataFrame:
     df = raw.rename(columns=USER_RENAME)
     out = pd.DataFrame({"user_id": df["user_id"].astype("int64")})
@@ -139,10 +161,12 @@ def import_kuairand(src: Path, store: Path, chunk_rows: int = 1_000_000, progres
     try:
         for path in logs:
             reader = _read_csv(path, list(LOG_COLUMNS), chunksize=chunk_rows)
-            for chunk in tqdm(reader, desc=f"import {path.name}", unit="chunk", disable=not progress):
-                canon = log_chunk_to_canonical(chunk)
+            first = 0
+            for chunk in tqdm(_chunks(reader, path), desc=f"import {path.name}", unit="chunk", disable=not progress):
+                canon = _convert(chunk, path, first)
                 writer.write(canon, source=str(path))
                 rows += len(canon)
+                first += len(chunk)
         dates = writer.commit()
     except BaseException:
         writer.abort()
