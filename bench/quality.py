@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         res = run_rows(prep, copy.deepcopy(params), rows, seed, work)
         if args.peer:
             sys.path.insert(0, str(ROOT / "bench"))
-            from peer_rechub import run_peer_rows
+            from peer_rows import run_peer_rows
 
             res.update(run_peer_rows(prep, args.peer.split(","), seed))
         per_seed.append(res)

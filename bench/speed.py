@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(r.seconds for r in rows)
     tp = throughput(work, params, args.steps, args.repeats)
     if args.peer:
-        from peer_rechub import measure_throughput
+        from peer_rows import measure_throughput
 
         tp += measure_throughput(work / "data" / "store", params, args.steps, args.repeats)
     tp_lines = ["| model | stage | batch | emb dim | negatives | samples/s (median) |", "|---|---|---:|---:|---|---:|"]

@@ -73,6 +73,11 @@ with DAG(
     # day D starts at D+1 02:00 (a bare "@daily" would give a zero-width interval in Airflow 3).
     schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
     start_date=datetime(2022, 4, 25, tzinfo=UTC),
+    # SASS_DAG_END_DATE=2022-05-06 stops the schedule there: replaying a fixed historical dataset
+    # (e.g. a KuaiRand backfill) then creates no "latest" scheduled run that would share the workspace
+    # with the backfill runs (Airflow 3.3 schedules backfills only for unpaused DAGs).
+    end_date=(datetime.fromisoformat(os.environ["SASS_DAG_END_DATE"]).replace(tzinfo=UTC)
+              if os.environ.get("SASS_DAG_END_DATE") else None),
     catchup=False,
     max_active_runs=1,                    # days run in order: each warm-starts from the previous one
     default_args=default_args,
