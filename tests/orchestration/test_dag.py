@@ -16,7 +16,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -144,17 +143,11 @@ def test_a_new_dvc_stage_becomes_a_new_task(tmp_path: Path) -> None:
     shutil.copy2(DAG_FILE, project / "dags" / DAG_FILE.name)
     shutil.copy2(ROOT / "params.yaml", project / "params.yaml")
     shutil.copytree(ROOT / ".dvc", project / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
-    text = (ROOT / "dvc.yaml").read_text() + textwrap.indent(textwrap.dedent("""
-      drift:
-        foreach: ${scenarios.names}
-        do:
-          cmd: python -m pipelines.drift --scenario ${item}
-          deps:
-            - metrics/metrics.json
-          outs:
-            - reports/drift/${item}
-    """), "  ")
-    (project / "dvc.yaml").write_text(text)
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    spec["stages"]["drift"] = {"foreach": "${scenarios.names}",
+                               "do": {"cmd": "python -m pipelines.drift --scenario ${item}",
+                                      "deps": ["metrics/metrics.json"], "outs": ["reports/drift/${item}"]}}
+    (project / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     loaded = load_dag(project / "dags", project, tmp_path / "home")
     assert loaded["errors"] == {}
