@@ -34,6 +34,32 @@ def plots_rows(results: dict[str, dict], reported: list[str], ks: list[int]) -> 
     return bars, lines
 
 
+def _published_on_this_window(run, bank, es, ks, recommender_cls, evaluate_fn) -> dict | None:
+    """The model in service, scored on this run's evaluation set: what the publish gate compares against.
+
+    Each day has its own test window, so yesterday's number is not comparable with today's; scoring the
+    published model on today's pairs is. None when nothing is published or its config no longer fits
+    (e.g. the scenario list changed), in which case the gate falls back to the recorded number.
+    """
+    from sass_retrieval.train.checkpoint import CheckpointError, load_model
+
+    from .common import published_dir
+
+    path = published_dir(run.params) / "current" / "models" / "sass" / "model.pt"
+    if not path.exists():
+        return None
+    try:
+        model, _ = load_model(path)
+        if list(model.cfg.scenarios) != list(bank.scenarios):
+            log.warning("published model has scenarios %s, this run %s: not re-scored", model.cfg.scenarios,
+                        bank.scenarios)
+            return None
+        return evaluate_fn(es, recommender_cls({s: model for s in bank.scenarios}, bank), ks)
+    except (CheckpointError, RuntimeError, KeyError) as exc:
+        log.warning("published model could not be re-scored on this window: %s", exc)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
@@ -70,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             rec = EmbeddingRecommender(models, bank, IndexConfig.from_params(run.params), indexes)
         results[row] = evaluate(es, rec, ks)
         log.info("%s: macro NDCG@50 %.4f (%.1fs)", row, results[row]["macro"]["ndcg@50"], time.perf_counter() - t)
+    published = _published_on_this_window(run, bank, es, ks, EmbeddingRecommender, evaluate)
+    if published is not None:
+        results["published"] = published
     table = format_table(results, metrics=HEADLINE)
     print(table)
     headline = results.get("sass") or next(iter(results.values()))

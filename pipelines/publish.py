@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     validation_ok = vpath.exists() and bool(json.loads(vpath.read_text()).get("success"))
     metrics = json.loads(safe_path(args.metrics).read_text())
     candidate = metrics["sass"]["macro"]["ndcg@50"]
-    decision = gate(validation_ok, candidate, published_metric(root), float(get(run.params, "publish.tolerance")))
+    decision = gate(validation_ok, candidate, published_metric(root, metrics),
+                    float(get(run.params, "publish.tolerance")))
     entry = {"window_end": run.window.test_end, "publish": decision.publish, "reason": decision.reason,
              "candidate_ndcg@50": decision.candidate, "published_ndcg@50": decision.published}
     if decision.publish:

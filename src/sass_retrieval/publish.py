@@ -52,7 +52,11 @@ def current_version(root: Path) -> Path | None:
     return link.resolve() if link.is_symlink() and link.resolve().exists() else None
 
 
-def published_metric(root: Path) -> float | None:
+def published_metric(root: Path, metrics: dict | None = None) -> float | None:
+    """Macro NDCG@50 of the model in service: re-scored on this run's window when the evaluate stage
+    did so (row "published"), else the number recorded when it was published."""
+    if metrics and "published" in metrics.get("rows", {}):
+        return float(metrics["rows"]["published"]["macro"]["ndcg@50"])
     cur = current_version(root)
     if cur is None or not (cur / "metrics.json").exists():
         return None

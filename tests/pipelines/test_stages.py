@@ -97,3 +97,17 @@ def test_torchrun_two_processes_train_a_model_of_the_same_quality(project: Path)
             model, _ = load_model(Path("models") / name / "model.pt")
             scores[name] = run_eval(es, EmbeddingRecommender({s: model for s in bank.scenarios}, bank))["macro"]["ndcg@50"]
     assert scores["ddp"] >= scores["dssm_mixed"] - 0.05, scores
+
+
+def test_the_published_model_is_rescored_on_this_runs_window(project: Path) -> None:
+    """The gate compares like with like: the model in service, scored on today's evaluation pairs."""
+    from pipelines import evaluate
+
+    with cwd(project):
+        if not Path("published/current").exists():
+            assert publish.main([]) == 0
+        assert evaluate.main([]) == 0
+        m = json.loads(Path("metrics/metrics.json").read_text())
+    assert "published" in m["rows"]
+    # the published model is this workspace's model here, so both rows score the same
+    assert abs(m["rows"]["published"]["macro"]["ndcg@50"] - m["sass"]["macro"]["ndcg@50"]) < 1e-6
