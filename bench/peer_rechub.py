@@ -419,9 +419,26 @@ def load_kuairand(data: Path, store: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
     return train, test, read_users(store), read_items(store), smap.names
 
 
+def _write(rows: dict, stats: dict, out: Path | None) -> str:
+    from sass_retrieval.evaluate.protocol import format_table
+
+    lines = [format_table(rows), "", "| row | train s | rows/epoch | samples/s | positives/s | settings |",
+             "|---|---:|---:|---:|---:|---|"]
+    for row, s in stats.items():
+        settings = {k: v for k, v in s["settings"].items() if "features" not in k}
+        lines.append(f"| {row} | {s['train_seconds']:.1f} | {s['rows_per_epoch']:,} | {s['samples_per_s']:,.0f} | "
+                     f"{s['positives_per_s']:,.0f} | {json.dumps(settings)} |")
+    text = "\n".join(lines) + "\n"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(text)
+        out.with_suffix(".json").write_text(json.dumps({"results": rows, "stats": stats}, indent=2, default=str))
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     from sass_retrieval.evaluate.popular import PopularRecommender
-    from sass_retrieval.evaluate.protocol import build_eval_set, evaluate, format_table
+    from sass_retrieval.evaluate.protocol import build_eval_set, evaluate
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/kuairand_pure")
@@ -449,17 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         stats[row] = rec.stats
         print(f"{row}: macro ndcg@50 {rows[row]['macro']['ndcg@50']:.4f}, train {rec.stats['train_seconds']:.1f}s, "
               f"{rec.stats['samples_per_s']:.0f} samples/s", file=sys.stderr, flush=True)
-    table = format_table(rows)
-    lines = [table, "", "| row | train s | rows/epoch | samples/s | positives/s | settings |", "|---|---:|---:|---:|---:|---|"]
-    for row, s in stats.items():
-        lines.append(f"| {row} | {s['train_seconds']:.1f} | {s['rows_per_epoch']:,} | {s['samples_per_s']:,.0f} | "
-                     f"{s['positives_per_s']:,.0f} | {json.dumps({k: v for k, v in s['settings'].items() if 'features' not in k})} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".md").write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps({"results": rows, "stats": stats}, indent=2, default=str))
+        _write(rows, stats, args.out)  # after every variant: a long run that dies keeps what it finished
+    print(_write(rows, stats, args.out))
     return 0
 
 

@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"### Full run\n\n{table(full)}\n\n### Next day, incremental (warm start)\n\n{table(incr)}\n\n"
                         f"Training (pretrain + finetune): full {train_full:.0f} s, incremental {train_incr:.0f} s.\n")
         shutil.rmtree(work / "data", ignore_errors=True)
+        _write(results, sections, Path(args.out))  # after every size: a long run still leaves its results
+    return 0
+
+
+def _write(results: list[dict], sections: list[str], out: Path) -> None:
     summary = ["| rows | full pipeline s | peak RSS MiB | incremental day s | training full / incremental s |",
                "|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -88,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     body = ("Targets: 10M interactions in at most 30 minutes and 8 GiB.\n\n" + "\n".join(summary) + "\n\n"
             + "\n".join(sections))
     print(body)
-    write_results(Path(args.out), "Scale on synthetic data", provenance(sys.argv), body, {"results": results})
-    return 0
+    write_results(out, "Scale on synthetic data", provenance(sys.argv), body, {"results": results})
 
 
 if __name__ == "__main__":
