@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = [{name: run_rows(prep, params, ["sass"], seed, Path(args.work) / name)["sass"]} for seed in args.seeds]
         results[name] = aggregate(per_seed)[name]
         print(f"{name}: macro NDCG@50 {results[name]['macro']['ndcg@50']['mean']:.4f}", flush=True)
+        _write(results, args, window, t0)  # after every variant: a crash or a kill keeps what was measured
+    return 0
+
+
+def _write(results: dict, args, window, t0: float) -> None:
     scen = list(next(iter(results.values()))["per_scenario"])
     default = results.get("default", {}).get("macro", {}).get("ndcg@50", {}).get("mean")
     lines = ["| variant | " + " | ".join(scen) + " | macro NDCG@50 | Δ vs default |", "|---" + "|---:" * (len(scen) + 2) + "|"]
@@ -87,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     write_results(Path(args.out), "Ablations of sass on KuaiRand-Pure (dev split)", provenance(sys.argv), body,
                   {"window": window.__dict__, "seeds": args.seeds, "variants": VARIANTS, "results": results})
-    return 0
 
 
 if __name__ == "__main__":

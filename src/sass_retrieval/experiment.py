@@ -106,8 +106,10 @@ def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int,
         if row == "popular":
             rec = PopularRecommender(prep.train)
         else:
+            row_params = params
             if row == "sass":
                 if not params.get("pretrain", {}).get("enabled", True):
+                    # pretraining off: `sass` is fine-tuned from scratch (the ablation's point)
                     row_params = copy.deepcopy(params)
                     row_params.setdefault("finetune", {})["load_pretrained"] = False
                     pretrained = None
@@ -116,7 +118,7 @@ def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int,
                                                       progress=progress)
                     info["pretrain_seconds"] = time.perf_counter() - t
                     info["pretrain_steps"] = rep["steps"]
-            models, rep = train_row(row, bank, params, seed, work / f"seed{seed}" / row, pretrained=pretrained,
+            models, rep = train_row(row, bank, row_params, seed, work / f"seed{seed}" / row, pretrained=pretrained,
                                     progress=progress)
             info["train_seconds"] = time.perf_counter() - t
             if isinstance(rep, dict) and "best_epoch" in rep:

@@ -107,12 +107,11 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
     model = RetrievalModel(model_config(params, bank.scenarios, arch))
     if init is not None:
         model.load_state_dict(init.state_dict())
-    elif row == "sass":
+    elif row == "sass" and bool(get(params, "finetune.load_pretrained", True)):
         if pretrained is None:
             raise ValueError("row 'sass' needs the pretrained model (run pretraining first)")
-        if bool(get(params, "finetune.load_pretrained", True)):
-            model.load_state_dict(copy.deepcopy(pretrained.state_dict()))
-            if bool(get(params, "finetune.freeze_pretrained", False)):
-                freeze_transferred(model)
+        model.load_state_dict(copy.deepcopy(pretrained.state_dict()))
+        if bool(get(params, "finetune.freeze_pretrained", False)):
+            freeze_transferred(model)
     report = finetune(model, bank, finetune_settings(params, seed, None, progress), out_dir)
     return {s: model for s in bank.scenarios}, report
