@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 # dvc.yaml commands say `python -m pipelines.<stage>`: the venv's bin goes first on PATH.
 run: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc metrics show
+	@echo; echo "Headline table (all metrics: dvc metrics show; report: reports/run/index.html):"; cat plots/table.md
 
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" DVC_NO_ANALYTICS=1 $(PY) -m pytest $(PYTEST_ARGS)
