@@ -10,7 +10,7 @@ import torch
 from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train.checkpoint import CheckpointError, load_model, save_checkpoint
 from sass_retrieval.train.finetune import finetune
-from sass_retrieval.train.loop import LoopSettings
+from sass_retrieval.train.loop import LoopSettings, PairedOptimizer
 from sass_retrieval.train.pretrain import PretrainSettings, pretrain
 from sass_retrieval.train.recipes import finetune_settings
 
@@ -77,19 +77,35 @@ def test_warm_start_with_zero_steps_changes_nothing(tiny_bank, tmp_path) -> None
         assert torch.equal(v, warm.state_dict()[k]), k
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tiny_bank, tmp_path) -> None:
+def test_interrupted_training_resumes_to_the_same_weights(tiny_bank, tmp_path, monkeypatch) -> None:
     """Stop after epoch 1 (as a kill would), rerun: the result equals an uninterrupted run."""
     bank, cfg = tiny_bank
     torch.manual_seed(0)
     full = RetrievalModel(cfg)
     init = copy.deepcopy(full.state_dict())
-    finetune(full, bank, _ft(2), tmp_path / "full")
+    full_report = finetune(full, bank, _ft(2), tmp_path / "full")
+    assert not list((tmp_path / "full").glob("resume*")), "a finished run leaves no resume checkpoint"
 
     part = RetrievalModel(cfg)
     part.load_state_dict(init)
-    finetune(part, bank, _ft(1), tmp_path / "resumed")       # leaves resume-full.pt after epoch 1
+    steps = {"n": 0}
+    real_step = PairedOptimizer.step
+
+    def crashing_step(self):
+        steps["n"] += 1
+        if steps["n"] > n_per_epoch:          # die in epoch 2, after epoch 1's checkpoint
+            raise KeyboardInterrupt("killed")
+        real_step(self)
+
+    n_per_epoch = len(full_report["refit"]["epoch_loss"]) and full_report["refit"]["steps"] // 2
+    with monkeypatch.context() as m:
+        m.setattr(PairedOptimizer, "step", crashing_step)
+        with pytest.raises(KeyboardInterrupt):
+            finetune(part, bank, _ft(2), tmp_path / "resumed")
+    assert (tmp_path / "resumed" / "resume-full.pt").exists()
     again = RetrievalModel(cfg)
     again.load_state_dict(init)
     finetune(again, bank, _ft(2), tmp_path / "resumed")      # picks up at epoch 2
+    assert not list((tmp_path / "resumed").glob("resume*"))
     for k, v in full.state_dict().items():
         assert torch.allclose(v, again.state_dict()[k], atol=1e-6), k

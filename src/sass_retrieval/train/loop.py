@@ -115,6 +115,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
     """
     rank, n_proc = world()
     broadcast_model(model)
+    # a resume checkpoint is only valid for the same loop settings and model: never resume another run
+    fingerprint = f"{desc}|{settings}|{sorted(model.cfg.to_dict().items())}"
     opt = make_optimizer(model, settings)
     start_epoch, start_step, global_step = 0, 0, 0
     resume = Path(resume_path).exists()
@@ -125,6 +127,11 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             log.warning("ignoring unusable resume checkpoint: %s", exc)
             resume = False
         else:
+            if payload["state"].get("fingerprint") != fingerprint:
+                log.warning("%s: %s belongs to a different run (settings or model changed); starting fresh",
+                            desc, resume_path)
+                resume = False
+        if resume:
             model.load_state_dict(payload["model"])
             opt.load_state_dict(payload["state"]["optimizer"])
             start_epoch = int(payload["state"]["epoch"])
@@ -162,7 +169,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 bar.set_postfix(loss=f"{value:.4f}")
                 if rank == 0 and settings.checkpoint_every and global_step % settings.checkpoint_every == 0:
                     save_checkpoint(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch,
-                                                               "step": step + 1, "global_step": global_step})
+                                                               "step": step + 1, "global_step": global_step,
+                                                               "fingerprint": fingerprint})
             bar.close()
             start_step = 0
             mean = float(np.mean(losses)) if losses else float("nan")
@@ -171,10 +179,16 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             barrier()
             if rank == 0:
                     save_checkpoint(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch + 1,
-                                                           "step": 0, "global_step": global_step})
+                                                           "step": 0, "global_step": global_step,
+                                                           "fingerprint": fingerprint})
             if on_epoch_end is not None and on_epoch_end(epoch):
                 stopped_early = True
                 break
     finally:
         logger.close()
+    # Finished: the resume checkpoint has done its job. Left behind, it would make the next run in this
+    # folder "resume" a completed run and skip its training.
+    if rank == 0:
+        for f in (Path(resume_path), Path(f"{resume_path}.json")):
+            f.unlink(missing_ok=True)
     return {"epoch_loss": history, "steps": global_step, "stopped_early": stopped_early}
