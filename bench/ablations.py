@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default=str(ROOT / "bench" / ".work" / "ablations"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "ablations"))
     args = p.parse_args(argv)
+    args.provenance = provenance(sys.argv)  # at start: the code that produced the numbers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -90,7 +91,7 @@ def _write(results: dict, args, window, t0: float) -> None:
     body = (f"NDCG@50 of `sass` per scenario; seeds {args.seeds}; total {time.perf_counter() - t0:.0f}s. "
             "One knob changed per row, everything else as in params.yaml.\n\n" + "\n".join(lines) + "\n")
     print(body)
-    write_results(Path(args.out), "Ablations of sass on KuaiRand-Pure (dev split)", provenance(sys.argv), body,
+    write_results(Path(args.out), "Ablations of sass on KuaiRand-Pure (dev split)", args.provenance, body,
                   {"window": window.__dict__, "seeds": args.seeds, "variants": VARIANTS, "results": results})
 
 

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default=str(ROOT / "bench" / ".work" / "quality"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality"))
     args = p.parse_args(argv)
+    prov = provenance(sys.argv)  # at start: the code that produced the numbers, not what is checked out later
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             f"seeds {args.seeds}; overrides {args.set or 'none'}; total {time.perf_counter() - t0:.0f}s.\n\n"
             f"## NDCG@50 (mean ± std over seeds)\n\n{ndcg}\n\n## HitRate@50\n\n{hr}\n")
     print(body)
-    write_results(Path(args.out), "Quality on KuaiRand-Pure (BENCHMARK.md, dev split)", provenance(sys.argv), body,
+    write_results(Path(args.out), "Quality on KuaiRand-Pure (BENCHMARK.md, dev split)", prov, body,
                   {"window": window.__dict__, "seeds": args.seeds, "overrides": args.set, "aggregate": agg,
                    "per_seed": per_seed})
     return 0
