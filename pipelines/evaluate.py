@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(results, metrics=HEADLINE)
     print(table)
     headline = results.get("sass") or next(iter(results.values()))
-    metrics = {"window": w.__dict__, "reported": reported, "eval_pairs": es.summary() if hasattr(es, "summary") else {},
+    metrics = {"window": w.__dict__, "reported": reported, "eval_pairs": es.summary(),
                "sass": headline, "rows": results}
     write_json(safe_path(args.metrics), metrics)
     bars, lines = plots_rows(results, reported, ks)
