@@ -5,13 +5,16 @@ and the cost of one incremental day against a full retrain.
 
 For each size: a full run (ingest .. publish, rows `popular` and `sass`; the reference rows are a
 benchmark concern, not part of the daily cost), then the next day as `train.mode: incremental`
-(warm start from the published model, `train.incremental_epochs`). Every stage is its own process
-under /usr/bin/time. Writes bench/results/scale.{md,json}.
+(warm start from the published model, `train.incremental_epochs` over the newest
+`train.incremental_days`), then the same next day retrained in full, so the incremental day's
+quality is compared on the same evaluation pairs. Every stage is its own process under
+/usr/bin/time. Writes bench/results/scale.{md,json}.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -31,14 +34,28 @@ from sass_retrieval.experiment import provenance, write_results  # noqa: E402
 NAMES = ["s0", "s1", "s2", "s3", "s4"]
 
 
-def daily(work: Path, env: dict[str, str], ingest: bool) -> list[StageTime]:
-    plan = ([("ingest", ["-m", "pipelines.ingest"])] if ingest else []) + [("validate", ["-m", "pipelines.validate"])]
-    plan += [(f"split@{s}", ["-m", "pipelines.split", "--scenario", s]) for s in NAMES]
-    plan += [("pairs", ["-m", "pipelines.split", "--pairs"]), ("pretrain", ["-m", "pipelines.pretrain", "--no-progress"]),
+def daily(work: Path, env: dict[str, str], ingest: bool, data: bool = True, publish: bool = True) -> list[StageTime]:
+    plan = ([("ingest", ["-m", "pipelines.ingest"])] if ingest else [])
+    if data:
+        plan += [("validate", ["-m", "pipelines.validate"])]
+        plan += [(f"split@{s}", ["-m", "pipelines.split", "--scenario", s]) for s in NAMES]
+        plan += [("pairs", ["-m", "pipelines.split", "--pairs"])]
+    plan += [("pretrain", ["-m", "pipelines.pretrain", "--no-progress"]),
              ("finetune", ["-m", "pipelines.train", "--row", "sass", "--no-progress"])]
     plan += [(f"index@{s}", ["-m", "pipelines.index", "--scenario", s]) for s in NAMES]
-    plan += [("evaluate", ["-m", "pipelines.evaluate"]), ("publish", ["-m", "pipelines.publish"])]
+    plan += [("evaluate", ["-m", "pipelines.evaluate"])]
+    plan += [("publish", ["-m", "pipelines.publish"])] if publish else []
     return [run_stage(name, cmd, work, env) for name, cmd in plan]
+
+
+def quality(work: Path) -> dict[str, float]:
+    """Macro NDCG@50 of the rows this run evaluated (BENCHMARK.md protocol on the synthetic window)."""
+    m = json.loads((work / "metrics" / "metrics.json").read_text())
+    return {row: m["rows"][row]["macro"]["ndcg@50"] for row in ("popular", "sass")}
+
+
+def training_s(rows: list[StageTime]) -> float:
+    return sum(r.seconds for r in rows if r.stage in ("pretrain", "finetune"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,29 +84,45 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True)
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         full = daily(work, env, ingest=True)
+        q_full = quality(work)
         params["window"]["end_date"] = shift(20220425, 11)
         params["train"]["mode"] = "incremental"
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         incr = daily(work, env, ingest=False)
-        train_full = sum(r.seconds for r in full if r.stage in ("pretrain", "finetune"))
-        train_incr = sum(r.seconds for r in incr if r.stage in ("pretrain", "finetune"))
+        q_incr = quality(work)
+        params["train"]["mode"] = "full"  # the same next day retrained from scratch: the quality yardstick
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        retrain = daily(work, env, ingest=False, data=False, publish=False)
+        q_retrain = quality(work)
         results.append({"rows": n, "users": users, "items": items, "full": [r.__dict__ for r in full],
-                        "incremental": [r.__dict__ for r in incr], "train_full_s": train_full, "train_incr_s": train_incr})
-        sections.append(f"## {n:,} interactions ({users:,} users, {items:,} items, 12 days; window 8 train + 2 test)\n\n"
-                        f"### Full run\n\n{table(full)}\n\n### Next day, incremental (warm start)\n\n{table(incr)}\n\n"
-                        f"Training (pretrain + finetune): full {train_full:.0f} s, incremental {train_incr:.0f} s.\n")
+                        "incremental": [r.__dict__ for r in incr], "next_day_full": [r.__dict__ for r in retrain],
+                        "train_full_s": training_s(full), "train_incr_s": training_s(incr),
+                        "train_next_day_full_s": training_s(retrain),
+                        "ndcg50": {"day1_full": q_full, "day2_incremental": q_incr, "day2_full": q_retrain}})
+        sections.append(
+            f"## {n:,} interactions ({users:,} users, {items:,} items, 12 days; window 8 train + 2 test)\n\n"
+            f"### Full run\n\n{table(full)}\n\n"
+            f"### Next day, incremental (warm start, newest {params['train']['incremental_days']} day(s), "
+            f"{params['train']['incremental_epochs']} epoch(s))\n\n{table(incr)}\n\n"
+            f"### The same next day, retrained in full (training, index and evaluation only)\n\n{table(retrain)}\n\n"
+            f"Training (pretrain + finetune): day 1 full {training_s(full):.0f} s; day 2 incremental "
+            f"{training_s(incr):.0f} s vs full {training_s(retrain):.0f} s. sass macro NDCG@50: day 1 full "
+            f"{q_full['sass']:.4f}; day 2 incremental {q_incr['sass']:.4f} vs full {q_retrain['sass']:.4f} "
+            f"(popular {q_retrain['popular']:.4f}).\n")
         shutil.rmtree(work / "data", ignore_errors=True)
         _write(results, sections, Path(args.out))  # after every size: a long run still leaves its results
     return 0
 
 
 def _write(results: list[dict], sections: list[str], out: Path) -> None:
-    summary = ["| rows | full pipeline s | peak RSS MiB | incremental day s | training full / incremental s |",
-               "|---:|---:|---:|---:|---:|"]
+    summary = ["| rows | full pipeline s | peak RSS MiB | incremental day s | day-2 training incremental / full s "
+               "| day-2 sass NDCG@50 incremental / full | popular |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        f, i = r["full"], r["incremental"]
+        f, i, q = r["full"], r["incremental"], r["ndcg50"]
         summary.append(f"| {r['rows']:,} | {sum(x['seconds'] for x in f):.0f} | {max(x['peak_mib'] for x in f):.0f} | "
-                       f"{sum(x['seconds'] for x in i):.0f} | {r['train_full_s']:.0f} / {r['train_incr_s']:.0f} |")
+                       f"{sum(x['seconds'] for x in i):.0f} | {r['train_incr_s']:.0f} / {r['train_next_day_full_s']:.0f} | "
+                       f"{q['day2_incremental']['sass']:.4f} / {q['day2_full']['sass']:.4f} | "
+                       f"{q['day2_full']['popular']:.4f} |")
     body = ("Targets: 10M interactions in at most 30 minutes and 8 GiB.\n\n" + "\n".join(summary) + "\n\n"
             + "\n".join(sections))
     print(body)

@@ -114,10 +114,12 @@ def warm_start_path(params: dict[str, Any], relative: str) -> Path | None:
 
 
 def incremental_params(params: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:
-    """Incremental days train fewer epochs on the newest window, starting from yesterday's weights."""
+    """Incremental days start from yesterday's weights and train a few epochs on the newest days only:
+    the older days are already in those weights, so the update costs a day's data, not a window's."""
     import copy
 
     out = copy.deepcopy(params)
     for sec in sections:
         out.setdefault(sec, {})["epochs"] = int(get(params, "train.incremental_epochs", 1))
+        out[sec]["recent_days"] = int(get(params, "train.incremental_days", 1))
     return out

@@ -74,10 +74,18 @@ def test_sequence_matrix_left_pads() -> None:
 
 
 def test_pretrain_pairs_one_per_scenario_combination() -> None:
-    df = pd.DataFrame({"user_id": [1, 1, 1, 2, 3, 3], "scenario": ["a", "b", "c", "a", "a", "a"]})
+    df = pd.DataFrame({"user_id": [1, 1, 1, 2, 3, 3], "scenario": ["a", "b", "c", "a", "a", "a"],
+                       "date": [20220401] * 6})
     pairs = pretrain_pairs(df, "user_id")
     assert sorted(map(tuple, pairs[["id", "scenario_a", "scenario_b"]].values.tolist())) == [
         (1, "a", "b"), (1, "a", "c"), (1, "b", "c")]
+
+
+def test_pretrain_pair_last_date_is_when_both_scenarios_had_been_seen() -> None:
+    df = pd.DataFrame({"user_id": [1, 1, 1, 1], "scenario": ["a", "b", "a", "c"],
+                       "date": [20220401, 20220402, 20220405, 20220403]})
+    pairs = pretrain_pairs(df, "user_id").set_index(["scenario_a", "scenario_b"])["last_date"].to_dict()
+    assert pairs == {("a", "b"): 20220402, ("a", "c"): 20220403, ("b", "c"): 20220402}
 
 
 def test_small_and_undeclared_scenarios_map_to_other() -> None:

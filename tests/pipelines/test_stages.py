@@ -111,3 +111,30 @@ def test_the_published_model_is_rescored_on_this_runs_window(project: Path) -> N
     assert "published" in m["rows"]
     # the published model is this workspace's model here, so both rows score the same
     assert abs(m["rows"]["published"]["macro"]["ndcg@50"] - m["sass"]["macro"]["ndcg@50"]) < 1e-6
+
+
+def test_an_incremental_day_warm_starts_and_trains_on_the_newest_day(built_project: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    from pipelines import pretrain, train
+
+    root = tmp_path / "p"
+    shutil.copytree(built_project, root, symlinks=True)
+    with cwd(root):
+        full = {n: json.loads(Path(f"models/{n}/report.json").read_text()) for n in ("pretrain", "sass")}
+        assert publish.main([]) == 0
+        params = yaml.safe_load(Path("params.yaml").read_text())
+        params["train"].update({"mode": "incremental", "incremental_epochs": 1, "incremental_days": 1})
+        params["finetune"]["early_stopping"] = False
+        Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert pretrain.main(["--no-progress"]) == 0
+        assert train.main(["--row", "sass", "--no-progress"]) == 0
+        incr = {n: json.loads(Path(f"models/{n}/report.json").read_text()) for n in ("pretrain", "sass")}
+        meta = json.loads(Path("models/pretrain/model.pt.json").read_text())
+    assert meta["meta"]["warm_start"].endswith("published/current/models/pretrain/model.pt")
+    full_steps = sum(r["steps"] for r in full["sass"]["report"].values() if isinstance(r, dict) and "steps" in r)
+    assert 0 < incr["sass"]["report"]["refit"]["steps"] < full_steps
+    full_epochs = len(full["pretrain"]["epoch_loss"])
+    assert 0 < incr["pretrain"]["steps"] < full["pretrain"]["steps"] / full_epochs

@@ -9,7 +9,7 @@ import torch
 
 from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train.checkpoint import CheckpointError, load_model, save_checkpoint
-from sass_retrieval.train.finetune import finetune
+from sass_retrieval.train.finetune import finetune, recent_days
 from sass_retrieval.train.loop import LoopSettings, PairedOptimizer
 from sass_retrieval.train.pretrain import PretrainSettings, pretrain
 from sass_retrieval.train.recipes import finetune_settings
@@ -109,3 +109,37 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_bank, tmp_path, m
     assert not list((tmp_path / "resumed").glob("resume*"))
     for k, v in full.state_dict().items():
         assert torch.allclose(v, again.state_dict()[k], atol=1e-6), k
+
+
+def test_recent_days_are_the_newest_training_days() -> None:
+    assert recent_days(5, 1) == {4}
+    assert recent_days(5, 2) == {3, 4}
+    assert recent_days(5, 0) == {0, 1, 2, 3, 4}
+    assert recent_days(2, 9) == {0, 1}
+    with pytest.raises(ValueError):
+        recent_days(0, 1)
+
+
+def test_incremental_finetune_trains_on_the_newest_day_only(tiny_bank, tmp_path) -> None:
+    """An incremental day's cost is one day's positives, not the window's."""
+    bank, cfg = tiny_bank
+    days = len(bank.train_dates)
+    assert days > 2
+    steps = {r: finetune(RetrievalModel(cfg), bank, _ft(1, batch_size=32, recent_days=r), tmp_path / str(r))
+             ["refit"]["steps"] for r in (0, 1)}
+    newest = sum(int((bank.per[s].pos_day == days - 1).sum()) for s in bank.scenarios)
+    assert 0 < steps[1] < steps[0]
+    assert steps[1] <= newest // 32 + len(bank.scenarios) + 1
+
+
+def test_incremental_pretrain_uses_the_pairs_of_the_newest_day(tiny_bank, tmp_path) -> None:
+    bank, cfg = tiny_bank
+    n = len(bank.train_dates)
+    newest = int((bank.user_pair_day == n - 1).sum())
+    assert 2 <= newest < len(bank.user_pairs)
+    steps = {}
+    for r in (0, 1):
+        s = PretrainSettings(loop=LoopSettings(epochs=1, lr=0.01, checkpoint_every=0, progress=False),
+                             batch_size=16, recent_days=r)
+        steps[r] = pretrain(RetrievalModel(cfg), bank, s, tmp_path / str(r))["steps"]
+    assert steps[1] < steps[0]

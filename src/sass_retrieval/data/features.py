@@ -197,10 +197,12 @@ def pretrain_pairs(train: pd.DataFrame, key: str) -> pd.DataFrame:
     """One row per (id, scenario a, scenario b) for ids seen in two or more scenarios (a < b).
 
     Uses every exposure, clicked or not: that is the unlabeled data pretraining exists to use.
+    ``last_date`` is the newest day by which the id had been seen in both scenarios, so an incremental
+    day can pretrain on the pairs its newest data touches.
     """
-    seen = train[[key, "scenario"]].drop_duplicates().sort_values([key, "scenario"])
+    seen = train.groupby([key, "scenario"], observed=True)["date"].max().reset_index()
     pairs = seen.merge(seen, on=key, suffixes=("_a", "_b"))
     pairs = pairs[pairs["scenario_a"] < pairs["scenario_b"]]
-    return pairs.rename(columns={key: "id"}).reset_index(drop=True).astype(
-        {"id": "int64", "scenario_a": "string", "scenario_b": "string"}
-    )
+    pairs = pairs.assign(last_date=pairs[["date_a", "date_b"]].min(axis=1)).drop(columns=["date_a", "date_b"])
+    return pairs.rename(columns={key: "id"}).sort_values(["id", "scenario_a", "scenario_b"]).reset_index(
+        drop=True).astype({"id": "int64", "scenario_a": "string", "scenario_b": "string", "last_date": "int64"})

@@ -96,6 +96,8 @@ class FeatureBank:
     per: dict[str, ScenarioArrays] = field(default_factory=dict)
     user_pairs: np.ndarray | None = None   # [n, 3]: user row, scenario idx a, scenario idx b
     item_pairs: np.ndarray | None = None
+    user_pair_day: np.ndarray | None = None  # [n]: day index by which both views had been seen
+    item_pair_day: np.ndarray | None = None
 
     def scen_index(self, s: str) -> int:
         return self.scenarios.index(s)
@@ -216,13 +218,20 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
         )
     pairs_dir = features_dir / "pairs"
     if (pairs_dir / "users.parquet").exists():
-        bank.user_pairs = _pairs(pd.read_parquet(pairs_dir / "users.parquet"), bank, bank.user_rows)
-        bank.item_pairs = _pairs(pd.read_parquet(pairs_dir / "items.parquet"), bank, bank.item_rows)
+        bank.user_pairs, bank.user_pair_day = _pairs(pd.read_parquet(pairs_dir / "users.parquet"), bank,
+                                                     bank.user_rows)
+        bank.item_pairs, bank.item_pair_day = _pairs(pd.read_parquet(pairs_dir / "items.parquet"), bank,
+                                                     bank.item_rows)
     return bank
 
 
-def _pairs(df: pd.DataFrame, bank: FeatureBank, rows_of) -> np.ndarray:
+def _pairs(df: pd.DataFrame, bank: FeatureBank, rows_of) -> tuple[np.ndarray, np.ndarray]:
     df = df[df["scenario_a"].isin(bank.scenarios) & df["scenario_b"].isin(bank.scenarios)]
     idx = {s: i for i, s in enumerate(bank.scenarios)}
-    return np.stack([rows_of(df["id"].to_numpy()), df["scenario_a"].map(idx).to_numpy(np.int64),
-                     df["scenario_b"].map(idx).to_numpy(np.int64)], axis=1).astype(np.int64)
+    pairs = np.stack([rows_of(df["id"].to_numpy()), df["scenario_a"].map(idx).to_numpy(np.int64),
+                      df["scenario_b"].map(idx).to_numpy(np.int64)], axis=1).astype(np.int64)
+    if "last_date" in df:
+        day = np.searchsorted(np.asarray(bank.train_dates), df["last_date"].to_numpy(np.int64))
+    else:  # pairs written before last_date existed: every pair counts as current
+        day = np.full(len(df), len(bank.train_dates) - 1)
+    return pairs, day.astype(np.int64)

@@ -48,6 +48,14 @@ class FinetuneSettings:
     patience: int = 2
     refit: bool = True
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
+    recent_days: int = 0                 # train on the newest n training days only (incremental); 0 = all
+
+
+def recent_days(n_days: int, recent: int) -> set[int]:
+    """Day indexes an incremental update trains on: yesterday's weights already hold the older days."""
+    if n_days < 1:
+        raise ValueError("the training window has no days")
+    return set(range(max(n_days - recent, 0) if recent > 0 else 0, n_days))
 
 
 def _positives(bank: FeatureBank, scenarios: list[str], days: set[int]) -> dict[str, np.ndarray]:
@@ -135,7 +143,7 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
     scenarios = s.scenarios or bank.scenarios
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
                 for n in scenarios}
-    all_days = set(range(len(bank.train_dates)))
+    all_days = recent_days(len(bank.train_dates), s.recent_days)
     out_dir = Path(out_dir)
     report: dict[str, Any] = {}
 

@@ -29,6 +29,7 @@ class PretrainSettings:
     batch_size: int = 512
     temperature: float = 0.1
     id_dropout: float = 0.5
+    recent_days: int = 0        # pretrain on pairs seen in the newest n training days (incremental); 0 = all
 
 
 def _views_user(bank: FeatureBank, pairs: np.ndarray, rng: np.random.Generator, id_dropout: float):
@@ -46,10 +47,19 @@ def _views_item(bank: FeatureBank, pairs: np.ndarray, rng: np.random.Generator, 
                             mask_id=rng.random(len(rows)) < id_dropout) for c in (1, 2)]
 
 
+def _recent(pairs: np.ndarray | None, day: np.ndarray | None, n_days: int, recent: int) -> np.ndarray:
+    """The pairs an incremental day trains on: those its newest days saw in both scenarios."""
+    if pairs is None:
+        return np.zeros((0, 3), np.int64)
+    if recent <= 0 or day is None:
+        return pairs
+    return pairs[day >= n_days - recent]
+
+
 def pretrain(model: RetrievalModel, bank: FeatureBank, s: PretrainSettings, out_dir: Path) -> dict[str, Any]:
     """Train ``model`` in place; writes the loss log and a resume checkpoint under ``out_dir``."""
-    users = bank.user_pairs if bank.user_pairs is not None else np.zeros((0, 3), np.int64)
-    items = bank.item_pairs if bank.item_pairs is not None else np.zeros((0, 3), np.int64)
+    users = _recent(bank.user_pairs, bank.user_pair_day, len(bank.train_dates), s.recent_days)
+    items = _recent(bank.item_pairs, bank.item_pair_day, len(bank.train_dates), s.recent_days)
     if len(users) < 2 and len(items) < 2:
         raise ValueError("pretraining needs users or items seen in two or more scenarios; the window has none")
     bs = s.batch_size

@@ -49,14 +49,14 @@ def pretrain_settings(params: dict[str, Any], seed: int, progress: bool = True) 
     p = params.get("pretrain", {})
     return PretrainSettings(loop=loop_settings(params, "pretrain", seed, progress),
                             batch_size=int(p.get("batch_size", 512)), temperature=float(p.get("temperature", 0.1)),
-                            id_dropout=float(p.get("id_dropout", 0.5)))
+                            id_dropout=float(p.get("id_dropout", 0.5)), recent_days=int(p.get("recent_days", 0)))
 
 
 def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | None = None,
                       progress: bool = True) -> FinetuneSettings:
     f = params.get("finetune", {})
     keys = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature", "aux_weight",
-            "early_stopping", "patience", "refit")
+            "early_stopping", "patience", "refit", "recent_days")
     kw = {k: f[k] for k in keys if k in f}
     return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios, **kw)
 
