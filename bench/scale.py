@@ -62,12 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--full-only", action="store_true", help="only the first (full) day: for the largest sizes")
+    p.add_argument("--append", action="store_true", help="keep the other sizes already in the results file")
     p.add_argument("--work", default=str(ROOT / "bench" / ".work" / "scale"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale"))
     args = p.parse_args(argv)
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     env = {"SASS_ALLOW_EXTERNAL_PATHS": "1", "OMP_NUM_THREADS": str(args.threads)}
-    results, sections = [], []
+    out = Path(args.out)
+    results: list[dict] = []
+    if args.append and out.with_suffix(".json").exists():
+        results = [r for r in json.loads(out.with_suffix(".json").read_text())["results"] if r["rows"] not in args.rows]
     for n in args.rows:
         params = yaml.safe_load(yaml.safe_dump(base))
         users, items = max(3000, n // 50), max(1500, n // 200)
@@ -84,47 +89,69 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True)
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         full = daily(work, env, ingest=True)
-        q_full = quality(work)
-        params["window"]["end_date"] = shift(20220425, 11)
-        params["train"]["mode"] = "incremental"
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        incr = daily(work, env, ingest=False)
-        q_incr = quality(work)
-        params["train"]["mode"] = "full"  # the same next day retrained from scratch: the quality yardstick
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        retrain = daily(work, env, ingest=False, data=False, publish=False)
-        q_retrain = quality(work)
-        results.append({"rows": n, "users": users, "items": items, "full": [r.__dict__ for r in full],
-                        "incremental": [r.__dict__ for r in incr], "next_day_full": [r.__dict__ for r in retrain],
-                        "train_full_s": training_s(full), "train_incr_s": training_s(incr),
-                        "train_next_day_full_s": training_s(retrain),
-                        "ndcg50": {"day1_full": q_full, "day2_incremental": q_incr, "day2_full": q_retrain}})
-        sections.append(
-            f"## {n:,} interactions ({users:,} users, {items:,} items, 12 days; window 8 train + 2 test)\n\n"
-            f"### Full run\n\n{table(full)}\n\n"
-            f"### Next day, incremental (warm start, newest {params['train']['incremental_days']} day(s), "
-            f"{params['train']['incremental_epochs']} epoch(s))\n\n{table(incr)}\n\n"
-            f"### The same next day, retrained in full (training, index and evaluation only)\n\n{table(retrain)}\n\n"
-            f"Training (pretrain + finetune): day 1 full {training_s(full):.0f} s; day 2 incremental "
-            f"{training_s(incr):.0f} s vs full {training_s(retrain):.0f} s. sass macro NDCG@50: day 1 full "
-            f"{q_full['sass']:.4f}; day 2 incremental {q_incr['sass']:.4f} vs full {q_retrain['sass']:.4f} "
-            f"(popular {q_retrain['popular']:.4f}).\n")
+        r = {"rows": n, "users": users, "items": items, "full": [x.__dict__ for x in full],
+             "train_full_s": training_s(full), "ndcg50": {"day1_full": quality(work)},
+             "incremental_days": params["train"]["incremental_days"],
+             "incremental_epochs": params["train"]["incremental_epochs"]}
+        if not args.full_only:
+            params["window"]["end_date"] = shift(20220425, 11)
+            params["train"]["mode"] = "incremental"
+            (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            incr = daily(work, env, ingest=False)
+            r["ndcg50"]["day2_incremental"] = quality(work)
+            params["train"]["mode"] = "full"  # the same next day retrained from scratch: the quality yardstick
+            (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            retrain = daily(work, env, ingest=False, data=False, publish=False)
+            r["ndcg50"]["day2_full"] = quality(work)
+            r.update({"incremental": [x.__dict__ for x in incr], "next_day_full": [x.__dict__ for x in retrain],
+                      "train_incr_s": training_s(incr), "train_next_day_full_s": training_s(retrain)})
+        results.append(r)
+        results.sort(key=lambda x: x["rows"])
         shutil.rmtree(work / "data", ignore_errors=True)
-        _write(results, sections, Path(args.out))  # after every size: a long run still leaves its results
+        _write(results, out)  # after every size: a long run still leaves its results
     return 0
 
 
-def _write(results: list[dict], sections: list[str], out: Path) -> None:
-    summary = ["| rows | full pipeline s | peak RSS MiB | incremental day s | day-2 training incremental / full s "
-               "| day-2 sass NDCG@50 incremental / full | popular |", "|---:|---:|---:|---:|---:|---:|---:|"]
+def _stages(rows: list[dict]) -> list[StageTime]:
+    return [StageTime(**x) for x in rows]
+
+
+def _section(r: dict) -> str:
+    full, q = _stages(r["full"]), r["ndcg50"]
+    text = (f"## {r['rows']:,} interactions ({r['users']:,} users, {r['items']:,} items, 12 days; "
+            f"window 8 train + 2 test)\n\n### Full run\n\n{table(full)}\n\n")
+    if "incremental" not in r:
+        return text + (f"Training (pretrain + finetune) {r['train_full_s']:.0f} s; sass macro NDCG@50 "
+                       f"{q['day1_full']['sass']:.4f} (popular {q['day1_full']['popular']:.4f}). "
+                       "Full day only (`--full-only`).\n")
+    return text + (
+        f"### Next day, incremental (warm start, newest {r.get('incremental_days', 1)} day(s), "
+        f"{r.get('incremental_epochs', 1)} epoch(s))\n\n{table(_stages(r['incremental']))}\n\n"
+        f"### The same next day, retrained in full (training, index and evaluation only)\n\n"
+        f"{table(_stages(r['next_day_full']))}\n\n"
+        f"Training (pretrain + finetune): day 1 full {r['train_full_s']:.0f} s; day 2 incremental "
+        f"{r['train_incr_s']:.0f} s vs full {r['train_next_day_full_s']:.0f} s. sass macro NDCG@50: day 1 full "
+        f"{q['day1_full']['sass']:.4f}; day 2 incremental {q['day2_incremental']['sass']:.4f} vs full "
+        f"{q['day2_full']['sass']:.4f} (popular {q['day2_full']['popular']:.4f}).\n")
+
+
+def _write(results: list[dict], out: Path) -> None:
+    summary = ["| rows | full pipeline s | peak RSS MiB | training s | incremental day s "
+               "| day-2 training incremental / full s | day-2 sass NDCG@50 incremental / full | popular |",
+               "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        f, i, q = r["full"], r["incremental"], r["ndcg50"]
-        summary.append(f"| {r['rows']:,} | {sum(x['seconds'] for x in f):.0f} | {max(x['peak_mib'] for x in f):.0f} | "
-                       f"{sum(x['seconds'] for x in i):.0f} | {r['train_incr_s']:.0f} / {r['train_next_day_full_s']:.0f} | "
-                       f"{q['day2_incremental']['sass']:.4f} / {q['day2_full']['sass']:.4f} | "
-                       f"{q['day2_full']['popular']:.4f} |")
+        f, q = r["full"], r["ndcg50"]
+        head = (f"| {r['rows']:,} | {sum(x['seconds'] for x in f):.0f} | {max(x['peak_mib'] for x in f):.0f} | "
+                f"{r['train_full_s']:.0f} |")
+        if "incremental" in r:
+            summary.append(head + f" {sum(x['seconds'] for x in r['incremental']):.0f} | "
+                           f"{r['train_incr_s']:.0f} / {r['train_next_day_full_s']:.0f} | "
+                           f"{q['day2_incremental']['sass']:.4f} / {q['day2_full']['sass']:.4f} | "
+                           f"{q['day2_full']['popular']:.4f} |")
+        else:
+            summary.append(head + " — | — | — | — |")
     body = ("Targets: 10M interactions in at most 30 minutes and 8 GiB.\n\n" + "\n".join(summary) + "\n\n"
-            + "\n".join(sections))
+            + "\n".join(_section(r) for r in results))
     print(body)
     write_results(out, "Scale on synthetic data", provenance(sys.argv), body, {"results": results})
 
