@@ -88,14 +88,18 @@ def write_json(path: Path, obj: Any) -> None:
     tmp.replace(path)
 
 
-def bank_for(run: Run, features_dir: str | Path = "data/features", arch: str | None = None):
-    """The encoded feature bank for this run (imports torch lazily: only training stages need it)."""
+def bank_for(run: Run, features_dir: str | Path = "data/features", arch: str | None = None,
+             serving_only: bool = False):
+    """The encoded feature bank for this run (imports torch lazily: only training stages need it).
+
+    Serving stages (index, evaluate, recommend) pass ``serving_only``: they never read training samples."""
     from sass_retrieval.data.store import read_items, read_users
     from sass_retrieval.train.bank import load_bank
     from sass_retrieval.train.recipes import model_config
 
     cfg = model_config(run.params, run.names, arch)
-    return load_bank(safe_path(features_dir), read_users(run.store), read_items(run.store), cfg)
+    return load_bank(safe_path(features_dir), read_users(run.store), read_items(run.store), cfg,
+                     serving_only=serving_only)
 
 
 def published_dir(params: dict[str, Any]) -> Path:

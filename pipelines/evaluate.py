@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     reported = list(run.scenarios.reported)
     es = build_eval_set(train, test, reported)
     ks = [int(k) for k in get(run.params, "evaluate.ks", [20, 50, 100])]
-    bank = bank_for(run, args.features)
+    bank = bank_for(run, args.features, serving_only=True)
     results: dict[str, dict] = {}
     for row in get(run.params, "evaluate.rows"):
         t = time.perf_counter()

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(args.params)
     set_threads(int(run.params.get("train", {}).get("threads", 2)))
     model, manifest = load_model(safe_path(args.model))
-    bank = bank_for(run, args.features)
+    bank = bank_for(run, args.features, serving_only=True)
     s = args.scenario
     if s not in bank.per:
         raise SystemExit(f"index: scenario {s!r} has no split output under {args.features}")

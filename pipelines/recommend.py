@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         base = safe_path(".")
     model, _ = load_model(base / "models" / "sass" / "model.pt")
     index = load_index(base / "indexes" / args.scenario / "index.faiss")
-    bank = bank_for(run, args.features)
+    bank = bank_for(run, args.features, serving_only=True)
     if args.scenario not in bank.per:
         print(f"recommend: unknown scenario {args.scenario!r}; known: {bank.scenarios}", file=sys.stderr)
         return 2

@@ -98,6 +98,11 @@ class FeatureBank:
     item_pairs: np.ndarray | None = None
     user_pair_day: np.ndarray | None = None  # [n]: day index by which both views had been seen
     item_pair_day: np.ndarray | None = None
+    serving_only: bool = False  # built for index/evaluate/recommend: no training samples loaded
+
+    def require_training_samples(self, what: str) -> None:
+        if self.serving_only:
+            raise ValueError(f"{what} needs the training samples; this feature bank was loaded serving_only")
 
     def scen_index(self, s: str) -> int:
         return self.scenarios.index(s)
@@ -153,8 +158,13 @@ class FeatureBank:
 
 
 def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg: ModelConfig,
-              scenarios: list[str] | None = None) -> FeatureBank:
-    """Build the bank from the split's output folder and the store's static tables."""
+              scenarios: list[str] | None = None, serving_only: bool = False) -> FeatureBank:
+    """Build the bank from the split's output folder and the store's static tables.
+
+    ``serving_only`` skips what only training reads (the positives' as-of histories, the daily item
+    snapshots, the pretraining pairs): the serving stages then hold a fraction of the memory, while
+    the id universe, and so every serving vector, stays the same.
+    """
     features_dir = Path(features_dir)
     metas = sorted(features_dir.glob("*/meta.json"))
     if not metas:
@@ -163,7 +173,10 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
     scenarios = scenarios or meta["scenarios"]
     train_dates = [int(d) for d in meta["train_dates"]]
     seq_len = int(meta["seq_len"])
-    frames = {s: {k: pd.read_parquet(features_dir / s / f"{k}.parquet")
+    skipped = {"item_daily"} if serving_only else set()
+    columns = {"positives": ["user_id", "video_id", "date"]} if serving_only else {}
+    frames = {s: {k: pd.DataFrame() if k in skipped else
+                  pd.read_parquet(features_dir / s / f"{k}.parquet", columns=columns.get(k))
                   for k in ("users", "items", "item_daily", "positives", "exposure_dist")} for s in scenarios}
 
     user_ids = np.unique(np.concatenate([users["user_id"].to_numpy(np.int64)] +
@@ -184,6 +197,7 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
         ufields=encode_user_fields(u_static, cfg.field_buckets),
         vid=hash_ids(item_ids, "video_id", cfg.video_buckets),
         ifields=encode_item_fields(i_static, cfg.field_buckets),
+        serving_only=serving_only,
     )
     cols = seq_columns(seq_len)
     n_u, n_i, n_d = len(user_ids), len(item_ids), len(train_dates)
@@ -200,7 +214,7 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
         item_stats = np.zeros((n_i, N_ITEM_STATS), dtype=np.float32)
         item_stats[:, 2] = 0.4
         item_stats[irows] = item_stats_matrix(it)
-        daily = np.zeros((n_d, n_i, N_ITEM_STATS), dtype=np.float32)
+        daily = np.zeros((0 if serving_only else n_d, n_i, N_ITEM_STATS), dtype=np.float32)
         daily[:, :, 2] = 0.4
         d = f["item_daily"]
         if len(d):
@@ -213,11 +227,13 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
             pool=bank.item_rows(e["video_id"].to_numpy()), exposures=e["exposures"].to_numpy(np.float64),
             pos_user=bank.user_rows(p["user_id"].to_numpy()), pos_item=bank.item_rows(p["video_id"].to_numpy()),
             pos_day=np.searchsorted(np.asarray(train_dates), p["date"].to_numpy()),
-            pos_seq=hash_ids(p[cols].to_numpy(np.int64), "video_id", cfg.video_buckets, pad=PAD),
-            pos_stats=stats_matrix(p["exp_count"].to_numpy(), p["click_count"].to_numpy(), p["ctr"].to_numpy()),
+            pos_seq=(np.zeros((0, seq_len), np.int64) if serving_only else
+                     hash_ids(p[cols].to_numpy(np.int64), "video_id", cfg.video_buckets, pad=PAD)),
+            pos_stats=(np.zeros((0, 3), np.float32) if serving_only else
+                       stats_matrix(p["exp_count"].to_numpy(), p["click_count"].to_numpy(), p["ctr"].to_numpy())),
         )
     pairs_dir = features_dir / "pairs"
-    if (pairs_dir / "users.parquet").exists():
+    if not serving_only and (pairs_dir / "users.parquet").exists():
         bank.user_pairs, bank.user_pair_day = _pairs(pd.read_parquet(pairs_dir / "users.parquet"), bank,
                                                      bank.user_rows)
         bank.item_pairs, bank.item_pair_day = _pairs(pd.read_parquet(pairs_dir / "items.parquet"), bank,

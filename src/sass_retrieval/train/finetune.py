@@ -140,6 +140,7 @@ def validate_day(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.nda
 
 
 def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path) -> dict[str, Any]:
+    bank.require_training_samples("fine-tuning")
     scenarios = s.scenarios or bank.scenarios
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
                 for n in scenarios}

@@ -58,6 +58,7 @@ def _recent(pairs: np.ndarray | None, day: np.ndarray | None, n_days: int, recen
 
 def pretrain(model: RetrievalModel, bank: FeatureBank, s: PretrainSettings, out_dir: Path) -> dict[str, Any]:
     """Train ``model`` in place; writes the loss log and a resume checkpoint under ``out_dir``."""
+    bank.require_training_samples("pretraining")
     users = _recent(bank.user_pairs, bank.user_pair_day, len(bank.train_dates), s.recent_days)
     items = _recent(bank.item_pairs, bank.item_pair_day, len(bank.train_dates), s.recent_days)
     if len(users) < 2 and len(items) < 2:
