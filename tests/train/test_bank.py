@@ -42,3 +42,19 @@ def test_training_on_a_serving_only_bank_is_refused(tiny_project, tiny_bank, tmp
         finetune(RetrievalModel(cfg), lean, finetune_settings(params, 0, progress=False), tmp_path)
     with pytest.raises(ValueError, match="serving_only"):
         pretrain(RetrievalModel(cfg), lean, PretrainSettings(loop=LoopSettings(epochs=1, lr=0.01, progress=False)), tmp_path)
+
+
+def test_histories_hashed_in_blocks_equal_hashing_at_once() -> None:
+    import pandas as pd
+
+    from sass_retrieval.data.features import PAD
+    from sass_retrieval.models.hashing import hash_ids
+    from sass_retrieval.train.bank import hash_histories
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(1, 10**9, size=(1001, 4))
+    values[rng.random(values.shape) < 0.3] = PAD
+    frame = pd.DataFrame(values, columns=list("abcd"))
+    blocks = hash_histories(frame, list("abcd"), 100003, chunk=64)
+    assert blocks.dtype == np.int32
+    assert np.array_equal(blocks, hash_ids(values, "video_id", 100003, pad=PAD))

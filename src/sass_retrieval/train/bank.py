@@ -59,6 +59,24 @@ def encode_item_fields(items: pd.DataFrame, buckets: int) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+def seq_dtype(video_buckets: int) -> type:
+    """Histories are the bank's largest arrays (positives x seq_len); int32 buckets halve them."""
+    return np.int32 if video_buckets < 2**31 else np.int64
+
+
+def hash_histories(frame: pd.DataFrame, cols: list[str], buckets: int, chunk: int = 1 << 18) -> np.ndarray:
+    """Hash click-history columns block by block into one preallocated array.
+
+    Hashing all rows at once holds several int64 temporaries of the whole matrix; at 30M interactions
+    that transient alone was gigabytes, more than the result.
+    """
+    out = np.empty((len(frame), len(cols)), dtype=seq_dtype(buckets))
+    for start in range(0, len(frame), chunk):
+        block = frame[cols].iloc[start:start + chunk].to_numpy(np.int64)
+        out[start:start + len(block)] = hash_ids(block, "video_id", buckets, pad=PAD)
+    return out
+
+
 def _index(ids: np.ndarray, universe: np.ndarray) -> np.ndarray:
     pos = np.searchsorted(universe, ids)
     pos = np.minimum(pos, len(universe) - 1)
@@ -141,7 +159,8 @@ class FeatureBank:
 
     def serving_user_views(self, rows: np.ndarray, scen_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Serving-snapshot seq and stats of each row in its own scenario (rows may mix scenarios)."""
-        seq = np.zeros((len(rows), self.per[self.scenarios[0]].user_seq.shape[1]), dtype=np.int64)
+        first = self.per[self.scenarios[0]].user_seq
+        seq = np.zeros((len(rows), first.shape[1]), dtype=first.dtype)
         stats = np.zeros((len(rows), 3), dtype=np.float32)
         for k in np.unique(scen_idx):
             m = scen_idx == k
@@ -204,8 +223,8 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
     for s, f in frames.items():
         u = f["users"]
         urows = bank.user_rows(u["user_id"].to_numpy())
-        user_seq = np.zeros((n_u, seq_len), dtype=np.int64)
-        user_seq[urows] = hash_ids(u[cols].to_numpy(np.int64), "video_id", cfg.video_buckets, pad=PAD)
+        user_seq = np.zeros((n_u, seq_len), dtype=seq_dtype(cfg.video_buckets))
+        user_seq[urows] = hash_histories(u, cols, cfg.video_buckets)
         user_stats = np.zeros((n_u, 3), dtype=np.float32)
         user_stats[:, 2] = 0.4  # the smoothing prior: what add_rates gives a user with no history
         user_stats[urows] = stats_matrix(u["exp_count"].to_numpy(), u["click_count"].to_numpy(), u["ctr"].to_numpy())
@@ -227,8 +246,8 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
             pool=bank.item_rows(e["video_id"].to_numpy()), exposures=e["exposures"].to_numpy(np.float64),
             pos_user=bank.user_rows(p["user_id"].to_numpy()), pos_item=bank.item_rows(p["video_id"].to_numpy()),
             pos_day=np.searchsorted(np.asarray(train_dates), p["date"].to_numpy()),
-            pos_seq=(np.zeros((0, seq_len), np.int64) if serving_only else
-                     hash_ids(p[cols].to_numpy(np.int64), "video_id", cfg.video_buckets, pad=PAD)),
+            pos_seq=(np.zeros((0, seq_len), seq_dtype(cfg.video_buckets)) if serving_only else
+                     hash_histories(p, cols, cfg.video_buckets)),
             pos_stats=(np.zeros((0, 3), np.float32) if serving_only else
                        stats_matrix(p["exp_count"].to_numpy(), p["click_count"].to_numpy(), p["ctr"].to_numpy())),
         )
