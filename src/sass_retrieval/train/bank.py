@@ -72,7 +72,7 @@ def hash_histories(frame: pd.DataFrame, cols: list[str], buckets: int, chunk: in
     """
     out = np.empty((len(frame), len(cols)), dtype=seq_dtype(buckets))
     for start in range(0, len(frame), chunk):
-        block = frame[cols].iloc[start:start + chunk].to_numpy(np.int64)
+        block = frame.iloc[start:start + chunk][cols].to_numpy(np.int64)  # copy one block, not all rows
         out[start:start + len(block)] = hash_ids(block, "video_id", buckets, pad=PAD)
     return out
 
