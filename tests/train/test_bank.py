@@ -9,7 +9,7 @@ from support import TINY_SCENARIOS
 
 from sass_retrieval.data.store import read_items, read_users
 from sass_retrieval.models.retrieval import RetrievalModel
-from sass_retrieval.train.bank import load_bank
+from sass_retrieval.train.bank import load_bank, recent_days
 from sass_retrieval.train.finetune import finetune
 from sass_retrieval.train.loop import LoopSettings
 from sass_retrieval.train.pretrain import PretrainSettings, pretrain
@@ -58,3 +58,12 @@ def test_histories_hashed_in_blocks_equal_hashing_at_once() -> None:
     blocks = hash_histories(frame, list("abcd"), 100003, chunk=64)
     assert blocks.dtype == np.int32
     assert np.array_equal(blocks, hash_ids(values, "video_id", 100003, pad=PAD))
+
+
+def test_recent_days_are_the_newest_training_days() -> None:
+    assert recent_days(5, 1) == {4}
+    assert recent_days(5, 2) == {3, 4}
+    assert recent_days(5, 0) == {0, 1, 2, 3, 4}
+    assert recent_days(2, 9) == {0, 1}
+    with pytest.raises(ValueError):
+        recent_days(0, 1)

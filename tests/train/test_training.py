@@ -9,7 +9,7 @@ import torch
 
 from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train.checkpoint import CheckpointError, load_model, save_checkpoint
-from sass_retrieval.train.finetune import finetune, recent_days
+from sass_retrieval.train.finetune import finetune
 from sass_retrieval.train.loop import LoopSettings, PairedOptimizer
 from sass_retrieval.train.pretrain import PretrainSettings, pretrain
 from sass_retrieval.train.recipes import finetune_settings
@@ -109,15 +109,6 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_bank, tmp_path, m
     assert not list((tmp_path / "resumed").glob("resume*"))
     for k, v in full.state_dict().items():
         assert torch.allclose(v, again.state_dict()[k], atol=1e-6), k
-
-
-def test_recent_days_are_the_newest_training_days() -> None:
-    assert recent_days(5, 1) == {4}
-    assert recent_days(5, 2) == {3, 4}
-    assert recent_days(5, 0) == {0, 1, 2, 3, 4}
-    assert recent_days(2, 9) == {0, 1}
-    with pytest.raises(ValueError):
-        recent_days(0, 1)
 
 
 def test_incremental_finetune_trains_on_the_newest_day_only(tiny_bank, tmp_path) -> None:

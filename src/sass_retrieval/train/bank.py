@@ -59,6 +59,13 @@ def encode_item_fields(items: pd.DataFrame, buckets: int) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
+def recent_days(n_days: int, recent: int) -> set[int]:
+    """Day indexes an incremental update trains on: yesterday's weights already hold the older days."""
+    if n_days < 1:
+        raise ValueError("the training window has no days")
+    return set(range(max(n_days - recent, 0) if recent > 0 else 0, n_days))
+
+
 def seq_dtype(video_buckets: int) -> type:
     """Histories are the bank's largest arrays (positives x seq_len); int32 buckets halve them."""
     return np.int32 if video_buckets < 2**31 else np.int64

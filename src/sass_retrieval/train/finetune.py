@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..models.retrieval import RetrievalModel
-from .bank import FeatureBank
+from .bank import FeatureBank, recent_days
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import retrieval_loss
 from .sampler import NegativeSampler
@@ -50,12 +50,6 @@ class FinetuneSettings:
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     recent_days: int = 0                 # train on the newest n training days only (incremental); 0 = all
 
-
-def recent_days(n_days: int, recent: int) -> set[int]:
-    """Day indexes an incremental update trains on: yesterday's weights already hold the older days."""
-    if n_days < 1:
-        raise ValueError("the training window has no days")
-    return set(range(max(n_days - recent, 0) if recent > 0 else 0, n_days))
 
 
 def _positives(bank: FeatureBank, scenarios: list[str], days: set[int]) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..models.retrieval import RetrievalModel
-from .bank import FeatureBank
+from .bank import FeatureBank, recent_days
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import nt_xent
 
@@ -47,20 +47,19 @@ def _views_item(bank: FeatureBank, pairs: np.ndarray, rng: np.random.Generator, 
                             mask_id=rng.random(len(rows)) < id_dropout) for c in (1, 2)]
 
 
-def _recent(pairs: np.ndarray | None, day: np.ndarray | None, n_days: int, recent: int) -> np.ndarray:
+def _recent(pairs: np.ndarray | None, day: np.ndarray | None, days: set[int]) -> np.ndarray:
     """The pairs an incremental day trains on: those its newest days saw in both scenarios."""
     if pairs is None:
         return np.zeros((0, 3), np.int64)
-    if recent <= 0 or day is None:
-        return pairs
-    return pairs[day >= n_days - recent]
+    return pairs[np.isin(day, sorted(days))]
 
 
 def pretrain(model: RetrievalModel, bank: FeatureBank, s: PretrainSettings, out_dir: Path) -> dict[str, Any]:
     """Train ``model`` in place; writes the loss log and a resume checkpoint under ``out_dir``."""
     bank.require_training_samples("pretraining")
-    users = _recent(bank.user_pairs, bank.user_pair_day, len(bank.train_dates), s.recent_days)
-    items = _recent(bank.item_pairs, bank.item_pair_day, len(bank.train_dates), s.recent_days)
+    days = recent_days(len(bank.train_dates), s.recent_days)
+    users = _recent(bank.user_pairs, bank.user_pair_day, days)
+    items = _recent(bank.item_pairs, bank.item_pair_day, days)
     if len(users) < 2 and len(items) < 2:
         raise ValueError("pretraining needs users or items seen in two or more scenarios; the window has none")
     bs = s.batch_size
