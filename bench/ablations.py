@@ -8,7 +8,6 @@ Each variant changes one knob of params.yaml from the default and trains the ful
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import torch  # noqa: E402
 import yaml
+from bench_cli import bench_parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,16 +46,13 @@ VARIANTS: dict[str, dict[str, object]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "kuairand_pure"))
+    p = bench_parser(__doc__, "ablations")
     p.add_argument("--end-date", type=int, default=20220505)
     p.add_argument("--train-days", type=int, default=8)
     p.add_argument("--test-days", type=int, default=3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--params", default=str(ROOT / "params.yaml"))
-    p.add_argument("--work", default=str(ROOT / "bench" / ".work" / "ablations"))
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "ablations"))
     args = p.parse_args(argv)
     args.provenance = provenance(sys.argv)  # at start: the code that produced the numbers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -8,7 +8,6 @@ Each stage runs as its own process (the same `python -m pipelines.<stage>` that 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_cli import bench_parser  # noqa: E402
 from stage_timer import StageTime, run_stage, table  # noqa: E402
 
 from sass_retrieval.experiment import provenance, write_results  # noqa: E402
@@ -39,13 +39,10 @@ def split_all(work: Path, names: list[str]) -> list[StageTime]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "kuairand_pure"))
+    p = bench_parser(__doc__, "data")
     p.add_argument("--synthetic-rows", type=int, default=10_000_000)
     p.add_argument("--synthetic-users", type=int, default=200_000)
     p.add_argument("--synthetic-items", type=int, default=50_000)
-    p.add_argument("--work", default=str(ROOT / "bench" / ".work" / "data"))
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "data"))
     args = p.parse_args(argv)
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     env = {"SASS_ALLOW_EXTERNAL_PATHS": "1"}

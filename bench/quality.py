@@ -10,7 +10,6 @@ them to bench/results/quality.{md,json}. Every number comes from the product's o
 
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import torch  # noqa: E402
 import yaml
+from bench_cli import bench_parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,8 +49,7 @@ def parse_sets(items: list[str]) -> list[tuple[str, object]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "kuairand_pure"))
+    p = bench_parser(__doc__, "quality")
     p.add_argument("--end-date", type=int, default=20220505, help="last day of data (end of the test window)")
     p.add_argument("--train-days", type=int, default=8)
     p.add_argument("--test-days", type=int, default=3)
@@ -60,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer", default="example,uniform", help="torch-rechub DSSM variants ('' to skip)")
     p.add_argument("--set", action="append", default=[], help="override params, e.g. finetune.alpha=0")
     p.add_argument("--params", default=str(ROOT / "params.yaml"))
-    p.add_argument("--work", default=str(ROOT / "bench" / ".work" / "quality"))
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality"))
     args = p.parse_args(argv)
     prov = provenance(sys.argv)  # at start: the code that produced the numbers, not what is checked out later
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

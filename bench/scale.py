@@ -13,7 +13,6 @@ quality is compared on the same evaluation pairs. Every stage is its own process
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_cli import bench_parser  # noqa: E402
 from stage_timer import StageTime, run_stage, table  # noqa: E402
 
 from sass_retrieval.config import shift  # noqa: E402
@@ -59,13 +59,11 @@ def training_s(rows: list[StageTime]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = bench_parser(__doc__, "scale", kuairand=False)
     p.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--full-only", action="store_true", help="only the first (full) day: for the largest sizes")
     p.add_argument("--append", action="store_true", help="keep the other sizes already in the results file")
-    p.add_argument("--work", default=str(ROOT / "bench" / ".work" / "scale"))
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale"))
     args = p.parse_args(argv)
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     env = {"SASS_ALLOW_EXTERNAL_PATHS": "1", "OMP_NUM_THREADS": str(args.threads)}

@@ -22,6 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_re
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from bench_cli import bench_parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -120,14 +121,11 @@ def throughput(work: Path, params: dict, steps: int, repeats: int) -> list[dict]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "kuairand_pure"))
+    p = bench_parser(__doc__, "speed")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--work", default=str(ROOT / "bench" / ".work" / "speed"))
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "speed"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
