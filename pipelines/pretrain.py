@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     save_checkpoint(out / "model.pt", model, meta={"stage": "pretrain", "window": run.window.__dict__,
                                                    "warm_start": str(warm) if warm else None})
     (out / "resume.pt").unlink(missing_ok=True)
-    (out / "resume.pt.json").unlink(missing_ok=True)
     if not (out / "loss.csv").exists():
         (out / "loss.csv").write_text("step,epoch,loss\n")
     write_json(out / "report.json", {**report, "seconds": round(time.perf_counter() - t0, 2)})

@@ -87,7 +87,7 @@ def test_training_killed_mid_epoch_resumes_from_its_checkpoint(project: Path) ->
     proc = subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     deadline = time.time() + 300
-    while not (out / "resume-full.pt.json").exists():
+    while not (out / "resume-full.pt").exists():
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from sass_retrieval.models.retrieval import RetrievalModel
-from sass_retrieval.train.checkpoint import CheckpointError, load_model, save_checkpoint
+from sass_retrieval.train import checkpoint
+from sass_retrieval.train.checkpoint import (
+    CheckpointError,
+    load_model,
+    load_resume,
+    save_checkpoint,
+    save_resume,
+)
 from sass_retrieval.train.finetune import finetune
 from sass_retrieval.train.loop import LoopSettings, PairedOptimizer
 from sass_retrieval.train.pretrain import PretrainSettings, pretrain
@@ -64,6 +71,29 @@ def test_checkpoint_round_trip_and_truncation_is_refused(tiny_bank, tmp_path) ->
     (tmp_path / "m.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="m.pt"):
         load_model(tmp_path / "m.pt")
+
+
+def test_resume_checkpoint_is_one_file_and_a_crash_mid_save_keeps_the_previous(tiny_bank, tmp_path,
+                                                                               monkeypatch) -> None:
+    """A resume checkpoint is rewritten every few steps, so a kill lands mid-save: it must never pair
+    new weights with old metadata (CI once saw the two-file version discard its checkpoint)."""
+    _, cfg = tiny_bank
+    path = tmp_path / "resume.pt"
+    save_resume(path, RetrievalModel(cfg), state={"step": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resume.pt"]
+
+    def killed(*_args) -> None:
+        raise KeyboardInterrupt("killed before the rename")
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint.os, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):
+            save_resume(path, RetrievalModel(cfg), state={"step": 2})
+    assert load_resume(path)["state"] == {"step": 1}
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="resume.pt"):
+        load_resume(path)
 
 
 def test_warm_start_with_zero_steps_changes_nothing(tiny_bank, tmp_path) -> None:

@@ -2,7 +2,8 @@
 
 Tensors-only files load with ``torch.load(weights_only=True)``, which refuses arbitrary pickles; the
 JSON file carries the model config and a SHA-256 of the tensor file, so a truncated or swapped file
-is refused before it is ever deserialised.
+is refused before it is ever deserialised. Mid-training resume checkpoints are the exception: one
+file, so that a kill between two renames cannot split them (see ``save_resume``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,28 @@ def load_payload(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
         raise CheckpointError(f"checkpoint {path} cannot be loaded: {exc}") from exc
     return manifest, payload
+
+
+def save_resume(path: Path, model: RetrievalModel, state: dict[str, Any]) -> None:
+    """Write a mid-training checkpoint as ONE atomically replaced file.
+
+    A model checkpoint is two files (tensors + manifest); a SIGKILL between their two renames pairs the
+    new tensors with the old manifest, and the hash check then throws the checkpoint away. Resume
+    checkpoints are overwritten every few steps, so that window is hit in practice: here the state
+    travels inside the tensor file and a single ``os.replace`` is the commit point.
+    """
+    _atomic_bytes(Path(path), lambda p: torch.save({"model": model.state_dict(), "state": state}, p))
+
+
+def load_resume(path: Path) -> dict[str, Any]:
+    """Load a resume checkpoint (weights only); an unreadable file raises CheckpointError naming it."""
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
+        raise CheckpointError(f"resume checkpoint {path} cannot be loaded: {exc}") from exc
+    if not isinstance(payload, dict) or "model" not in payload or "state" not in payload:
+        raise CheckpointError(f"resume checkpoint {path} lacks model weights or training state")
+    return payload
 
 
 def load_model(path: Path) -> tuple[RetrievalModel, dict[str, Any]]:

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..models.retrieval import RetrievalModel
-from .checkpoint import CheckpointError, load_payload, save_checkpoint
+from .checkpoint import CheckpointError, load_resume, save_resume
 from .distributed import average_gradients, barrier, broadcast_model, world
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
     resume = Path(resume_path).exists()
     if resume:
         try:
-            _, payload = load_payload(resume_path)
+            payload = load_resume(resume_path)
         except CheckpointError as exc:
             log.warning("ignoring unusable resume checkpoint: %s", exc)
             resume = False
@@ -168,9 +168,9 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}")
                 if rank == 0 and settings.checkpoint_every and global_step % settings.checkpoint_every == 0:
-                    save_checkpoint(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch,
-                                                               "step": step + 1, "global_step": global_step,
-                                                               "fingerprint": fingerprint})
+                    save_resume(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch,
+                                                           "step": step + 1, "global_step": global_step,
+                                                           "fingerprint": fingerprint})
             bar.close()
             start_step = 0
             mean = float(np.mean(losses)) if losses else float("nan")
@@ -178,9 +178,9 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             log.info("%s epoch %d: mean loss %.4f", desc, epoch + 1, mean)
             barrier()
             if rank == 0:
-                    save_checkpoint(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch + 1,
-                                                           "step": 0, "global_step": global_step,
-                                                           "fingerprint": fingerprint})
+                save_resume(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch + 1,
+                                                       "step": 0, "global_step": global_step,
+                                                       "fingerprint": fingerprint})
             if on_epoch_end is not None and on_epoch_end(epoch):
                 stopped_early = True
                 break
@@ -189,6 +189,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
     # Finished: the resume checkpoint has done its job. Left behind, it would make the next run in this
     # folder "resume" a completed run and skip its training.
     if rank == 0:
-        for f in (Path(resume_path), Path(f"{resume_path}.json")):
+        resume_path = Path(resume_path)
+        # a kill during a save leaves its temporary file behind; the finished run owns the folder again
+        for f in [resume_path, *resume_path.parent.glob(f".{resume_path.name}.*.tmp")]:
             f.unlink(missing_ok=True)
     return {"epoch_loss": history, "steps": global_step, "stopped_early": stopped_early}
