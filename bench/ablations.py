@@ -1,6 +1,8 @@
 """Ablations of `sass` on KuaiRand-Pure (BENCHMARK.md dev split): which parts of the design earn their place.
 
     python bench/ablations.py --seeds 0
+    python bench/ablations.py --seeds 0 1 2 --out bench/results/ablations_temperature \
+        --variants default,temperature=0.02,temperature=0.1,pretrain_temperature=0.05,pretrain_temperature=0.2
 
 Each variant changes one knob of params.yaml from the default and trains the full `sass` row (pretraining
 + fine-tuning) through the product's code path. Writes bench/results/ablations.{md,json}.
@@ -42,6 +44,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "alpha=0": {"finetune.alpha": 0.0},
     "alpha=0.5": {"finetune.alpha": 0.5},
     "alpha=1,logq=off": {"finetune.alpha": 1.0, "finetune.logq": False},
+    "temperature=0.02": {"finetune.temperature": 0.02},
+    "temperature=0.1": {"finetune.temperature": 0.1},
+    "pretrain_temperature=0.05": {"pretrain.temperature": 0.05},
+    "pretrain_temperature=0.2": {"pretrain.temperature": 0.2},
 }
 
 
