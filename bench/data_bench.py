@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_cli import bench_parser  # noqa: E402
-from stage_timer import StageTime, run_stage, table  # noqa: E402
+from stage_timer import StageTime, dvc_plan, run_stage, table  # noqa: E402
 
 from sass_retrieval.experiment import provenance, write_results  # noqa: E402
 
@@ -32,10 +32,9 @@ def project(work: Path, params: dict) -> Path:
     return work
 
 
-def split_all(work: Path, names: list[str]) -> list[StageTime]:
-    rows = [run_stage(f"split@{s}", ["-m", "pipelines.split", "--scenario", s], work) for s in names]
-    rows.append(run_stage("pairs", ["-m", "pipelines.split", "--pairs"], work))
-    return rows
+def data_path(work: Path, env: dict[str, str]) -> list[StageTime]:
+    """Ingest (which generates the synthetic source), validate, split every scenario and the pairs."""
+    return [run_stage(name, cmd, work, env) for name, cmd in dvc_plan(work, {"ingest", "validate", "split", "pairs"})]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,11 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     kr["window"] = {"end_date": 20220505, "train_days": 8, "test_days": 3}
     kr["scenarios"] = {"names": ["1", "0", "4", "6", "2", "other"], "min_scenario_rows": 1000}
     w1 = project(Path(args.work) / "kuairand", kr)
-    k_rows = [run_stage("ingest", ["-m", "pipelines.ingest"], w1, env),
-              run_stage("validate", ["-m", "pipelines.validate"], w1, env)]
-    k_split = split_all(w1, kr["scenarios"]["names"])
-    k_rows += k_split
-    split_total = sum(r.seconds for r in k_split)
+    k_rows = data_path(w1, env)
+    split_total = sum(r.seconds for r in k_rows if r.stage.split("@")[0] in ("split", "pairs"))
 
     syn = dict(base)
     syn["data"] = {**base["data"], "source": "synthetic",
@@ -64,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "items": args.synthetic_items}}
     syn["validation"] = {**base.get("validation", {}), "min_rows_per_day": 1000}
     w2 = project(Path(args.work) / "synthetic", syn)
-    s_rows = [run_stage("generate+ingest", ["-m", "pipelines.ingest"], w2, env),
-              run_stage("validate", ["-m", "pipelines.validate"], w2, env)]
-    s_rows += split_all(w2, syn["scenarios"]["names"])
+    s_rows = data_path(w2, env)
 
     body = (f"## KuaiRand-Pure (185,061 rows), dev window\n\n{table(k_rows)}\n\n"
             f"Split (all scenarios + pretraining pairs, one process each): **{split_total:.1f} s** (target < 30 s).\n\n"

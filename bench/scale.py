@@ -26,26 +26,19 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_cli import bench_parser  # noqa: E402
-from stage_timer import StageTime, run_stage, table  # noqa: E402
+from stage_timer import StageTime, dvc_plan, run_stage, table  # noqa: E402
 
 from sass_retrieval.config import shift  # noqa: E402
 from sass_retrieval.experiment import provenance, write_results  # noqa: E402
 
-NAMES = ["s0", "s1", "s2", "s3", "s4"]
-
 
 def daily(work: Path, env: dict[str, str], ingest: bool, data: bool = True, publish: bool = True) -> list[StageTime]:
-    plan = ([("ingest", ["-m", "pipelines.ingest"])] if ingest else [])
-    if data:
-        plan += [("validate", ["-m", "pipelines.validate"])]
-        plan += [(f"split@{s}", ["-m", "pipelines.split", "--scenario", s]) for s in NAMES]
-        plan += [("pairs", ["-m", "pipelines.split", "--pairs"])]
-    plan += [("pretrain", ["-m", "pipelines.pretrain", "--no-progress"]),
-             ("finetune", ["-m", "pipelines.train", "--row", "sass", "--no-progress"])]
-    plan += [(f"index@{s}", ["-m", "pipelines.index", "--scenario", s]) for s in NAMES]
-    plan += [("evaluate", ["-m", "pipelines.evaluate"])]
-    plan += [("publish", ["-m", "pipelines.publish"])] if publish else []
-    return [run_stage(name, cmd, work, env) for name, cmd in plan]
+    """The daily stages (dvc.yaml's commands) without the reference rows and the report."""
+    groups = {"pretrain", "finetune", "index", "evaluate"}
+    groups |= {"ingest"} if ingest else set()
+    groups |= {"validate", "split", "pairs"} if data else set()
+    groups |= {"publish"} if publish else set()
+    return [run_stage(name, cmd, work, env) for name, cmd in dvc_plan(work, groups)]
 
 
 def quality(work: Path) -> dict[str, float]:

@@ -28,25 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stage_timer import run_stage, table  # noqa: E402
+from stage_timer import dvc_plan, run_stage, table  # noqa: E402
 
 from sass_retrieval.experiment import provenance, write_results  # noqa: E402
 
 NAMES = ["1", "0", "4", "6", "2", "other"]
-
-
-def stage_plan() -> list[tuple[str, list[str]]]:
-    plan = [("ingest", ["-m", "pipelines.ingest"]), ("validate", ["-m", "pipelines.validate"])]
-    plan += [(f"split@{s}", ["-m", "pipelines.split", "--scenario", s]) for s in NAMES]
-    plan += [("pairs", ["-m", "pipelines.split", "--pairs"]),
-             ("pretrain", ["-m", "pipelines.pretrain", "--no-progress"]),
-             ("finetune", ["-m", "pipelines.train", "--row", "sass", "--no-progress"])]
-    plan += [(f"reference@{r}", ["-m", "pipelines.train", "--row", r, "--no-progress"])
-             for r in ("dssm_mixed", "dssm_single", "sass_base")]
-    plan += [(f"index@{s}", ["-m", "pipelines.index", "--scenario", s]) for s in NAMES]
-    plan += [("evaluate", ["-m", "pipelines.evaluate"]), ("report", ["-m", "pipelines.report"]),
-             ("publish", ["-m", "pipelines.publish"])]
-    return plan
+DAILY = ("ingest", "validate", "split", "pairs", "pretrain", "finetune", "reference", "index", "evaluate", "report",
+         "publish")  # every stage of dvc.yaml
 
 
 def throughput(work: Path, params: dict, steps: int, repeats: int) -> list[dict]:
@@ -140,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {"SASS_ALLOW_EXTERNAL_PATHS": "1", "OMP_NUM_THREADS": str(args.threads)}
-    rows = [run_stage(name, cmd, work, env) for name, cmd in stage_plan()]
+    rows = [run_stage(name, cmd, work, env) for name, cmd in dvc_plan(work, DAILY)]
     total = sum(r.seconds for r in rows)
     tp = throughput(work, params, args.steps, args.repeats)
     if args.peer:

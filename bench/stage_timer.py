@@ -7,14 +7,19 @@ reports it (`/usr/bin/time -f %M`), which is what a 2-core / 8 GiB machine has t
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from sass_retrieval.orchestration.dvc_graph import load_graph  # noqa: E402
 
 
 @dataclass
@@ -22,6 +27,28 @@ class StageTime:
     stage: str
     seconds: float
     peak_mib: float
+
+
+def dvc_plan(work: Path, groups: Collection[str]) -> list[tuple[str, list[str]]]:
+    """The stages of these dvc.yaml entries, in dependency order, as (stage name, arguments to python).
+
+    Resolved from the repository's dvc.yaml against ``work``'s params.yaml (foreach items included),
+    so a benchmark times exactly the commands `dvc repro` would run there, not a copy of them.
+    """
+    graph = load_graph(work, str(ROOT / "dvc.yaml"))
+    unknown = set(groups) - set(graph.groups())
+    if unknown:
+        raise ValueError(f"dvc.yaml has no stage(s) {sorted(unknown)} (it has {sorted(graph.groups())})")
+    plan = []
+    for name in graph.topological():
+        stage = graph.stages[name]
+        if stage.group not in groups:
+            continue
+        argv = shlex.split(stage.cmd)
+        if argv[0] != "python" or "&&" in argv:
+            raise ValueError(f"stage {name}: {stage.cmd!r} is not one `python ...` command; cannot time it alone")
+        plan.append((name, argv[1:]))
+    return plan
 
 
 def run_stage(stage: str, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> StageTime:
