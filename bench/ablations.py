@@ -48,6 +48,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "temperature=0.1": {"finetune.temperature": 0.1},
     "pretrain_temperature=0.05": {"pretrain.temperature": 0.05},
     "pretrain_temperature=0.2": {"pretrain.temperature": 0.2},
+    "gate_bias=2": {"model.gate_bias": 2.0},
+    "gate_bias=-2": {"model.gate_bias": -2.0},
 }
 
 

@@ -46,3 +46,16 @@ def test_other_gate_kinds() -> None:
     assert torch.allclose(sig(g, h, b), h + g, atol=1e-6)
     with pytest.raises(ValueError, match="gate kind"):
         AdaptiveGates(4, 2, "bogus")
+
+
+def test_gate_bias_starts_the_scenario_path_at_the_global_one() -> None:
+    """A positive init bias opens both gates, so an untrained scenario layer mostly passes g through."""
+    torch.manual_seed(0)
+    g, h, b = torch.randn(64, 16), torch.randn(64, 16), torch.randn(64, 4)
+    opened = AdaptiveGates(16, 4, "adaptive", init_bias=4.0)
+    assert torch.equal(opened.update.bias, torch.full((16,), 4.0))
+    err_open = (opened(g, h, b) - g).abs().mean()
+    default = AdaptiveGates(16, 4, "adaptive")
+    assert not torch.all(default.adaptive.bias == default.adaptive.bias[0])   # PyTorch's own init kept
+    err_default = (default(g, h, b) - g).abs().mean()
+    assert err_open < 0.25 * err_default

@@ -32,7 +32,7 @@ class ScenarioLinear(nn.Module):
 class Tower(nn.Module):
     def __init__(self, d_in: int, n_scenarios: int, bias_in: int, hidden: int = 128, layers: int = 3,
                  arch: str = "sass", gate: str = "adaptive", bias_net: bool = True, bias_dim: int = 16,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, gate_bias: float | None = None) -> None:
         super().__init__()
         if arch not in ("sass", "dssm"):
             raise ValueError(f"arch must be 'sass' or 'dssm', got {arch!r}")
@@ -45,7 +45,7 @@ class Tower(nn.Module):
         self.bias_dim = bias_dim
         if arch == "sass":
             self.scenario_net = nn.ModuleList(ScenarioLinear(n_scenarios, dims[i], dims[i + 1]) for i in range(layers))
-            self.gates = nn.ModuleList(AdaptiveGates(hidden, bias_dim, gate) for _ in range(layers))
+            self.gates = nn.ModuleList(AdaptiveGates(hidden, bias_dim, gate, gate_bias) for _ in range(layers))
             if self.use_bias:
                 self.scenario_emb = nn.Embedding(n_scenarios, bias_dim)
                 self.bias_net = nn.Sequential(nn.Linear(bias_dim + bias_in, bias_dim), nn.ReLU(),

@@ -28,15 +28,22 @@ def fuse(g: torch.Tensor, h_own: torch.Tensor, a: torch.Tensor, u: torch.Tensor 
 
 
 class AdaptiveGates(nn.Module):
-    def __init__(self, dim: int, bias_dim: int, kind: str = "adaptive") -> None:
+    def __init__(self, dim: int, bias_dim: int, kind: str = "adaptive", init_bias: float | None = None) -> None:
+        """``init_bias`` > 0 opens both gates at the start (sigmoid(2) = 0.88): a scenario begins as
+        the global network and keeps its own layers only where its data pull it there, the carry-gate
+        initialisation of highway networks. None keeps PyTorch's default (gates about half open)."""
         super().__init__()
         if kind not in GATE_KINDS:
             raise ValueError(f"gate kind must be one of {GATE_KINDS}, got {kind!r}")
         self.kind = kind
         if kind != "none":
             self.adaptive = nn.Linear(2 * dim + bias_dim, dim)
+            if init_bias is not None:
+                nn.init.constant_(self.adaptive.bias, init_bias)
         if kind == "adaptive":
             self.update = nn.Linear(2 * dim + bias_dim, dim)
+            if init_bias is not None:
+                nn.init.constant_(self.update.bias, init_bias)
 
     def forward(self, g: torch.Tensor, h_own: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if self.kind == "none":
