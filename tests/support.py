@@ -89,3 +89,20 @@ def run_pipeline(root: Path) -> None:
         for s in ("s0", "s1", "s2"):
             assert index.main(["--scenario", s]) == 0
         assert evaluate.main([]) == 0
+
+
+def load_bench(script: str):
+    """A script of bench/ (not a package), imported as it runs: with bench/ on sys.path for its siblings."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    name = f"bench_{script}_under_test"
+    if name not in sys.modules:
+        if str(bench) not in sys.path:
+            sys.path.insert(0, str(bench))
+        spec = importlib.util.spec_from_file_location(name, bench / f"{script}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses resolve their module through sys.modules
+        spec.loader.exec_module(module)
+    return sys.modules[name]

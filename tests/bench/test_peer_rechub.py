@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from support import load_bench
 
 from sass_retrieval.data.features import scenario_map
 from sass_retrieval.data.store import read_interactions, read_items, read_users
@@ -16,18 +13,11 @@ from sass_retrieval.evaluate.protocol import build_eval_set, evaluate
 
 pytest.importorskip("torch_rechub", reason="torch-rechub is not installed (pip install -e '.[bench]')")
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "peer_rechub.py"
 SCENARIOS = ["s0", "s1", "s2"]
 
 
 def _load_peer():
-    name = "peer_rechub_under_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses resolve their module through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_bench("peer_rechub")
 
 
 @pytest.fixture(scope="module")

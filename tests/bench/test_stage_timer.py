@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from support import load_bench
 
 from sass_retrieval.orchestration.dvc_graph import load_graph
 
@@ -16,13 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _stage_timer():
-    name = "stage_timer_under_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "stage_timer.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_bench("stage_timer")
 
 
 @pytest.fixture()
