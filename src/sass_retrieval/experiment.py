@@ -180,7 +180,8 @@ def provenance(argv: list[str]) -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "src", "pipelines", "bench"],
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                     "src", "pipelines", "bench"],
                                     capture_output=True, text=True).stdout.strip())
         commit += "+dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
