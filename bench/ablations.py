@@ -26,9 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from quality import set_dotted  # noqa: E402
 
-from sass_retrieval.config import make_window  # noqa: E402
+from sass_retrieval.config import make_window, set_dotted  # noqa: E402
 from sass_retrieval.experiment import aggregate, prepare_kuairand, provenance, run_rows, write_results  # noqa: E402
 
 VARIANTS: dict[str, dict[str, object]] = {

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_cli import bench_parser  # noqa: E402
 
+from sass_retrieval.config import update_params_file  # noqa: E402
 from sass_retrieval.experiment import provenance, write_results  # noqa: E402
 
 KUAIRAND_NAMES = ["1", "0", "4", "6", "2", "other"]
@@ -39,23 +40,12 @@ KUAIRAND_NAMES = ["1", "0", "4", "6", "2", "other"]
 
 def clone(work: Path, params: dict[str, object]) -> Path:
     """A clone of HEAD (committed code only) with ``params`` (dotted keys) set in its params.yaml."""
-    from ruamel.yaml import YAML
-
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     project = work / "project"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(project)], check=True)
-    yml = YAML()
-    doc = yml.load((project / "params.yaml").read_text())
-    for dotted, value in params.items():
-        *parents, key = dotted.split(".")
-        node = doc
-        for p in parents:
-            node = node[p]
-        node[key] = value
-    with open(project / "params.yaml", "w") as fh:
-        yml.dump(doc, fh)
+    update_params_file(project / "params.yaml", params)
     return project
 
 

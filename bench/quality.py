@@ -25,7 +25,7 @@ from bench_cli import bench_parser  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sass_retrieval.config import make_window  # noqa: E402
+from sass_retrieval.config import make_window, set_dotted  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
     aggregate,
     format_agg,
@@ -34,14 +34,6 @@ from sass_retrieval.experiment import (  # noqa: E402
     run_rows,
     write_results,
 )
-
-
-def set_dotted(params: dict, dotted: str, value) -> None:
-    node = params
-    *head, last = dotted.split(".")
-    for h in head:
-        node = node.setdefault(h, {})
-    node[last] = value
 
 
 def parse_sets(items: list[str]) -> list[tuple[str, object]]:

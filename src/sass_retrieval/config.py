@@ -7,6 +7,8 @@ or an Airflow run that rewrites the window changes every stage consistently.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,39 @@ def get(params: dict[str, Any], dotted: str, default: Any = ...) -> Any:
             return default
         node = node[part]
     return node
+
+
+def set_dotted(doc: MutableMapping[str, Any], dotted: str, value: Any) -> Any:
+    """Set ``a.b.c`` in nested mappings, creating missing levels; returns the previous value (or None)."""
+    node = doc
+    *head, last = dotted.split(".")
+    for h in head:
+        node = node.setdefault(h, {})
+    previous = node.get(last)
+    node[last] = value
+    return previous
+
+
+def update_params_file(path: str | Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a params.yaml in place, keeping its comments and layout (ruamel round-trip).
+
+    The file a user reads and `dvc params diff` compares stays the same file, only with new values; it
+    is replaced atomically (temp file + rename). Returns the previous value of each key.
+    """
+    from ruamel.yaml import YAML
+
+    path = Path(path)
+    yml = YAML()
+    yml.preserve_quotes = True
+    yml.width = 4096
+    with path.open() as fh:
+        doc = yml.load(fh)
+    previous = {k: set_dotted(doc, k, v) for k, v in settings.items()}
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("w") as fh:
+        yml.dump(doc, fh)
+    tmp.replace(path)
+    return previous
 
 
 def parse_date(value: int | str) -> dt.date:

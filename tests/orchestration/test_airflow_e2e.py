@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sass_retrieval.config import update_params_file
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -46,8 +48,6 @@ TINY = {
 
 def tiny_project(dst: Path) -> Path:
     """A copy of the project's files (not data/models/runs) with a tiny params.yaml, in its own git repo."""
-    from ruamel.yaml import YAML
-
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.splitlines()
     for rel in listed:
@@ -56,16 +56,7 @@ def tiny_project(dst: Path) -> Path:
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / rel)
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
-    yml = YAML()
-    params = yml.load((dst / "params.yaml").read_text())
-    for dotted, value in TINY.items():
-        *parents, key = dotted.split(".")
-        node = params
-        for p in parents:
-            node = node[p]
-        node[key] = value
-    with open(dst / "params.yaml", "w") as fh:
-        yml.dump(params, fh)
+    update_params_file(dst / "params.yaml", TINY)
     return dst
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from support import cwd
 
 from pipelines import index, publish, run_all, train, validate
+from sass_retrieval.config import update_params_file
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -37,13 +37,7 @@ def project(built_project: Path, tmp_path: Path) -> Path:
 
 
 def _set(root: Path, dotted: str, value) -> None:
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    node = params
-    *head, last = dotted.split(".")
-    for h in head:
-        node = node[h]
-    node[last] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    update_params_file(root / "params.yaml", {dotted: value})
 
 
 def _current(root: Path) -> Path:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import update_params_file
 from .dvc_graph import load_graph
 
 log = logging.getLogger("sass.orchestration")
@@ -224,27 +225,9 @@ def end_date_for(*, override: Any = None, data_interval_start: Any = None, logic
 
 
 def set_window_end(params_path: str | Path, end_date: str | int) -> Any:
-    """Write ``window.end_date`` into params.yaml, keeping comments and layout (ruamel round-trip).
-
-    Returns the previous value. The file is replaced atomically (temp file + rename).
-    """
-    from ruamel.yaml import YAML
-
-    path = Path(params_path)
-    yml = YAML()
-    yml.preserve_quotes = True
-    yml.width = 4096
-    with path.open() as fh:
-        doc = yml.load(fh)
-    window = doc.setdefault("window", {})
-    previous = window.get("end_date")
+    """Write ``window.end_date`` into params.yaml, keeping comments and layout; returns the previous value."""
     value: str | int = "auto" if str(end_date) == "auto" else int(as_day(end_date))
-    window["end_date"] = value
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("w") as fh:
-        yml.dump(doc, fh)
-    tmp.replace(path)
-    return previous
+    return update_params_file(params_path, {"window.end_date": value})["window.end_date"]
 
 
 # ---------------------------------------------------------------- recording a day
