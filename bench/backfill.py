@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     decisions_file = project / "published" / "decisions.jsonl"
     decisions = [json.loads(line) for line in decisions_file.read_text().splitlines()] if decisions_file.exists() else []
     restored = sass_runs(project, env, "restore", args.restore_day, "--to", str(work / f"restored-{args.restore_day}"))
+    restored = restored.replace(str(work), "<work>")
 
     def span(r: tuple) -> str:
         if not (r[2] and r[3]):
