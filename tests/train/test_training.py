@@ -164,3 +164,37 @@ def test_incremental_pretrain_uses_the_pairs_of_the_newest_day(tiny_bank, tmp_pa
                              batch_size=16, recent_days=r)
         steps[r] = pretrain(RetrievalModel(cfg), bank, s, tmp_path / str(r))["steps"]
     assert steps[1] < steps[0]
+
+
+def test_early_stopping_ignores_gains_below_min_delta(tiny_bank, tmp_path) -> None:
+    """With a min_delta no gain can reach, the first epoch stays best: select stops after 1 + patience
+    epochs and the refit trains one epoch, whatever the validation curve does."""
+    bank, cfg = tiny_bank
+    torch.manual_seed(0)
+    report = finetune(RetrievalModel(cfg), bank, _ft(6, early_stopping=True, patience=2, min_delta=1.0), tmp_path)
+    assert report["best_epoch"] == 1
+    assert len(report["validation"]) == 3 and report["select"]["stopped_early"]
+    assert len(report["refit"]["epoch_loss"]) == 1
+
+
+def test_holdout_refit_trains_one_epoch_on_the_held_out_day_only(tiny_bank, tmp_path) -> None:
+    bank, cfg = tiny_bank
+    torch.manual_seed(0)
+    full = finetune(RetrievalModel(cfg), bank, _ft(3, early_stopping=True, patience=1), tmp_path / "full")
+    torch.manual_seed(0)
+    hold = finetune(RetrievalModel(cfg), bank, _ft(3, early_stopping=True, patience=1, refit="holdout"),
+                    tmp_path / "holdout")
+    newest = finetune(RetrievalModel(cfg), bank, _ft(1, recent_days=1), tmp_path / "newest")["refit"]["steps"]
+    assert hold["best_epoch"] == full["best_epoch"]           # the same selection run
+    assert hold["refit"]["steps"] == newest < full["refit"]["steps"]
+    assert "refit" not in finetune(RetrievalModel(cfg), bank, _ft(2, early_stopping=True, refit=False),
+                                   tmp_path / "none")
+
+
+def test_refit_mode_names_the_bad_value() -> None:
+    from sass_retrieval.train.finetune import refit_mode
+
+    assert [refit_mode(v) for v in (True, False, "full", "holdout", "none")] == \
+        ["full", "none", "full", "holdout", "none"]
+    with pytest.raises(ValueError, match="finetune.refit"):
+        refit_mode("sometimes")

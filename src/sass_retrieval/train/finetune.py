@@ -8,8 +8,11 @@ Loss = loss(scenario vectors) + aux_weight * loss(global vectors).
 
 Early stopping, when on, holds out the last training day (never the test window): after each epoch
 the model ranks that day's clicks against the scenario pools, and training stops when the macro
-NDCG@50 has not improved for ``patience`` epochs. With ``refit`` the model is then retrained on every
-training day for the best number of epochs.
+NDCG@50 has not improved by more than ``min_delta`` for ``patience`` epochs (one held-out day is a
+noisy judge: gains below its noise only buy epochs). Then ``refit``: "full" (true) retrains from the
+start on every training day for the best number of epochs; "holdout" keeps the best epoch's weights and
+trains one epoch on the held-out day, the newest, so it is not lost (a day's cost, not a window's);
+"none" (false) keeps the best epoch's weights as they are.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class FinetuneSettings:
     aux_weight: float = 0.3
     early_stopping: bool = True
     patience: int = 2
-    refit: bool = True
+    min_delta: float = 0.0               # a validation gain must exceed this to count as an improvement
+    refit: bool | str = True             # True/"full" | "holdout" | False/"none": see the module docstring
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     recent_days: int = 0                 # train on the newest n training days only (incremental); 0 = all
 
@@ -133,6 +137,14 @@ def validate_day(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.nda
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def refit_mode(value: bool | str) -> str:
+    """params.yaml's ``finetune.refit``: true/full, holdout, false/none."""
+    mode = {True: "full", False: "none"}.get(value, value) if isinstance(value, bool) else str(value)
+    if mode not in ("full", "holdout", "none"):
+        raise ValueError(f"finetune.refit must be true/full, holdout or false/none, got {value!r}")
+    return mode
+
+
 def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path) -> dict[str, Any]:
     bank.require_training_samples("fine-tuning")
     scenarios = s.scenarios or bank.scenarios
@@ -169,7 +181,7 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
             score = validate_day(model, bank, val, reported)
             curve.append({"epoch": epoch + 1, "val_ndcg@50": score})
             log.info("validation (last training day) macro NDCG@50 after epoch %d: %.4f", epoch + 1, score)
-            if score > best["score"]:
+            if score > best["score"] + s.min_delta:
                 best.update(score=score, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
             return epoch + 1 - best["epoch"] >= s.patience
 
@@ -177,11 +189,14 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
         report["validation"] = curve
         report["best_epoch"] = best["epoch"]
         report["best_val_ndcg@50"] = best["score"]
-        if s.refit:
+        refit = refit_mode(s.refit)
+        if refit == "full":
             model.load_state_dict(initial)
             report["refit"] = train_on(all_days, replace(s.loop, epochs=max(best["epoch"], 1)), "refit")
         else:
             model.load_state_dict(best["state"])
+            if refit == "holdout":
+                report["refit"] = train_on({last}, replace(s.loop, epochs=1), "refit")
     else:
         report["refit"] = train_on(all_days, s.loop, "full")
     return report
