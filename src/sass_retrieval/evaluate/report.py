@@ -37,7 +37,7 @@ CANDIDATE = "sass"
 ROW_ORDER = ("popular", "dssm_mixed", "dssm_single", "sass_base", CANDIDATE)  # unknown rows go before sass
 SHORT_LABEL = {"ndcg": "NDCG", "hit_rate": "HR", "recall": "Recall"}
 LOSS_PHASES = ("select", "refit", "full")
-PHASE_LABEL = {"select": "select (early-stopping run)", "refit": "refit (all training days)",
+PHASE_LABEL = {"select": "select (early-stopping run)", "refit": "refit (finetune.refit)",
                "full": "full (all training days)"}
 DASH = "–"
 
