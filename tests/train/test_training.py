@@ -198,3 +198,5 @@ def test_refit_mode_names_the_bad_value() -> None:
         ["full", "none", "full", "holdout", "none"]
     with pytest.raises(ValueError, match="finetune.refit"):
         refit_mode("sometimes")
+    with pytest.raises(ValueError, match="finetune.refit"):     # refused when read, before any training
+        _ft(1, refit="sometimes")

@@ -93,6 +93,13 @@ def save_resume(path: Path, model: RetrievalModel, state: dict[str, Any]) -> Non
     _atomic_bytes(Path(path), lambda p: torch.save({"model": model.state_dict(), "state": state}, p))
 
 
+def discard_resume(path: Path) -> None:
+    """Remove a finished run's resume checkpoint and any temporary file a kill mid-save left beside it."""
+    path = Path(path)
+    for f in [path, *path.parent.glob(f".{path.name}.*.tmp")]:   # the names _atomic_bytes writes
+        f.unlink(missing_ok=True)
+
+
 def load_resume(path: Path) -> dict[str, Any]:
     """Load a resume checkpoint (weights only); an unreadable file raises CheckpointError naming it."""
     try:

@@ -36,6 +36,14 @@ from .sampler import NegativeSampler
 log = logging.getLogger(__name__)
 
 
+def refit_mode(value: bool | str) -> str:
+    """params.yaml's ``finetune.refit``: true/full, holdout, false/none."""
+    mode = ("full" if value else "none") if isinstance(value, bool) else str(value)
+    if mode not in ("full", "holdout", "none"):
+        raise ValueError(f"finetune.refit must be true/full, holdout or false/none, got {value!r}")
+    return mode
+
+
 @dataclass
 class FinetuneSettings:
     loop: LoopSettings
@@ -53,6 +61,10 @@ class FinetuneSettings:
     refit: bool | str = True             # True/"full" | "holdout" | False/"none": see the module docstring
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     recent_days: int = 0                 # train on the newest n training days only (incremental); 0 = all
+
+    def __post_init__(self) -> None:
+        # a misspelt refit fails when the settings are read, not after the selection run has trained
+        self.refit = refit_mode(self.refit)
 
 
 
@@ -137,14 +149,6 @@ def validate_day(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.nda
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def refit_mode(value: bool | str) -> str:
-    """params.yaml's ``finetune.refit``: true/full, holdout, false/none."""
-    mode = {True: "full", False: "none"}.get(value, value) if isinstance(value, bool) else str(value)
-    if mode not in ("full", "holdout", "none"):
-        raise ValueError(f"finetune.refit must be true/full, holdout or false/none, got {value!r}")
-    return mode
-
-
 def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path) -> dict[str, Any]:
     bank.require_training_samples("fine-tuning")
     scenarios = s.scenarios or bank.scenarios
@@ -189,13 +193,12 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
         report["validation"] = curve
         report["best_epoch"] = best["epoch"]
         report["best_val_ndcg@50"] = best["score"]
-        refit = refit_mode(s.refit)
-        if refit == "full":
+        if s.refit == "full":
             model.load_state_dict(initial)
             report["refit"] = train_on(all_days, replace(s.loop, epochs=max(best["epoch"], 1)), "refit")
         else:
             model.load_state_dict(best["state"])
-            if refit == "holdout":
+            if s.refit == "holdout":
                 report["refit"] = train_on({last}, replace(s.loop, epochs=1), "refit")
     else:
         report["refit"] = train_on(all_days, s.loop, "full")

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..models.retrieval import RetrievalModel
-from .checkpoint import CheckpointError, load_resume, save_resume
+from .checkpoint import CheckpointError, discard_resume, load_resume, save_resume
 from .distributed import average_gradients, barrier, broadcast_model, world
 
 log = logging.getLogger(__name__)
@@ -189,8 +189,5 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
     # Finished: the resume checkpoint has done its job. Left behind, it would make the next run in this
     # folder "resume" a completed run and skip its training.
     if rank == 0:
-        resume_path = Path(resume_path)
-        # a kill during a save leaves its temporary file behind; the finished run owns the folder again
-        for f in [resume_path, *resume_path.parent.glob(f".{resume_path.name}.*.tmp")]:
-            f.unlink(missing_ok=True)
+        discard_resume(resume_path)
     return {"epoch_loss": history, "steps": global_step, "stopped_early": stopped_early}
