@@ -29,14 +29,16 @@ class StageTime:
     peak_mib: float
 
 
-def dvc_plan(work: Path, groups: Collection[str]) -> list[tuple[str, list[str]]]:
-    """The stages of these dvc.yaml entries, in dependency order, as (stage name, arguments to python).
+def dvc_plan(work: Path, groups: Collection[str] | None = None) -> list[tuple[str, list[str]]]:
+    """The stages of these dvc.yaml entries (None: all of them), in dependency order, as (stage name,
+    arguments to python).
 
     Resolved from the repository's dvc.yaml against ``work``'s params.yaml (foreach items included),
     so a benchmark times exactly the commands `dvc repro` would run there, not a copy of them.
     """
     graph = load_graph(work, str(ROOT / "dvc.yaml"))
-    unknown = set(groups) - set(graph.groups())
+    groups = set(graph.groups()) if groups is None else set(groups)
+    unknown = groups - set(graph.groups())
     if unknown:
         raise ValueError(f"dvc.yaml has no stage(s) {sorted(unknown)} (it has {sorted(graph.groups())})")
     plan = []
