@@ -35,6 +35,8 @@ class ModelConfig:
     gate_bias: float | None = None  # initial bias of the transfer gates (> 0: start close to the global net)
     bias_net: bool = True
     dropout: float = 0.0
+    scenario_layer: str = "full"    # full | star: see models.tower.ScenarioLinear
+    residual: bool = False          # serving vector = normalize(g_L + h_s,L + P b_s)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,7 +73,8 @@ class RetrievalModel(nn.Module):
         d_user = 2 * cfg.emb_dim + cfg.n_user_fields * cfg.field_dim + N_USER_STATS + cfg.scen_dim
         d_item = cfg.emb_dim + cfg.n_item_fields * cfg.field_dim + N_ITEM_STATS + cfg.scen_dim
         kw = dict(hidden=cfg.hidden, layers=cfg.layers, arch=cfg.arch, gate=cfg.gate, bias_net=cfg.bias_net,
-                  dropout=cfg.dropout, gate_bias=cfg.gate_bias)
+                  dropout=cfg.dropout, gate_bias=cfg.gate_bias, scenario_layer=cfg.scenario_layer,
+                  residual=cfg.residual)
         self.user_tower = Tower(d_user, n_s, N_USER_STATS, **kw)
         self.item_tower = Tower(d_item, n_s, N_ITEM_STATS, **kw)
         offsets = torch.arange(cfg.n_user_fields) * cfg.field_buckets

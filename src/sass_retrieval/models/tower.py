@@ -7,6 +7,8 @@ plain two-tower baseline; both return (scenario vector, global vector) so one tr
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,36 +17,108 @@ from .transfer import AdaptiveGates
 
 
 class ScenarioLinear(nn.Module):
-    """One linear layer per scenario, applied row-wise by each row's scenario index."""
+    """One linear layer per scenario, all scenarios computed in one batched matmul.
 
-    def __init__(self, n_scenarios: int, d_in: int, d_out: int) -> None:
+    The weights of every scenario sit side by side in one ``(d_in, S * d_out)`` matrix: one GEMM gives
+    every row every scenario's output, and a gather keeps each row's own scenario. On a CPU that is far
+    cheaper than a Python loop of small matmuls over the scenarios present in the batch (S is small, so
+    the wasted (S - 1) / S of the GEMM costs less than the loop's dispatch and indexing).
+
+    ``mode`` chooses how a scenario's weight is formed (DESIGN.md keeps the gates; these are the
+    scenario layer's parameterisations measured in bench/ablations.py):
+
+    - ``full``: W_s free, independently initialised (one full copy per scenario).
+    - ``star``: W_s = W ⊙ M_s, b_s = b + c_s (STAR, Sheng et al. 2021) with M_s = 1 and c_s = 0 at the start:
+      every scenario starts as the shared layer ``shared`` (the matching global layer) and moves away
+      from it only where its own data pull it.
+    - ``lowrank``: W_s = W + U_s V_s with rank ``rank`` and U_s = 0 at the start: again every scenario starts as
+      the shared layer; a scenario can only move in ``rank`` directions (a regulariser for sparse scenarios),
+      and the layer costs one shared GEMM plus two thin ones instead of S full ones.
+    """
+
+    MODES = ("full", "star", "lowrank")
+
+    def __init__(self, n_scenarios: int, d_in: int, d_out: int, mode: str = "full",
+                 shared: nn.Linear | None = None, rank: int = 8) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(d_in, d_out) for _ in range(n_scenarios))
+        if mode not in self.MODES:
+            raise ValueError(f"scenario layer mode must be one of {self.MODES}, got {mode!r}")
+        if mode in ("star", "lowrank") and (shared is None or shared.weight.shape != (d_out, d_in)):
+            raise ValueError(f"mode {mode!r} needs the shared layer of the same shape")
+        self.mode, self.n_scenarios, self.d_in, self.out_features = mode, n_scenarios, d_in, d_out
+        self.shared = [shared]  # a plain list: the shared layer is owned (and saved) by the global network
+        if mode == "full":
+            w = torch.empty(n_scenarios, d_out, d_in)
+            b = torch.empty(n_scenarios, d_out)
+            for s in range(n_scenarios):  # nn.Linear's own initialisation, per scenario
+                nn.init.kaiming_uniform_(w[s], a=math.sqrt(5))
+                nn.init.uniform_(b[s], -1 / math.sqrt(d_in), 1 / math.sqrt(d_in))
+        elif mode == "star":
+            w = torch.ones(n_scenarios, d_out, d_in)
+            b = torch.zeros(n_scenarios, d_out)
+        else:
+            w = torch.zeros(n_scenarios, d_out, rank)                    # U_s: zero, the layer starts shared
+            b = torch.zeros(n_scenarios, d_out)
+            self.down = nn.Parameter(torch.randn(n_scenarios, rank, d_in) / math.sqrt(d_in))   # V_s
+        self.weight = nn.Parameter(w)
+        self.bias = nn.Parameter(b)
+        self.rank = rank
+
+    def scenario_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, d_out, d_in) weights and (S, d_out) biases as they act on the rows."""
+        if self.mode == "full":
+            return self.weight, self.bias
+        base = self.shared[0]
+        if self.mode == "star":
+            return base.weight.unsqueeze(0) * self.weight, base.bias.unsqueeze(0) + self.bias
+        return base.weight.unsqueeze(0) + self.weight @ self.down, base.bias.unsqueeze(0) + self.bias
 
     def forward(self, x: torch.Tensor, scen: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros(x.shape[0], self.layers[0].out_features)
-        for s in torch.unique(scen).tolist():
-            rows = (scen == s).nonzero(as_tuple=True)[0]
-            out[rows] = self.layers[s](x[rows])
-        return out
+        if self.mode == "lowrank":
+            base = self.shared[0]
+            r, s = self.rank, self.n_scenarios
+            z = (x @ self.down.reshape(s * r, self.d_in).T).view(-1, s, r)          # every V_s x: one thin GEMM
+            own = torch.nn.functional.one_hot(scen, s).to(x.dtype).unsqueeze(-1)     # keep the row's scenario
+            up = (z * own).reshape(-1, s * r) @ self.weight.transpose(1, 2).reshape(s * r, -1)   # U_s (V_s x)
+            return base(x) + up + self.bias[scen]
+        w, b = self.scenario_weights()
+        s, d_out = self.n_scenarios, self.out_features
+        every = x @ w.reshape(s * d_out, self.d_in).T                      # (B, S * d_out): one GEMM
+        own = every.view(-1, s, d_out).gather(1, scen.view(-1, 1, 1).expand(-1, 1, d_out)).squeeze(1)
+        return own + b[scen]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # checkpoints written before the batched layer hold one nn.Linear per scenario (layers.<s>.*)
+        old = [k for k in state_dict if k.startswith(prefix + "layers.")]
+        if old and prefix + "weight" not in state_dict:
+            n = 1 + max(int(k[len(prefix) + 7:].split(".")[0]) for k in old)
+            state_dict[prefix + "weight"] = torch.stack([state_dict.pop(f"{prefix}layers.{i}.weight") for i in range(n)])
+            state_dict[prefix + "bias"] = torch.stack([state_dict.pop(f"{prefix}layers.{i}.bias") for i in range(n)])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Tower(nn.Module):
     def __init__(self, d_in: int, n_scenarios: int, bias_in: int, hidden: int = 128, layers: int = 3,
                  arch: str = "sass", gate: str = "adaptive", bias_net: bool = True, bias_dim: int = 16,
-                 dropout: float = 0.0, gate_bias: float | None = None) -> None:
+                 dropout: float = 0.0, gate_bias: float | None = None, scenario_layer: str = "full",
+                 residual: bool = False) -> None:
+        """``scenario_layer``: how each scenario's layers are parameterised (see ScenarioLinear).
+        ``residual``: the serving vector is normalize(g_L + h_s,L + P b_s) instead of
+        normalize(h_s,L + P b_s), so the global vector reaches the scenario vector unchanged even where
+        the gates have learnt little (small scenarios) and the scenario path only has to learn a correction."""
         super().__init__()
         if arch not in ("sass", "dssm"):
             raise ValueError(f"arch must be 'sass' or 'dssm', got {arch!r}")
         if layers < 1:
             raise ValueError("a tower needs at least one layer")
         self.arch, self.layers_n, self.use_bias = arch, layers, bias_net and arch == "sass"
+        self.residual = residual
         dims = [d_in] + [hidden] * layers
         self.global_net = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(layers))
         self.dropout = nn.Dropout(dropout)
         self.bias_dim = bias_dim
         if arch == "sass":
-            self.scenario_net = nn.ModuleList(ScenarioLinear(n_scenarios, dims[i], dims[i + 1]) for i in range(layers))
+            self.scenario_net = nn.ModuleList(ScenarioLinear(n_scenarios, dims[i], dims[i + 1], scenario_layer, self.global_net[i]) for i in range(layers))
             self.gates = nn.ModuleList(AdaptiveGates(hidden, bias_dim, gate, gate_bias) for _ in range(layers))
             if self.use_bias:
                 self.scenario_emb = nn.Embedding(n_scenarios, bias_dim)
@@ -74,4 +148,6 @@ class Tower(nn.Module):
             h = self.gates[i](g, h_own, b)
         if self.use_bias:
             h = h + self.bias_proj(b)
+        if self.residual:
+            h = h + g
         return F.normalize(h, dim=-1), F.normalize(g, dim=-1)

@@ -94,26 +94,35 @@ def _day_batches(days: np.ndarray, bs: int, rng: np.random.Generator) -> list[np
 def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, NegativeSampler],
                pos: dict[str, np.ndarray], idx: np.ndarray, s: FinetuneSettings,
                rng: np.random.Generator) -> torch.Tensor:
+    """Sampled-softmax (or pairwise) loss of one day's batch.
+
+    The positives and every scenario's shared negatives go through the item tower in ONE call: a tower
+    call has a fixed cost per layer (and the SASS tower has three linear maps per layer), so embedding
+    each scenario's negatives separately made the step cost grow with the number of scenarios.
+    """
     scen, day = pos["scen"][idx], int(pos["day"][idx[0]])
     u_s, u_g = model.user_vectors(bank.user_batch(pos["user"][idx], scen, pos["seq"][idx], pos["stats"][idx]))
     items = pos["item"][idx]
-    pos_stats = np.stack([bank.per[bank.scenarios[k]].item_daily[day, r] for k, r in zip(scen, items, strict=True)])
-    i_s, i_g = model.item_vectors(bank.item_batch(items, scen, pos_stats))
+    present = [int(k) for k in np.unique(scen)]
+    draws = [samplers[k].sample(rng, (s.negatives,)) for k in present]   # drawn in scenario order
+    all_items = np.concatenate([items] + [neg for neg, _ in draws])
+    all_scen = np.concatenate([scen] + [np.full(s.negatives, k) for k in present])
+    stats = np.stack([bank.per[bank.scenarios[k]].item_daily[day, r] for k, r in zip(all_scen, all_items, strict=True)])
+    i_s_all, i_g_all = model.item_vectors(bank.item_batch(all_items, all_scen, stats))
+    n_pos = len(items)
     total = torch.zeros(())
     weight = 0
-    for k in np.unique(scen):
+    for j, (k, (neg_items, q)) in enumerate(zip(present, draws, strict=True)):
         rows = np.nonzero(scen == k)[0]
-        neg_items, q = samplers[int(k)].sample(rng, (s.negatives,))
-        stats = bank.per[bank.scenarios[int(k)]].item_daily[day, neg_items]
-        n_s, n_g = model.item_vectors(bank.item_batch(neg_items, np.full(s.negatives, k), stats))
+        neg = slice(n_pos + j * s.negatives, n_pos + (j + 1) * s.negatives)
         hit = torch.from_numpy(items[rows][:, None] == neg_items[None, :])
         log_q_neg = torch.from_numpy(np.log(q * s.negatives)).float() if s.logq else None
         rows_t = torch.from_numpy(rows)
-        for vec_u, vec_i, vec_n, w in ((u_s, i_s, n_s, 1.0), (u_g, i_g, n_g, s.aux_weight)):
+        for vec_u, vec_i, w in ((u_s, i_s_all, 1.0), (u_g, i_g_all, s.aux_weight)):
             if w == 0:
                 continue
             pos_logit = (vec_u[rows_t] * vec_i[rows_t]).sum(-1) / s.temperature
-            neg_logit = (vec_u[rows_t] @ vec_n.T / s.temperature).masked_fill(hit, float("-inf"))
+            neg_logit = (vec_u[rows_t] @ vec_i[neg].T / s.temperature).masked_fill(hit, float("-inf"))
             lq = log_q_neg.expand_as(neg_logit) if log_q_neg is not None else None
             total = total + w * len(rows) * retrieval_loss(s.loss, pos_logit, neg_logit, None, lq, s.margin)
         weight += len(rows)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sass_retrieval.models.tower import ScenarioLinear, Tower
+
+
+def per_scenario_loop(layer: ScenarioLinear, x: torch.Tensor, scen: torch.Tensor) -> torch.Tensor:
+    """The reference: one matmul per scenario present, as the layer was first written."""
+    w, b = layer.scenario_weights()
+    out = x.new_zeros(x.shape[0], layer.out_features)
+    for s in torch.unique(scen).tolist():
+        rows = (scen == s).nonzero(as_tuple=True)[0]
+        out[rows] = x[rows] @ w[s].T + b[s]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["full", "star", "lowrank"])
+def test_batched_scenario_layer_equals_the_per_scenario_loop(mode: str) -> None:
+    torch.manual_seed(0)
+    shared = nn.Linear(11, 7)
+    layer = ScenarioLinear(4, 11, 7, mode, shared)
+    with torch.no_grad():  # star starts equal to the shared layer: perturb so scenarios differ
+        layer.weight.add_(0.3 * torch.randn_like(layer.weight))
+        layer.bias.add_(0.3 * torch.randn_like(layer.bias))
+    x, scen = torch.randn(50, 11), torch.randint(0, 4, (50,))
+    scen[:3] = torch.tensor([3, 3, 0])
+    assert torch.allclose(layer(x, scen), per_scenario_loop(layer, x, scen), atol=1e-6)
+    # gradients agree too
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    layer(x1, scen).square().sum().backward()
+    g_batched = layer.weight.grad.clone()
+    layer.weight.grad = None
+    per_scenario_loop(layer, x2, scen).square().sum().backward()
+    assert torch.allclose(g_batched, layer.weight.grad, atol=1e-5)
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-5)
+
+
+def test_star_layer_starts_as_the_shared_layer_and_does_not_own_it() -> None:
+    shared = nn.Linear(6, 5)
+    layer = ScenarioLinear(3, 6, 5, "star", shared)
+    x, scen = torch.randn(9, 6), torch.tensor([0, 1, 2] * 3)
+    assert torch.allclose(layer(x, scen), shared(x))
+    assert {n for n, _ in layer.named_parameters()} == {"weight", "bias"}
+
+
+def test_old_per_scenario_checkpoints_still_load() -> None:
+    layer = ScenarioLinear(2, 4, 3)
+    old = {f"layers.{s}.{k}": v[s] for s in range(2) for k, v in (("weight", layer.weight), ("bias", layer.bias))}
+    fresh = ScenarioLinear(2, 4, 3)
+    fresh.load_state_dict({k: v.detach().clone() for k, v in old.items()})
+    assert torch.equal(fresh.weight, layer.weight)
+
+
+def test_residual_tower_adds_the_global_vector() -> None:
+    torch.manual_seed(1)
+    plain = Tower(10, 3, 2, hidden=8, layers=2)
+    res = Tower(10, 3, 2, hidden=8, layers=2, residual=True)
+    res.load_state_dict(plain.state_dict())
+    x, scen, bx = torch.randn(6, 10), torch.tensor([0, 1, 2, 0, 1, 2]), torch.randn(6, 2)
+    e_plain, g = plain(x, scen, bx)
+    e_res, g2 = res(x, scen, bx)
+    assert torch.allclose(g, g2)
+    assert not torch.allclose(e_plain, e_res)
+
+
+def test_unknown_scenario_layer_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="scenario layer mode"):
+        ScenarioLinear(2, 3, 4, "moe")
