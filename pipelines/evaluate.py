@@ -1,4 +1,10 @@
-"""Stage `evaluate`: every reference row through the one BENCHMARK.md protocol; metrics and plots for DVC."""
+"""Stage `evaluate`: every reference row through the one BENCHMARK.md protocol; metrics and plots for DVC.
+
+Every row is scored on every slice (``all``, ``scenario_cold``, ``tail_truth``) from one ranking per
+pair, and the reference row (sass) is compared with each other row by a paired bootstrap on NDCG@50
+per slice, so the report can say whether a difference is larger than the noise of the test window.
+Optional params: evaluate.cold_max / cold_min_other (slices), evaluate.n_boot / level / seed (bootstrap).
+"""
 
 from __future__ import annotations
 
@@ -60,6 +66,55 @@ def _published_on_this_window(run, bank, es, ks, recommender_cls, evaluate_fn) -
         return None
 
 
+def optional(params: dict, key: str, default):
+    """An optional params key (absent or null: the default)."""
+    value = get(params, key, None)
+    return default if value is None else value
+
+
+def reference_row(rows: list[str]) -> str | None:
+    """The row the others are tested against: ``sass`` when evaluated, else the first trained row."""
+    if "sass" in rows:
+        return "sass"
+    return next((r for r in rows if r not in ("popular", "published")), None)
+
+
+def significance_metric(ks: list[int]) -> str:
+    """NDCG@50 (the headline), or NDCG at the K closest to 50 when params drop 50 from evaluate.ks."""
+    return f"ndcg@{min(ks, key=lambda k: (abs(k - 50), k))}"
+
+
+def significance_by_slice(per_pair: dict[str, dict[str, dict]], reference: str | None, metric: str,
+                          n_boot: int, level: float, seed: int) -> dict[str, dict]:
+    """``{slice: {other_row: paired_bootstrap(reference, other_row)}}`` on ``metric`` (one seed per row)."""
+    from sass_retrieval.evaluate.significance import compare_rows
+
+    if reference is None:
+        return {}
+    return {name: compare_rows(rows, reference, metric, n_boot=n_boot, level=level, seed=seed)
+            for name, rows in per_pair.items() if reference in rows}
+
+
+def write_per_pair(path: Path, slices: dict, per_pair: dict[str, dict[str, dict]], metrics: tuple[str, ...]) -> None:
+    """Per-pair headline metrics for offline analysis: ``<slice>/<row>/<scenario>/<metric>`` float32 arrays,
+    aligned with ``<slice>/pairs/<scenario>`` (user ids). Not a DVC metric: too big for metrics.json."""
+    import numpy as np
+
+    arrays = {}
+    for name, sl in slices.items():
+        for s in sl.scenarios:
+            arrays[f"{name}/pairs/{s}"] = np.asarray(sl.pairs[s], dtype=np.int64)
+        for row, by_scenario in per_pair.get(name, {}).items():
+            for s, values in by_scenario.items():
+                for m in metrics:
+                    if m in values:
+                        arrays[f"{name}/{row}/{s}/{m}"] = np.asarray(values[m], dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
@@ -68,10 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", default="data/features")
     p.add_argument("--metrics", default="metrics/metrics.json")
     p.add_argument("--plots", default="plots")
+    p.add_argument("--per-pair", default="metrics/per_pair.npz",
+                   help="per-pair headline metrics of every slice and row (npz); empty to skip")
     args = p.parse_args(argv)
     from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
     from sass_retrieval.evaluate.popular import PopularRecommender
-    from sass_retrieval.evaluate.protocol import build_eval_set, evaluate, format_table
+    from sass_retrieval.evaluate.protocol import build_eval_set, format_table
+    from sass_retrieval.evaluate.slices import build_slices, evaluate_slices, slice_summary, tail_thresholds
     from sass_retrieval.index.faiss_index import IndexConfig, load_index, set_threads
 
     t0 = time.perf_counter()
@@ -81,9 +139,24 @@ def main(argv: list[str] | None = None) -> int:
     train, test = read_mapped(run, w.train_start, w.train_end), read_mapped(run, w.test_start, w.test_end)
     reported = list(run.scenarios.reported)
     es = build_eval_set(train, test, reported)
+    cold_max = int(optional(run.params, "evaluate.cold_max", 5))
+    cold_min_other = int(optional(run.params, "evaluate.cold_min_other", 5))
+    slices = build_slices(es, train, cold_max=cold_max, cold_min_other=cold_min_other)
+    tail_median = {s: t["median"] for s, t in tail_thresholds(es, train).items()}
     ks = [int(k) for k in get(run.params, "evaluate.ks", [20, 50, 100])]
     bank = bank_for(run, args.features, serving_only=True)
-    results: dict[str, dict] = {}
+    by_slice: dict[str, dict[str, dict]] = {name: {} for name in slices}
+    per_pair: dict[str, dict[str, dict]] = {name: {} for name in slices}
+
+    def score(rec) -> dict[str, dict]:
+        return evaluate_slices(slices, rec, ks, keep_pairs=True)
+
+    def keep(row: str, res: dict[str, dict]) -> None:
+        """Split the per-pair values off: they feed the bootstrap and per_pair.npz, never metrics.json."""
+        for name, r in res.items():
+            per_pair[name][row] = r.pop("per_pair")
+            by_slice[name][row] = r
+
     for row in get(run.params, "evaluate.rows"):
         t = time.perf_counter()
         if row == "popular":
@@ -94,17 +167,39 @@ def main(argv: list[str] | None = None) -> int:
             if row == "sass":  # the published artefact itself: the per-scenario FAISS files
                 indexes = {s: load_index(safe_path(args.indexes) / s / "index.faiss") for s in reported}
             rec = EmbeddingRecommender(models, bank, IndexConfig.from_params(run.params), indexes)
-        results[row] = evaluate(es, rec, ks)
-        log.info("%s: macro NDCG@50 %.4f (%.1fs)", row, results[row]["macro"]["ndcg@50"], time.perf_counter() - t)
-    published = _published_on_this_window(run, bank, es, ks, EmbeddingRecommender, evaluate)
+        keep(row, score(rec))
+        log.info("%s: macro NDCG@50 %.4f (%.1fs)", row, by_slice["all"][row]["macro"]["ndcg@50"],
+                 time.perf_counter() - t)
+    published = _published_on_this_window(run, bank, es, ks, EmbeddingRecommender,
+                                          lambda _es, rec, _ks: score(rec))
     if published is not None:
-        results["published"] = published
+        keep("published", published)
+    results = by_slice["all"]
     table = format_table(results, metrics=HEADLINE)
     print(table)
+    t = time.perf_counter()
+    reference = reference_row(list(results))
+    metric = significance_metric(ks)
+    boot = {"n_boot": int(optional(run.params, "evaluate.n_boot", 2000)),
+            "level": float(optional(run.params, "evaluate.level", 0.95)),
+            "seed": int(optional(run.params, "evaluate.seed", 0))}
+    significance = significance_by_slice(per_pair, reference, metric, **boot)
+    log.info("paired bootstrap of %s vs %d row(s) on %d slice(s): %.1fs", reference, max(len(results) - 1, 0),
+             len(significance), time.perf_counter() - t)
     headline = results.get("sass") or next(iter(results.values()))
     metrics = {"window": w.__dict__, "reported": reported, "eval_pairs": es.summary(),
-               "sass": headline, "rows": results}
+               "sass": headline, "rows": results,
+               "slices": {name: rows for name, rows in by_slice.items() if name != "all"},
+               "slice_pairs": slice_summary(slices),
+               "slice_definition": {"cold_max": cold_max, "cold_min_other": cold_min_other,
+                                    "tail_median_clicks": tail_median},
+               "significance": significance,
+               "significance_config": {"reference": reference, "metric": metric, **boot,
+                                       "method": "paired percentile bootstrap over evaluation pairs, "
+                                                 "stratified by scenario; diff = reference - row"}}
     write_json(safe_path(args.metrics), metrics)
+    if args.per_pair:
+        write_per_pair(safe_path(args.per_pair), slices, per_pair, (metric, "hit_rate@50"))
     bars, lines = plots_rows(results, reported, ks)
     plots = safe_path(args.plots)
     write_json(plots / "per_scenario.json", bars)

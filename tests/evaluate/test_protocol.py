@@ -255,3 +255,98 @@ def test_format_table():
     other = {"x": {"per_scenario": {"a": {"pairs": 2, "pool": 1}}, "macro": {}, "micro": {}}}
     with pytest.raises(ValueError, match="not comparable"):
         format_table({**res, **other})
+
+
+# ---- keep_pairs, rank_pairs / score_rankings ------------------------------------------------------
+
+
+def random_eval_set(seed: int = 1, users: int = 40, videos: int = 80, scenarios=("a", "b")):
+    rng = np.random.default_rng(seed)
+    rows_tr = [
+        (int(u), int(v), s, int(rng.random() < 0.3))
+        for u, v, s in zip(rng.integers(0, users, 600), rng.integers(0, videos, 600),
+                           rng.choice(list(scenarios), 600), strict=True)
+    ]
+    rows_te = [
+        (int(u), int(v), s, int(rng.random() < 0.5))
+        for u, v, s in zip(rng.integers(0, users, 300), rng.integers(0, videos, 300),
+                           rng.choice(list(scenarios), 300), strict=True)
+    ]
+    return frame(rows_tr), build_eval_set(frame(rows_tr), frame(rows_te), list(scenarios))
+
+
+class PerUser:
+    """A deterministic, prefix-consistent ranking of the pool per (scenario, user)."""
+
+    def __init__(self, es):
+        self.es = es
+
+    def top_items(self, scenario, user_ids, k):
+        out = np.full((len(user_ids), k), -1, dtype=np.int64)
+        for i, u in enumerate(user_ids):
+            perm = np.random.default_rng([int(u), ord(scenario[0])]).permutation(self.es.pools[scenario])[:k]
+            out[i, : perm.size] = perm
+        return out
+
+
+def test_keep_pairs_aggregates_are_the_means_of_per_pair_values():
+    _, es = random_eval_set()
+    res = evaluate(es, PerUser(es), ks=(5, 10), batch_size=7, keep_pairs=True)
+    scored = [s for s in es.scenarios if len(es.pairs[s])]
+    assert scored == ["a", "b"]
+    for s in es.scenarios:
+        pp = res["per_pair"][s]
+        assert set(pp) == {f"{m}@{k}" for m in ("hit_rate", "recall", "ndcg") for k in (5, 10)}
+        for m, values in pp.items():
+            assert values.dtype == np.float64 and values.shape == (len(es.pairs[s]),)
+            assert res["per_scenario"][s][m] == values.mean()
+    for m in res["macro"]:
+        assert res["macro"][m] == pytest.approx(np.mean([res["per_pair"][s][m].mean() for s in scored]), abs=1e-15)
+        pooled = np.concatenate([res["per_pair"][s][m] for s in scored])
+        assert res["micro"][m] == pytest.approx(pooled.mean(), abs=1e-15)
+    # without keep_pairs: the same aggregates, no per-pair arrays
+    plain = evaluate(es, PerUser(es), ks=(5, 10), batch_size=1000)
+    assert "per_pair" not in plain
+    assert plain["per_scenario"] == res["per_scenario"] and plain["macro"] == res["macro"]
+
+
+def test_per_pair_values_are_aligned_with_pairs():
+    train = frame([(u, 1, "a", 0) for u in (9, 3, 5)] + [(u, 2, "a", 0) for u in (9, 3, 5)])
+    test = frame([(9, 2, "a", 1), (3, 1, "a", 1), (5, 7, "a", 1)])
+    es = build_eval_set(train, test, ["a"])
+    assert es.pairs["a"].tolist() == [3, 5, 9]
+    res = evaluate(es, Fixed({"a": [1, 2]}), ks=(1, 2), keep_pairs=True)
+    pp = res["per_pair"]["a"]
+    assert pp["hit_rate@1"].tolist() == [1.0, 0.0, 0.0]  # user 3 hits at rank 1, 5 never, 9 at rank 2
+    assert pp["ndcg@2"].tolist() == pytest.approx([1.0, 0.0, 1 / math.log2(3)])
+
+
+def test_empty_scenario_keeps_empty_per_pair_arrays():
+    es = EvalSet(
+        scenarios=["a", "b"],
+        pairs={"a": np.array([1]), "b": np.array([], dtype=np.int64)},
+        truth={"a": [{5}], "b": []},
+        pools={"a": np.array([5]), "b": np.array([6])},
+        train_clicked={},
+    )
+    res = evaluate(es, Fixed({"a": [5], "b": [6]}), ks=(1,), keep_pairs=True)
+    assert res["per_pair"]["b"]["ndcg@1"].shape == (0,)
+    assert math.isnan(res["per_scenario"]["b"]["ndcg@1"]) and res["per_scenario"]["b"]["pairs"] == 0
+    assert res["macro"]["ndcg@1"] == 1.0 and res["micro"]["ndcg@1"] == 1.0
+
+
+def test_rank_then_score_is_evaluate():
+    from sass_retrieval.evaluate.protocol import rank_pairs, score_rankings
+
+    _, es = random_eval_set(seed=4)
+    ranked = rank_pairs(es, PerUser(es), 10, batch_size=5)
+    for s in es.scenarios:
+        assert ranked[s].shape == (len(es.pairs[s]), 10)
+        # train-clicked videos never appear; empty slots only at the end
+        for u, row in zip(es.pairs[s], ranked[s], strict=True):
+            assert not set(row.tolist()) & set(es.train_clicked.get(int(u), np.empty(0)).tolist())
+            valid = row >= 0
+            assert (valid[:-1] >= valid[1:]).all()
+    assert score_rankings(es, ranked, (5, 10)) == evaluate(es, PerUser(es), ks=(5, 10))
+    with pytest.raises(ValueError, match="expected"):
+        score_rankings(es, {s: r[:, :3] for s, r in ranked.items()}, (5,))

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from support import write_project
 
 from sass_retrieval.evaluate.report import gather, render_html, render_markdown, write_report
 
@@ -231,7 +232,7 @@ def test_render_without_figures_is_pure(project: Path):
 def test_stage_entry_point(project: Path, monkeypatch):
     from pipelines import report as stage
 
-    (project / "params.yaml").write_text("publish:\n  dir: published\n")
+    write_project(project)   # complete params (publish.dir: published): the stage validates them
     publish(project, metrics_json({"sass": 0.25}))
     monkeypatch.chdir(project)
     monkeypatch.setenv("SASS_GIT_COMMIT", "feedface")
@@ -239,3 +240,122 @@ def test_stage_entry_point(project: Path, monkeypatch):
     html = (project / "reports/run/index.html").read_text()
     assert "feedface" in html and '<td class="num neg"><strong>-0.0500</strong></td>' in html
     assert (project / "reports/run/report.md").is_file()
+
+
+# ---- "Is the difference real?" -----------------------------------------------------------------
+
+
+def boot(diff: float, half: float, pairs: int) -> dict:
+    lo, hi = diff - half, diff + half
+    return {"diff": diff, "lo": lo, "hi": hi, "pairs": pairs, "significant": lo > 0 or hi < 0}
+
+
+def with_significance(metrics: dict) -> dict:
+    """metrics.json as the evaluate stage writes it now: slices, pair counts, bootstrap results."""
+    nan = float("nan")
+    sig_all = {
+        "popular": {"s0": boot(0.15, 0.02, 120), "s1": boot(0.14, 0.05, 40), "macro": boot(0.145, 0.03, 160)},
+        "dssm_mixed": {"s0": boot(0.004, 0.01, 120), "s1": boot(-0.03, 0.01, 40), "macro": boot(-0.013, 0.02, 160)},
+    }
+    sig_tail = {
+        "popular": {"s0": boot(0.05, 0.01, 30), "s1": {"diff": nan, "lo": nan, "hi": nan, "pairs": 0,
+                                                       "significant": False},
+                    "macro": boot(0.05, 0.01, 30)},
+        "dssm_mixed": {"s0": boot(-0.02, 0.01, 30), "s1": {"diff": nan, "lo": nan, "hi": nan, "pairs": 0,
+                                                          "significant": False},
+                       "macro": boot(-0.02, 0.01, 30)},
+    }
+    return {**metrics,
+            "slices": {"scenario_cold": metrics["rows"], "tail_truth": metrics["rows"]},
+            "slice_pairs": {"all": {"s0": 120, "s1": 40}, "scenario_cold": {"s0": 12, "s1": 9},
+                            "tail_truth": {"s0": 30, "s1": 0}},
+            "slice_definition": {"cold_max": 5, "cold_min_other": 5, "tail_median_clicks": {"s0": 2.0, "s1": 0.0}},
+            "significance": {"all": sig_all, "tail_truth": sig_tail, "scenario_cold": {}},
+            "significance_config": {"reference": "sass", "metric": "ndcg@50", "n_boot": 2000, "level": 0.95,
+                                    "seed": 0}}
+
+
+def report_of(metrics: dict | None):
+    from sass_retrieval.evaluate.report import RunReport
+
+    return RunReport(generated="2024-03-09T06:00:00+00:00", metrics=metrics)
+
+
+def section(blocks, title: str):
+    from sass_retrieval.evaluate.report import Heading
+
+    start = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == title and b.level == 2)
+    end = next((i for i, b in enumerate(blocks) if i > start and isinstance(b, Heading) and b.level <= 2), len(blocks))
+    return blocks[start:end]
+
+
+def test_significance_section_blocks():
+    from sass_retrieval.evaluate.report import Heading, Note, Table, Text, sections
+
+    metrics = with_significance(metrics_json({"popular": 0.05, "dssm_mixed": 0.10, "sass": 0.20}))
+    blocks = sections(report_of(metrics), {})
+    titles = [b.text for b in blocks if isinstance(b, Heading) and b.level == 2]
+    assert titles.index("Is the difference real?") == titles.index("Metrics") + 1
+    sec = section(blocks, "Is the difference real?")
+    texts = " ".join(b.text for b in sec if isinstance(b, Text | Note))
+    assert "paired bootstrap" in texts and "sass − row" in texts and "95%" in texts
+    assert "scenario_cold: users with fewer than 5 training interactions" in texts
+    assert "tail_truth has no pair in s1" in texts and "median is 0" in texts
+
+    tables = [b for b in sec if isinstance(b, Table)]
+    slice_tab = tables[0]
+    assert slice_tab.header[:4] == ["slice", "s0", "s1", "total"]
+    assert [[c.text for c in r[:4]] for r in slice_tab.rows] == [
+        ["all", "120", "40", "160"], ["scenario_cold", "12", "9", "21"], ["tail_truth", "30", "0", "30"]]
+
+    # one table per slice with results, in slice order; the empty scenario_cold result is skipped
+    sub = [b.text for b in sec if isinstance(b, Heading) and b.level == 3]
+    assert sub == ["Slice all (160 pairs)", "Slice tail_truth (30 pairs)"]
+    all_tab, tail_tab = tables[1], tables[2]
+    assert all_tab.header == ["row", "s0 (120 pairs)", "s1 (40 pairs)", "macro", "verdict (macro)"]
+    rows = {r[0].text: r for r in all_tab.rows}
+    assert list(rows) == ["popular", "dssm_mixed"]
+    pop, mixed = rows["popular"], rows["dssm_mixed"]
+    assert pop[1].text == "+0.1500 [+0.1300, +0.1700]" and pop[1].bold and pop[1].tone == "pos"
+    assert pop[4].text == "sass better" and pop[4].tone == "pos"
+    # dssm_mixed: s0 not significant, s1 significantly better than sass, macro not significant
+    assert mixed[1].text == "+0.0040 [-0.0060, +0.0140]" and not mixed[1].bold and mixed[1].tone == "muted"
+    assert mixed[2].text == "-0.0300 [-0.0400, -0.0200]" and mixed[2].bold and mixed[2].tone == "neg"
+    assert mixed[4].text == "no measurable difference" and mixed[4].tone == "muted"
+    tail = {r[0].text: r for r in tail_tab.rows}
+    assert tail["popular"][2].text == "– (no pairs)"
+    assert tail["dssm_mixed"][4].text == "dssm_mixed better"
+
+
+def test_significance_section_for_older_metrics_and_without_metrics():
+    from sass_retrieval.evaluate.report import Heading, Note, Table, sections
+
+    older = metrics_json({"popular": 0.05, "sass": 0.20})  # no slices / significance keys
+    sec = section(sections(report_of(older), {}), "Is the difference real?")
+    assert any(isinstance(b, Note) and "No significance results" in b.text for b in sec)
+    assert not any(isinstance(b, Table) for b in sec)
+    none = sections(report_of(None), {})
+    assert not any(isinstance(b, Heading) and b.text == "Is the difference real?" for b in none)
+
+
+def test_significance_renders_in_both_formats(project: Path):
+    write_json(project / "metrics/metrics.json",
+               with_significance(metrics_json({"popular": 0.05, "dssm_mixed": 0.10, "sass": 0.20})))
+    _, written = build(project)
+    html = written["index.html"].read_text()
+    md = written["report.md"].read_text()
+    assert "Is the difference real?" in html and "## Is the difference real?" in md
+    assert "+0.1500 [+0.1300, +0.1700]" in html and "**+0.1500 [+0.1300, +0.1700] ▲**" in md
+    assert "no measurable difference" in md
+
+
+def test_fmt_ci_and_verdict():
+    from sass_retrieval.evaluate.report import fmt_ci, verdict
+
+    assert fmt_ci(0.0123, 0.005, 0.019) == "+0.0123 [+0.0050, +0.0190]"
+    assert fmt_ci(-0.00001, -0.00002, 0.0) == "+0.0000 [+0.0000, +0.0000]"  # never "-0.0000"
+    assert fmt_ci(float("nan"), 0, 0) == "–" and fmt_ci(None, None, None) == "–"
+    assert verdict(boot(0.1, 0.01, 5), "sass", "x") == ("sass better", "pos")
+    assert verdict(boot(-0.1, 0.01, 5), "sass", "x") == ("x better", "neg")
+    assert verdict(boot(0.0, 0.01, 5), "sass", "x") == ("no measurable difference", "muted")
+    assert verdict(None, "sass", "x") == ("no pairs", "muted")

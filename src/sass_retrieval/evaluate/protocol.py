@@ -22,6 +22,9 @@ Rules:
 - Metrics (binary relevance, see ``metrics.py``) are averaged over pairs per scenario; ``macro`` is
   the unweighted mean over the reported scenarios (those with >= 1 pair), ``micro`` the mean over
   all pairs of the reported scenarios (pair-weighted).
+- ``evaluate(..., keep_pairs=True)`` also returns every pair's metric values, aligned with
+  ``EvalSet.pairs``; the aggregates are their means. ``slices.py`` scores sub-populations and
+  ``significance.py`` turns per-pair differences between two rows into confidence intervals.
 """
 
 from __future__ import annotations
@@ -177,56 +180,119 @@ def metric_names(ks: Iterable[int]) -> list[str]:
     return [f"{m}@{k}" for k in sorted({int(k) for k in ks}) for m in METRIC_NAMES]
 
 
-def evaluate(es: EvalSet, rec: Recommender, ks: Iterable[int] = DEFAULT_KS, batch_size: int = 2048) -> dict:
-    """Score ``rec`` on ``es``.
-
-    Returns ``{"per_scenario": {s: {"pairs": n, "pool": size, "hit_rate@20": ..., "recall@20": ...,
-    "ndcg@20": ..., ...}}, "macro": {metric: ...}, "micro": {metric: ...}}``. A scenario without
-    pairs has NaN metrics and is left out of the macro average.
-    """
+def _check_ks(ks: Iterable[int]) -> list[int]:
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
+    return ks
+
+
+def rank_pairs(es: EvalSet, rec: Recommender, k: int, batch_size: int = 2048) -> dict[str, np.ndarray]:
+    """The filtered top-``k`` list of every evaluation pair: ``{scenario: int64 (n_pairs, k)}``.
+
+    Aligned with ``es.pairs[scenario]``; ``-1`` marks empty slots (always at the end). This is the
+    ranking half of :func:`evaluate` (the request size and the removal of train-clicked videos are
+    described in the module doc); it is separate so that one ranking can be scored against several
+    ground truths (the slices in ``slices.py``) without asking the recommender again. ``es.truth`` is
+    not read.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    k_max = ks[-1]
-    names = metric_names(ks)
-    per_scenario: dict[str, dict] = {}
+    out: dict[str, np.ndarray] = {}
     for s in es.scenarios:
         users = np.asarray(es.pairs[s], dtype=np.int64)
         pool = np.asarray(es.pools[s], dtype=np.int64)
-        truth = es.truth[s]
-        if len(truth) != users.size:
-            raise ValueError(f"scenario {s!r}: {len(truth)} truth sets for {users.size} pairs")
-        sums = dict.fromkeys(names, 0.0)
+        parts = [np.empty((0, k), dtype=np.int64)]
         for start in range(0, users.size, batch_size):
             u = users[start : start + batch_size]
             excl = _csr_of(es.train_clicked, u)
             extra = int(min(_excluded_in_pool(*excl, pool).max(initial=0), pool.size))
-            k_req = k_max + extra
+            k_req = k + extra
             ranked = _validate_ranked(rec.top_items(s, u, k_req), s, u.size, k_req, pool)
-            ranked = filter_ranked(ranked, excl, k_max)
-            for name, values in metrics_at_ks(ranked, truth[start : start + batch_size], ks).items():
-                sums[name] += float(values.sum())
-        row: dict = {"pairs": int(users.size), "pool": int(pool.size)}
-        for name in names:
-            row[name] = sums[name] / users.size if users.size else float("nan")
+            parts.append(filter_ranked(ranked, excl, k))
+        out[s] = np.concatenate(parts, axis=0)
+    return out
+
+
+def score_rankings(
+    es: EvalSet,
+    ranked: Mapping[str, np.ndarray],
+    ks: Iterable[int] = DEFAULT_KS,
+    keep_pairs: bool = False,
+    batch_size: int = 2048,
+) -> dict:
+    """Score already filtered rankings (as :func:`rank_pairs` returns them) against ``es.truth``.
+
+    The scoring half of :func:`evaluate`, same result format. ``ranked[s]`` must have one row per
+    pair of ``es.pairs[s]`` and at least ``max(ks)`` columns; only the first ``k`` count at ``k``.
+    Aggregates are computed from the per-pair values (a scenario's value is their mean, micro the
+    mean over all pairs of the scored scenarios), so they equal the means of ``per_pair`` exactly.
+    """
+    ks = _check_ks(ks)
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    names = metric_names(ks)
+    per_scenario: dict[str, dict] = {}
+    per_pair: dict[str, dict[str, np.ndarray]] = {}
+    for s in es.scenarios:
+        n = len(es.pairs[s])
+        truth = es.truth[s]
+        if len(truth) != n:
+            raise ValueError(f"scenario {s!r}: {len(truth)} truth sets for {n} pairs")
+        if s not in ranked:
+            raise ValueError(f"scenario {s!r}: no ranking")
+        r = np.asarray(ranked[s])
+        if r.ndim != 2 or r.shape[0] != n or (n and r.shape[1] < ks[-1]):
+            raise ValueError(f"scenario {s!r}: ranking of shape {r.shape}, expected ({n}, >= {ks[-1]})")
+        chunks: dict[str, list[np.ndarray]] = {m: [np.empty(0, dtype=np.float64)] for m in names}
+        for start in range(0, n, batch_size):
+            values = metrics_at_ks(r[start : start + batch_size], truth[start : start + batch_size], ks)
+            for m in names:
+                chunks[m].append(values[m])
+        per_pair[s] = {m: np.concatenate(chunks[m]).astype(np.float64, copy=False) for m in names}
+        row: dict = {"pairs": int(n), "pool": int(len(es.pools[s]))}
+        for m in names:
+            row[m] = float(per_pair[s][m].mean()) if n else float("nan")
         per_scenario[s] = row
 
     scored = [s for s in es.scenarios if per_scenario[s]["pairs"] > 0]
-    total = sum(per_scenario[s]["pairs"] for s in scored)
     macro = {
         m: (float(np.mean([per_scenario[s][m] for s in scored])) if scored else float("nan")) for m in names
     }
     micro = {
-        m: (
-            sum(per_scenario[s][m] * per_scenario[s]["pairs"] for s in scored) / total
-            if total
-            else float("nan")
-        )
+        m: (float(np.concatenate([per_pair[s][m] for s in scored]).mean()) if scored else float("nan"))
         for m in names
     }
-    return {"per_scenario": per_scenario, "macro": macro, "micro": micro}
+    out: dict = {"per_scenario": per_scenario, "macro": macro, "micro": micro}
+    if keep_pairs:
+        out["per_pair"] = per_pair
+    return out
+
+
+def evaluate(
+    es: EvalSet,
+    rec: Recommender,
+    ks: Iterable[int] = DEFAULT_KS,
+    batch_size: int = 2048,
+    keep_pairs: bool = False,
+) -> dict:
+    """Score ``rec`` on ``es``.
+
+    Returns ``{"per_scenario": {s: {"pairs": n, "pool": size, "hit_rate@20": ..., "recall@20": ...,
+    "ndcg@20": ..., ...}}, "macro": {metric: ...}, "micro": {metric: ...}}``. A scenario without
+    pairs has NaN metrics and is left out of the macro and micro averages.
+
+    With ``keep_pairs`` the result also holds ``"per_pair": {s: {metric: float64[n_pairs]}}``,
+    aligned with ``es.pairs[s]``: what a paired significance test (``significance.py``) needs, since
+    two rows scored on the same pairs differ far less from pair to pair than their means suggest.
+    """
+    ks = _check_ks(ks)
+    for s in es.scenarios:  # fail before asking the recommender anything
+        if len(es.truth[s]) != len(es.pairs[s]):
+            raise ValueError(f"scenario {s!r}: {len(es.truth[s])} truth sets for {len(es.pairs[s])} pairs")
+    return score_rankings(es, rank_pairs(es, rec, ks[-1], batch_size), ks, keep_pairs, batch_size)
 
 
 def format_table(

@@ -8,8 +8,10 @@ Three steps, each a plain function:
 2. :func:`draw_figures` draws the training curves and the per-scenario bar chart with matplotlib's
    Agg canvas (no pyplot state, no display) and returns PNG bytes by figure name.
 3. :func:`sections` turns both into a list of format-neutral blocks (headings, notes, tables,
-   images), which :func:`render_html` (inline CSS, base64 images, no external resource) and
-   :func:`render_markdown` (images linked from ``images/``) render the same way.
+   images; among them "Is the difference real?": paired-bootstrap intervals per slice, from the
+   ``significance``/``slice_pairs`` keys of metrics.json when present), which :func:`render_html`
+   (inline CSS, base64 images, no external resource) and :func:`render_markdown` (images linked
+   from ``images/``) render the same way.
 
 :func:`write_report` does all three and writes ``index.html``, ``report.md`` and ``images/*.png``.
 """
@@ -95,6 +97,23 @@ class RunReport:
                 if "@" in name and name.split("@")[1].isdigit():
                     ks.add(int(name.split("@")[1]))
         return sorted(ks)
+
+    @property
+    def significance(self) -> dict[str, dict[str, dict]]:
+        """Slice -> row -> paired bootstrap of the reference row against it ({} for older runs)."""
+        sig = (self.metrics or {}).get("significance")
+        return {str(k): v for k, v in sig.items() if isinstance(v, dict)} if isinstance(sig, dict) else {}
+
+    @property
+    def significance_config(self) -> dict:
+        cfg = (self.metrics or {}).get("significance_config")
+        return dict(cfg) if isinstance(cfg, dict) else {}
+
+    @property
+    def slice_pairs(self) -> dict[str, dict[str, int]]:
+        """Slice -> scenario -> evaluation pairs ({} for older runs)."""
+        sp = (self.metrics or {}).get("slice_pairs")
+        return {str(k): v for k, v in sp.items() if isinstance(v, dict)} if isinstance(sp, dict) else {}
 
     @property
     def validation_curves(self) -> dict[str, list[dict]]:
@@ -745,6 +764,141 @@ def _metrics(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     return blocks
 
 
+SLICE_ORDER = ("all", "scenario_cold", "tail_truth")
+
+
+def slice_descriptions(definition: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """One line per slice, with the thresholds of this run (see ``slices.py``)."""
+    d = dict(definition or {})
+    cold_max, cold_min = d.get("cold_max", 5), d.get("cold_min_other", 5)
+    return {
+        "all": "every evaluation pair of the benchmark",
+        "scenario_cold": f"users with fewer than {cold_max} training interactions in the scenario but at least "
+                         f"{cold_min} in the other scenarios: new to the scenario, known elsewhere, the users "
+                         "cross-scenario transfer is for",
+        "tail_truth": "ground truth restricted to the scenario's tail videos (fewer training clicks in the "
+                      "scenario than the median over its candidate pool); pairs without a tail video are dropped",
+    }
+
+
+def _slice_rank(name: str) -> tuple[int, str]:
+    return (SLICE_ORDER.index(name) if name in SLICE_ORDER else len(SLICE_ORDER), name)
+
+
+def fmt_ci(diff: Any, lo: Any, hi: Any, digits: int = 4) -> str:
+    """``+0.0123 [+0.0050, +0.0190]``; a dash when the difference is undefined (no pairs)."""
+    vals = [_num(v) for v in (diff, lo, hi)]
+    if any(v is None for v in vals):
+        return DASH
+
+    def f(v: float) -> str:
+        return f"{round(v, digits) + 0.0:+.{digits}f}"  # + 0.0: no "-0.0000"
+
+    d, a, b = vals
+    return f"{f(d)} [{f(a)}, {f(b)}]"
+
+
+def verdict(res: Mapping[str, Any] | None, reference: str, row: str) -> tuple[str, str | None]:
+    """(text, tone) of one bootstrap result: who is better, or "no measurable difference"."""
+    if not res or _num(res.get("diff")) is None:
+        return "no pairs", "muted"
+    if not res.get("significant"):
+        return "no measurable difference", "muted"
+    return (f"{reference} better", "pos") if float(res["diff"]) > 0 else (f"{row} better", "neg")
+
+
+def significance_table(rep: RunReport, slice_name: str) -> Table:
+    """One slice: per row, Δ (reference − row) with its CI per scenario and macro, and the macro verdict."""
+    cfg = rep.significance_config
+    reference = str(cfg.get("reference") or CANDIDATE)
+    by_row = rep.significance.get(slice_name) or {}
+    counts = rep.slice_pairs.get(slice_name) or {}
+    scen = list(rep.scenarios) or list(dict.fromkeys(s for r in by_row.values() for s in r if s != "macro"))
+    rows = []
+    for row in sorted(by_row, key=_row_rank):
+        res = by_row[row] or {}
+        cells = [Cell(row)]
+        for scope in [*scen, "macro"]:
+            r = res.get(scope) or {}
+            _, tone = verdict(r, reference, row)
+            ci = fmt_ci(r.get("diff"), r.get("lo"), r.get("hi"))
+            cells.append(Cell(ci if ci != DASH else f"{DASH} (no pairs)", bold=bool(r.get("significant")),
+                              tone=tone, num=True))
+        text, tone = verdict(res.get("macro"), reference, row)
+        cells.append(Cell(text, bold=tone in ("pos", "neg"), tone=tone))
+        rows.append(cells)
+    header = ["row", *(f"{s} ({fmt_count(counts.get(s))} pairs)" if s in counts else s for s in scen), "macro",
+              "verdict (macro)"]
+    return Table(header, rows)
+
+
+def slice_table(rep: RunReport) -> Table:
+    """Evaluation pairs per slice and scenario, with the slice's definition."""
+    desc = slice_descriptions((rep.metrics or {}).get("slice_definition"))
+    scen = list(rep.scenarios)
+    rows = []
+    for name in sorted(rep.slice_pairs, key=_slice_rank):
+        counts = rep.slice_pairs[name] or {}
+        for s in counts:
+            if s not in scen:
+                scen.append(s)
+    for name in sorted(rep.slice_pairs, key=_slice_rank):
+        counts = rep.slice_pairs[name] or {}
+        total = sum(int(v) for v in counts.values() if _num(v) is not None)
+        rows.append([Cell(name), *(Cell(fmt_count(counts.get(s)), num=True,
+                                        tone="muted" if _num(counts.get(s)) == 0 else None) for s in scen),
+                     Cell(fmt_count(total), num=True), Cell(desc.get(name, ""))])
+    return Table(["slice", *scen, "total", "definition"], rows)
+
+
+def _significance(rep: RunReport) -> list[Block]:
+    if rep.metrics is None:
+        return []
+    blocks: list[Block] = [Heading("Is the difference real?")]
+    sig = rep.significance
+    if not sig:
+        blocks.append(Note("No significance results in metrics.json (written by an evaluate stage older than the "
+                           "paired bootstrap, or with a single row): re-run the evaluate stage to get confidence "
+                           "intervals and slices."))
+        return blocks
+    cfg = rep.significance_config
+    reference = str(cfg.get("reference") or CANDIDATE)
+    metric = metric_label(str(cfg.get("metric") or "ndcg@50"))
+    level = _num(cfg.get("level")) or 0.95
+    n_boot = fmt_count(cfg.get("n_boot")) if cfg.get("n_boot") is not None else "2,000"
+    blocks.append(Text(
+        f"Each cell is Δ {metric} = {reference} − row on the same evaluation pairs, with its {level:.0%} confidence "
+        f"interval from a paired bootstrap over the pairs ({n_boot} resamples; macro resamples each scenario "
+        f"independently). Δ > 0 means {reference} is better. When the interval excludes 0 the cell is bold and "
+        f"coloured (green: {reference} better, red: the row better); otherwise the two rows show no measurable "
+        "difference on this test window, whatever their means say. One training seed per row: the intervals "
+        "cover the choice of users and videos in the test window, not seed-to-seed training noise."))
+    if rep.slice_pairs:
+        desc = slice_descriptions((rep.metrics or {}).get("slice_definition"))
+        blocks.append(Text(
+            "Slices: the same rows scored on sub-populations where a multi-scenario model should help most. "
+            + " ".join(f"{name}: {desc[name]}." for name in SLICE_ORDER if name in rep.slice_pairs)
+            + " A slice with few pairs gives wide intervals (and with fewer than a few dozen pairs the bootstrap "
+              "understates the uncertainty); a scenario with no pair in a slice is left out of its macro."))
+        blocks.append(slice_table(rep))
+        medians = ((rep.metrics or {}).get("slice_definition") or {}).get("tail_median_clicks") or {}
+        empty = [s for s, n in (rep.slice_pairs.get("tail_truth") or {}).items() if _num(n) == 0]
+        if empty:
+            why = [s for s in empty if _num(medians.get(s)) == 0]
+            text = f"tail_truth has no pair in {', '.join(empty)}"
+            if why:
+                text += (f" ({', '.join(why)}: more than half of the candidate pool had no training click, so the "
+                         "median is 0 and no video is below it)")
+            blocks.append(Note(text + "."))
+    for name in sorted(sig, key=_slice_rank):
+        if not sig[name]:
+            continue
+        total = sum(int(v) for v in (rep.slice_pairs.get(name) or {}).values() if _num(v) is not None)
+        blocks.append(Heading(f"Slice {name}" + (f" ({total:,} pairs)" if rep.slice_pairs.get(name) else ""), 3))
+        blocks.append(significance_table(rep, name))
+    return blocks
+
+
 def _delta(cur: Mapping, pub: Mapping, scope: str, metric: str, scenario: str | None = None) -> float | None:
     def val(res: Mapping) -> float | None:
         node = res.get(scope) or {}
@@ -806,7 +960,7 @@ def _problems(rep: RunReport) -> list[Block]:
 def sections(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     """The report as a list of format-neutral blocks, in page order."""
     return (_header(rep) + _validation(rep) + _data(rep) + _training(rep, figs) + _metrics(rep, figs)
-            + _changes(rep) + _problems(rep))
+            + _significance(rep) + _changes(rep) + _problems(rep))
 
 
 # ---- rendering ----------------------------------------------------------------------------------
