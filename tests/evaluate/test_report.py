@@ -300,7 +300,7 @@ def test_significance_section_blocks():
     texts = " ".join(b.text for b in sec if isinstance(b, Text | Note))
     assert "paired bootstrap" in texts and "sass − row" in texts and "95%" in texts
     assert "scenario_cold: users with fewer than 5 training interactions" in texts
-    assert "tail_truth has no pair in s1" in texts and "median is 0" in texts
+    assert "tail_truth has no pair in s1" in texts and "no training click" in texts
 
     tables = [b for b in sec if isinstance(b, Table)]
     slice_tab = tables[0]

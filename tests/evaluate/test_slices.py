@@ -78,9 +78,9 @@ def test_build_slices_subsets_pairs_and_keeps_pools_and_every_scenario():
         build_slices(es, train, cold_max=-1)
 
 
-def test_tail_truth_is_below_the_median_over_the_pool_with_zero_clicks_counted():
-    # pool of a: 10, 11, 12, 13 with 0, 1, 3, 5 training clicks in a -> median 2 -> tail = {10, 11} and
-    # any video never exposed in a (0 clicks). Clicks of 12 in b do not count for a.
+def test_tail_truth_is_below_the_median_over_the_clicked_videos():
+    # clicked videos of a: 11, 12, 13 with 1, 3, 5 training clicks in a -> median 3 -> tail = {10, 11} and
+    # any video never clicked in a (0 clicks). Clicks of 10 in b do not count for a.
     rows = [(9, 10, "a", 0), (1, 10, "a", 0)]
     rows += [(9, 11, "a", 1)]
     rows += [(u, 12, "a", 1) for u in (21, 22, 23)]
@@ -91,11 +91,11 @@ def test_tail_truth_is_below_the_median_over_the_pool_with_zero_clicks_counted()
         (1, 10, "a", 1), (1, 12, "a", 1),   # user 1: G = {10, 12} -> tail {10}
         (6, 13, "a", 1),                    # user 6: G = {13} -> no tail video: dropped
         (9, 99, "a", 1),                    # user 9: 99 outside the pool, 0 clicks -> tail (a miss)
-        (6, 20, "b", 1),                    # b: pool {10, 20}, clicks 6 and 0 -> median 3 -> tail {20}
+        (6, 20, "b", 1),                    # b: clicked {10: 6} -> median 6 -> tail {20}
     ])
     es = build_eval_set(train, test, ["a", "b"])
     th = tail_thresholds(es, train)
-    assert th["a"]["median"] == 2.0 and th["b"]["median"] == 3.0
+    assert th["a"]["median"] == 3.0 and th["b"]["median"] == 6.0
     tail = build_slices(es, train)["tail_truth"]
     assert tail.pairs["a"].tolist() == [1, 9]
     assert tail.truth["a"] == [{10}, {99}]
@@ -103,9 +103,9 @@ def test_tail_truth_is_below_the_median_over_the_pool_with_zero_clicks_counted()
     assert es.truth["a"][0] == {10, 12}  # the input is not modified
 
 
-def test_median_zero_gives_an_empty_tail_scenario_that_evaluates_to_nan():
-    # pool of b: 3 videos, one clicked -> median 0 -> nothing is below it
-    rows = [(1, 10, "a", 1), (2, 10, "a", 1), (1, 11, "a", 0), (1, 20, "b", 1), (1, 21, "b", 0), (1, 22, "b", 0)]
+def test_a_scenario_without_training_clicks_has_an_empty_tail_that_evaluates_to_nan():
+    # b: 3 videos exposed, none clicked -> median 0 -> nothing is below it
+    rows = [(1, 10, "a", 1), (2, 10, "a", 1), (1, 11, "a", 0), (1, 20, "b", 0), (1, 21, "b", 0), (1, 22, "b", 0)]
     train = frame(rows)
     test = frame([(2, 11, "a", 1), (2, 21, "b", 1)])
     es = build_eval_set(train, test, ["a", "b"])

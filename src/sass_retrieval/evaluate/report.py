@@ -33,6 +33,8 @@ from typing import Any
 
 import pandas as pd
 
+from .slices import SLICE_DESCRIPTIONS, SLICES
+
 HEADLINE = ("ndcg@50", "hit_rate@50")
 METRIC_LABEL = {"ndcg": "NDCG", "hit_rate": "HitRate", "recall": "Recall"}
 CANDIDATE = "sass"
@@ -764,21 +766,14 @@ def _metrics(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     return blocks
 
 
-SLICE_ORDER = ("all", "scenario_cold", "tail_truth")
+SLICE_ORDER = SLICES
 
 
 def slice_descriptions(definition: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """One line per slice, with the thresholds of this run (see ``slices.py``)."""
+    """One line per slice, with the thresholds of this run (the definitions live in ``slices.py``)."""
     d = dict(definition or {})
-    cold_max, cold_min = d.get("cold_max", 5), d.get("cold_min_other", 5)
-    return {
-        "all": "every evaluation pair of the benchmark",
-        "scenario_cold": f"users with fewer than {cold_max} training interactions in the scenario but at least "
-                         f"{cold_min} in the other scenarios: new to the scenario, known elsewhere, the users "
-                         "cross-scenario transfer is for",
-        "tail_truth": "ground truth restricted to the scenario's tail videos (fewer training clicks in the "
-                      "scenario than the median over its candidate pool); pairs without a tail video are dropped",
-    }
+    return {name: text.format(cold_max=d.get("cold_max", 5), cold_min_other=d.get("cold_min_other", 5))
+            for name, text in SLICE_DESCRIPTIONS.items()}
 
 
 def _slice_rank(name: str) -> tuple[int, str]:
@@ -887,8 +882,7 @@ def _significance(rep: RunReport) -> list[Block]:
             why = [s for s in empty if _num(medians.get(s)) == 0]
             text = f"tail_truth has no pair in {', '.join(empty)}"
             if why:
-                text += (f" ({', '.join(why)}: more than half of the candidate pool had no training click, so the "
-                         "median is 0 and no video is below it)")
+                text += f" ({', '.join(why)}: no training click in the scenario, so no video is below the median)"
             blocks.append(Note(text + "."))
     for name in sorted(sig, key=_slice_rank):
         if not sig[name]:

@@ -10,15 +10,12 @@ transfer is about the others, so the report scores every row on these slices too
   i.e. users that are new to s and known elsewhere: the population transfer is for. "Other
   scenarios" means every other scenario of the training frame, including the merged ``other`` one
   (it is training signal a multi-scenario model sees). Same pools and ground truth; a subset of pairs.
-- ``tail_truth``: ground truth restricted to the scenario's tail videos, those whose training
-  clicks in that scenario are strictly below the scenario's median over its candidate pool. The
-  median is taken over the pool (every video exposed in s in the train window), counting videos
-  exposed but never clicked as 0, because the pool is what the model ranks: "tail" then means "less
-  clicked than half of what it competes with". A ground-truth video outside the pool has 0 training
-  clicks in s, so it is tail whenever the median is above 0 (and stays a miss). Pairs with no tail
-  video left in G are dropped. When more than half of a pool was never clicked in training the
-  median is 0, nothing is below it and the scenario has no pair in this slice (on KuaiRand-Pure's
-  dev split this happens for tabs 0 and 6): its metrics are NaN and it is left out of the macro.
+- ``tail_truth``: ground truth restricted to the scenario's tail videos, those with fewer training
+  clicks in that scenario than the median over the videos clicked in it in training (each at least
+  once). Never-clicked videos, in the pool or not, are tail. The median is over the clicked videos,
+  not the whole pool, because in sparse tabs most of the pool was never clicked (KuaiRand-Pure's dev
+  split: tabs 0 and 6), a pool median of 0 would leave nothing below it, and the small tabs are the
+  ones this slice is for. Pairs with no tail video left in G are dropped.
 
 Every slice keeps every reported scenario (possibly with 0 pairs), the same pools and the same
 ``train_clicked``, so :func:`evaluate_slices` can rank each pair once and score all slices from
@@ -49,7 +46,7 @@ SLICE_DESCRIPTIONS = {
     "scenario_cold": "users with fewer than {cold_max} training interactions in the scenario but at least "
     "{cold_min_other} in the other scenarios (new to the scenario, known elsewhere)",
     "tail_truth": "ground truth restricted to tail videos: fewer training clicks in the scenario than the "
-    "median over the scenario's candidate pool (pairs left without a tail video are dropped)",
+    "median over the videos clicked in it in training (pairs left without a tail video are dropped)",
 }
 
 
@@ -84,19 +81,17 @@ def scenario_cold_mask(es: EvalSet, train: pd.DataFrame, cold_max: int = 5,
 
 
 def tail_thresholds(es: EvalSet, train: pd.DataFrame) -> dict[str, dict]:
-    """Per scenario: ``{"median": median training clicks over the pool, "clicks": {video: clicks}}``.
+    """Per scenario: ``{"median": median training clicks over its clicked videos, "clicks": {video: clicks}}``.
 
     ``clicks`` holds only videos with at least one training click in the scenario; any other video
-    (including one outside the pool) has 0. An empty pool has median 0 (no tail).
+    (including one outside the pool) has 0. A scenario without training clicks has median 0 (no tail).
     """
     tr = _check_frame(train, "train")
     clicked = tr[tr["is_click"] == 1]
     out = {}
     for s in es.scenarios:
         vc = clicked.loc[clicked["scenario"] == s, "video_id"].value_counts()
-        pool = np.asarray(es.pools[s], dtype=np.int64)
-        pool_clicks = vc.reindex(pool, fill_value=0).to_numpy(np.float64)
-        median = float(np.median(pool_clicks)) if pool_clicks.size else 0.0
+        median = float(np.median(vc.to_numpy(np.float64))) if len(vc) else 0.0
         out[s] = {"median": median, "clicks": {int(v): int(c) for v, c in vc.items()}}
     return out
 
