@@ -10,7 +10,8 @@
 - ``configure`` writes the run's day (the date of data_interval_start, or the ``end_date`` param) into
   params.yaml ``window.end_date``; ``record_run`` keeps runs/<YYYYMMDD>/ and pushes the DVC cache.
 - A failing stage fails its task; downstream tasks (publish included) do not run, so the published
-  model stays in service. Exit code 2 (data validation failed) is not retried.
+  model stays in service. Exit code 2 (data validation failed) and exit code 3 (params.yaml does not
+  validate: the ``params`` stage, first after ``configure``) are not retried.
 
 The project folder is $SASS_PROJECT_DIR, else the folder above this file. Heavy libraries (torch,
 great_expectations, dvc) are only imported inside the stage subprocesses: parsing this file reads two
@@ -49,7 +50,7 @@ default_args = {
 
 
 def _fail(exc):
-    """A stage exit code that retrying can not fix (2: validation failed) fails the task for good."""
+    """A stage exit code that retrying can not fix (2: validation failed, 3: bad params) fails the task for good."""
     from airflow.sdk.exceptions import AirflowFailException
 
     return AirflowFailException(str(exc))

@@ -11,7 +11,7 @@ from sass_retrieval.config import get, load_params, project_path
 from sass_retrieval.data.kuairand import import_kuairand
 from sass_retrieval.data.synthetic import SyntheticConfig, generate
 
-from .common import parser, safe_path, setup_logging, write_json
+from .base import parser, safe_path, setup_logging, write_json
 
 log = logging.getLogger("ingest")
 

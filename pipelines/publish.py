@@ -9,7 +9,7 @@ import sys
 from sass_retrieval.config import get
 from sass_retrieval.publish import gate, install_version, point_current, published_metric, record, run_id
 
-from .common import load_run, parser, published_dir, safe_path, setup_logging, write_json
+from .base import load_run, parser, published_dir, safe_path, setup_logging, write_json
 
 log = logging.getLogger("publish")
 

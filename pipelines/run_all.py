@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import ROOT, parser, setup_logging
+from .base import ROOT, parser, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:

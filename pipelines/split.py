@@ -13,7 +13,7 @@ from sass_retrieval.config import get
 from sass_retrieval.data.features import pretrain_pairs, split_scenario
 from sass_retrieval.data.store import read_items, read_users
 
-from .common import load_run, parser, read_mapped, safe_path, setup_logging, write_json
+from .base import load_run, parser, read_mapped, safe_path, setup_logging, write_json
 
 log = logging.getLogger("split")
 

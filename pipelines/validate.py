@@ -8,7 +8,7 @@ import sys
 from sass_retrieval.config import get
 from sass_retrieval.data.validation import ValidationFailed, ValidationRules, validate_store
 
-from .common import load_run, parser, safe_path, setup_logging
+from .base import load_run, parser, safe_path, setup_logging
 
 log = logging.getLogger("validate")
 

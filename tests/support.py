@@ -29,7 +29,9 @@ def write_features(store: Path, out: Path, window, names: list[str], seq_len: in
     write_split(store, out, window, smap, train, seq_len)
 
 
-TINY_PARAMS = {
+# The tiny project's knobs. Every other key takes its value from the shipped params.yaml, so the tiny
+# params are complete (they validate against sass_retrieval.params_schema) and follow new keys.
+TINY_OVERRIDES = {
     "data": {"source": "synthetic", "kuairand_dir": "../shared/data/kuairand_pure", "store_dir": "data/store",
              "synthetic": {"seed": 5, "users": 300, "items": 150, "scenarios": ["s0", "s1", "s2"], "days": 5,
                            "rows": 8000, "start_date": 20220425}},
@@ -50,6 +52,18 @@ TINY_PARAMS = {
 }
 
 
+def merged(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` applied key by key (nested mappings merge, other values replace)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+TINY_PARAMS = merged(yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text()),
+                     TINY_OVERRIDES)
+
+
 def write_project(root: Path, **overrides) -> Path:
     params = yaml.safe_load(yaml.safe_dump(TINY_PARAMS))
     for dotted, value in overrides.items():
@@ -61,6 +75,27 @@ def write_project(root: Path, **overrides) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
+
+
+def copy_project(dst: Path) -> Path:
+    """The project's files as in the work tree (tracked and new, not git-ignored: no data, models or
+    .venv), in a fresh git repository with one commit (`dvc exp run` needs a commit)."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    for rel in listed:
+        src = root / rel
+        if src.is_file() and not rel.endswith(".log"):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=dst, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dst, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "copy of the work tree"], cwd=dst, check=True)
+    return dst
 
 
 @contextmanager

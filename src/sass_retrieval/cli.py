@@ -1,6 +1,6 @@
 """`sass`: one entry point, one subcommand per pipeline stage (the same modules dvc.yaml calls).
 
-    sass ingest | validate | split | pretrain | train | index | evaluate | report | publish
+    sass params | ingest | validate | split | pretrain | train | index | evaluate | report | publish
     sass recommend --user 42 --scenario 1 --k 20
     sass runs list | sass runs restore YYYYMMDD
     sass run            # every stage in order, without DVC (dvc repro is the tracked way)
@@ -14,6 +14,7 @@ import importlib
 import sys
 
 COMMANDS = {
+    "params": ("pipelines.check_params", "check params.yaml against the schema (exit 3 on a bad key or value)"),
     "ingest": ("pipelines.ingest", "raw logs -> canonical daily Parquet store"),
     "validate": ("pipelines.validate", "Great Expectations suites; stops the run on bad data"),
     "split": ("pipelines.split", "per-scenario features and samples (--scenario S | --pairs)"),

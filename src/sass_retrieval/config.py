@@ -22,14 +22,26 @@ class ConfigError(ValueError):
     """A params.yaml value is missing or unusable; the message names the key."""
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+def load_params(path: str | Path = "params.yaml", validate: bool = True) -> dict[str, Any]:
+    """params.yaml as the plain dict every stage reads, checked against ``params_schema`` first.
+
+    A missing, unknown (misspelt), mistyped or out-of-range key is a ConfigError with one line per
+    problem. Validation only accepts or rejects: the dict returned is exactly the file's content.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file not found: {path.resolve()}")
     with path.open() as fh:
-        params = yaml.safe_load(fh) or {}
+        try:
+            params = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    if validate:
+        from .params_schema import validate_params  # imports this module: import it when needed
+
+        validate_params(params, source=str(path))
     return params
 
 

@@ -135,6 +135,10 @@ def test_dag_tasks_and_edges_equal_the_dvc_graph(loaded: dict) -> None:
         ga, gb = graph.stages[a].group, graph.stages[b].group
         assert ga in loaded["tasks"][gb]["upstream"], (a, b)
     assert loaded["tasks"]["split"]["items"] == yaml.safe_load((ROOT / "params.yaml").read_text())["scenarios"]["names"]
+    # the params check runs right after configure, and every stage task waits for it
+    assert loaded["tasks"]["params"]["upstream"] == ["configure"] and not loaded["tasks"]["params"]["mapped"]
+    stage_tasks = set(loaded["tasks"]) - {"configure", "params", "record_run"}
+    assert all("params" in loaded["tasks"][t]["upstream"] for t in stage_tasks)
 
 
 def test_a_new_dvc_stage_becomes_a_new_task(tmp_path: Path) -> None:

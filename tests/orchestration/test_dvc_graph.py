@@ -232,6 +232,19 @@ def test_real_dvc_yaml_is_a_valid_dvc_pipeline() -> None:
     assert load_graph(ROOT).edges == edges
 
 
+def test_the_params_check_runs_first_and_everything_waits_for_it() -> None:
+    """The real dvc.yaml: stage `params` (pipelines.check_params) has no upstream, every other stage is
+    downstream of it, so the Airflow DAG runs it right after `configure` and stops there on bad params."""
+    graph = load_graph(ROOT)
+    assert graph.topological()[0] == "params"
+    assert graph.stages["params"].cmd == "python -m pipelines.check_params"
+    assert graph.upstream("params") == []
+    assert set(graph.downstream("params")) == set(graph.stages) - {"params"}
+    groups = task_groups(graph)
+    assert groups[0].name == "params" and groups[0].upstream == () and not groups[0].mapped
+    assert all("params" in g.upstream for g in groups[1:])
+
+
 def test_module_is_importable_without_airflow_or_dvc() -> None:
     code = ("import sys; import sass_retrieval.orchestration.dvc_graph as g; g.load_graph(sys.argv[1]); "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('airflow', 'dvc', 'torch', 'pandas')]; "

@@ -135,6 +135,7 @@ def test_failed_stage_raises_with_exit_code(project: Path) -> None:
         runs.run_stage(project, "broken")
     assert info.value.returncode == 2 and info.value.final
     assert not runs.StageFailed("x", 1).final
+    assert runs.StageFailed("params", 3).final  # params.yaml does not validate: retrying can not help
     assert not (project / "dvc.lock").exists()  # nothing recorded for a failed stage
     with pytest.raises(KeyError):
         runs.run_stage(project, "nope")

@@ -9,9 +9,10 @@ Executing a stage (``run_stage``)
     ``dvc repro`` processes in one workspace fail on it). The result is the dvc.lock ``dvc repro`` would
     write: ``dvc status`` is clean after a DAG run.
 
-    Exit code 2 (the validation stage's "data is bad", or a usage error) is final: the task fails
-    without retries, downstream tasks do not run, and the published model stays in service. Any other
-    non-zero exit is an ordinary failure that Airflow retries with backoff.
+    Exit code 2 (the validation stage's "data is bad", or a usage error) and exit code 3 (the
+    ``params`` stage's "params.yaml does not validate") are final: the task fails without retries,
+    downstream tasks do not run, and the published model stays in service. Any other non-zero exit is
+    an ordinary failure that Airflow retries with backoff.
 
 The run's day (``end_date_for`` / ``set_window_end``)
     The last day of data is the date of the run's ``data_interval_start`` (YYYYMMDD), written into
@@ -66,7 +67,7 @@ RECORDED_FILES = {
 }
 REQUIRED_FILES = ("dvc.lock", "params.yaml")
 RESTORED_PREFIXES = ("models", "indexes")
-FINAL_EXIT_CODES = (2,)  # validation failure / usage error: retrying can not help
+FINAL_EXIT_CODES = (2, 3)  # 2: validation failure / usage error, 3: invalid params.yaml: retrying can not help
 _DAY = re.compile(r"^\d{8}$")
 
 
