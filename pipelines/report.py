@@ -7,7 +7,7 @@ import logging
 from sass_retrieval.config import load_params
 from sass_retrieval.evaluate.report import gather, git_commit, write_report
 
-from .common import ROOT, parser, published_dir, safe_path, setup_logging
+from .base import ROOT, parser, published_dir, safe_path, setup_logging
 
 log = logging.getLogger("report")
 
