@@ -1,4 +1,4 @@
-"""The run report: files written, self-contained HTML, bold best values, signed deltas, notes for gaps."""
+"""The run report: the view model (blocks) per section, and one smoke test per rendered format."""
 
 from __future__ import annotations
 
@@ -12,7 +12,23 @@ from pathlib import Path
 import pytest
 from support import write_project
 
-from sass_retrieval.evaluate.report import gather, render_html, render_markdown, write_report
+from sass_retrieval.evaluate.report import (
+    Cards,
+    Heading,
+    Image,
+    Note,
+    RunReport,
+    Table,
+    Text,
+    draw_figures,
+    fmt_ci,
+    gather,
+    render_html,
+    render_markdown,
+    sections,
+    verdict,
+    write_report,
+)
 
 SCENARIOS = ["s0", "s1"]
 NOW = dt.datetime(2024, 3, 9, 6, 0, tzinfo=dt.UTC)
@@ -110,100 +126,138 @@ def publish(p: Path, metrics: dict) -> Path:
     return root
 
 
-def test_files_written_and_self_contained(project: Path):
-    rep, written = build(project)
-    html = written["index.html"].read_text()
-    md = written["report.md"].read_text()
-    assert (project / "reports/run/index.html").is_file() and (project / "reports/run/report.md").is_file()
-    # no external resource of any kind: no http(s) src/href, no external stylesheet or script
-    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
-    assert "<link" not in html and "<script" not in html and "@import" not in html
-    # every figure is embedded and decodes to a PNG; the markdown links the saved copies
-    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(images) == 4
-    assert all(base64.b64decode(b).startswith(PNG_MAGIC) for b in images)
-    for name in ("pretrain_loss", "finetune_loss", "validation_ndcg", "ndcg_per_scenario"):
-        assert (project / f"reports/run/images/{name}.png").read_bytes().startswith(PNG_MAGIC)
-        assert f"](images/{name}.png)" in md
-    # header facts and the relative link to the GE Data Docs
-    assert "2024-03-01 … 2024-03-05" in html and "2024-03-08" in html and "abc1234" in html
-    assert 'href="../validation/data_docs/index.html"' in html
-    assert "(../validation/data_docs/index.html)" in md
+# ---- the view model: what each section says, as blocks ------------------------------------------
+
+
+def blocks_of(p: Path, published: Path | None = None, figures: bool = False):
+    rep = gather(p / "metrics/metrics.json", p / "reports/validation", p / "models", p / "data/features",
+                 published, p / "reports/run", commit="abc1234", now=NOW)
+    return rep, sections(rep, draw_figures(rep) if figures else {})
+
+
+def notes(blocks) -> list[Note]:
+    return [b for b in blocks if isinstance(b, Note)]
+
+
+def note_texts(blocks) -> str:
+    return " ".join(b.text for b in notes(blocks))
+
+
+def cards(blocks) -> dict[str, tuple[str, str | None]]:
+    return {label: (value, tone) for b in blocks if isinstance(b, Cards) for label, value, tone in b.items}
+
+
+def tables(blocks) -> list[Table]:
+    return [b for b in blocks if isinstance(b, Table)]
+
+
+def by_first_cell(table: Table) -> dict[str, list]:
+    return {r[0].text: r for r in table.rows}
+
+
+def test_header_cards_and_data_docs_link(project: Path):
+    rep, blocks = blocks_of(project)
     assert rep.problems == []
+    assert blocks[0] == Heading("SASS retrieval — run report", 1)
+    facts = cards(blocks)
+    assert facts["Training window"] == ("2024-03-01 … 2024-03-05", None)
+    assert facts["Test window"] == ("2024-03-06 … 2024-03-08", None)
+    assert facts["Scenarios"][0] == "s0, s1" and facts["Code commit"][0] == "abc1234"
+    assert facts["Generated"][0] == "2024-03-09 06:00:00 UTC"
+    assert facts["sass macro NDCG@50"][0] == f"{row_result(0.20)['macro']['ndcg@50']:.4f}"
+    assert facts["Data validation"] == ("passed", "pos")
+    assert facts["vs published (NDCG@50)"] == ("no published run yet", "muted")
+    ok = notes(section(blocks, "Data validation"))[0]
+    assert ok.kind == "ok" and ok.link == ("Great Expectations Data Docs", "../validation/data_docs/index.html")
+    data = by_first_cell(tables(section(blocks, "Data"))[0])
+    assert [c.text for c in data["s0"]] == ["s0", "yes", "5,000", "500", "250", "1,666", "120", "900"]
 
 
 def test_metrics_table_has_every_row_and_bold_best(project: Path):
-    rep, written = build(project)
-    html = written["index.html"].read_text()
-    md = written["report.md"].read_text()
-    for row in ("popular", "dssm_mixed", "sass"):
-        assert row in html and f"| {row}" in md
-    best = row_result(0.20)
-    # sass (base 0.20) is best everywhere: its s0 NDCG@50 and macro HitRate@50 are bold
-    assert f"<strong>{best['per_scenario']['s0']['ndcg@50']:.4f}</strong>" in html
-    assert f"**{best['macro']['hit_rate@50']:.4f}**" in md
-    # the worst row is never bold
-    worst = row_result(0.05)
-    assert f"<strong>{worst['per_scenario']['s0']['ndcg@50']:.4f}</strong>" not in html
-    # the compact table covers NDCG/HitRate/Recall at 20/50/100
-    assert f"**{best['macro']['recall@100']:.4f}**" in md
-    assert "Recall (macro)" in html and "@100" in html
+    _, blocks = blocks_of(project)
+    head, ks = tables(section(blocks, "Metrics"))
+    assert [r[0].text for r in head.rows] == ["popular", "dssm_mixed", "sass (candidate)"]
+    assert head.highlight == {2}
+    assert [g for g, _ in head.groups] == ["", "s0", "s1", "macro", "micro"]
+    assert head.group_notes[1] == "120 pairs · pool 900"
+    cols = head.flat_header()
+    assert cols[:3] == ["row", "s0 NDCG@50", "s0 HR@50"] and cols[-1] == "micro HR@50"
+    assert head.numeric_columns() == [False] + [True] * (len(cols) - 1)
+    best, worst = row_result(0.20), row_result(0.05)
+    # sass (base 0.20) is best everywhere and bold; the worst row is never bold
+    s0_ndcg = head.rows[2][cols.index("s0 NDCG@50")]
+    assert s0_ndcg.text == f"{best['per_scenario']['s0']['ndcg@50']:.4f}" and s0_ndcg.bold and s0_ndcg.num
+    assert head.rows[2][cols.index("macro HR@50")].text == f"{best['macro']['hit_rate@50']:.4f}"
+    assert all(c.bold for c in head.rows[2][1:]) and not any(c.bold for c in head.rows[0][1:])
+    assert head.rows[0][cols.index("s0 NDCG@50")].text == f"{worst['per_scenario']['s0']['ndcg@50']:.4f}"
+    # the compact table covers NDCG/HitRate/Recall at 20/50/100, macro
+    assert [g for g, _ in ks.groups] == ["", "NDCG (macro)", "HitRate (macro)", "Recall (macro)"]
+    kcols = ks.flat_header()
+    assert kcols[-1] == "Recall (macro) @100"
+    assert ks.rows[2][-1].text == f"{best['macro']['recall@100']:.4f}" and ks.rows[2][-1].bold
 
 
 def test_delta_against_published_run(project: Path):
-    published = metrics_json({"sass": 0.18}, test_end=20240307)
-    root = publish(project, published)
-    rep, written = build(project, published=root)
-    html = written["index.html"].read_text()
-    md = written["report.md"].read_text()
+    root = publish(project, metrics_json({"sass": 0.18}, test_end=20240307))
+    rep, blocks = blocks_of(project, published=root)
     assert rep.published_version == "20240307-deadbeef00"
+    assert cards(blocks)["vs published (NDCG@50)"] == ("+0.0200", "pos")
+    sec = section(blocks, "Change against the last published run")
+    assert "version 20240307-deadbeef00 (test window 2024-03-06 … 2024-03-07)" in sec[1].text
+    change = tables(sec)[0]
+    assert [r[0].text for r in change.rows] == ["macro", "micro", "s0", "s1"]
     # this run's sass is 0.20-based, the published one 0.18-based: every delta is +0.0200
-    assert '<td class="num pos"><strong>+0.0200</strong></td>' in html
-    assert "+0.0200" in md and "no published run yet" not in html
+    deltas = [r[i] for r in change.rows for i in (3, 6)]
+    assert all(c.text == "+0.0200" and c.tone == "pos" and c.bold for c in deltas)
     # now a worse run: the delta is negative and marked so
     write_json(project / "metrics/metrics.json", metrics_json({"popular": 0.05, "sass": 0.15}))
-    _, written = build(project, published=root)
-    html = written["index.html"].read_text()
-    assert '<td class="num neg"><strong>-0.0300</strong></td>' in html
-    assert "+0.0" not in written["report.md"].read_text().split("Change against")[1]
+    _, blocks = blocks_of(project, published=root)
+    change = tables(section(blocks, "Change against the last published run"))[0]
+    assert all(r[i].text == "-0.0300" and r[i].tone == "neg" for r in change.rows for i in (3, 6))
 
 
 def test_missing_inputs_render_notes(tmp_path: Path):
     """Nothing but metrics: no pretraining, no training, no validation, no published run."""
     write_json(tmp_path / "metrics/metrics.json", metrics_json({"popular": 0.05, "sass": 0.2}))
-    rep, written = build(tmp_path, published=tmp_path / "published")
-    html = written["index.html"].read_text()
-    md = written["report.md"].read_text()
-    for text in ("No published run yet", "No pretraining loss", "No fine-tuning loss",
-                 "No validation summary", "No validation curve"):
-        assert text in html and text in md
-    assert "Missing inputs" in html
-    assert "ndcg_per_scenario" in written  # the metrics chart still renders
+    rep, blocks = blocks_of(tmp_path, published=tmp_path / "published", figures=True)
+    text = note_texts(blocks)
+    for expected in ("No published run yet", "No pretraining loss", "No fine-tuning loss",
+                     "No validation summary", "No validation curve"):
+        assert expected in text
+    assert Heading("Missing inputs") in blocks and len(tables(section(blocks, "Missing inputs"))[0].rows) == 3
+    assert [b.name for b in blocks if isinstance(b, Image)] == ["ndcg_per_scenario"]  # the metrics chart stays
 
 
 def test_nothing_at_all_does_not_crash(tmp_path: Path):
     rep, written = build(tmp_path)
-    html = written["index.html"].read_text()
-    assert "No metrics found" in html and "No published run yet" in html
+    _, blocks = blocks_of(tmp_path)
+    assert "No metrics found" in note_texts(blocks) and "No published run yet" in note_texts(blocks)
+    assert not any(isinstance(b, Image) for b in blocks)
+    assert written["index.html"].is_file() and written["report.md"].is_file()
     assert not list((tmp_path / "reports/run/images").glob("*.png"))
 
 
 def test_failed_validation_is_shown_with_observed_values(project: Path):
     write_json(project / "reports/validation/summary.json", validation_summary(success=False))
-    rep, written = build(project)
-    html = written["index.html"].read_text()
-    assert "Validation FAILED" in html
-    assert "expect_column_values_to_be_in_set" in html and "200 of 5,000 rows unexpected (4.00%)" in html
-    assert "day 20240303 (200 rows)" in html
+    _, blocks = blocks_of(project)
+    assert cards(blocks)["Data validation"] == ("FAILED", "neg")
+    sec = section(blocks, "Data validation")
+    assert notes(sec)[0].kind == "fail" and notes(sec)[0].text.startswith("Validation FAILED")
+    suites, failures = tables(sec)
+    assert [c.text for c in by_first_cell(suites)["interactions"][:2]] == ["interactions", "FAILED"]
+    row = failures.rows[0]
+    assert [c.text for c in row[:4]] == ["interactions", "day 20240303 (200 rows)", "is_click",
+                                         "expect_column_values_to_be_in_set"]
+    assert row[4].text == "200 of 5,000 rows unexpected (4.00%), e.g. 7" and row[4].tone == "neg"
 
 
 def test_pretraining_skipped_and_empty_loss(project: Path):
     (project / "models/pretrain/loss.csv").write_text("step,epoch,loss\n")
     write_json(project / "models/pretrain/report.json", {"skipped": True, "seconds": 0.1})
-    _, written = build(project)
-    html = written["index.html"].read_text()
-    assert "Pretraining was skipped" in html
-    assert "pretrain_loss" not in written
+    rep, blocks = blocks_of(project, figures=True)
+    assert "Pretraining was skipped" in note_texts(blocks)
+    assert "pretrain_loss" not in draw_figures(rep)
+    assert by_first_cell(tables(section(blocks, "Training"))[0])["pretrain"][1].text == "skipped"
 
 
 def test_dssm_single_per_scenario_curves(project: Path):
@@ -215,18 +269,18 @@ def test_dssm_single_per_scenario_curves(project: Path):
         report[s] = {"validation": [{"epoch": 1, "val_ndcg@50": 0.05}, {"epoch": 2, "val_ndcg@50": 0.07}],
                      "best_epoch": 2, "best_val_ndcg@50": 0.07, "refit": {"epoch_loss": [2.0, 1.5]}}
     write_json(d / "report.json", {"row": "dssm_single", "report": report, "seconds": 20})
-    rep, written = build(project)
+    rep, blocks = blocks_of(project)
     assert set(rep.finetune_loss["dssm_single"]) == {"dssm_single/s0", "dssm_single/s1"}
     assert {"dssm_single/s0", "dssm_single/s1"} <= set(rep.validation_curves)
-    assert "dssm_single/s1" in written["index.html"].read_text()
+    training = by_first_cell(tables(section(blocks, "Training"))[0])
+    assert [c.text for c in training["dssm_single/s1"][:5]] == ["dssm_single/s1", "2", "2", "0.0700", "1.5000"]
 
 
-def test_render_without_figures_is_pure(project: Path):
-    rep = gather(project / "metrics/metrics.json", project / "reports/validation", project / "models",
-                 project / "data/features", None, project / "reports/run", now=NOW)
-    html, md = render_html(rep), render_markdown(rep)
-    assert "<img" not in html and "![" not in md
-    assert "SASS retrieval — run report" in html and md.startswith("# SASS retrieval — run report")
+def test_without_figures_there_is_no_image_block(project: Path):
+    rep, blocks = blocks_of(project)
+    assert not any(isinstance(b, Image) for b in blocks)
+    assert "Pretraining loss" in [b.text for b in blocks if isinstance(b, Heading)]
+    assert "<img" not in render_html(rep) and "![" not in render_markdown(rep)
 
 
 def test_stage_entry_point(project: Path, monkeypatch):
@@ -237,9 +291,57 @@ def test_stage_entry_point(project: Path, monkeypatch):
     monkeypatch.chdir(project)
     monkeypatch.setenv("SASS_GIT_COMMIT", "feedface")
     assert stage.main(["--params", "params.yaml"]) == 0
-    html = (project / "reports/run/index.html").read_text()
-    assert "feedface" in html and '<td class="num neg"><strong>-0.0500</strong></td>' in html
-    assert (project / "reports/run/report.md").is_file()
+    assert "feedface" in (project / "reports/run/index.html").read_text()
+    md = (project / "reports/run/report.md").read_text()
+    assert "- **Code commit:** feedface" in md and "-0.0500" in md
+    assert len(list((project / "reports/run/images").glob("*.png"))) == 4
+
+
+# ---- rendering: one smoke test per format -------------------------------------------------------
+
+
+SECTION_HEADINGS = ["SASS retrieval — run report", "Data validation", "Data", "Training", "Metrics",
+                    "Is the difference real?", "Change against the last published run"]
+
+
+@pytest.fixture
+def rendered(project: Path):
+    """Every section, with user strings that are HTML: a scenario named <b> and a commit with a script tag."""
+    metrics = with_significance(metrics_json({"popular": 0.05, "dssm_mixed": 0.10, "sass": 0.20}))
+    write_json(project / "metrics/metrics.json", json.loads(json.dumps(metrics).replace('"s1"', '"<b>"')))
+    root = publish(project, metrics_json({"sass": 0.18}, test_end=20240307))
+    rep = gather(project / "metrics/metrics.json", project / "reports/validation", project / "models",
+                 project / "data/features", root, project / "reports/run", commit="<script>x</script>", now=NOW)
+    assert "<b>" in rep.scenarios
+    written = write_report(rep, project / "reports/run")
+    return rep, written
+
+
+def test_html_renders_self_contained_and_escaped(rendered):
+    rep, written = rendered
+    html = written["index.html"].read_text()
+    assert "<b>" not in html and "&lt;b&gt;" in html
+    assert "<script" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    for title in SECTION_HEADINGS:
+        assert f">{title}</h" in html
+    # no external resource of any kind: no http(s) src/href, no external stylesheet or script
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "<link" not in html and "@import" not in html
+    # every figure is embedded and decodes to a PNG
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 4 and all(base64.b64decode(b).startswith(PNG_MAGIC) for b in images)
+
+
+def test_markdown_renders_escaped_with_image_links(rendered):
+    rep, written = rendered
+    md = written["report.md"].read_text()
+    assert md.startswith("# SASS retrieval — run report\n")
+    assert "<b>" not in md and "&lt;b>" in md and "<script" not in md
+    for title in SECTION_HEADINGS[1:]:
+        assert f"\n## {title}\n" in md
+    for name in ("pretrain_loss", "finetune_loss", "validation_ndcg", "ndcg_per_scenario"):
+        assert written[name].read_bytes().startswith(PNG_MAGIC)
+        assert f"](images/{name}.png)" in md
 
 
 # ---- "Is the difference real?" -----------------------------------------------------------------
@@ -276,22 +378,16 @@ def with_significance(metrics: dict) -> dict:
 
 
 def report_of(metrics: dict | None):
-    from sass_retrieval.evaluate.report import RunReport
-
     return RunReport(generated="2024-03-09T06:00:00+00:00", metrics=metrics)
 
 
 def section(blocks, title: str):
-    from sass_retrieval.evaluate.report import Heading
-
     start = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == title and b.level == 2)
     end = next((i for i, b in enumerate(blocks) if i > start and isinstance(b, Heading) and b.level <= 2), len(blocks))
     return blocks[start:end]
 
 
 def test_significance_section_blocks():
-    from sass_retrieval.evaluate.report import Heading, Note, Table, Text, sections
-
     metrics = with_significance(metrics_json({"popular": 0.05, "dssm_mixed": 0.10, "sass": 0.20}))
     blocks = sections(report_of(metrics), {})
     titles = [b.text for b in blocks if isinstance(b, Heading) and b.level == 2]
@@ -328,8 +424,6 @@ def test_significance_section_blocks():
 
 
 def test_significance_section_for_older_metrics_and_without_metrics():
-    from sass_retrieval.evaluate.report import Heading, Note, Table, sections
-
     older = metrics_json({"popular": 0.05, "sass": 0.20})  # no slices / significance keys
     sec = section(sections(report_of(older), {}), "Is the difference real?")
     assert any(isinstance(b, Note) and "No significance results" in b.text for b in sec)
@@ -338,20 +432,7 @@ def test_significance_section_for_older_metrics_and_without_metrics():
     assert not any(isinstance(b, Heading) and b.text == "Is the difference real?" for b in none)
 
 
-def test_significance_renders_in_both_formats(project: Path):
-    write_json(project / "metrics/metrics.json",
-               with_significance(metrics_json({"popular": 0.05, "dssm_mixed": 0.10, "sass": 0.20})))
-    _, written = build(project)
-    html = written["index.html"].read_text()
-    md = written["report.md"].read_text()
-    assert "Is the difference real?" in html and "## Is the difference real?" in md
-    assert "+0.1500 [+0.1300, +0.1700]" in html and "**+0.1500 [+0.1300, +0.1700] ▲**" in md
-    assert "no measurable difference" in md
-
-
 def test_fmt_ci_and_verdict():
-    from sass_retrieval.evaluate.report import fmt_ci, verdict
-
     assert fmt_ci(0.0123, 0.005, 0.019) == "+0.0123 [+0.0050, +0.0190]"
     assert fmt_ci(-0.00001, -0.00002, 0.0) == "+0.0000 [+0.0000, +0.0000]"  # never "-0.0000"
     assert fmt_ci(float("nan"), 0, 0) == "–" and fmt_ci(None, None, None) == "–"

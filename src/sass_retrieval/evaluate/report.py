@@ -9,9 +9,10 @@ Three steps, each a plain function:
    Agg canvas (no pyplot state, no display) and returns PNG bytes by figure name.
 3. :func:`sections` turns both into a list of format-neutral blocks (headings, notes, tables,
    images; among them "Is the difference real?": paired-bootstrap intervals per slice, from the
-   ``significance``/``slice_pairs`` keys of metrics.json when present), which :func:`render_html`
-   (inline CSS, base64 images, no external resource) and :func:`render_markdown` (images linked
-   from ``images/``) render the same way.
+   ``significance``/``slice_pairs`` keys of metrics.json when present). Two Jinja2 templates in
+   ``templates/`` iterate the same blocks: ``report.html.j2`` (:func:`render_html`: autoescaped,
+   inline CSS, base64 images, no external resource) and ``report.md.j2`` (:func:`render_markdown`:
+   images linked from ``images/``). Tests check the blocks; the templates only lay them out.
 
 :func:`write_report` does all three and writes ``index.html``, ``report.md`` and ``images/*.png``.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
+import functools
 import io
 import json
 import math
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pandas as pd
 
 from .slices import SLICE_DESCRIPTIONS, SLICES
@@ -423,6 +425,17 @@ class Table:
     groups: list[tuple[str, int]] | None = None   # an upper header row: (label, column span)
     group_notes: list[str] | None = None          # a second line under each group label (HTML only)
     highlight: set[int] = field(default_factory=set)  # row indices to shade
+
+    def flat_header(self) -> list[str]:
+        """The header with the group labels folded in ("s0 NDCG@50"), for formats with one header row."""
+        flat = [g for g, n in self.groups or [] for _ in range(n)]
+        if len(flat) != len(self.header):
+            return list(self.header)
+        return [f"{g} {h}".strip() for g, h in zip(flat, self.header, strict=True)]
+
+    def numeric_columns(self) -> list[bool]:
+        """Per column, whether any row holds a number there (right-aligned)."""
+        return [any(r[i].num for r in self.rows if i < len(r)) for i in range(len(self.header))]
 
 
 @dataclass
@@ -893,14 +906,15 @@ def _significance(rep: RunReport) -> list[Block]:
     return blocks
 
 
-def _delta(cur: Mapping, pub: Mapping, scope: str, metric: str, scenario: str | None = None) -> float | None:
-    def val(res: Mapping) -> float | None:
-        node = res.get(scope) or {}
-        if scenario is not None:
-            node = node.get(scenario) or {}
-        return _num(node.get(metric))
+def _value(res: Mapping, scope: str, metric: str, scenario: str | None = None) -> float | None:
+    node = res.get(scope) or {}
+    if scenario is not None:
+        node = node.get(scenario) or {}
+    return _num(node.get(metric))
 
-    a, b = val(cur), val(pub)
+
+def _delta(cur: Mapping, pub: Mapping, scope: str, metric: str, scenario: str | None = None) -> float | None:
+    a, b = _value(cur, scope, metric, scenario), _value(pub, scope, metric, scenario)
     return None if a is None or b is None else a - b
 
 
@@ -926,14 +940,7 @@ def _changes(rep: RunReport) -> list[Block]:
     for scope, s in scopes:
         cells = [Cell(s if s is not None else scope, bold=s is None)]
         for m in HEADLINE:
-            def val(res: Mapping, scope=scope, s=s, m=m) -> float | None:
-                node = res.get(scope) or {}
-                if s is not None:
-                    node = node.get(s) or {}
-                return _num(node.get(m))
-
-            p, c = val(pub), val(cur)
-            d = None if p is None or c is None else c - p
+            p, c, d = _value(pub, scope, m, s), _value(cur, scope, m, s), _delta(cur, pub, scope, m, s)
             cells += [Cell(fmt_metric(p), num=True), Cell(fmt_metric(c), num=True),
                       Cell(fmt_delta(d), num=True, tone=_tone(d), bold=d is not None and round(d, 4) != 0)]
         rows.append(cells)
@@ -960,150 +967,38 @@ def sections(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
 # ---- rendering ----------------------------------------------------------------------------------
 
 
-CSS = """
-:root { --fg:#1f2328; --muted:#6a737d; --line:#d8dee4; --head:#f3f5f7; --pos:#1a7f37; --neg:#cf222e;
-        --accent:#0b5394; --shade:#fff8e5; }
-* { box-sizing: border-box; }
-body { margin:0; background:#f6f8fa; color:var(--fg);
-       font:14px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, "DejaVu Sans", sans-serif; }
-main { max-width:1180px; margin:0 auto; padding:24px 28px 48px; background:#fff; min-height:100vh;
-       box-shadow:0 0 0 1px var(--line); }
-h1 { font-size:24px; margin:0 0 14px; padding-bottom:10px; border-bottom:3px solid var(--accent); }
-h2 { font-size:18px; margin:32px 0 10px; padding-bottom:4px; border-bottom:1px solid var(--line);
-     color:var(--accent); }
-h3 { font-size:15px; margin:20px 0 8px; }
-p { margin:8px 0; }
-.cards { display:flex; flex-wrap:wrap; gap:10px; margin:10px 0; }
-.card { border:1px solid var(--line); border-radius:6px; padding:8px 12px; min-width:150px; background:#fbfcfd; }
-.card .k { font-size:11px; color:var(--muted); text-transform:uppercase; letter-spacing:.03em; }
-.card .v { font-size:15px; font-weight:600; white-space:nowrap; }
-.scroll { overflow-x:auto; margin:8px 0 12px; }
-table { border-collapse:collapse; font-size:13px; font-variant-numeric:tabular-nums; }
-th, td { border:1px solid var(--line); padding:4px 8px; vertical-align:top; }
-th { background:var(--head); font-weight:600; text-align:center; white-space:nowrap; }
-th .sub { font-weight:400; font-size:11px; color:var(--muted); }
-td.num { text-align:right; white-space:nowrap; }
-td:first-child:not(:only-child) { white-space:nowrap; }
-tr.shade td { background:var(--shade); }
-.pos { color:var(--pos); }
-.neg { color:var(--neg); }
-.muted { color:var(--muted); }
-.note { border-left:4px solid #9aa5b1; background:#f6f8fa; padding:7px 12px; margin:8px 0; border-radius:0 4px 4px 0; }
-.note.ok { border-color:var(--pos); background:#eef8f0; }
-.note.fail { border-color:var(--neg); background:#fdf0f0; }
-figure { margin:8px 0 16px; }
-figure img { max-width:100%; height:auto; border:1px solid var(--line); border-radius:4px; }
-figcaption { font-size:12px; color:var(--muted); }
-a { color:var(--accent); }
-footer { margin-top:36px; font-size:12px; color:var(--muted); }
-"""
+BLOCK_TESTS = {"heading": Heading, "text": Text, "note": Note, "table": Table, "cards": Cards, "image": Image}
 
 
-def _html_cell(c: Cell, tag: str = "td") -> str:
-    cls = " ".join(x for x in ("num" if c.num else "", c.tone or "") if x)
-    text = html.escape(c.text)
-    if c.bold:
-        text = f"<strong>{text}</strong>"
-    return f"<{tag}{f' class={chr(34)}{cls}{chr(34)}' if cls else ''}>{text}</{tag}>"
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """templates/report.html.j2 (autoescaped) and report.md.j2; ``{% if b is table %}`` picks a block's kind."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader(__package__, "templates"),
+                             autoescape=jinja2.select_autoescape(["html.j2"]), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.tests.update({name: (lambda b, cls=cls: isinstance(b, cls)) for name, cls in BLOCK_TESTS.items()})
+    env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
+    env.filters["md"] = _md
+    return env
 
 
-def _html_table(t: Table) -> str:
-    out = ['<div class="scroll"><table>', "<thead>"]
-    if t.groups:
-        notes = t.group_notes or [""] * len(t.groups)
-        cells = []
-        for (g, n), note in zip(t.groups, notes, strict=False):
-            span = f' colspan="{n}"' if n > 1 else ""
-            sub = f'<br><span class="sub">{html.escape(note)}</span>' if note else ""
-            cells.append(f"<th{span}>{html.escape(g)}{sub}</th>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr></thead><tbody>")
-    for i, row in enumerate(t.rows):
-        cls = ' class="shade"' if i in t.highlight else ""
-        out.append(f"<tr{cls}>" + "".join(_html_cell(c) for c in row) + "</tr>")
-    out.append("</tbody></table></div>")
-    return "\n".join(out)
+def _md(text: Any, cell: bool = False) -> str:
+    """Markdown text with no raw HTML (``&``, ``<`` as entities); in a table cell also no ``|`` or newline."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;")
+    return text.replace("|", "\\|").replace("\n", " ") if cell else text
 
 
 def render_html(rep: RunReport, figs: Mapping[str, Figure] | None = None) -> str:
     """One self-contained page: inline CSS, images as base64 data URIs, no external resource."""
     figs = figs or {}
-    body = []
-    for b in sections(rep, figs):
-        if isinstance(b, Heading):
-            body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
-        elif isinstance(b, Text):
-            body.append(f"<p>{html.escape(b.text)}</p>")
-        elif isinstance(b, Note):
-            link = (f' <a href="{html.escape(b.link[1], quote=True)}">{html.escape(b.link[0])}</a>'
-                    if b.link else "")
-            body.append(f'<div class="note {b.kind}">{html.escape(b.text)}{link}</div>')
-        elif isinstance(b, Cards):
-            body.append('<div class="cards">' + "".join(
-                f'<div class="card"><div class="k">{html.escape(k)}</div>'
-                f'<div class="v{" " + tone if tone else ""}">{html.escape(v)}</div></div>'
-                for k, v, tone in b.items) + "</div>")
-        elif isinstance(b, Table):
-            body.append(_html_table(b))
-        elif isinstance(b, Image) and b.name in figs:
-            f = figs[b.name]
-            data = base64.b64encode(f.png).decode("ascii")
-            body.append(f'<figure><img alt="{html.escape(f.title, quote=True)}" '
-                        f'src="data:image/png;base64,{data}"><figcaption>{html.escape(f.title)}</figcaption></figure>')
-    title = "SASS run report"
-    if rep.window.get("test_end"):
-        title += f" — {rep.window['test_end']}"
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
-            + "\n".join(body)
-            + f"\n<footer>Generated {html.escape(rep.generated)} by pipelines/report.py. "
-              "Markdown version: report.md.</footer>\n</main>\n</body>\n</html>\n")
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _md_cell(c: Cell) -> str:
-    text = _md_escape(c.text)
-    if c.tone in ("pos", "neg"):  # no colour in markdown: an arrow instead
-        text += " ▲" if c.tone == "pos" else " ▼"
-    return f"**{text}**" if c.bold and text else text
-
-
-def _md_table(t: Table) -> str:
-    header = list(t.header)
-    if t.groups:  # flatten the group row into the column names
-        flat = [g for g, n in t.groups for _ in range(n)]
-        header = [f"{g} {h}".strip() if g and len(flat) == len(header) else h for g, h in zip(flat, header,
-                                                                                             strict=False)]
-    aligns = ["---:" if any(r[i].num for r in t.rows if i < len(r)) else "---" for i in range(len(header))]
-    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "|".join(aligns) + "|"]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
-    return "\n".join(lines)
+    return _templates().get_template("report.html.j2").render(rep=rep, blocks=sections(rep, figs), figs=figs)
 
 
 def render_markdown(rep: RunReport, figs: Mapping[str, Figure] | None = None, image_dir: str = "images") -> str:
     """The markdown twin of the HTML page; images are linked as ``<image_dir>/<name>.png``."""
     figs = figs or {}
-    out = []
-    for b in sections(rep, figs):
-        if isinstance(b, Heading):
-            out.append("#" * b.level + " " + b.text)
-        elif isinstance(b, Text):
-            out.append(b.text)
-        elif isinstance(b, Note):
-            mark = {"ok": "✅", "fail": "❌"}.get(b.kind, "ℹ️")
-            link = f" [{b.link[0]}]({b.link[1]})" if b.link else ""
-            out.append(f"> {mark} {b.text}{link}")
-        elif isinstance(b, Cards):
-            out.append("\n".join(f"- **{k}:** {v}" for k, v, _ in b.items))
-        elif isinstance(b, Table):
-            out.append(_md_table(b))
-        elif isinstance(b, Image) and b.name in figs:
-            out.append(f"![{figs[b.name].title}]({image_dir}/{b.name}.png)")
-    return "\n\n".join(out) + "\n"
+    return _templates().get_template("report.md.j2").render(rep=rep, blocks=sections(rep, figs), figs=figs,
+                                                            image_dir=image_dir)
 
 
 def write_report(rep: RunReport, out_dir: str | Path, figs: Mapping[str, Figure] | None = None) -> dict[str, Path]:
