@@ -5,7 +5,9 @@
         --variants default,temperature=0.02,temperature=0.1,pretrain_temperature=0.05,pretrain_temperature=0.2
 
 Each variant changes one knob of params.yaml from the default and trains the full `sass` row (pretraining
-+ fine-tuning) through the product's code path. Writes bench/results/ablations.{md,json}.
++ fine-tuning) through the product's code path. Each variant is compared with the default on the same
+evaluation pairs: Δ = variant − default with a paired bootstrap 95% CI pooled over seeds (per scenario and
+macro, all pairs and the scenario-cold slice). Writes bench/results/ablations.{md,json}.
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 from sass_retrieval.config import make_window, set_dotted  # noqa: E402
-from sass_retrieval.experiment import aggregate, prepare_kuairand, provenance, run_rows, write_results  # noqa: E402
+from sass_retrieval.evaluate.significance import paired_bootstrap  # noqa: E402
+from sass_retrieval.experiment import (  # noqa: E402
+    aggregate,
+    fmt_ci,
+    prepare_kuairand,
+    provenance,
+    run_rows,
+    stack_seeds,
+    strip_pairs,
+    write_results,
+)
 
 VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
@@ -50,6 +62,16 @@ VARIANTS: dict[str, dict[str, object]] = {
     "pretrain_temperature=0.2": {"pretrain.temperature": 0.2},
     "gate_bias=2": {"model.gate_bias": 2.0},
     "gate_bias=-2": {"model.gate_bias": -2.0},
+    "scenario_layer=full": {"model.scenario_layer": "full"},
+    "scenario_layer=star": {"model.scenario_layer": "star"},
+    "scenario_layer=lowrank": {"model.scenario_layer": "lowrank"},
+    "residual=on": {"model.residual": True},
+    "residual=off": {"model.residual": False},
+    "star+residual": {"model.scenario_layer": "star", "model.residual": True},
+    "lowrank+residual": {"model.scenario_layer": "lowrank", "model.residual": True},
+    "min_epochs=1": {"finetune.min_epochs": 1},
+    "min_epochs=4": {"finetune.min_epochs": 4},
+    "lr=0.001": {"finetune.lr": 0.001},
 }
 
 
@@ -72,13 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     prep = prepare_kuairand(Path(args.data_dir), Path(args.work), window, ["1", "0", "4", "6", "2", "other"],
                             int(base["scenarios"]["min_scenario_rows"]), int(base["features"]["seq_len"]))
     results: dict[str, dict] = {}
+    stacks: dict[str, dict] = {}
+    args.cis = {}
     t0 = time.perf_counter()
     for name in args.variants.split(","):
         params = copy.deepcopy(base)
         for k, v in VARIANTS[name].items():
             set_dotted(params, k, v)
         per_seed = [{name: run_rows(prep, params, ["sass"], seed, Path(args.work) / name)["sass"]} for seed in args.seeds]
-        results[name] = aggregate(per_seed)[name]
+        stacks[name] = {sl: stack_seeds(per_seed, sl)[name] for sl in ("all", "scenario_cold")}
+        results[name] = aggregate([strip_pairs(r) for r in per_seed])[name]
+        if "default" in stacks and name != "default":
+            args.cis[name] = {sl: paired_bootstrap({s: v["ndcg@50"] for s, v in stacks[name][sl].items()},
+                                                   {s: v["ndcg@50"] for s, v in stacks["default"][sl].items()})
+                              for sl in ("all", "scenario_cold")}
         print(f"{name}: macro NDCG@50 {results[name]['macro']['ndcg@50']['mean']:.4f}", flush=True)
         _write(results, args, window, t0)  # after every variant: a crash or a kill keeps what was measured
     return 0
@@ -87,17 +116,23 @@ def main(argv: list[str] | None = None) -> int:
 def _write(results: dict, args, window, t0: float) -> None:
     scen = list(next(iter(results.values()))["per_scenario"])
     default = results.get("default", {}).get("macro", {}).get("ndcg@50", {}).get("mean")
-    lines = ["| variant | " + " | ".join(scen) + " | macro NDCG@50 | Δ vs default |", "|---" + "|---:" * (len(scen) + 2) + "|"]
+    lines = ["| variant | " + " | ".join(scen) + " | macro NDCG@50 | Δ vs default [95% CI] | Δ scenario-cold [95% CI] |",
+             "|---" + "|---:" * (len(scen) + 3) + "|"]
     for name, r in results.items():
         cells = [f"{r['per_scenario'][s]['ndcg@50']['mean']:.4f}" for s in scen]
         m = r["macro"]["ndcg@50"]["mean"]
-        delta = f"{m - default:+.4f}" if default is not None else ""
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {m:.4f} | {delta} |")
-    body = (f"NDCG@50 of `sass` per scenario; seeds {args.seeds}; total {time.perf_counter() - t0:.0f}s. "
-            "One knob changed per row, everything else as in params.yaml.\n\n" + "\n".join(lines) + "\n")
+        ci = args.cis.get(name)
+        delta = fmt_ci(ci["all"]["macro"]) if ci else (f"{m - default:+.4f}" if default is not None else "")
+        cold = fmt_ci(ci["scenario_cold"]["macro"]) if ci else ""
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {m:.4f} | {delta} | {cold} |")
+    body = (f"NDCG@50 of `sass` per scenario (mean over seeds); seeds {args.seeds}; total {time.perf_counter() - t0:.0f}s. "
+            "One knob changed per row, everything else as in params.yaml. Δ = variant − default on the same "
+            "pairs, paired bootstrap pooled over seeds; bold = the interval excludes 0, otherwise no measurable "
+            "difference.\n\n" + "\n".join(lines) + "\n")
     print(body)
     write_results(Path(args.out), "Ablations of sass on KuaiRand-Pure (dev split)", args.provenance, body,
-                  {"window": window.__dict__, "seeds": args.seeds, "variants": VARIANTS, "results": results})
+                  {"window": window.__dict__, "seeds": args.seeds, "variants": VARIANTS, "results": results,
+                   "significance": args.cis})
 
 
 if __name__ == "__main__":

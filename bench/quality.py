@@ -1,11 +1,19 @@
-"""Quality benchmark: BENCHMARK.md on KuaiRand-Pure for every reference row (+ the torch-rechub peer).
+"""Quality benchmark: BENCHMARK.md on KuaiRand-Pure, rolling-origin, with paired bootstrap CIs and slices.
 
-    python bench/quality.py --data-dir ../shared/data/kuairand_pure --end-date 20220505 \
-        --train-days 8 --test-days 3 --seeds 0 1 2
+    python bench/quality.py --seeds 0 1 2
 
-Prints the NDCG@50 and HitRate@50 tables (mean ± std over seeds, per scenario, macro, micro) and writes
-them to bench/results/quality.{md,json}. Every number comes from the product's own code path
-(sass_retrieval.experiment): importer, split, trainer, FAISS index, protocol.
+Windows (``END:TEST_DAYS:TRAIN_DAYS``, default below): the BENCHMARK.md dev split (train 04-25..05-02, test
+05-03..05-05), then three successive 1-day test windows (05-03, 05-04, 05-05) trained on every earlier day
+(8, 9, 10 days: the trend with more data), and the same three test days trained on the 4 days before them
+(a second training-window length). Every row is trained and scored per window and seed through the
+product's own code path (sass_retrieval.experiment: importer, split, trainer, protocol).
+
+Significance: per-pair metrics, pooled over seeds, paired bootstrap 95% CIs of ``sass`` minus every other
+row (evaluate.significance), per scenario and macro, on every slice (evaluate.slices: all pairs,
+scenario-cold users, tail ground truth). "Rolling" pools the three 1-day windows of one training length
+as strata of one comparison (its macro is the mean over windows and scenarios).
+
+Writes bench/results/quality.{md,json} (and per-pair arrays to the work folder).
 """
 
 from __future__ import annotations
@@ -18,39 +26,62 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml
+import yaml  # noqa: E402
 from bench_cli import bench_parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sass_retrieval.config import make_window, set_dotted  # noqa: E402
+from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
     aggregate,
+    fmt_ci,
     format_agg,
+    format_ci_table,
     prepare_kuairand,
     provenance,
     run_rows,
+    stack_seeds,
+    strip_pairs,
     write_results,
 )
+
+DEFAULT_WINDOWS = "20220505:3:8,20220503:1:8,20220504:1:9,20220505:1:10,20220503:1:4,20220504:1:4,20220505:1:4"
+SLICES = ("all", "scenario_cold", "tail_truth")
+REFERENCE = "sass"
 
 
 def parse_sets(items: list[str]) -> list[tuple[str, object]]:
     return [(k, yaml.safe_load(v)) for k, v in (s.split("=", 1) for s in items)]
 
 
+def window_label(end: int, test_days: int, train_days: int) -> str:
+    if test_days > 1:
+        return f"dev {test_days}d→{str(end)[4:]} (train {train_days}d)"
+    return f"{str(end)[4:]} (train {train_days}d)"
+
+
+def pooled(stacks: list[dict], labels: list[str]) -> dict:
+    """Several windows' per-pair stacks as one comparison: each (window, scenario) is a stratum."""
+    out: dict = {}
+    for row in stacks[0]:
+        out[row] = {f"{lab}:{s}": v for st, lab in zip(stacks, labels, strict=True) for s, v in st[row].items()}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = bench_parser(__doc__, "quality")
-    p.add_argument("--end-date", type=int, default=20220505, help="last day of data (end of the test window)")
-    p.add_argument("--train-days", type=int, default=8)
-    p.add_argument("--test-days", type=int, default=3)
+    p.add_argument("--windows", default=DEFAULT_WINDOWS, help="END:TEST_DAYS:TRAIN_DAYS, comma-separated")
     p.add_argument("--scenarios", default="1,0,4,6,2", help="reported scenarios (tabs)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rows", default="popular,dssm_mixed,dssm_single,sass_base,sass")
-    p.add_argument("--peer", default="example,uniform", help="torch-rechub DSSM variants ('' to skip)")
+    p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--set", action="append", default=[], help="override params, e.g. finetune.alpha=0")
     p.add_argument("--params", default=str(ROOT / "params.yaml"))
+    p.add_argument("--title", default="Quality on KuaiRand-Pure (BENCHMARK.md), rolling-origin")
     args = p.parse_args(argv)
     prov = provenance(sys.argv)  # at start: the code that produced the numbers, not what is checked out later
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -59,33 +90,89 @@ def main(argv: list[str] | None = None) -> int:
     params = yaml.safe_load(Path(args.params).read_text())
     for k, v in parse_sets(args.set):
         set_dotted(params, k, v)
-    torch.set_num_threads(int(params.get("train", {}).get("threads", 2)))
+    torch.set_num_threads(int(params["train"]["threads"]))
     work = Path(args.work)
-    window = make_window(args.end_date, args.train_days, args.test_days)
-    declared = args.scenarios.split(",") + ["other"]
-    prep = prepare_kuairand(Path(args.data_dir), work, window, declared,
-                            int(params["scenarios"]["min_scenario_rows"]), int(params["features"]["seq_len"]))
     rows = [r for r in args.rows.split(",") if r]
-    per_seed = []
+    declared = args.scenarios.split(",") + ["other"]
+    windows = [tuple(int(x) for x in w.split(":")) for w in args.windows.split(",")]
+    results: dict[str, dict] = {}
     t0 = time.perf_counter()
-    for seed in args.seeds:
-        res = run_rows(prep, copy.deepcopy(params), rows, seed, work)
-        if args.peer:
-            sys.path.insert(0, str(ROOT / "bench"))
-            from peer_rows import run_peer_rows
-
-            res.update(run_peer_rows(prep, args.peer.split(","), seed))
-        per_seed.append(res)
-    agg = aggregate(per_seed)
-    ndcg, hr = format_agg(agg, "ndcg@50"), format_agg(agg, "hit_rate@50")
-    body = (f"Window: train {window.train_start}..{window.train_end}, test {window.test_start}..{window.test_end}; "
-            f"seeds {args.seeds}; overrides {args.set or 'none'}; total {time.perf_counter() - t0:.0f}s.\n\n"
-            f"## NDCG@50 (mean ± std over seeds)\n\n{ndcg}\n\n## HitRate@50\n\n{hr}\n")
+    for end, test_days, train_days in windows:
+        label = window_label(end, test_days, train_days)
+        window = make_window(end, train_days, test_days)
+        prep = prepare_kuairand(Path(args.data_dir), work, window, declared,
+                                int(params["scenarios"]["min_scenario_rows"]), int(params["features"]["seq_len"]))
+        per_seed = [run_rows(prep, copy.deepcopy(params), rows, seed, work) for seed in args.seeds]
+        results[label] = {"window": window.__dict__, "train_days": train_days, "test_days": test_days,
+                          "per_seed": per_seed}
+        print(f"{label}: " + ", ".join(f"{r} {np.mean([ps[r]['macro']['ndcg@50'] for ps in per_seed]):.4f}"
+                                       for r in rows), flush=True)
+        body, payload = report(results, rows, args)
+        body = f"Seeds {args.seeds}; overrides {args.set or 'none'}; {time.perf_counter() - t0:.0f}s so far.\n\n" + body
+        # after every window: a crash or a kill keeps what was measured
+        write_results(Path(args.out), args.title, prov, body, payload)
     print(body)
-    write_results(Path(args.out), "Quality on KuaiRand-Pure (BENCHMARK.md, dev split)", prov, body,
-                  {"window": window.__dict__, "seeds": args.seeds, "overrides": args.set, "aggregate": agg,
-                   "per_seed": per_seed})
     return 0
+
+
+def report(results: dict[str, dict], rows: list[str], args) -> tuple[str, dict]:
+    labels = list(results)
+    comps: dict[str, dict] = {}
+    for lab in labels:
+        per_seed = results[lab]["per_seed"]
+        comps[lab] = {sl: compare_rows(stack_seeds(per_seed, sl), REFERENCE, "ndcg@50", n_boot=args.n_boot)
+                      for sl in SLICES} if REFERENCE in rows else {}
+    rolling: dict[str, list[str]] = {}
+    daily = [lab for lab in labels if results[lab]["test_days"] == 1]
+    first = min((results[lab]["window"]["train_start"] for lab in daily), default=None)
+    for lab in daily:  # expanding: trained from the first day of data; otherwise grouped by training length
+        w = results[lab]
+        key = "expanding" if w["window"]["train_start"] == first else f"{w['train_days']}d"
+        rolling.setdefault(key, []).append(lab)
+    for key, labs in rolling.items():
+        if len(labs) > 1 and REFERENCE in rows:
+            comps[f"rolling {key} ({len(labs)} days)"] = {
+                sl: compare_rows(pooled([stack_seeds(results[lab]["per_seed"], sl) for lab in labs], labs),
+                                 REFERENCE, "ndcg@50", n_boot=args.n_boot) for sl in SLICES}
+
+    def macro(lab: str, row: str, slice_name: str = "all") -> float:
+        vals = [(ps[row] if slice_name == "all" else ps[row]["slices"][slice_name])["macro"]["ndcg@50"]
+                for ps in results[lab]["per_seed"]]
+        return float(np.mean(vals))
+
+    out = ["## Macro NDCG@50 per window (mean over seeds)\n",
+           "| row | " + " | ".join(labels) + " |", "|---" + "|---:" * len(labels) + "|"]
+    best = {lab: max(macro(lab, r) for r in rows) for lab in labels}
+    for r in rows:
+        cells = [f"{macro(lab, r):.4f}" for lab in labels]
+        cells = [f"**{c}**" if np.isclose(macro(lab, r), best[lab]) else c for c, lab in zip(cells, labels, strict=True)]
+        out.append(f"| {r} | " + " | ".join(cells) + " |")
+    if comps and REFERENCE in rows:
+        out += ["", f"## Δ macro NDCG@50 = {REFERENCE} − row, 95% paired bootstrap CI (pooled over seeds)\n",
+                "Bold: the interval excludes 0. Otherwise: no measurable difference.\n"]
+        for sl in SLICES:
+            names = list(comps)
+            out += [f"### slice `{sl}`\n", "| row | " + " | ".join(names) + " |", "|---" + "|---:" * len(names) + "|"]
+            for r in rows:
+                if r == REFERENCE:
+                    continue
+                out.append(f"| {r} | " + " | ".join(fmt_ci(comps[n][sl][r]["macro"]) for n in names) + " |")
+            out.append("")
+        for lab in labels:
+            per_seed = results[lab]["per_seed"]
+            scen = list(per_seed[0][rows[0]]["per_scenario"])
+            agg = aggregate([strip_pairs(ps) for ps in per_seed])
+            out += [f"## {lab}: per scenario\n", "NDCG@50 (mean ± std over seeds):\n", format_agg(agg, "ndcg@50"), "",
+                    "HitRate@50:\n", format_agg(agg, "hit_rate@50"), ""]
+            for sl in SLICES:
+                pairs = {s: per_seed[0][REFERENCE]["slices"][sl]["per_scenario"][s]["pairs"] if sl != "all"
+                         else per_seed[0][REFERENCE]["per_scenario"][s]["pairs"] for s in scen}
+                out += [f"Δ NDCG@50, slice `{sl}` ({sum(pairs.values()):,} pairs):\n",
+                        format_ci_table(comps[lab][sl], scen, REFERENCE), ""]
+    payload = {"windows": {lab: {k: v for k, v in results[lab].items() if k != "per_seed"} |
+                           {"per_seed": [strip_pairs(ps) for ps in results[lab]["per_seed"]]} for lab in labels},
+               "significance": comps, "rows": rows, "seeds": args.seeds, "overrides": args.set}
+    return "\n".join(out) + "\n", payload
 
 
 if __name__ == "__main__":

@@ -88,14 +88,21 @@ def write_split(store: Path, out: Path, window: Window, smap: ScenarioMap, train
 
 def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int, work: Path,
              progress: bool = False) -> dict[str, dict[str, Any]]:
-    """Train and evaluate the given reference rows for one seed; returns row -> protocol results + timings."""
+    """Train and evaluate the given reference rows for one seed; returns row -> protocol results + timings.
+
+    Each row's result is the protocol's (``per_scenario``, ``macro``, ``micro``) on every evaluation pair,
+    with ``per_pair`` values for the paired bootstrap, plus ``slices``: the same for each evaluation slice
+    (evaluate.slices), scored from the same rankings.
+    """
     from .evaluate.embedding_recommender import EmbeddingRecommender
     from .evaluate.popular import PopularRecommender
-    from .evaluate.protocol import build_eval_set, evaluate
+    from .evaluate.protocol import build_eval_set
+    from .evaluate.slices import build_slices, evaluate_slices
     from .train.bank import load_bank
     from .train.recipes import model_config, run_pretraining, train_row
 
     es = build_eval_set(prep.train, prep.test, list(prep.smap.reported))
+    slices = build_slices(es, prep.train)
     users, items = read_users(prep.store), read_items(prep.store)
     bank = load_bank(prep.features, users, items, model_config(params, prep.smap.names))
     out: dict[str, dict[str, Any]] = {}
@@ -124,8 +131,8 @@ def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int,
             if isinstance(rep, dict) and "best_epoch" in rep:
                 info["best_epoch"] = rep["best_epoch"]
             rec = EmbeddingRecommender(models, bank)
-        res = evaluate(es, rec)
-        res["info"] = info
+        by_slice = evaluate_slices(slices, rec, keep_pairs=True)
+        res = {**by_slice.pop("all"), "slices": by_slice, "info": info}
         out[row] = res
         log.info("seed %d %s: macro NDCG@50 %.4f (%.0fs)", seed, row, res["macro"]["ndcg@50"], time.perf_counter() - t)
     return out
@@ -198,3 +205,40 @@ def write_results(out: Path, title: str, prov: dict[str, Any], body_md: str, pay
               f"{prov['cores']} cores, torch threads {prov['torch_threads']}\n- commit: {prov['commit']}\n\n")
     out.with_suffix(".md").write_text(header + body_md + "\n")
     out.with_suffix(".json").write_text(json.dumps({"provenance": prov, **payload}, indent=2, default=str))
+
+
+def stack_seeds(per_seed: list[dict[str, dict[str, Any]]], slice_name: str = "all",
+                metrics: tuple[str, ...] = ("ndcg@50", "hit_rate@50")) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """``{row: {scenario: {metric: (n_seeds, n_pairs)}}}`` from run_rows results of several seeds: the input
+    of significance.compare_rows, which resamples the same pairs for every seed (pooled over seeds)."""
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for row in per_seed[0]:
+        res = [r[row] if slice_name == "all" else r[row]["slices"][slice_name] for r in per_seed]
+        out[row] = {s: {m: np.stack([r["per_pair"][s][m] for r in res]) for m in metrics}
+                    for s in res[0]["per_pair"]}
+    return out
+
+
+def strip_pairs(result: Any) -> Any:
+    """A run_rows result without its per-pair arrays (for JSON)."""
+    if isinstance(result, dict):
+        return {k: strip_pairs(v) for k, v in result.items() if k != "per_pair"}
+    return result
+
+
+def fmt_ci(c: dict[str, Any]) -> str:
+    """``+0.0123 [+0.0050, +0.0190]``, bold when the interval excludes 0; '–' when there are no pairs."""
+    if not c.get("pairs") or not np.isfinite(c.get("diff", float("nan"))):
+        return "–"
+    txt = f"{c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}]"
+    return f"**{txt}**" if c.get("significant") else txt
+
+
+def format_ci_table(comparison: dict[str, dict[str, dict]], scenarios: list[str], reference: str = "sass") -> str:
+    """One line per other row: Δ = reference − row per scenario and macro with its 95% CI (compare_rows output)."""
+    first = next(iter(comparison.values()))
+    head = ["Δ = " + reference + " − row"] + [f"{s} (pairs {first[s]['pairs']:,})" for s in scenarios] + ["macro"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for row, c in comparison.items():
+        lines.append(f"| {row} | " + " | ".join(fmt_ci(c[s]) for s in scenarios + ["macro"]) + " |")
+    return "\n".join(lines)

@@ -59,3 +59,19 @@ def test_gate_bias_starts_the_scenario_path_at_the_global_one() -> None:
     assert not torch.all(default.adaptive.bias == default.adaptive.bias[0])   # PyTorch's own init kept
     err_default = (default(g, h, b) - g).abs().mean()
     assert err_open < 0.25 * err_default
+
+
+@pytest.mark.parametrize("kind", ["adaptive", "sigmoid"])
+def test_fused_gate_computation_equals_the_design_equations(kind: str) -> None:
+    """forward() splits W [g ; h' ; b] into blocks for speed; it must equal the equations as written."""
+    torch.manual_seed(0)
+    gates = AdaptiveGates(dim=6, bias_dim=3, kind=kind)
+    g, h, b = torch.randn(7, 6), torch.randn(7, 6), torch.randn(7, 3)
+    a = torch.sigmoid(gates.adaptive(torch.cat([g, h, b], -1)))
+    if kind == "sigmoid":
+        expected = h + a * g
+    else:
+        t = a * g
+        u = torch.sigmoid(gates.update(torch.cat([t, h, b], -1)))
+        expected = u * t + (1 - u) * h
+    assert torch.allclose(gates(g, h, b), expected, atol=1e-6)

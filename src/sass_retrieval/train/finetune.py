@@ -8,8 +8,9 @@ Loss = loss(scenario vectors) + aux_weight * loss(global vectors).
 
 Early stopping, when on, holds out the last training day (never the test window): after each epoch
 the model ranks that day's clicks against the scenario pools, and training stops when the macro
-NDCG@50 has not improved by more than ``min_delta`` for ``patience`` epochs (one held-out day is a
-noisy judge: gains below its noise only buy epochs). Then ``refit``: "full" (true) retrains from the
+NDCG@50 has not improved by more than ``min_delta`` for ``patience`` epochs, and never before
+``min_epochs``: one held-out day is a noisy judge, and a model whose first epochs only learn popularity
+(a flat validation curve before the personal signal takes off) must not be stopped on that plateau. Then ``refit``: "full" (true) retrains from the
 start on every training day for the best number of epochs; "holdout" keeps the best epoch's weights and
 trains one epoch on the held-out day, the newest, so it is not lost (a day's cost, not a window's);
 "none" (false) keeps the best epoch's weights as they are.
@@ -57,6 +58,7 @@ class FinetuneSettings:
     aux_weight: float = 0.3
     early_stopping: bool = True
     patience: int = 2
+    min_epochs: int = 1                  # never stop before this many epochs (see the module docstring)
     min_delta: float = 0.0               # a validation gain must exceed this to count as an improvement
     refit: bool | str = True             # True/"full" | "holdout" | False/"none": see the module docstring
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
@@ -196,7 +198,7 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
             log.info("validation (last training day) macro NDCG@50 after epoch %d: %.4f", epoch + 1, score)
             if score > best["score"] + s.min_delta:
                 best.update(score=score, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
-            return epoch + 1 - best["epoch"] >= s.patience
+            return epoch + 1 >= s.min_epochs and epoch + 1 - best["epoch"] >= s.patience
 
         report["select"] = train_on(all_days - {last}, s.loop, "select", check)
         report["validation"] = curve

@@ -56,7 +56,7 @@ def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | 
                       progress: bool = True) -> FinetuneSettings:
     f = params.get("finetune", {})
     keys = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature", "aux_weight",
-            "early_stopping", "patience", "min_delta", "refit", "recent_days")
+            "early_stopping", "patience", "min_epochs", "min_delta", "refit", "recent_days")
     kw = {k: f[k] for k in keys if k in f}
     return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios, **kw)
 
