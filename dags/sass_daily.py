@@ -2,20 +2,22 @@
 
     configure -> <one task per dvc.yaml stage; foreach stages are mapped over their items> -> record_run
 
-- Tasks and edges come from ``sass_retrieval.orchestration.dvc_graph``: add a stage to dvc.yaml and it
-  appears here. A foreach stage (``split``, ``reference``, ``index``) is one mapped task,
+- Tasks and edges come from DVC's own index of dvc.yaml (``dvc.repo.Repo(root).index.graph``) through
+  ``sass_retrieval.orchestration.dvc_graph``: add a stage to dvc.yaml and it appears here. A foreach stage
+  (``split``, ``index``; ``reference`` when evaluate.benchmark_rows lists rows) is one mapped task,
   ``.expand(item=[...])``, whose instances run in parallel.
 - Each task runs the stage's resolved cmd itself, then records it in dvc.lock with ``dvc commit`` under a
   process-level file lock, so parallel instances never fight over DVC's repo lock.
 - ``configure`` writes the run's day (the date of data_interval_start, or the ``end_date`` param) into
-  params.yaml ``window.end_date``; ``record_run`` keeps runs/<YYYYMMDD>/ and pushes the DVC cache.
+  params.yaml ``window.end_date``; ``record_run`` pushes the DVC cache and commits dvc.lock, params.yaml
+  and the metrics to git as tag ``day-YYYYMMDD`` (``dvc metrics diff day-A day-B``, ``sass runs list``).
 - A failing stage fails its task; downstream tasks (publish included) do not run, so the published
   model stays in service. Exit code 2 (data validation failed) and exit code 3 (params.yaml does not
   validate: the ``params`` stage, first after ``configure``) are not retried.
 
 The project folder is $SASS_PROJECT_DIR, else the folder above this file. Heavy libraries (torch,
-great_expectations, dvc) are only imported inside the stage subprocesses: parsing this file reads two
-YAML files.
+great_expectations, dvc) are only imported inside the tasks: parsing this file reads the stage graph from
+.dvc/tmp/sass-dag-graph.json, which a subprocess regenerates with DVC when dvc.yaml or params.yaml changed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ ROOT = Path(os.environ.get("SASS_PROJECT_DIR") or Path(__file__).resolve().paren
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from sass_retrieval.orchestration import dvc_graph  # noqa: E402  (pure: PyYAML only)
+from sass_retrieval.orchestration import dvc_graph  # noqa: E402  (reads a JSON cache; DVC runs in a subprocess)
 
 DAG_ID = "sass_daily"
 CONFIGURE, RECORD = "configure", "record_run"

@@ -1,9 +1,13 @@
 """Stage `evaluate`: every reference row through the one BENCHMARK.md protocol; metrics and plots for DVC.
 
+Rows: evaluate.rows, plus the challenger (publish.challenger) and evaluate.benchmark_rows (on demand). The
+candidate (sass) and the challenger are scored through their own FAISS indexes (indexes/<row>/<scenario>),
+the artefacts the publish stage may serve; the model in service is re-scored on the same pairs.
+
 Every row is scored on every slice (``all``, ``scenario_cold``, ``tail_truth``) from one ranking per
 pair, and the reference row (sass) is compared with each other row by a paired bootstrap on NDCG@50
 per slice, so the report can say whether a difference is larger than the noise of the test window.
-Optional params: evaluate.cold_max / cold_min_other (slices), evaluate.n_boot / level / seed (bootstrap).
+Params: evaluate.cold_max / cold_min_other (slices), evaluate.n_boot / level / seed (bootstrap).
 """
 
 from __future__ import annotations
@@ -47,12 +51,14 @@ def _published_on_this_window(run, bank, es, ks, recommender_cls, evaluate_fn) -
     published model on today's pairs is. None when nothing is published or its config no longer fits
     (e.g. the scenario list changed), in which case the gate falls back to the recorded number.
     """
+    from sass_retrieval.publish import current_version, served_row
     from sass_retrieval.train.checkpoint import CheckpointError, load_model
 
     from .common import published_dir
 
-    path = published_dir(run.params) / "current" / "models" / "sass" / "model.pt"
-    if not path.exists():
+    current = current_version(published_dir(run.params))
+    path = (current / "models" / served_row(current) / "model.pt") if current is not None else None
+    if path is None or not path.exists():
         return None
     try:
         model, _ = load_model(path)
@@ -66,10 +72,11 @@ def _published_on_this_window(run, bank, es, ks, recommender_cls, evaluate_fn) -
         return None
 
 
-def optional(params: dict, key: str, default):
-    """An optional params key (absent or null: the default)."""
-    value = get(params, key, None)
-    return default if value is None else value
+def daily_and_benchmark_rows(params: dict) -> list[str]:
+    """evaluate.rows, plus the challenger (publish.challenger) and the on-demand evaluate.benchmark_rows."""
+    rows = [str(r) for r in get(params, "evaluate.rows")]
+    extra = [get(params, "publish.challenger", None), *(get(params, "evaluate.benchmark_rows", None) or [])]
+    return list(dict.fromkeys([*rows, *(str(r) for r in extra if r)]))
 
 
 def reference_row(rows: list[str]) -> str | None:
@@ -139,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     train, test = read_mapped(run, w.train_start, w.train_end), read_mapped(run, w.test_start, w.test_end)
     reported = list(run.scenarios.reported)
     es = build_eval_set(train, test, reported)
-    cold_max = int(optional(run.params, "evaluate.cold_max", 5))
-    cold_min_other = int(optional(run.params, "evaluate.cold_min_other", 5))
+    cold_max = int(get(run.params, "evaluate.cold_max"))
+    cold_min_other = int(get(run.params, "evaluate.cold_min_other"))
     slices = build_slices(es, train, cold_max=cold_max, cold_min_other=cold_min_other)
     tail_median = {s: t["median"] for s, t in tail_thresholds(es, train).items()}
     ks = [int(k) for k in get(run.params, "evaluate.ks", [20, 50, 100])]
@@ -157,15 +164,16 @@ def main(argv: list[str] | None = None) -> int:
             per_pair[name][row] = r.pop("per_pair")
             by_slice[name][row] = r
 
-    for row in get(run.params, "evaluate.rows"):
+    challenger = str(get(run.params, "publish.challenger", "dssm_mixed"))
+    for row in daily_and_benchmark_rows(run.params):
         t = time.perf_counter()
         if row == "popular":
             rec = PopularRecommender(train)
         else:
             models = load_row_models(row, safe_path(args.models), bank.scenarios)
             indexes = None
-            if row == "sass":  # the published artefact itself: the per-scenario FAISS files
-                indexes = {s: load_index(safe_path(args.indexes) / s / "index.faiss") for s in reported}
+            if row in ("sass", challenger):  # what may be published: its per-scenario FAISS files
+                indexes = {s: load_index(safe_path(args.indexes) / row / s / "index.faiss") for s in reported}
             rec = EmbeddingRecommender(models, bank, IndexConfig.from_params(run.params), indexes)
         keep(row, score(rec))
         log.info("%s: macro NDCG@50 %.4f (%.1fs)", row, by_slice["all"][row]["macro"]["ndcg@50"],
@@ -180,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     reference = reference_row(list(results))
     metric = significance_metric(ks)
-    boot = {"n_boot": int(optional(run.params, "evaluate.n_boot", 2000)),
-            "level": float(optional(run.params, "evaluate.level", 0.95)),
-            "seed": int(optional(run.params, "evaluate.seed", 0))}
+    boot = {"n_boot": int(get(run.params, "evaluate.n_boot")),
+            "level": float(get(run.params, "evaluate.level")),
+            "seed": int(get(run.params, "evaluate.seed"))}
     significance = significance_by_slice(per_pair, reference, metric, **boot)
     log.info("paired bootstrap of %s vs %d row(s) on %d slice(s): %.1fs", reference, max(len(results) - 1, 0),
              len(significance), time.perf_counter() - t)

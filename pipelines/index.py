@@ -1,4 +1,5 @@
-"""Stage `index`: one FAISS index per scenario over the item tower's scenario vectors of the sass model."""
+"""Stage `index`: one scenario's FAISS index for every row that may be published (the candidate sass and
+the challenger, publish.challenger), over the item tower's scenario vectors: indexes/<row>/<scenario>."""
 
 from __future__ import annotations
 
@@ -16,10 +17,28 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
     p.add_argument("--scenario", required=True)
-    p.add_argument("--model", default="models/sass/model.pt")
+    p.add_argument("--row", action="append", default=None,
+                   help="row to index, repeatable (default: sass and publish.challenger)")
+    p.add_argument("--models", default="models", help="folder of models/<row>/model.pt")
     p.add_argument("--features", default="data/features")
-    p.add_argument("--out", default="indexes")
+    p.add_argument("--out", default="indexes", help="writes <out>/<row>/<scenario>/")
     args = p.parse_args(argv)
+    from sass_retrieval.index.faiss_index import set_threads
+    from sass_retrieval.train.checkpoint import load_model
+
+    run = load_run(args.params)
+    set_threads(int(run.params.get("train", {}).get("threads", 2)))
+    bank = bank_for(run, args.features, serving_only=True)
+    if args.scenario not in bank.per:
+        raise SystemExit(f"index: scenario {args.scenario!r} has no split output under {args.features}")
+    rows = args.row or ["sass", str(run.params.get("publish", {}).get("challenger", "dssm_mixed"))]
+    for row in dict.fromkeys(rows):
+        model, manifest = load_model(safe_path(args.models) / row / "model.pt")
+        build_one(run, bank, model, manifest, row, args.scenario, safe_path(args.out) / row / args.scenario)
+    return 0
+
+
+def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
     from sass_retrieval.evaluate.embedding_recommender import embed_items, embed_users
     from sass_retrieval.index.faiss_index import (
         IndexConfig,
@@ -27,21 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         describe,
         recall_against_exact,
         save_index,
-        set_threads,
     )
-    from sass_retrieval.train.checkpoint import load_model
 
     t0 = time.perf_counter()
-    run = load_run(args.params)
-    set_threads(int(run.params.get("train", {}).get("threads", 2)))
-    model, manifest = load_model(safe_path(args.model))
-    bank = bank_for(run, args.features, serving_only=True)
-    s = args.scenario
-    if s not in bank.per:
-        raise SystemExit(f"index: scenario {s!r} has no split output under {args.features}")
     pool = bank.per[s].pool
-    out = safe_path(args.out) / s
-    info = {"scenario": s, "pool": int(len(pool)), "model_sha256": manifest["sha256"]}
+    info = {"row": row, "scenario": s, "pool": int(len(pool)), "model_sha256": manifest["sha256"]}
     if len(pool):
         vecs = embed_items(model, bank, s, pool)
         cfg = IndexConfig.from_params(run.params)
@@ -56,11 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             info["recall@50_vs_exact"] = float(recall_against_exact(index, vecs, bank.item_ids[pool], q, 50))
         info.update(kind=describe(index), requested_kind=cfg.kind)
     else:
-        log.warning("scenario %s has an empty pool; no index written", s)
+        log.warning("scenario %s has an empty pool; no %s index written", s, row)
     info["seconds"] = round(time.perf_counter() - t0, 2)
     write_json(out / "build.json", info)
-    log.info("index %s: %s", s, info)
-    return 0
+    log.info("index %s/%s: %s", row, s, info)
 
 
 if __name__ == "__main__":

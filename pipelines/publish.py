@@ -1,50 +1,130 @@
-"""Stage `publish`: make this run's model and indexes "current" if the gate allows; otherwise say why."""
+"""Stage `publish`: champion/challenger. The better of the candidate (sass) and the challenger
+(publish.challenger) becomes "current" only when it beats the model in service by more than the paired 95%
+confidence interval on this run's evaluation pairs; otherwise the model in service stays. On the first day
+(nothing in service) the better of the two is published.
+
+The decision, the scores and the paired margins go to reports/publish.json and one line of
+<publish.dir>/decisions.jsonl:
+
+    winner      the row published, or null when the model in service stays
+    best        the better of candidate and challenger today; served: the row in service after the decision
+    scores      macro NDCG@50 of candidate, challenger and the model in service ("published")
+    margins     "<a>-<b>": paired bootstrap of a - b on this run's pairs ({diff, lo, hi, pairs, significant}),
+                for candidate vs challenger and for the best vs the model in service
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from pathlib import Path
 
 from sass_retrieval.config import get
-from sass_retrieval.publish import gate, install_version, point_current, published_metric, record, run_id
+from sass_retrieval.publish import (
+    CANDIDATE,
+    SERVED_FILE,
+    current_version,
+    gate,
+    install_version,
+    point_current,
+    published_metric,
+    record,
+    run_id,
+    served_row,
+)
 
 from .base import load_run, parser, published_dir, safe_path, setup_logging, write_json
 
 log = logging.getLogger("publish")
 
 
+def macro(metrics: dict, row: str) -> float | None:
+    try:
+        return float(metrics["rows"][row]["macro"]["ndcg@50"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def paired_margin(per_pair: Path, a: str, b: str, config: dict, slice_name: str = "all") -> dict | None:
+    """Paired bootstrap of row a - row b (macro over scenarios) from the evaluate stage's per_pair.npz, with
+    the evaluate stage's metric, n_boot, level and seed (metrics.json "significance_config")."""
+    import numpy as np
+
+    from sass_retrieval.evaluate.significance import MACRO, paired_bootstrap
+
+    if not per_pair.exists():
+        return None
+    metric = config.get("metric", "ndcg@50")
+    with np.load(per_pair) as z:
+        keys = set(z.files)
+        scen = [k.split("/")[2] for k in sorted(keys)
+                if k.count("/") == 3 and k.startswith(f"{slice_name}/{a}/") and k.endswith(f"/{metric}")]
+        scen = [s for s in scen if f"{slice_name}/{b}/{s}/{metric}" in keys]
+        if not scen:
+            return None
+        xa = {s: z[f"{slice_name}/{a}/{s}/{metric}"] for s in scen}
+        xb = {s: z[f"{slice_name}/{b}/{s}/{metric}"] for s in scen}
+    out = paired_bootstrap(xa, xb, n_boot=int(config.get("n_boot", 2000)), level=float(config.get("level", 0.95)),
+                           seed=int(config.get("seed", 0)))
+    return {**out[MACRO], "metric": metric}
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
     p.add_argument("--metrics", default="metrics/metrics.json")
+    p.add_argument("--per-pair", default="metrics/per_pair.npz")
     p.add_argument("--validation", default="reports/validation/summary.json")
     p.add_argument("--out", default="reports/publish.json")
     args = p.parse_args(argv)
     run = load_run(args.params)
     root = published_dir(run.params)
+    challenger = str(get(run.params, "publish.challenger", "dssm_mixed"))
     vpath = safe_path(args.validation)
     validation_ok = vpath.exists() and bool(json.loads(vpath.read_text()).get("success"))
     metrics = json.loads(safe_path(args.metrics).read_text())
-    candidate = metrics["sass"]["macro"]["ndcg@50"]
-    decision = gate(validation_ok, candidate, published_metric(root, metrics),
-                    float(get(run.params, "publish.tolerance")))
+    config = metrics.get("significance_config") or {}
+    level = float(config.get("level", 0.95))
+    per_pair = safe_path(args.per_pair)
+    scores = {CANDIDATE: macro(metrics, CANDIDATE), challenger: macro(metrics, challenger)}
+    published = published_metric(root, metrics)
+    margins = {}
+    vs = paired_margin(per_pair, CANDIDATE, challenger, config)
+    if vs is not None:
+        margins[f"{CANDIDATE}-{challenger}"] = vs
+    lead = None
+    finite = {r: v for r, v in scores.items() if v is not None and v == v}
+    if finite and "published" in metrics.get("rows", {}):
+        best = max(finite, key=lambda r: (finite[r], r == CANDIDATE))
+        lead = paired_margin(per_pair, best, "published", config)
+    decision = gate(validation_ok, scores, published, lead, tolerance=float(get(run.params, "publish.tolerance")),
+                    level=level, margins=margins)
+    in_service = current_version(root)
     entry = {"window_end": run.window.test_end, "publish": decision.publish, "reason": decision.reason,
-             "candidate_ndcg@50": decision.candidate, "published_ndcg@50": decision.published}
+             "candidate_ndcg@50": decision.candidate, "published_ndcg@50": decision.published,
+             "candidate": CANDIDATE, "challenger": challenger, "best": decision.best, "winner": decision.winner,
+             "served": decision.winner or (served_row(in_service) if in_service else None),
+             "scores": {**decision.scores, "published": published}, "margins": decision.margins,
+             "level": level}
     if decision.publish:
         from sass_retrieval.runlock import run_lock
 
-        sources = {"models/sass": safe_path("models/sass"), "models/pretrain": safe_path("models/pretrain"),
-                   "indexes": safe_path("indexes"), "metrics.json": safe_path(args.metrics),
+        row = decision.winner
+        sources = {"models/pretrain": safe_path("models/pretrain"), f"models/{CANDIDATE}": safe_path("models/sass"),
+                   f"models/{challenger}": safe_path(f"models/{challenger}"),
+                   "indexes": safe_path(f"indexes/{row}"), "metrics.json": safe_path(args.metrics),
                    "validation.json": vpath}
+        sources = {k: v for k, v in sources.items() if v.exists() or k in ("indexes", f"models/{row}")}
+        served = json.dumps({"row": row}) + "\n"
         files = [f for src in sources.values() for f in ([src] if src.is_file() else sorted(src.rglob("*")))
                  if f.is_file()]
-        vid = run_id(run.window.test_end, files)
+        vid = run_id(run.window.test_end, files)  # the served row's indexes are among the files
         with run_lock(root / ".publish.lock", "publish"):
-            target = install_version(root, vid, sources)
+            target = install_version(root, vid, sources, {SERVED_FILE: served})
             point_current(root, target)
         entry["version"] = vid
-        log.info("published %s: %s", vid, decision.reason)
+        log.info("published %s (%s): %s", vid, row, decision.reason)
     else:
         print(f"NOT PUBLISHED: {decision.reason}. The current model and indexes stay in service.", file=sys.stderr)
     record(root, entry)

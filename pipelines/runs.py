@@ -1,11 +1,15 @@
-"""`sass runs`: the daily versions the Airflow DAG records under runs/<YYYYMMDD>/.
+"""`sass runs`: the daily versions the Airflow DAG records as git tags day-YYYYMMDD (a commit of dvc.lock,
+params.yaml and the metrics; the models and indexes are in the DVC cache/remote, named by dvc.lock).
 
     sass runs list                      day, macro NDCG@50 of every reference row, published or not
-    sass runs restore YYYYMMDD [--to DIR] [--no-fetch]
-                                        that day's models/ and indexes/ from the DVC cache (or remote)
-    sass runs diff YYYYMMDD YYYYMMDD    macro metrics of two days side by side
+    sass runs restore YYYYMMDD [--to DIR] [--remote NAME]
+                                        that day's models/ and indexes/ (dvc get --rev day-YYYYMMDD)
+    sass runs diff YYYYMMDD YYYYMMDD    macro metrics of two days (dvc metrics diff day-A day-B: all of them)
     sass runs record YYYYMMDD [--no-push]
                                         record the workspace's current run by hand (after `dvc repro`)
+
+The DVC commands work on the same tags: `dvc metrics diff day-20220504 day-20220505`, `dvc plots diff
+day-20220504 day-20220505`, `git checkout day-20220504 && dvc checkout`, `dvc get . models/sass --rev day-20220504`.
 """
 
 from __future__ import annotations
@@ -22,14 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sass runs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=None, help="project folder (default: $SASS_PROJECT_DIR or the current folder)")
-    p.add_argument("--runs-dir", default=runs.RUNS_DIR, help="run records folder inside the project (default: runs)")
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="table of recorded runs")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     rs = sub.add_parser("restore", help="restore one day's models/ and indexes/")
     rs.add_argument("day", help="YYYYMMDD")
     rs.add_argument("--to", default=None, help="write DIR/models and DIR/indexes instead of the workspace")
-    rs.add_argument("--no-fetch", action="store_true", help="use the local DVC cache only, never the remote")
     rs.add_argument("--remote", default=None, help="DVC remote to fetch from (default: the default remote)")
     df = sub.add_parser("diff", help="compare two days' metrics")
     df.add_argument("a")
@@ -45,24 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root).resolve() if args.root else runs.project_root(Path.cwd())
     try:
         if args.command == "list":
-            found = runs.list_runs(root, args.runs_dir)
+            found = runs.list_runs(root)
             if args.json:
-                print(json.dumps([{"day": r.day, "ndcg@50": r.ndcg50, "published": r.published,
-                                   "version": r.version, "reason": r.reason, "pushed": r.pushed} for r in found],
+                print(json.dumps([{"day": r.day, "tag": r.tag, "ndcg@50": r.ndcg50, "published": r.published,
+                                   "winner": r.winner, "version": r.version, "reason": r.reason, "pushed": r.pushed}
+                                  for r in found],
                                  indent=2))
             else:
                 print(runs.format_runs(found))
         elif args.command == "restore":
-            restored = runs.restore(root, args.day, args.to, fetch=not args.no_fetch, remote=args.remote,
-                                    runs_dir=args.runs_dir)
+            restored = runs.restore(root, args.day, args.to, remote=args.remote)
             print(runs.format_restored(args.day, restored, args.to))
         elif args.command == "diff":
-            print(runs.diff_runs(root, args.a, args.b, args.runs_dir))
+            print(runs.diff_runs(root, args.a, args.b))
         elif args.command == "record":
-            path = runs.record_run(root, args.day, {"recorded_by": "sass runs record"}, push=not args.no_push,
-                                   runs_dir=args.runs_dir)
-            print(f"recorded {path}")
-    except (FileNotFoundError, ValueError) as exc:
+            tag = runs.record_run(root, args.day, {"recorded_by": "sass runs record"}, push=not args.no_push)
+            print(f"recorded {tag}")
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"sass runs {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0

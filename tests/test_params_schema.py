@@ -54,12 +54,8 @@ def test_the_shipped_params_validate() -> None:
 def test_every_key_of_params_yaml_is_in_the_schema_and_every_required_key_in_params_yaml() -> None:
     assert set(leaf_keys(SHIPPED)) <= set(known_keys())
     assert set(known_keys(optional=False)) <= set(leaf_keys(SHIPPED))
-    # optional keys are few and deliberate: code reads them with a default that params.yaml does not show
-    # yet (work in progress elsewhere); move them into params.yaml (and make them required) when they land
-    assert set(known_keys(optional=True)) == {"model.scenario_layer", "model.residual", "finetune.min_epochs",
-                                              "evaluate.cold_max",
-                                              "evaluate.cold_min_other", "evaluate.n_boot", "evaluate.level",
-                                              "evaluate.seed"}
+    # no optional keys: params.yaml is the one source of defaults
+    assert set(known_keys(optional=True)) == set()
 
 
 def test_every_model_forbids_unknown_keys() -> None:

@@ -3,7 +3,7 @@
     sass params | ingest | validate | split | pretrain | train | index | evaluate | report | publish
     sass recommend --user 42 --scenario 1 --k 20
     sass runs list | sass runs restore YYYYMMDD
-    sass run            # every stage in order, without DVC (dvc repro is the tracked way)
+    sass run [ARGS]     # = dvc repro [ARGS] under the workspace's run lock
 
 Run `sass <command> --help` for each command's options.
 """
@@ -26,7 +26,8 @@ COMMANDS = {
     "publish": ("pipelines.publish", "publish gate and atomic swap"),
     "recommend": ("pipelines.recommend", "top-K items for a user in a scenario from the published index"),
     "runs": ("pipelines.runs", "list past daily runs with metrics, restore one day's model and indexes"),
-    "run": ("pipelines.run_all", "run every stage in order without DVC"),
+    "run": (None, "dvc repro [ARGS]: the whole pipeline (or the named stages), refused while another run holds "
+                  "the workspace"),
 }
 
 
@@ -46,8 +47,30 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"sass: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    if COMMANDS[name][0] is None:
+        return run(rest)
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
+
+
+def run(args: list[str]) -> int:
+    """``sass run``: ``dvc repro`` itself (DVC orders, skips up-to-date stages and records dvc.lock), with this
+    interpreter's bin first on PATH so the stages' ``python`` is the project's, under the workspace's run
+    lock so a second ``sass run`` is refused with a readable message. A failing stage stops the run."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from .runlock import RunLocked, run_lock
+
+    project = Path.cwd()
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    try:
+        with run_lock(project / ".locks" / "run.lock", "sass run"):
+            return subprocess.call([sys.executable, "-m", "dvc", "repro", *args], cwd=project, env=env)
+    except RunLocked as exc:
+        print(str(exc), file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -186,8 +186,8 @@ class Model(Section):
     gate_bias: Number | None
     bias_net: bool
     dropout: Annotated[Number, Field(ge=0, lt=1)]
-    scenario_layer: Literal["full", "star", "lowrank"] = None   # optional
-    residual: bool = None                            # optional
+    scenario_layer: Literal["full", "star", "lowrank"]
+    residual: bool
     user_buckets: Buckets
     video_buckets: Buckets
     field_buckets: Buckets
@@ -223,7 +223,7 @@ class Finetune(Section):
     freeze_pretrained: bool
     early_stopping: bool
     patience: PosInt
-    min_epochs: PosInt = None                        # optional
+    min_epochs: PosInt
     min_delta: NonNeg
     refit: Refit
     max_steps_per_epoch: NonNegInt
@@ -254,23 +254,28 @@ class Index(Section):
 
 
 ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass")
+BENCHMARK_ROWS = ("dssm_mixed", "dssm_single", "sass_base")
+CHALLENGERS = ("dssm_mixed", "sass_base")  # one model for every scenario, like the candidate sass
 
 
 class Evaluate(Section):
     model_config = ConfigDict(extra="forbid")
     ks: Annotated[list[PosInt], Field(min_length=1), AfterValidator(_unique)]
     rows: Annotated[list[Literal[ROWS]], Field(min_length=1), AfterValidator(_unique)]  # type: ignore[valid-type]
-    cold_max: NonNegInt = None                       # optional
-    cold_min_other: NonNegInt = None                 # optional
-    n_boot: PosInt = None                            # optional
-    level: Annotated[Number, Field(gt=0, lt=1)] = None  # optional
-    seed: int = None                                 # optional
+    # trained (stage reference@<row>) and scored only on demand: the benchmark, not the daily path
+    benchmark_rows: Annotated[list[Literal[BENCHMARK_ROWS]], AfterValidator(_unique)]  # type: ignore[valid-type]
+    cold_max: NonNegInt
+    cold_min_other: NonNegInt
+    n_boot: PosInt
+    level: Annotated[Number, Field(gt=0, lt=1)]
+    seed: int
 
 
 class Publish(Section):
     model_config = ConfigDict(extra="forbid")
     tolerance: NonNeg
     dir: PathStr
+    challenger: Literal[CHALLENGERS]  # type: ignore[valid-type]
 
 
 class Params(Section):

@@ -2,7 +2,8 @@
 
 Layout under the publish folder:
 
-    versions/<run_id>/   models, indexes, metrics and validation summary of one run (never modified)
+    versions/<run_id>/   models (candidate, challenger, pretrain), the served row's indexes, metrics,
+                         validation summary and served.json (which row it serves) of one run (never modified)
     current              symlink to the version in service
     decisions.jsonl      one line per publish attempt: what was decided and why
 
@@ -19,37 +20,95 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+CANDIDATE = "sass"
+SERVED_FILE = "served.json"   # in a version folder: {"row": the reference row whose model and indexes it serves}
 
 
 @dataclass
 class Decision:
     publish: bool
     reason: str
-    candidate: float | None
-    published: float | None
+    candidate: float | None            # macro NDCG@50 of the candidate (sass)
+    published: float | None            # ... of the model in service, on this run's pairs when re-scored
+    winner: str | None = None          # the row published (None: the model in service stays)
+    best: str | None = None            # the better of candidate and challenger on this run's pairs
+    scores: dict[str, float | None] = field(default_factory=dict)   # row -> macro NDCG@50
+    margins: dict[str, dict] = field(default_factory=dict)         # "<a>-<b>" -> paired CI of a - b
 
 
-def gate(validation_ok: bool, candidate: float | None, published: float | None, tolerance: float) -> Decision:
-    """Publish only a validated run whose macro NDCG@50 is not worse than the current one by > tolerance."""
+def _finite(x: float | None) -> bool:
+    return x is not None and x == x and x not in (float("inf"), float("-inf"))
+
+
+def _ci(m: dict | None, level: float) -> str:
+    if not m:
+        return "no paired CI"
+    return f"{m['diff']:+.4f}, paired {level:.0%} CI [{m['lo']:+.4f}, {m['hi']:+.4f}]"
+
+
+def gate(validation_ok: bool, scores: dict[str, float | None], published: float | None,
+         lead: dict | None = None, *, tolerance: float = 0.0, level: float = 0.95,
+         margins: dict[str, dict] | None = None, candidate: str = CANDIDATE) -> Decision:
+    """Champion/challenger: publish the best of ``scores`` (candidate and challenger, macro NDCG@50 on this
+    run's pairs) only when it beats the model in service by more than the noise of this test window.
+
+    - ``lead``: the paired bootstrap CI of (best - model in service) on this run's pairs (``macro`` entry of
+      :func:`sass_retrieval.evaluate.significance.paired_bootstrap`). The best is published when its lower
+      bound is above 0; otherwise the model in service stays.
+    - nothing in service (``published`` None): the best is published.
+    - the model in service could not be re-scored on this run's pairs (``lead`` None, ``published`` is the
+      number recorded when it was published): the best is published unless it is more than
+      ``tolerance`` below that number (the previous rule; different windows are not paired).
+    """
+    margins = dict(margins or {})
+    ok = {r: float(v) for r, v in scores.items() if _finite(v)}
+    cand = scores.get(candidate)
+
+    def decide(publish: bool, reason: str, best: str | None, winner: str | None = None) -> Decision:
+        return Decision(publish, reason, cand, published, winner if publish else None, best, dict(scores), margins)
+
     if not validation_ok:
-        return Decision(False, "data validation did not pass", candidate, published)
-    if candidate is None or candidate != candidate:
-        return Decision(False, "the candidate has no macro NDCG@50", candidate, published)
+        return decide(False, "data validation did not pass", None)
+    if not ok:
+        return decide(False, "neither the candidate nor the challenger has a macro NDCG@50", None)
+    best = max(ok, key=lambda r: (ok[r], r == candidate))
+    others = ", ".join(f"{r} {v:.4f}" for r, v in ok.items() if r != best)
+    head = f"{best} (macro NDCG@50 {ok[best]:.4f}" + (f"; {others})" if others else ")")
     if published is None:
-        return Decision(True, "nothing published yet", candidate, published)
-    if candidate < published - tolerance:
-        return Decision(False, f"macro NDCG@50 {candidate:.4f} is more than {tolerance} below the published "
-                               f"{published:.4f}", candidate, published)
-    return Decision(True, f"macro NDCG@50 {candidate:.4f} vs published {published:.4f} (tolerance {tolerance})",
-                    candidate, published)
+        return decide(True, f"nothing published yet: {head} is published", best, best)
+    if lead is None:
+        if ok[best] < published - tolerance:
+            return decide(False, f"macro NDCG@50 {ok[best]:.4f} ({best}) is more than {tolerance} below the "
+                                 f"published {published:.4f} (not re-scored on this run's pairs)", best)
+        return decide(True, f"{head} vs published {published:.4f}, recorded on another window "
+                            f"(tolerance {tolerance})", best, best)
+    margins[f"{best}-published"] = lead
+    if lead["lo"] > 0:
+        return decide(True, f"{head} leads the published {published:.4f} by {_ci(lead, level)}", best, best)
+    if lead["hi"] < 0:
+        return decide(False, f"macro NDCG@50 {ok[best]:.4f} ({best}) is below the published {published:.4f}: "
+                             f"{_ci(lead, level)}", best)
+    return decide(False, f"{head}: its lead over the published {published:.4f} is within the noise "
+                         f"({_ci(lead, level)})", best)
 
 
 def current_version(root: Path) -> Path | None:
     link = Path(root) / "current"
     return link.resolve() if link.is_symlink() and link.resolve().exists() else None
+
+
+def served_row(version: Path | None) -> str:
+    """The reference row a version serves (``served.json``; versions from before the challenger: sass)."""
+    if version is None:
+        return CANDIDATE
+    try:
+        return str(json.loads((Path(version) / SERVED_FILE).read_text())["row"])
+    except (OSError, ValueError, KeyError):
+        return CANDIDATE
 
 
 def published_metric(root: Path, metrics: dict | None = None) -> float | None:
@@ -60,7 +119,10 @@ def published_metric(root: Path, metrics: dict | None = None) -> float | None:
     cur = current_version(root)
     if cur is None or not (cur / "metrics.json").exists():
         return None
-    return float(json.loads((cur / "metrics.json").read_text())["sass"]["macro"]["ndcg@50"])
+    recorded = json.loads((cur / "metrics.json").read_text())
+    row = served_row(cur)
+    entry = (recorded.get("rows") or {}).get(row) or recorded.get("sass")
+    return float(entry["macro"]["ndcg@50"])
 
 
 def run_id(window_end: int, files: list[Path]) -> str:
@@ -74,8 +136,9 @@ def run_id(window_end: int, files: list[Path]) -> str:
     return f"{window_end}-{h.hexdigest()[:10]}"
 
 
-def install_version(root: Path, vid: str, sources: dict[str, Path]) -> Path:
-    """Copy ``sources`` (name -> file or folder) into versions/<vid>, atomically; reuse it if present."""
+def install_version(root: Path, vid: str, sources: dict[str, Path], texts: dict[str, str] | None = None) -> Path:
+    """Copy ``sources`` (name -> file or folder) and write ``texts`` (name -> content) into versions/<vid>,
+    atomically; reuse it if present."""
     versions = Path(root) / "versions"
     target = versions / vid
     if target.exists():
@@ -90,6 +153,8 @@ def install_version(root: Path, vid: str, sources: dict[str, Path]) -> Path:
                 shutil.copytree(src, dst)
             else:
                 shutil.copy2(src, dst)
+        for name, text in (texts or {}).items():
+            (tmp / name).write_text(text)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,7 +24,7 @@ def _load_peer():
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     store = tmp_path_factory.mktemp("rechub") / "store"
     cfg = SyntheticConfig(seed=5, users=200, items=120, scenarios=tuple(SCENARIOS), days=4, rows=5_000,
-                          chunk_rows=2_000)
+                          chunk_rows=2_000, start_date=20220425)
     generate(store, cfg, progress=False)
     dates = cfg.dates
     train = read_interactions(store, dates[0], dates[-2])

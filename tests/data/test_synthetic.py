@@ -23,7 +23,7 @@ from sass_retrieval.data.synthetic import (
     generate,
 )
 
-TINY = SyntheticConfig(seed=11, users=400, items=200, days=4, rows=20_000, chunk_rows=3_000)
+TINY = SyntheticConfig(seed=11, users=400, items=200, days=4, rows=20_000, chunk_rows=3_000, scenarios=("s0", "s1", "s2", "s3", "s4"), start_date=20220425)
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,13 @@ def _frames(store: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 
 def test_same_seed_same_files_and_different_seed_differs(tmp_path: Path) -> None:
-    cfg = SyntheticConfig(seed=5, users=150, items=80, days=3, rows=4_000, chunk_rows=1_000)
+    cfg = SyntheticConfig(seed=5, users=150, items=80, days=3, rows=4_000, chunk_rows=1_000, scenarios=("s0", "s1", "s2", "s3", "s4"), start_date=20220425)
     generate(tmp_path / "a", cfg, progress=False)
     generate(tmp_path / "b", cfg, progress=False)
     for left, right in zip(_frames(tmp_path / "a"), _frames(tmp_path / "b"), strict=True):
         pd.testing.assert_frame_equal(left, right)
 
-    other = SyntheticConfig(seed=6, users=150, items=80, days=3, rows=4_000, chunk_rows=1_000)
+    other = SyntheticConfig(seed=6, users=150, items=80, days=3, rows=4_000, chunk_rows=1_000, scenarios=("s0", "s1", "s2", "s3", "s4"), start_date=20220425)
     generate(tmp_path / "c", other, progress=False)
     a, c = read_interactions(tmp_path / "a"), read_interactions(tmp_path / "c")
     assert not a.equals(c)
@@ -163,24 +163,28 @@ def test_new_items_appear_during_the_window(tiny: tuple[Path, dict, pd.DataFrame
     assert (first_day_idx >= world.item_first_day[first_seen.index.to_numpy()]).all()
 
 
+SECTION = {"seed": 3, "users": 10, "items": 7, "scenarios": ["a", "b"], "days": 2, "rows": 500,
+           "start_date": 20220425}
+
+
 def test_from_params_reads_the_synthetic_section() -> None:
-    params = {"data": {"synthetic": {"seed": 3, "users": 10, "scenarios": ["a", "b"], "rows": 500}}}
-    cfg = SyntheticConfig.from_params(params)
-    assert (cfg.seed, cfg.users, cfg.scenarios, cfg.rows) == (3, 10, ("a", "b"), 500)
-    assert (cfg.items, cfg.days, cfg.start_date) == (1500, 11, 20220425)
-    assert SyntheticConfig.from_params({}) == SyntheticConfig()
+    cfg = SyntheticConfig.from_params({"data": {"synthetic": SECTION}})
+    assert (cfg.seed, cfg.users, cfg.items, cfg.scenarios, cfg.days, cfg.rows, cfg.start_date) == (
+        3, 10, 7, ("a", "b"), 2, 500, 20220425)
+    with pytest.raises(ValueError, match="data.synthetic: missing key 'days'"):
+        SyntheticConfig.from_params({"data": {"synthetic": {k: v for k, v in SECTION.items() if k != "days"}}})
 
 
 def test_bad_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="scenarios"):
-        SyntheticConfig(scenarios=("a", "a"))
+        SyntheticConfig.from_params({"data": {"synthetic": {**SECTION, "scenarios": ["a", "a"]}}})
     with pytest.raises(ValueError, match="start_date"):
-        SyntheticConfig(start_date=20221345)
+        SyntheticConfig.from_params({"data": {"synthetic": {**SECTION, "start_date": 20221345}}})
 
 
 @pytest.mark.parametrize("scenarios", [("only",), ("big", "small")])
 def test_few_scenarios_and_tiny_sizes_work(tmp_path: Path, scenarios: tuple[str, ...]) -> None:
-    cfg = SyntheticConfig(seed=1, users=20, items=12, scenarios=scenarios, days=2, rows=600)
+    cfg = SyntheticConfig(seed=1, users=20, items=12, scenarios=scenarios, days=2, rows=600, start_date=20220425)
     summary = generate(tmp_path, cfg, progress=False)
     df = read_interactions(tmp_path)
     assert len(df) == 600 == summary["rows"]

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.evaluate import (
-    optional,
     reference_row,
     significance_by_slice,
     significance_metric,
@@ -22,9 +21,6 @@ def test_reference_row_and_metric():
     assert reference_row(["popular"]) is None
     assert significance_metric([20, 50, 100]) == "ndcg@50"
     assert significance_metric([10, 40, 60]) == "ndcg@40"
-    params = {"evaluate": {"n_boot": None, "level": 0.9}}
-    assert optional(params, "evaluate.n_boot", 2000) == 2000 and optional(params, "evaluate.level", 0.95) == 0.9
-    assert optional(params, "evaluate.seed", 0) == 0
 
 
 def test_significance_by_slice_compares_the_reference_with_every_row():

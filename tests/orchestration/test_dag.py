@@ -82,7 +82,7 @@ def test_dag_folder_imports_without_errors(loaded: dict) -> None:
 
 def test_dag_file_parses_fast_without_heavy_imports(loaded: dict) -> None:
     assert loaded["heavy"] == [], "torch/dvc/great_expectations must only be imported inside tasks"
-    assert loaded["seconds"] < 30  # mostly importing airflow itself; the DAG reads two YAML files
+    assert loaded["seconds"] < 30  # mostly importing airflow itself; the DAG reads the JSON graph cache
 
 
 def test_schedule_is_one_day_in_order_without_catchup(loaded: dict) -> None:
@@ -271,9 +271,12 @@ def test_dags_test_runs_stages_and_records_the_day(tmp_path: Path, migrated_home
     assert set(lock["stages"]) == {"validate", "split@a", "split@b", "publish"}
     status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project, capture_output=True, text=True)
     assert "up to date" in status.stdout, status.stdout
-    run = project / "runs" / "20220430"
-    assert {"dvc.lock", "params.yaml", "metrics.json", "publish.json", "run.json"} <= {p.name for p in run.iterdir()}
-    assert json.loads((run / "run.json").read_text())["pushed"] is True
+    # record_run: the day is a git commit of dvc.lock, params and metrics, tagged day-20220430, after dvc push
+    git = lambda *a: subprocess.run(["git", *a], cwd=project, capture_output=True, text=True, check=True).stdout  # noqa: E731
+    files = set(git("ls-tree", "-r", "--name-only", "day-20220430").split())
+    assert {"dvc.lock", "params.yaml", "metrics/metrics.json", "reports/publish.json"} <= files
+    assert "end_date: 20220430" in git("show", "day-20220430:params.yaml")
+    assert json.loads(git("tag", "-l", "--format=%(contents)", "day-20220430"))["pushed"] is True
     assert any((project / ".dvc_remote").rglob("*.dir"))
 
 
@@ -287,4 +290,5 @@ def test_validation_failure_stops_the_run_and_keeps_the_published_model(tmp_path
     assert states["record_run"][0] == "upstream_failed"
     assert not any(k.startswith("split") and s == "success" for k, (s, _) in states.items())
     assert (project / "published/current.txt").read_text() == "yesterday"
-    assert not (project / "runs").exists()
+    tags = subprocess.run(["git", "tag", "-l"], cwd=project, capture_output=True, text=True).stdout
+    assert not tags.strip(), "nothing recorded for a failed day"

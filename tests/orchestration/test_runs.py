@@ -201,12 +201,14 @@ def test_set_window_end_keeps_comments_and_layout(tmp_path: Path) -> None:
     assert squash(p.read_text()) == squash(PARAMS)  # back to auto; only the comment's column may move
 
 
-# ---------------------------------------------------------------- daily versions
+# ---------------------------------------------------------------- daily versions (git tags + DVC)
 
 def test_record_list_diff_and_restore(project: Path, tmp_path: Path) -> None:
     set_version(project, 1)
     run_all(project)
-    day1 = runs.record_run(project, "20220501", {"run_id": "r1"})
+    assert not (project / ".git").exists()  # dvc init --no-scm: the first record makes it a git repository
+    tag1 = runs.record_run(project, "20220501", {"run_id": "r1"})
+    assert tag1 == "day-20220501" and (project / ".git").is_dir()
     set_version(project, 2)
     run_all(project)
     runs.record_run(project, "20220502", {"run_id": "r2"})
@@ -214,26 +216,34 @@ def test_record_list_diff_and_restore(project: Path, tmp_path: Path) -> None:
     run_all(project)
     runs.record_run(project, "2022-05-03", push=False)
 
-    assert sorted(p.name for p in day1.iterdir()) == ["dvc.lock", "metrics.json", "params.yaml", "publish.json",
-                                                      "run.json"]
-    meta = json.loads((day1 / "run.json").read_text())
+    # each day is a commit of the run's text files, tagged; the cached outputs are not in git
+    committed = sh("git", "ls-tree", "-r", "--name-only", tag1, cwd=project).split()
+    assert {"dvc.lock", "dvc.yaml", "params.yaml", "metrics/metrics.json", "reports/publish.json"} <= set(committed)
+    assert not [f for f in committed if f.startswith(("models/sass/", "indexes/s0/"))]
+    meta = json.loads(sh("git", "tag", "-l", "--format=%(contents)", tag1, cwd=project))
     assert meta["pushed"] is True and meta["run_id"] == "r1" and meta["day"] == "20220501"
     assert any((tmp_path / "remote" / "files" / "md5").rglob("*.dir"))
+    # DVC's own commands compare the days
+    diff = sh(sys.executable, "-m", "dvc", "metrics", "diff", "day-20220501", "day-20220502", "--json", cwd=project)
+    assert "metrics/metrics.json" in json.loads(diff)
 
     listed = runs.list_runs(project)
     assert [r.day for r in listed] == ["20220501", "20220502", "20220503"]
     assert listed[1].ndcg50 == {"popular": 0.1, "sass": pytest.approx(0.22)}
     assert [r.published for r in listed] == [True, True, False]
+    assert [r.pushed for r in listed] == [True, True, False]
     table = runs.format_runs(listed)
     assert "sass ndcg@50" in table and "0.2200" in table and "v2" in table
     assert "+0.0100" in runs.diff_runs(project, "20220501", "20220502")
 
-    # into a folder: day 1's outputs, the workspace untouched (it holds day 3)
+    # into a folder: day 1's outputs (dvc get --rev day-20220501), the workspace untouched (it holds day 3)
     out = tmp_path / "restored"
     restored = runs.restore(project, "20220501", to=out)
-    assert sorted(r.path for r in restored) == ["indexes/s0", "indexes/s1", "indexes/s2", "models/sass"]
+    assert sorted(o for r in restored for o in r.outputs) == ["indexes/s0", "indexes/s1", "indexes/s2",
+                                                              "models/sass"]
     assert (out / "models/sass/content.txt").read_text() == "models/sass version 1\n"
     assert (out / "indexes/s2/sub/more.bin").read_bytes() == bytes(range(6))
+    assert not list(out.rglob(".gitignore"))
     assert (project / "models/sass/content.txt").read_text() == "models/sass version 3\n"
     assert "restored run 20220501" in runs.format_restored("20220501", restored, out)
 
@@ -241,26 +251,35 @@ def test_record_list_diff_and_restore(project: Path, tmp_path: Path) -> None:
     runs.restore(project, "20220502")
     assert (project / "models/sass/content.txt").read_text() == "models/sass version 2\n"
     assert (project / "indexes/s0/content.txt").read_text() == "indexes/s0 version 2\n"
-    assert not list(project.glob("models/.sass.*")), "no temporary folders left behind"
+    assert not list(project.glob(".models.*")), "no temporary folders left behind"
 
-    # the local cache is gone: objects come back from the DVC remote
+    # the local cache is gone: DVC fetches the objects from the remote
     shutil.rmtree(project / ".dvc" / "cache")
-    restored = runs.restore(project, "20220501", to=tmp_path / "from_remote")
-    assert all(r.fetched for r in restored)
+    runs.restore(project, "20220501", to=tmp_path / "from_remote")
     assert (tmp_path / "from_remote/indexes/s1/content.txt").read_text() == "indexes/s1 version 1\n"
     with pytest.raises(FileNotFoundError):
-        runs.restore(project, "20220502", to=tmp_path / "x", fetch=False)  # day 2 objects are not cached now
+        runs.restore(project, "20220503", to=tmp_path / "x")  # day 3 was never pushed, and the cache is gone
 
     with pytest.raises(FileNotFoundError, match="recorded runs: 20220501, 20220502, 20220503"):
         runs.restore(project, "20220509")
 
 
-def test_rerecording_a_day_replaces_it(project: Path) -> None:
+def test_rerecording_a_day_moves_its_tag_and_commits_only_the_run_files(project: Path) -> None:
     run_all(project)
+    (project / "notes.txt").write_text("not part of a run\n")
     runs.record_run(project, "20220501", {"attempt": 1}, push=False)
+    first = sh("git", "rev-parse", "day-20220501^{commit}", cwd=project)
+    set_version(project, 2)
+    run_all(project)
     runs.record_run(project, "20220501", {"attempt": 2}, push=False)
-    assert json.loads((project / "runs/20220501/run.json").read_text())["attempt"] == 2
-    assert [p.name for p in (project / "runs").iterdir()] == ["20220501"]
+    assert json.loads(sh("git", "tag", "-l", "--format=%(contents)", "day-20220501", cwd=project))["attempt"] == 2
+    assert sh("git", "rev-parse", "day-20220501^{commit}", cwd=project) != first
+    assert sh("git", "tag", "-l", cwd=project).split() == ["day-20220501"]
+    assert "notes.txt" not in sh("git", "ls-files", cwd=project)
+    # the same files again: no new commit, the tag stays on it
+    head = sh("git", "rev-parse", "HEAD", cwd=project)
+    runs.record_run(project, "20220501", {"attempt": 3}, push=False)
+    assert sh("git", "rev-parse", "HEAD", cwd=project) == head
 
 
 def test_sass_runs_cli(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -275,5 +294,6 @@ def test_sass_runs_cli(project: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert json.loads(out[out.index("["):])[0]["day"] == "20220501"
     assert cli.main(["--root", str(project), "restore", "20220501", "--to", str(project / "back")]) == 0
     assert "models/sass" in capsys.readouterr().out
+    assert (project / "back/models/sass/content.txt").exists()
     assert cli.main(["--root", str(project), "restore", "19990101"]) == 1
     assert "no recorded run 19990101" in capsys.readouterr().err

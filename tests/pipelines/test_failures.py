@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 from support import cwd
 
-from pipelines import index, publish, run_all, train, validate
+from pipelines import index, publish, train, validate
+from sass_retrieval import cli
 from sass_retrieval.config import update_params_file
 
 pytestmark = pytest.mark.slow
@@ -57,17 +58,27 @@ def test_missing_column_stops_the_run_and_keeps_the_published_model(project: Pat
     assert _current(project) == before
 
 
+def _as_dvc_project(root: Path) -> None:
+    """The built project as a DVC pipeline: the real dvc.yaml and the code its stages depend on."""
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    for folder in ("pipelines", "src/sass_retrieval"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
+
+
 def test_a_failed_validation_inside_a_full_run_stops_before_training(project: Path) -> None:
-    """`sass run` (every dvc.yaml stage in order): validation fails, nothing downstream runs."""
-    shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
+    """`sass run` (= dvc repro of dvc.yaml): validation fails, nothing downstream runs."""
+    _as_dvc_project(project)
     _set(project, "validation.min_rows_per_day", 10**9)   # every day is "far too small"
     before = _current(project)
     model_mtime = (project / "models/sass/model.pt").stat().st_mtime
-    res = subprocess.run([sys.executable, "-m", "pipelines.run_all"], cwd=project, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 2
-    assert "VALIDATION FAILED" in res.stderr and "stage validate failed" in res.stderr
-    assert "==> pretrain" not in res.stdout
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    res = subprocess.run([sys.executable, "-m", "sass_retrieval.cli", "run"], cwd=project, capture_output=True,
+                         text=True, timeout=900, env=env)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "VALIDATION FAILED" in out and "failed to reproduce 'validate'" in out and "exited with 2" in out, out
+    assert "Running stage 'pretrain'" not in out and "Running stage 'finetune'" not in out
     assert (project / "models/sass/model.pt").stat().st_mtime == model_mtime
     assert _current(project) == before
 
@@ -99,7 +110,7 @@ def test_a_crash_while_writing_an_index_leaves_the_old_index_loadable(project: P
 
     from sass_retrieval.index.faiss_index import load_index
 
-    target = project / "indexes/s0/index.faiss"
+    target = project / "indexes/sass/s0/index.faiss"
     before = target.read_bytes()
 
     def crash(index, path):
@@ -120,6 +131,7 @@ def test_a_crash_while_publishing_leaves_current_untouched(project: Path, monkey
     before = _current(project)
     metrics = json.loads((project / "metrics/metrics.json").read_text())
     metrics["sass"]["macro"]["ndcg@50"] += 0.1          # a better run that would be published
+    metrics["rows"]["sass"]["macro"]["ndcg@50"] += 0.1
     (project / "metrics/metrics.json").write_text(json.dumps(metrics))
 
     def crash(*a, **k):
@@ -138,7 +150,7 @@ def test_a_second_run_in_the_same_workspace_is_refused(project: Path, capsys) ->
 
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
     with cwd(project), run_lock(project / ".locks" / "run.lock", "sass run"):
-        assert run_all.main([]) == 3
+        assert cli.main(["run"]) == 3
     assert "another run is in progress" in capsys.readouterr().err
 
 

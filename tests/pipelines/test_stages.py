@@ -29,7 +29,11 @@ def test_pipeline_writes_every_artefact(project: Path) -> None:
     for rel in ("data/store/ingest.json", "reports/validation/summary.json", "reports/validation/data_docs/index.html",
                 "data/features/s0/positives.parquet", "data/features/pairs/users.parquet",
                 "models/pretrain/model.pt", "models/pretrain/loss.csv", "models/sass/model.pt",
-                "indexes/s1/index.faiss", "metrics/metrics.json", "plots/per_scenario.json"):
+                "models/dssm_mixed/model.pt", "indexes/sass/s1/index.faiss", "indexes/dssm_mixed/s1/index.faiss",
+                "metrics/metrics.json", "metrics/per_pair.npz", "plots/per_scenario.json",
+                # DVCLive's per-epoch curves (dvc plots show), beside the loss CSVs the report reads
+                "models/pretrain/dvclive/plots/metrics/loss.tsv", "models/sass/dvclive/metrics.json",
+                "models/sass/dvclive/plots/metrics/loss-select.tsv"):
         assert (project / rel).exists(), rel
     metrics = json.loads((project / "metrics/metrics.json").read_text())
     assert set(metrics["rows"]) == {"popular", "dssm_mixed", "sass"}
@@ -43,13 +47,25 @@ def test_publish_gate_publishes_then_refuses_a_worse_run(project: Path) -> None:
         assert first["publish"] is True
         current = Path("published/current").resolve()
         # a much worse candidate: the gate must refuse and leave "current" untouched
+        assert first["winner"] == first["best"] in ("sass", "dssm_mixed")   # day one: the better of the two
+        assert set(first["scores"]) == {"sass", "dssm_mixed", "published"}
+        assert set(first["margins"]) == {"sass-dssm_mixed"}                 # paired CI of candidate - challenger
+        assert {"diff", "lo", "hi", "significant"} <= set(first["margins"]["sass-dssm_mixed"])
+        served = json.loads(Path("published/current/served.json").read_text())["row"]
+        assert served == first["winner"] and Path(f"published/current/models/{served}/model.pt").exists()
+        assert Path("published/current/indexes/s0/index.faiss").exists()
+        # much worse candidate and challenger: the gate must refuse and leave "current" untouched
         m = json.loads(Path("metrics/metrics.json").read_text())
-        m["sass"]["macro"]["ndcg@50"] = first["candidate_ndcg@50"] - 0.5
+        for row in ("sass", "dssm_mixed"):
+            m["rows"][row]["macro"]["ndcg@50"] = first["scores"][first["winner"]] - 0.5
         Path("metrics/metrics.json").write_text(json.dumps(m))
         assert publish.main([]) == 0
         second = json.loads(Path("reports/publish.json").read_text())
         assert second["publish"] is False and "below the published" in second["reason"]
+        assert second["winner"] is None and second["served"] == first["winner"]
         assert Path("published/current").resolve() == current
+        decisions = Path("published/decisions.jsonl").read_text().splitlines()
+        assert [json.loads(x)["publish"] for x in decisions[-2:]] == [True, False]
 
 
 def test_recommend_returns_k_items_from_the_published_index(project: Path, capsys) -> None:
@@ -110,7 +126,20 @@ def test_the_published_model_is_rescored_on_this_runs_window(project: Path) -> N
         m = json.loads(Path("metrics/metrics.json").read_text())
     assert "published" in m["rows"]
     # the published model is this workspace's model here, so both rows score the same
-    assert abs(m["rows"]["published"]["macro"]["ndcg@50"] - m["sass"]["macro"]["ndcg@50"]) < 1e-6
+    served = json.loads((project / "published/current/served.json").read_text())["row"]
+    assert abs(m["rows"]["published"]["macro"]["ndcg@50"] - m["rows"][served]["macro"]["ndcg@50"]) < 1e-6
+    # champion/challenger on the same pairs: a tie with the model in service is inside the CI -> it stays
+    current = (project / "published/current").resolve()
+    with cwd(project):
+        assert publish.main([]) == 0
+    decision = json.loads((project / "reports/publish.json").read_text())
+    lead = decision["margins"][f"{decision['best']}-published"]
+    if decision["best"] == served:
+        assert abs(lead["diff"]) < 1e-6 and lead["lo"] <= 0 <= lead["hi"]
+        assert decision["publish"] is False and "within the noise" in decision["reason"]
+        assert (project / "published/current").resolve() == current
+    else:
+        assert decision["publish"] is (lead["lo"] > 0)
 
 
 def test_an_incremental_day_warm_starts_and_trains_on_the_newest_day(built_project: Path, tmp_path: Path) -> None:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support import TINY_SCENARIOS
+from support import TINY_PARAMS, TINY_SCENARIOS, merged
 
 from sass_retrieval.data.store import read_items, read_users
 from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train.bank import load_bank, recent_days
 from sass_retrieval.train.finetune import finetune
-from sass_retrieval.train.loop import LoopSettings
-from sass_retrieval.train.pretrain import PretrainSettings, pretrain
-from sass_retrieval.train.recipes import finetune_settings
+from sass_retrieval.train.pretrain import pretrain
+from sass_retrieval.train.recipes import finetune_settings, pretrain_settings
 
 
 def test_serving_only_bank_serves_the_same_batches(tiny_project, tiny_bank) -> None:
@@ -37,11 +36,11 @@ def test_training_on_a_serving_only_bank_is_refused(tiny_project, tiny_bank, tmp
     _, cfg = tiny_bank
     lean = load_bank(tiny_project["features"], read_users(tiny_project["store"]), read_items(tiny_project["store"]),
                      cfg, serving_only=True)
-    params = {"finetune": {"epochs": 1, "early_stopping": False}, "train": {"checkpoint_every": 0}}
+    params = merged(TINY_PARAMS, {"finetune": {"epochs": 1, "early_stopping": False}, "train": {"checkpoint_every": 0}})
     with pytest.raises(ValueError, match="serving_only"):
         finetune(RetrievalModel(cfg), lean, finetune_settings(params, 0, progress=False), tmp_path)
     with pytest.raises(ValueError, match="serving_only"):
-        pretrain(RetrievalModel(cfg), lean, PretrainSettings(loop=LoopSettings(epochs=1, lr=0.01, progress=False)), tmp_path)
+        pretrain(RetrievalModel(cfg), lean, pretrain_settings(params, 0, progress=False), tmp_path)
 
 
 def test_histories_hashed_in_blocks_equal_hashing_at_once() -> None:

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from support import TINY_PARAMS, merged
 
 from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train import checkpoint
@@ -17,15 +18,20 @@ from sass_retrieval.train.checkpoint import (
     save_resume,
 )
 from sass_retrieval.train.finetune import finetune
-from sass_retrieval.train.loop import LoopSettings, PairedOptimizer
-from sass_retrieval.train.pretrain import PretrainSettings, pretrain
-from sass_retrieval.train.recipes import finetune_settings
+from sass_retrieval.train.loop import PairedOptimizer
+from sass_retrieval.train.pretrain import pretrain
+from sass_retrieval.train.recipes import finetune_settings, pretrain_settings
 
 
 def _ft(epochs: int, **kw):
-    params = {"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01, "early_stopping": False,
-                           **kw}, "train": {"checkpoint_every": 0}}
+    params = merged(TINY_PARAMS, {"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
+                                               "early_stopping": False, **kw}, "train": {"checkpoint_every": 0}})
     return finetune_settings(params, seed=0, progress=False)
+
+
+def _pt(**kw):
+    params = merged(TINY_PARAMS, {"pretrain": {"lr": 0.01, **kw}, "train": {"checkpoint_every": 0}})
+    return pretrain_settings(params, seed=0, progress=False)
 
 
 def test_finetune_loss_decreases(tiny_bank, tmp_path) -> None:
@@ -41,7 +47,7 @@ def test_pretrain_loss_decreases(tiny_bank, tmp_path) -> None:
     bank, cfg = tiny_bank
     torch.manual_seed(0)
     model = RetrievalModel(cfg)
-    s = PretrainSettings(loop=LoopSettings(epochs=4, lr=0.01, checkpoint_every=0, progress=False), batch_size=64)
+    s = _pt(epochs=4, batch_size=64)
     losses = pretrain(model, bank, s, tmp_path)["epoch_loss"]
     assert losses[-1] < losses[0]
     assert (tmp_path / "loss.csv").read_text().startswith("step,epoch,loss")
@@ -160,8 +166,7 @@ def test_incremental_pretrain_uses_the_pairs_of_the_newest_day(tiny_bank, tmp_pa
     assert 2 <= newest < len(bank.user_pairs)
     steps = {}
     for r in (0, 1):
-        s = PretrainSettings(loop=LoopSettings(epochs=1, lr=0.01, checkpoint_every=0, progress=False),
-                             batch_size=16, recent_days=r)
+        s = _pt(epochs=1, batch_size=16, recent_days=r)
         steps[r] = pretrain(RetrievalModel(cfg), bank, s, tmp_path / str(r))["steps"]
     assert steps[1] < steps[0]
 
@@ -171,10 +176,22 @@ def test_early_stopping_ignores_gains_below_min_delta(tiny_bank, tmp_path) -> No
     epochs and the refit trains one epoch, whatever the validation curve does."""
     bank, cfg = tiny_bank
     torch.manual_seed(0)
-    report = finetune(RetrievalModel(cfg), bank, _ft(6, early_stopping=True, patience=2, min_delta=1.0), tmp_path)
+    report = finetune(RetrievalModel(cfg), bank, _ft(6, early_stopping=True, patience=2, min_delta=1.0, min_epochs=1),
+                      tmp_path)
     assert report["best_epoch"] == 1
     assert len(report["validation"]) == 3 and report["select"]["stopped_early"]
     assert len(report["refit"]["epoch_loss"]) == 1
+
+
+def test_early_stopping_never_stops_before_min_epochs(tiny_bank, tmp_path) -> None:
+    """A flat start (nothing beats epoch 1) must not stop training before min_epochs: a model whose first
+    epochs learn only popularity has not shown what it can do yet."""
+    bank, cfg = tiny_bank
+    torch.manual_seed(0)
+    report = finetune(RetrievalModel(cfg), bank, _ft(6, early_stopping=True, patience=1, min_delta=1.0, min_epochs=4),
+                      tmp_path)
+    assert report["best_epoch"] == 1
+    assert len(report["validation"]) == 4 and report["select"]["stopped_early"]
 
 
 def test_holdout_refit_trains_one_epoch_on_the_held_out_day_only(tiny_bank, tmp_path) -> None:

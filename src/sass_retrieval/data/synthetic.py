@@ -111,15 +111,18 @@ PROFILE_CARDINALITY = (0, 7, 50, 1471, 15, 34, 3, 118, 454, 7, 5, 5, 2, 2, 2, 2,
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Size and seed of a synthetic store; everything else is fixed so runs stay comparable."""
+    """Size and seed of a synthetic store; everything else is fixed so runs stay comparable.
 
-    seed: int = 7
-    users: int = 3000
-    items: int = 1500
-    scenarios: tuple[str, ...] = ("s0", "s1", "s2", "s3", "s4")
-    days: int = 11
-    rows: int = 120_000
-    start_date: int = 20220425  # YYYYMMDD
+    The values come from params.yaml's ``data.synthetic`` (``from_params``); no defaults here but the
+    streaming chunk size, which is not a property of the data."""
+
+    seed: int
+    users: int
+    items: int
+    scenarios: tuple[str, ...]
+    days: int
+    rows: int
+    start_date: int  # YYYYMMDD
     chunk_rows: int = 500_000  # streaming chunk size
 
     def __post_init__(self) -> None:
@@ -141,15 +144,14 @@ class SyntheticConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> SyntheticConfig:
-        """Read ``params['data']['synthetic']``; missing keys keep their defaults."""
-        section = ((params or {}).get("data") or {}).get("synthetic") or {}
-        known = {"seed", "users", "items", "scenarios", "days", "rows", "start_date"}
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name in known and f.name in section:
-                value = section[f.name]
-                kwargs[f.name] = tuple(value) if f.name == "scenarios" else int(value)
-        return cls(**kwargs)
+        """Read ``params['data']['synthetic']`` (every key required; the params schema checked them)."""
+        try:
+            section = params["data"]["synthetic"]
+            kwargs: dict[str, Any] = {f.name: section[f.name] for f in fields(cls) if f.name != "chunk_rows"}
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"params.yaml: data.synthetic: missing key {exc}") from exc
+        kwargs["scenarios"] = tuple(kwargs["scenarios"])
+        return cls(**{k: (v if k == "scenarios" else int(v)) for k, v in kwargs.items()})
 
     @property
     def dates(self) -> list[int]:

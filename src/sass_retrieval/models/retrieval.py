@@ -6,7 +6,7 @@ are one embedding, which is what lets clicks in one scenario inform retrieval in
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -19,24 +19,28 @@ N_ITEM_STATS = 5  # the same three, plus log1p(exposures) and log1p(clicks) of t
 
 @dataclass
 class ModelConfig:
-    arch: str = "sass"              # sass | dssm
-    scenarios: list[str] = field(default_factory=list)
-    n_user_fields: int = 25
-    n_item_fields: int = 5
-    user_buckets: int = 100_003
-    video_buckets: int = 100_003
-    field_buckets: int = 4_099
-    emb_dim: int = 32
-    field_dim: int = 8
-    scen_dim: int = 8
-    hidden: int = 128
-    layers: int = 3
-    gate: str = "adaptive"          # adaptive | sigmoid | none
-    gate_bias: float | None = None  # initial bias of the transfer gates (> 0: start close to the global net)
-    bias_net: bool = True
-    dropout: float = 0.0
-    scenario_layer: str = "full"    # full | star: see models.tower.ScenarioLinear
-    residual: bool = False          # serving vector = normalize(g_L + h_s,L + P b_s)
+    """The model's shape. Built from params.yaml (train.recipes.model_config) and stored in every checkpoint;
+    no defaults here except for fields added after checkpoints were first written (``COMPAT``), so an older
+    checkpoint still loads as the model it was."""
+
+    arch: str                       # sass | dssm
+    scenarios: list[str]
+    n_user_fields: int
+    n_item_fields: int
+    user_buckets: int
+    video_buckets: int
+    field_buckets: int
+    emb_dim: int
+    field_dim: int
+    scen_dim: int
+    hidden: int
+    layers: int
+    gate: str                       # adaptive | sigmoid | none
+    gate_bias: float | None         # initial bias of the transfer gates (> 0: start close to the global net)
+    bias_net: bool
+    dropout: float
+    scenario_layer: str = "full"    # COMPAT: full | star | lowrank, see models.tower.ScenarioLinear
+    residual: bool = False          # COMPAT: serving vector = normalize(g_L + h_s,L + P b_s)
 
     def to_dict(self) -> dict:
         return asdict(self)

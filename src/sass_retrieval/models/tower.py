@@ -16,13 +16,26 @@ from torch import nn
 from .transfer import AdaptiveGates
 
 
-class ScenarioLinear(nn.Module):
-    """One linear layer per scenario, all scenarios computed in one batched matmul.
+def grouped_linear(x: torch.Tensor, scen: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row i gets ``w[scen[i]] @ x[i] + b[scen[i]]``, every scenario in one batched matmul.
 
-    The weights of every scenario sit side by side in one ``(d_in, S * d_out)`` matrix: one GEMM gives
-    every row every scenario's output, and a gather keeps each row's own scenario. On a CPU that is far
-    cheaper than a Python loop of small matmuls over the scenarios present in the batch (S is small, so
-    the wasted (S - 1) / S of the GEMM costs less than the loop's dispatch and indexing).
+    Rows are grouped by scenario into a zero-padded ``(S, max rows, d_in)`` tensor and multiplied by the
+    ``(S, d_in, d_out)`` weights with one ``baddbmm``. The alternatives cost more on a CPU: a Python loop of
+    per-scenario matmuls pays dispatch and indexing per scenario, and one wide GEMM against every
+    scenario's weights computes S outputs per row to keep one (measured: bench/results/speed.md).
+    """
+    s = w.shape[0]
+    order = torch.argsort(scen, stable=True)
+    grp = scen[order]
+    counts = torch.bincount(scen, minlength=s)
+    pos = torch.arange(len(scen), device=x.device) - (torch.cumsum(counts, 0) - counts)[grp]
+    padded = x.new_zeros(s, int(counts.max()) if len(scen) else 0, x.shape[1]).index_put((grp, pos), x[order])
+    out = torch.baddbmm(b.unsqueeze(1), padded, w.transpose(1, 2))[grp, pos]
+    return out.new_empty(out.shape).index_copy(0, order, out)
+
+
+class ScenarioLinear(nn.Module):
+    """One linear layer per scenario, all scenarios computed in one batched matmul (grouped_linear).
 
     ``mode`` chooses how a scenario's weight is formed (DESIGN.md keeps the gates; these are the
     scenario layer's parameterisations measured in bench/ablations.py):
@@ -82,10 +95,7 @@ class ScenarioLinear(nn.Module):
             up = (z * own).reshape(-1, s * r) @ self.weight.transpose(1, 2).reshape(s * r, -1)   # U_s (V_s x)
             return base(x) + up + self.bias[scen]
         w, b = self.scenario_weights()
-        s, d_out = self.n_scenarios, self.out_features
-        every = x @ w.reshape(s * d_out, self.d_in).T                      # (B, S * d_out): one GEMM
-        own = every.view(-1, s, d_out).gather(1, scen.view(-1, 1, 1).expand(-1, 1, d_out)).squeeze(1)
-        return own + b[scen]
+        return grouped_linear(x, scen, w, b)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         # checkpoints written before the batched layer hold one nn.Linear per scenario (layers.<s>.*)

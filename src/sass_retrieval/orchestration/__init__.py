@@ -1,8 +1,8 @@
 """Orchestration: the Airflow DAG's view of dvc.yaml, and the daily run versions.
 
-- :mod:`.dvc_graph`  resolves dvc.yaml (+ params.yaml) into stages, edges and Airflow task groups; pure
-  Python, imported by ``dags/sass_daily.py`` at parse time.
+- :mod:`.dvc_graph`  the stages and edges of dvc.yaml from DVC's own index, collapsed into Airflow task
+  groups (one mapped task per foreach), cached as JSON so ``dags/sass_daily.py`` parses without DVC.
 - :mod:`.runs`       what a DAG task does (run a stage's cmd, then record it in dvc.lock under a file lock;
-  set the run's window; record the day under ``runs/<YYYYMMDD>/`` and push the DVC cache) and the
-  ``sass runs list | restore | diff`` commands.
+  set the run's window; record the day as git tag ``day-YYYYMMDD`` after ``dvc push``) and the
+  ``sass runs list | restore | diff | record`` commands on those tags.
 """

@@ -18,13 +18,15 @@ The run's day (``end_date_for`` / ``set_window_end``)
     The last day of data is the date of the run's ``data_interval_start`` (YYYYMMDD), written into
     params.yaml ``window.end_date`` with a round-trip YAML edit that keeps comments and layout.
 
-Daily versions (``record_run``, ``list_runs``, ``restore``)
-    ``runs/<YYYYMMDD>/`` keeps a copy of dvc.lock, params.yaml, metrics/metrics.json,
-    reports/publish.json (and the plots data) plus ``run.json``; the DVC cache then goes to the default
-    remote with ``dvc push``. dvc.lock names every output by content hash, so a saved dvc.lock is enough
-    to bring back that day's ``models/`` and ``indexes/``: the objects are read from the local DVC cache
-    (``.dvc/cache/files/md5/..``; a directory is a ``.dir`` manifest of its files), fetched from the
-    remote first when the cache no longer has them.
+Daily versions (``record_run``, ``list_runs``, ``restore``): the way DVC users version
+    Each recorded day is a git commit of dvc.yaml, dvc.lock, params.yaml, metrics/metrics.json,
+    reports/publish.json and the plot data, tagged ``day-YYYYMMDD`` (annotated: the tag message is the run's
+    metadata as JSON), after ``dvc push`` sent the cache to the default remote. dvc.lock names every model
+    and index by content hash, so the tag is enough to compare and restore any day with DVC's own commands:
+    ``dvc metrics diff day-A day-B``, ``dvc plots diff day-A day-B``, ``git checkout day-X && dvc checkout``,
+    ``dvc get . models/sass --rev day-X``. ``sass runs list | diff | restore`` are thin views over those tags
+    (``restore`` is ``dvc get --rev``). A workspace that is not a git repository is ``git init``-ed on its
+    first record, and DVC's ``core.no_scm`` is switched off.
 """
 
 from __future__ import annotations
@@ -53,18 +55,13 @@ from .dvc_graph import load_graph
 log = logging.getLogger("sass.orchestration")
 
 LOCK_FILE = ".dvc/tmp/sass-orchestration.lock"
-RUNS_DIR = "runs"
-# What runs/<day>/ keeps: source path in the project -> name in the run folder.
-RECORDED_FILES = {
-    "dvc.lock": "dvc.lock",
-    "params.yaml": "params.yaml",
-    "metrics/metrics.json": "metrics.json",
-    "reports/publish.json": "publish.json",
-    "reports/validation/summary.json": "validation.json",
-    "plots/per_scenario.json": "plots/per_scenario.json",
-    "plots/metric_vs_k.json": "plots/metric_vs_k.json",
-    "plots/table.md": "plots/table.md",
-}
+TAG_PREFIX = "day-"
+GIT_NAME, GIT_EMAIL = "sass-daily", "sass-daily@localhost"   # only when git has no identity configured
+# What a day's git commit holds (DVC's cached outputs are named by hash in dvc.lock, never committed).
+# .dvc/config (the remote) and .dvcignore make the tag a DVC repository of its own for `dvc get --rev`.
+RECORDED_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "metrics/metrics.json", "reports/publish.json",
+                  "plots/per_scenario.json", "plots/metric_vs_k.json", "plots/table.md",
+                  ".dvc/config", ".dvc/.gitignore", ".dvcignore")
 REQUIRED_FILES = ("dvc.lock", "params.yaml")
 RESTORED_PREFIXES = ("models", "indexes")
 FINAL_EXIT_CODES = (2, 3)  # 2: validation failure / usage error, 3: invalid params.yaml: retrying can not help
@@ -128,6 +125,7 @@ def stage_env(root: str | Path, base: Mapping[str, str] | None = None) -> dict[s
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
     env["SASS_PROJECT_DIR"] = str(root)
+    env.setdefault("DVC_NO_ANALYTICS", "1")
     env.pop("VIRTUAL_ENV_PROMPT", None)
     return env
 
@@ -231,61 +229,74 @@ def set_window_end(params_path: str | Path, end_date: str | int) -> Any:
     return update_params_file(params_path, {"window.end_date": value})["window.end_date"]
 
 
-# ---------------------------------------------------------------- recording a day
+# ---------------------------------------------------------------- recording a day (git + DVC)
 
-def _git_rev(root: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        return (out.stdout.strip() or None) if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+def git(root: str | Path, *args: str, check: bool = True, identity: bool = False) -> str:
+    """``git <args>`` in ``root``; returns stdout. ``identity``: a fallback author when git has none."""
+    cmd = ["git"]
+    if identity and not subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True,
+                                       text=True).stdout.strip():
+        cmd += ["-c", f"user.name={GIT_NAME}", "-c", f"user.email={GIT_EMAIL}"]
+    out = subprocess.run([*cmd, *args], cwd=root, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    return out.stdout
+
+
+def is_git_root(root: str | Path) -> bool:
+    out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    return out.returncode == 0 and Path(out.stdout.strip()).resolve() == Path(root).resolve()
+
+
+def ensure_git(root: str | Path, logger: logging.Logger | None = None) -> bool:
+    """Make the workspace a git repository if it is not the root of one (``git init``), and turn off DVC's
+    ``core.no_scm`` so DVC tracks outputs the git way from then on. Returns True when it initialised git."""
+    root = Path(root)
+    if is_git_root(root):
+        return False
+    git(root, "init", "-q")
+    if (root / ".dvc").is_dir():
+        with dvc_lock(root):
+            dvc(root, "config", "core.no_scm", "false", logger=logger)
+    (logger or log).info("initialised a git repository in %s to record daily versions", root)
+    return True
 
 
 def record_run(root: str | Path, day: str, meta: Mapping[str, Any] | None = None, *, push: bool = True,
-               runs_dir: str | Path = RUNS_DIR, logger: logging.Logger | None = None) -> Path:
-    """Copy this run's dvc.lock, params, metrics and publish decision to ``runs/<day>/``; push the cache.
+               logger: logging.Logger | None = None) -> str:
+    """Record this run as day ``day``: ``dvc push``, then a git commit of the run's text files (dvc.lock,
+    dvc.yaml, params.yaml, metrics, publish decision, plot data: :data:`RECORDED_FILES`) and the annotated
+    tag ``day-YYYYMMDD`` on it, whose message is ``meta`` as JSON. Returns the tag.
 
-    A rerun of the same day replaces its folder (atomically: written aside, then renamed into place).
+    Only those paths are committed (other changes in the workspace stay as they are). A rerun of the same
+    day moves its tag. A workspace that is not a git repository is ``git init``-ed first.
     """
     logger = logger or log
     root = Path(root).resolve()
     day = as_day(day)
-    runs = (root / runs_dir).resolve()
-    runs.mkdir(parents=True, exist_ok=True)
     missing = [f for f in REQUIRED_FILES if not (root / f).exists()]
     if missing:
         raise FileNotFoundError(f"can not record run {day}: missing {', '.join(missing)} in {root}")
-    tmp = runs / f".{day}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir()
-    copied = []
-    try:
-        for src, name in RECORDED_FILES.items():
-            if (root / src).is_file():
-                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(root / src, tmp / name)
-                copied.append(name)
-        info = {"day": day, "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "git_rev": _git_rev(root), "files": copied, "pushed": False, **dict(meta or {})}
-        (tmp / "run.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-        target = runs / day
-        if target.exists():
-            old = runs / f".{day}.{uuid.uuid4().hex}.old"
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("recorded run %s in %s (%s)", day, target, ", ".join(copied))
+    ensure_git(root, logger)
+    info = {"day": day, "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "pushed": False, **dict(meta or {})}
     if push:
         with dvc_lock(root):
             dvc(root, "push", "--quiet", logger=logger)
-        info["pushed"] = True
-        info["pushed_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        (target / "run.json").write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+        info.update(pushed=True, pushed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         logger.info("pushed the DVC cache to the default remote")
-    return target
+    files = [f for f in RECORDED_FILES if (root / f).is_file()]
+    git(root, "add", "-f", "--", *files)
+    staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *files], cwd=root).returncode != 0
+    has_head = subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=root,
+                              capture_output=True).returncode == 0
+    if staged or not has_head:
+        git(root, "commit", "-q", "--allow-empty", "--no-verify", "-m", f"day {day}: dvc.lock, params and metrics",
+            "--only", "--", *files, identity=True)
+    tag = TAG_PREFIX + day
+    git(root, "tag", "-f", "-a", tag, "-m", json.dumps(info, sort_keys=True, default=str), identity=True)
+    logger.info("recorded run %s as git tag %s (%s)", day, tag, ", ".join(files))
+    return tag
 
 
 # ---------------------------------------------------------------- listing
@@ -293,67 +304,80 @@ def record_run(root: str | Path, day: str, meta: Mapping[str, Any] | None = None
 @dataclass
 class RunInfo:
     day: str
-    path: Path
+    tag: str
     ndcg50: dict[str, float | None] = field(default_factory=dict)   # reference row -> macro NDCG@50
     published: bool | None = None
     version: str | None = None
+    winner: str | None = None
     reason: str | None = None
     pushed: bool | None = None
 
 
-def _read_json(path: Path) -> Any:
+def _show_json(root: Path, rev: str, path: str) -> Any:
+    out = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return json.loads(out.stdout)
+    except ValueError:
         return None
 
 
-def _declared_rows(params_path: Path) -> list[str]:
+def _declared_rows(params_text: str) -> list[str]:
     """The reference rows in the order the run's params.yaml lists them (evaluate.rows)."""
     import yaml
 
     try:
-        rows = (yaml.safe_load(params_path.read_text()) or {}).get("evaluate", {}).get("rows", [])
+        rows = (yaml.safe_load(params_text) or {}).get("evaluate", {}).get("rows", [])
         return [str(r) for r in rows]
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+    except (ValueError, AttributeError, yaml.YAMLError):
         return []
 
 
-def list_runs(root: str | Path, runs_dir: str | Path = RUNS_DIR) -> list[RunInfo]:
-    runs = Path(root) / runs_dir
+def recorded_days(root: str | Path) -> list[str]:
+    root = Path(root)
+    if not is_git_root(root):
+        return []
+    tags = git(root, "tag", "-l", f"{TAG_PREFIX}*", check=False).split()
+    return sorted(t[len(TAG_PREFIX):] for t in tags if _DAY.match(t[len(TAG_PREFIX):]))
+
+
+def list_runs(root: str | Path) -> list[RunInfo]:
+    root = Path(root)
     out: list[RunInfo] = []
-    if not runs.is_dir():
-        return out
-    for d in sorted(p for p in runs.iterdir() if p.is_dir() and _DAY.match(p.name)):
-        info = RunInfo(day=d.name, path=d)
-        metrics = _read_json(d / "metrics.json") or {}
+    for day in recorded_days(root):
+        tag = TAG_PREFIX + day
+        info = RunInfo(day=day, tag=tag)
+        metrics = _show_json(root, tag, "metrics/metrics.json") or {}
         rows = metrics.get("rows") or ({"sass": metrics["sass"]} if "sass" in metrics else {})
-        order = _declared_rows(d / "params.yaml")
+        params = subprocess.run(["git", "show", f"{tag}:params.yaml"], cwd=root, capture_output=True, text=True)
+        order = _declared_rows(params.stdout)
         for row in sorted(rows, key=lambda r: (order.index(r) if r in order else len(order), r)):
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 info.ndcg50[row] = float(rows[row]["macro"]["ndcg@50"])
-        pub = _read_json(d / "publish.json")
+        pub = _show_json(root, tag, "reports/publish.json")
         if isinstance(pub, dict):
             info.published = bool(pub.get("publish"))
-            info.version, info.reason = pub.get("version"), pub.get("reason")
-        meta = _read_json(d / "run.json")
-        if isinstance(meta, dict):
-            info.pushed = meta.get("pushed")
+            info.version, info.reason, info.winner = pub.get("version"), pub.get("reason"), pub.get("winner")
+        with contextlib.suppress(ValueError):
+            meta = json.loads(git(root, "tag", "-l", "--format=%(contents)", tag, check=False) or "{}")
+            info.pushed = meta.get("pushed") if isinstance(meta, dict) else None
         out.append(info)
     return out
 
 
 def format_runs(runs: Sequence[RunInfo]) -> str:
-    """A table: day, macro NDCG@50 of every reference row, published or not, version."""
+    """A table: day, macro NDCG@50 of every reference row, published or not (which row), version."""
     if not runs:
-        return "no runs recorded yet (runs/<YYYYMMDD>/ is written by the DAG's record_run task)"
+        return f"no runs recorded yet (git tags {TAG_PREFIX}YYYYMMDD are written by the DAG's record_run task)"
     rows: list[str] = []
     for r in runs:
         rows += [k for k in r.ndcg50 if k not in rows]
     header = ["day", *[f"{row} ndcg@50" for row in rows], "published", "version"]
     lines = [header]
     for r in runs:
-        pub = "-" if r.published is None else ("yes" if r.published else "no")
+        pub = "-" if r.published is None else (f"yes ({r.winner})" if r.published and r.winner else
+                                                "yes" if r.published else "no")
         lines.append([r.day, *[("-" if r.ndcg50.get(row) is None else f"{r.ndcg50[row]:.4f}") for row in rows],
                       pub, r.version or "-"])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
@@ -362,13 +386,15 @@ def format_runs(runs: Sequence[RunInfo]) -> str:
     return "\n".join(text)
 
 
-def diff_runs(root: str | Path, a: str, b: str, runs_dir: str | Path = RUNS_DIR) -> str:
-    """Macro metrics of every reference row, day a vs day b (like ``dvc metrics diff`` for two runs)."""
+def diff_runs(root: str | Path, a: str, b: str) -> str:
+    """Macro metrics of every reference row, day a vs day b (``dvc metrics diff day-A day-B`` shows every metric)."""
+    root = Path(root)
     out = [f"{'row':<12} {'metric':<14} {as_day(a):>10} {as_day(b):>10} {'change':>9}"]
-    ma = _read_json(Path(root) / runs_dir / as_day(a) / "metrics.json") or {}
-    mb = _read_json(Path(root) / runs_dir / as_day(b) / "metrics.json") or {}
+    ma = _show_json(root, TAG_PREFIX + as_day(a), "metrics/metrics.json") or {}
+    mb = _show_json(root, TAG_PREFIX + as_day(b), "metrics/metrics.json") or {}
     if not ma or not mb:
-        raise FileNotFoundError(f"metrics missing for {a if not ma else b} under {Path(root) / runs_dir}")
+        raise FileNotFoundError(f"metrics missing for {a if not ma else b} (no tag {TAG_PREFIX}{as_day(a if not ma else b)} "
+                                "with metrics/metrics.json)")
     for row in dict.fromkeys([*ma.get("rows", {}), *mb.get("rows", {})]):
         macro_a = (ma.get("rows", {}).get(row) or {}).get("macro", {})
         macro_b = (mb.get("rows", {}).get(row) or {}).get("macro", {})
@@ -385,13 +411,11 @@ def diff_runs(root: str | Path, a: str, b: str, runs_dir: str | Path = RUNS_DIR)
 
 @dataclass
 class Restored:
-    path: str           # the output's path in the project ("models/sass")
-    md5: str            # its hash in the saved dvc.lock ("...dir" for a folder)
-    stage: str
+    path: str           # "models", "indexes"
+    outputs: list[str]  # the DVC outputs under it at that day ("models/sass", ...)
     files: int = 0
     bytes: int = 0
     destination: str = ""
-    fetched: bool = False   # objects had to be fetched from the remote first
 
 
 def lock_outputs(lock: Mapping[str, Any], prefixes: Sequence[str] = RESTORED_PREFIXES) -> list[tuple[str, dict[str, Any]]]:
@@ -407,128 +431,74 @@ def lock_outputs(lock: Mapping[str, Any], prefixes: Sequence[str] = RESTORED_PRE
             if not any(o["path"] != q and o["path"].startswith(q + "/") for q in paths)]
 
 
-def _object_path(odb_dir: Path, md5: str) -> Path:
-    """Where a DVC object database keeps ``md5`` (``.dvc/cache/files/md5/ab/cdef...`` for DVC 3 hashes)."""
-    return odb_dir / md5[:2] / md5[2:]
+def restore(root: str | Path, day: str, to: str | Path | None = None, *, remote: str | None = None,
+            prefixes: Sequence[str] = RESTORED_PREFIXES) -> list[Restored]:
+    """Bring back ``day``'s ``models/`` and ``indexes/`` with ``dvc get <root> <prefix> --rev day-YYYYMMDD``.
 
-
-def _missing_objects(odb_dir: Path, md5: str) -> list[str]:
-    obj = _object_path(odb_dir, md5)
-    if not obj.exists():
-        return [md5]
-    if not md5.endswith(".dir"):
-        return []
-    entries = json.loads(obj.read_text())
-    return [e["md5"] for e in entries if not _object_path(odb_dir, e["md5"]).exists()]
-
-
-def _materialize(odb_dir: Path, md5: str, dest: Path) -> tuple[int, int]:
-    """Copy one object (file, or a .dir manifest's files) out of the cache into ``dest``, atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.restore")
-    files = nbytes = 0
-    try:
-        if md5.endswith(".dir"):
-            tmp.mkdir()
-            for e in json.loads(_object_path(odb_dir, md5).read_text()):
-                target = tmp / e["relpath"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(_object_path(odb_dir, e["md5"]), target)
-                files += 1
-                nbytes += target.stat().st_size
-        else:
-            shutil.copyfile(_object_path(odb_dir, md5), tmp)
-            files, nbytes = 1, tmp.stat().st_size
-        if dest.exists() or dest.is_symlink():
-            old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.old")
-            dest.rename(old)
-            tmp.rename(dest)
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-        else:
-            tmp.rename(dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-    return files, nbytes
-
-
-def restore(root: str | Path, day: str, to: str | Path | None = None, *, fetch: bool = True,
-            remote: str | None = None, prefixes: Sequence[str] = RESTORED_PREFIXES,
-            runs_dir: str | Path = RUNS_DIR) -> list[Restored]:
-    """Bring back ``day``'s ``models/`` and ``indexes/`` outputs, as named by ``runs/<day>/dvc.lock``.
-
-    Objects come from the local DVC cache; missing ones are fetched from the DVC remote (``remote`` or
-    the default one) first. ``to=None`` replaces the outputs in the workspace (each one swapped in
-    atomically); ``to=DIR`` writes ``DIR/models/...`` and ``DIR/indexes/...`` and leaves the workspace alone.
+    DVC reads the objects named by that day's dvc.lock from the local cache, or else from the remote
+    (``remote`` or the default one). ``to=DIR`` writes ``DIR/models`` and ``DIR/indexes``; ``to=None``
+    swaps them into the workspace atomically (dvc.lock then still describes the latest run: `dvc checkout`
+    brings it back). The DVC way to restore a whole day is ``git checkout day-YYYYMMDD && dvc checkout``.
     """
     import yaml
 
     root = Path(root).resolve()
     day = as_day(day)
-    lock_path = root / runs_dir / day / "dvc.lock"
-    if not lock_path.exists():
-        known = ", ".join(r.day for r in list_runs(root, runs_dir)) or "none"
-        raise FileNotFoundError(f"no recorded run {day} ({lock_path} missing; recorded runs: {known})")
-    lock = yaml.safe_load(lock_path.read_text()) or {}
-    outs = lock_outputs(lock, prefixes)
+    tag = TAG_PREFIX + day
+    if day not in recorded_days(root):
+        known = ", ".join(recorded_days(root)) or "none"
+        raise FileNotFoundError(f"no recorded run {day} (no git tag {tag}; recorded runs: {known})")
+    lock = yaml.safe_load(git(root, "show", f"{tag}:dvc.lock")) or {}
+    outs = [o["path"] for _, o in lock_outputs(lock, prefixes)]
     if not outs:
-        raise ValueError(f"{lock_path} lists no cached output under {', '.join(prefixes)}")
+        raise ValueError(f"dvc.lock of {tag} lists no cached output under {', '.join(prefixes)}")
+    dest_root = Path(to).resolve() if to is not None else root
+    restored: list[Restored] = []
+    for prefix in prefixes:
+        under = [o for o in outs if o == prefix or o.startswith(prefix + "/")]
+        if not under:
+            continue
+        dest = dest_root / prefix
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.restore")
+        try:
+            args = ["get", str(root), prefix, "--rev", tag, "-o", str(tmp), "--quiet"]
+            if remote:
+                args += ["--remote", remote]
+            rc = dvc(root, *args, check=False)
+            if rc != 0:
+                raise FileNotFoundError(f"dvc get {prefix} --rev {tag} failed (exit {rc}): objects neither in the "
+                                        "local cache nor on the remote?")
+            for f in list(tmp.rglob(".gitignore")):  # git's bookkeeping of the outputs, not data
+                f.unlink()
+            files = [f for f in tmp.rglob("*") if f.is_file()]
+            item = Restored(path=prefix, outputs=under, files=len(files), bytes=sum(f.stat().st_size for f in files),
+                            destination=str(dest))
+            _swap(tmp, dest)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        restored.append(item)
+    return restored
 
-    from dvc.repo import Repo
 
-    repo = Repo(str(root))
-    try:
-        dest_root = Path(to).resolve() if to is not None else root
-        restored: list[Restored] = []
-        for stage, out in outs:
-            md5, legacy = str(out["md5"]), out.get("hash") != "md5"
-            odb = repo.cache.legacy if legacy else repo.cache.local
-            odb_dir = Path(odb.path)
-            item = Restored(path=out["path"], md5=md5, stage=stage)
-            if _missing_objects(odb_dir, md5):
-                if not fetch:
-                    raise FileNotFoundError(f"{out['path']} ({md5}) is not in the local DVC cache")
-                _fetch(repo, md5, legacy, remote)
-                item.fetched = True
-                still = _missing_objects(odb_dir, md5)
-                if still:
-                    raise FileNotFoundError(f"{out['path']} ({md5}): {len(still)} object(s) are neither in the "
-                                            "local cache nor on the remote")
-            dest = dest_root / out["path"]
-            item.files, item.bytes = _materialize(odb_dir, md5, dest)
-            item.destination = str(dest)
-            restored.append(item)
-        return restored
-    finally:
-        repo.close()
-
-
-def _fetch(repo: Any, md5: str, legacy: bool, remote: str | None) -> None:
-    """Fetch one object (a file, or a directory manifest and then all its files) from a DVC remote."""
-    from dvc_data.hashfile.hash_info import HashInfo
-
-    name = "md5-dos2unix" if legacy else "md5"
-    odb_dir = Path((repo.cache.legacy if legacy else repo.cache.local).path)
-    with dvc_lock(repo.root_dir):
-        failed = set(repo.cloud.pull([HashInfo(name, md5)], remote=remote).failed)
-        if not failed and md5.endswith(".dir"):
-            missing = _missing_objects(odb_dir, md5)
-            if missing:
-                failed |= set(repo.cloud.pull([HashInfo(name, h) for h in missing], remote=remote).failed)
-    if failed:
-        raise FileNotFoundError(f"could not fetch {md5} from the DVC remote: {len(failed)} object(s) failed")
+def _swap(new: Path, dest: Path) -> None:
+    """Put ``new`` at ``dest`` (renames; the old content is removed afterwards)."""
+    if dest.exists() or dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.old")
+        dest.rename(old)
+        new.rename(dest)
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() and not old.is_symlink() else old.unlink(missing_ok=True)
+    else:
+        new.rename(dest)
 
 
 def format_restored(day: str, restored: Sequence[Restored], to: str | Path | None) -> str:
-    lines = [f"restored run {as_day(day)} ({'into ' + str(to) if to else 'into the workspace'}):"]
-    w = max(len(r.path) for r in restored)
+    lines = [f"restored run {as_day(day)} (git tag {TAG_PREFIX}{as_day(day)}, dvc get; "
+             f"{'into ' + str(to) if to else 'into the workspace'}):"]
     for r in restored:
-        src = "remote -> cache" if r.fetched else "cache"
-        lines.append(f"  {r.path.ljust(w)}  {r.md5:<36}  {r.files:>4} files  {r.bytes / 1e6:8.2f} MB  "
-                     f"from {src}  -> {r.destination}")
+        lines.append(f"  {r.path:<8} {r.files:>4} files  {r.bytes / 1e6:8.2f} MB  -> {r.destination}  "
+                     f"({', '.join(r.outputs)})")
     if to is None:
         lines.append("note: dvc.lock still describes the latest run, so `dvc status` shows these outputs as "
                      "modified; `dvc checkout` brings the latest run's outputs back.")

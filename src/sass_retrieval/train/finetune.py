@@ -23,7 +23,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -47,22 +47,27 @@ def refit_mode(value: bool | str) -> str:
 
 @dataclass
 class FinetuneSettings:
+    """Values come from params.yaml's ``finetune`` section (train.recipes.finetune_settings): no defaults here."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature",
+                                       "aux_weight", "early_stopping", "patience", "min_epochs", "min_delta",
+                                       "refit", "recent_days")
     loop: LoopSettings
-    batch_size: int = 512
-    negatives: int = 256
-    alpha: float = 1.0
-    logq: bool = True
-    loss: str = "softmax"
-    margin: float = 0.2
-    temperature: float = 0.05
-    aux_weight: float = 0.3
-    early_stopping: bool = True
-    patience: int = 2
-    min_epochs: int = 1                  # never stop before this many epochs (see the module docstring)
-    min_delta: float = 0.0               # a validation gain must exceed this to count as an improvement
-    refit: bool | str = True             # True/"full" | "holdout" | False/"none": see the module docstring
+    batch_size: int
+    negatives: int
+    alpha: float
+    logq: bool
+    loss: str
+    margin: float
+    temperature: float
+    aux_weight: float
+    early_stopping: bool
+    patience: int
+    min_epochs: int                      # never stop before this many epochs (see the module docstring)
+    min_delta: float                     # a validation gain must exceed this to count as an improvement
+    refit: bool | str                    # True/"full" | "holdout" | False/"none": see the module docstring
+    recent_days: int                     # train on the newest n training days only (incremental); 0 = all
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
-    recent_days: int = 0                 # train on the newest n training days only (incremental); 0 = all
 
     def __post_init__(self) -> None:
         # a misspelt refit fails when the settings are read, not after the selection run has trained
@@ -192,13 +197,14 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
         best = {"score": -1.0, "epoch": 0, "state": None}
         curve: list[dict[str, float]] = []
 
-        def check(epoch: int) -> bool:
+        def check(epoch: int) -> tuple[bool, dict[str, float]]:
+            """Stop?, and the epoch's validation metric for DVCLive."""
             score = validate_day(model, bank, val, reported)
             curve.append({"epoch": epoch + 1, "val_ndcg@50": score})
             log.info("validation (last training day) macro NDCG@50 after epoch %d: %.4f", epoch + 1, score)
             if score > best["score"] + s.min_delta:
                 best.update(score=score, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
-            return epoch + 1 >= s.min_epochs and epoch + 1 - best["epoch"] >= s.patience
+            return epoch + 1 >= s.min_epochs and epoch + 1 - best["epoch"] >= s.patience, {"val_ndcg@50": score}
 
         report["select"] = train_on(all_days - {last}, s.loop, "select", check)
         report["validation"] = curve

@@ -38,13 +38,15 @@ def step_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
 
 @dataclass
 class LoopSettings:
+    """Values come from params.yaml (train.recipes.loop_settings): no defaults here."""
+
     epochs: int
     lr: float
-    weight_decay: float = 0.0
-    seed: int = 0
-    checkpoint_every: int = 200
-    progress: bool = True
-    max_steps_per_epoch: int = 0   # 0 = no cap; tests and smoke runs cap it
+    weight_decay: float
+    seed: int
+    checkpoint_every: int
+    progress: bool
+    max_steps_per_epoch: int   # 0 = no cap; tests and smoke runs cap it
 
 
 class PairedOptimizer:
@@ -104,6 +106,44 @@ class LossLog:
         self.fh.close()
 
 
+class LiveLog:
+    """Per-epoch curves through DVCLive, in ``<model folder>/dvclive`` beside the loss CSVs (which the run
+    report reads): ``dvc plots show`` draws ``plots/metrics/*.tsv`` (declared in dvc.yaml), ``dvc exp show``
+    and ``dvc metrics show`` see the last values in ``metrics.json``.
+
+    One folder serves every phase of a stage (``loss``, ``loss-select``, ``loss-refit``...): each phase
+    logs under its own name, with the epoch as step, and a fresh (not resumed) phase drops only its own
+    old series (the model folders persist between runs).
+    """
+
+    def __init__(self, loss_log: Path, resume: bool) -> None:
+        self.name = Path(loss_log).stem
+        self.live = None
+        folder = Path(loss_log).parent / "dvclive"
+        try:
+            from dvclive import Live
+
+            if not resume:
+                for old in (folder / "plots" / "metrics").glob(f"{self.name}*.tsv"):
+                    old.unlink()
+            self.live = Live(dir=str(folder), resume=True, save_dvc_exp=False, dvcyaml=None, report=None)
+        except Exception as exc:  # noqa: BLE001 - curves are a convenience; never fail a training run for them
+            log.warning("DVCLive disabled for %s: %s", folder, exc)
+
+    def log(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.live is None:
+            return
+        self.live.step = epoch + 1
+        for key, value in metrics.items():
+            if value == value:  # NaN (an empty epoch) is not a point
+                self.live.log_metric(key if key != "loss" else self.name, float(value))
+        self.live.make_summary()
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.end()
+
+
 def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callable[[int], int],
                batches: Callable[[int], Iterator[tuple[int, Callable[[], torch.Tensor]]]],
                resume_path: Path, loss_log: Path, desc: str,
@@ -139,6 +179,7 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             global_step = int(payload["state"]["global_step"])
             log.info("%s: resuming at epoch %d step %d", desc, start_epoch, start_step)
     logger = LossLog(loss_log if rank == 0 else Path(f"{loss_log}.rank{rank}"), ["step", "epoch", "loss"], resume)
+    live = LiveLog(loss_log, resume) if rank == 0 else None
     history: list[float] = []
     stopped_early = False
     try:
@@ -181,11 +222,18 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 save_resume(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch + 1,
                                                        "step": 0, "global_step": global_step,
                                                        "fingerprint": fingerprint})
-            if on_epoch_end is not None and on_epoch_end(epoch):
+            # on_epoch_end returns stop, or (stop, {metric: value}) to log e.g. the validation NDCG@50
+            verdict = on_epoch_end(epoch) if on_epoch_end is not None else False
+            stop, extra = verdict if isinstance(verdict, tuple) else (verdict, {})
+            if live is not None:
+                live.log(epoch, {"loss": mean, **(extra or {})})
+            if stop:
                 stopped_early = True
                 break
     finally:
         logger.close()
+        if live is not None:
+            live.close()
     # Finished: the resume checkpoint has done its job. Left behind, it would make the next run in this
     # folder "resume" a completed run and skip its training.
     if rank == 0:

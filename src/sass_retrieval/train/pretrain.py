@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -25,11 +25,14 @@ from .losses import nt_xent
 
 @dataclass
 class PretrainSettings:
+    """Values come from params.yaml's ``pretrain`` section (train.recipes.pretrain_settings): no defaults here."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "temperature", "id_dropout", "recent_days")
     loop: LoopSettings
-    batch_size: int = 512
-    temperature: float = 0.1
-    id_dropout: float = 0.5
-    recent_days: int = 0        # pretrain on pairs seen in the newest n training days (incremental); 0 = all
+    batch_size: int
+    temperature: float
+    id_dropout: float
+    recent_days: int            # pretrain on pairs seen in the newest n training days (incremental); 0 = all
 
 
 def _views_user(bank: FeatureBank, pairs: np.ndarray, rng: np.random.Generator, id_dropout: float):

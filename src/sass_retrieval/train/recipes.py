@@ -28,37 +28,34 @@ TRAINED_ROWS = ROWS[1:]
 
 
 def model_config(params: dict[str, Any], scenarios: list[str], arch: str | None = None) -> ModelConfig:
-    m = params.get("model", {})
-    base = ModelConfig(scenarios=list(scenarios), n_user_fields=len(USER_FIELDS), n_item_fields=len(ITEM_FIELDS))
-    overrides = {k: v for k, v in m.items() if k in ModelConfig.__dataclass_fields__ and k != "scenarios"}
-    cfg = ModelConfig.from_dict({**base.to_dict(), **overrides})
+    """The model's shape from params.yaml (the one source of its values; the schema checked them)."""
+    m = get(params, "model")
+    known = {k: m[k] for k in ModelConfig.__dataclass_fields__ if k in m}
+    cfg = ModelConfig(**{**known, "scenarios": list(scenarios), "n_user_fields": len(USER_FIELDS),
+                         "n_item_fields": len(ITEM_FIELDS)})
     if arch is not None:
         cfg.arch = arch
     return cfg
 
 
 def loop_settings(params: dict[str, Any], section: str, seed: int, progress: bool = True) -> LoopSettings:
-    sec = params.get(section, {})
-    return LoopSettings(epochs=int(sec.get("epochs", 1)), lr=float(sec.get("lr", 1e-3)),
-                        weight_decay=float(sec.get("weight_decay", 0.0)), seed=seed,
-                        checkpoint_every=int(get(params, "train.checkpoint_every", 200)), progress=progress,
-                        max_steps_per_epoch=int(sec.get("max_steps_per_epoch", 0)))
+    def key(k: str) -> Any:
+        return get(params, f"{section}.{k}")
+
+    return LoopSettings(epochs=int(key("epochs")), lr=float(key("lr")), weight_decay=float(key("weight_decay")),
+                        seed=seed, checkpoint_every=int(get(params, "train.checkpoint_every")), progress=progress,
+                        max_steps_per_epoch=int(key("max_steps_per_epoch")))
 
 
 def pretrain_settings(params: dict[str, Any], seed: int, progress: bool = True) -> PretrainSettings:
-    p = params.get("pretrain", {})
     return PretrainSettings(loop=loop_settings(params, "pretrain", seed, progress),
-                            batch_size=int(p.get("batch_size", 512)), temperature=float(p.get("temperature", 0.1)),
-                            id_dropout=float(p.get("id_dropout", 0.5)), recent_days=int(p.get("recent_days", 0)))
+                            **{k: get(params, f"pretrain.{k}") for k in PretrainSettings.KEYS})
 
 
 def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | None = None,
                       progress: bool = True) -> FinetuneSettings:
-    f = params.get("finetune", {})
-    keys = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature", "aux_weight",
-            "early_stopping", "patience", "min_epochs", "min_delta", "refit", "recent_days")
-    kw = {k: f[k] for k in keys if k in f}
-    return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios, **kw)
+    return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios,
+                            **{k: get(params, f"finetune.{k}") for k in FinetuneSettings.KEYS})
 
 
 def freeze_transferred(model: RetrievalModel) -> None:
@@ -78,7 +75,7 @@ def run_pretraining(bank: FeatureBank, params: dict[str, Any], seed: int, out_di
                     init: RetrievalModel | None = None, progress: bool = True) -> tuple[RetrievalModel, dict]:
     seed_everything(seed)
     model = init if init is not None else RetrievalModel(model_config(params, bank.scenarios, "sass"))
-    torch.set_num_threads(int(get(params, "train.threads", 2)))
+    torch.set_num_threads(int(get(params, "train.threads")))
     report = pretrain(model, bank, pretrain_settings(params, seed, progress), out_dir)
     return model, report
 
@@ -92,7 +89,7 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
     """
     if row not in TRAINED_ROWS:
         raise ValueError(f"unknown trained row {row!r}; choose from {TRAINED_ROWS}")
-    torch.set_num_threads(int(get(params, "train.threads", 2)))
+    torch.set_num_threads(int(get(params, "train.threads")))
     out_dir = Path(out_dir)
     if row == "dssm_single":
         models, reports = {}, {}
@@ -107,11 +104,11 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
     model = RetrievalModel(model_config(params, bank.scenarios, arch))
     if init is not None:
         model.load_state_dict(init.state_dict())
-    elif row == "sass" and bool(get(params, "finetune.load_pretrained", True)):
+    elif row == "sass" and bool(get(params, "finetune.load_pretrained")):
         if pretrained is None:
             raise ValueError("row 'sass' needs the pretrained model (run pretraining first)")
         model.load_state_dict(copy.deepcopy(pretrained.state_dict()))
-        if bool(get(params, "finetune.freeze_pretrained", False)):
+        if bool(get(params, "finetune.freeze_pretrained")):
             freeze_transferred(model)
     report = finetune(model, bank, finetune_settings(params, seed, None, progress), out_dir)
     return {s: model for s in bank.scenarios}, report
