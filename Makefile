@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # Passive OpenMP waiting: spinning threads of parallel processes starve each other (src/sass_retrieval/__init__.py).
 export OMP_WAIT_POLICY = PASSIVE
 
-.PHONY: install run test test-fast lint bench-quality bench-speed bench-scale bench-index bench-rows airflow dag-graph clean
+.PHONY: install run test test-fast lint bench-quality bench-speed bench-scale bench-index airflow dag-graph clean
 
 install: $(VENV)/.installed
 
@@ -40,11 +40,6 @@ dag-graph: install
 
 airflow: install dag-graph
 	bash scripts/airflow-standalone.sh
-
-# The reference rows off the daily path (dssm_single, sass_base), trained and scored on demand as a DVC
-# experiment beside the daily rows: compare with `dvc exp show` / `dvc metrics diff`.
-bench-rows: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run -S 'evaluate.benchmark_rows=[dssm_single,sass_base]'
 
 
 bench-quality: install

@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     params["scenarios"] = {"names": NAMES, "min_scenario_rows": 1000}
     params["train"] = {**params["train"], "threads": args.threads}
     params["publish"] = {**params["publish"], "dir": "published"}
+    params["evaluate"] = {**params["evaluate"], "benchmark_rows": []}  # the daily path: candidate, challenger, popular
     work = Path(args.work)
     env = {"SASS_ALLOW_EXTERNAL_PATHS": "1", "OMP_NUM_THREADS": str(args.threads)}
     if args.stages:

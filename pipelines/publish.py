@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from pathlib import Path
 
 from sass_retrieval.config import get
 from sass_retrieval.publish import (
     CANDIDATE,
     SERVED_FILE,
     current_version,
-    gate,
+    decide,
     install_version,
     point_current,
     published_metric,
@@ -39,37 +38,6 @@ from .base import load_run, parser, published_dir, safe_path, setup_logging, wri
 log = logging.getLogger("publish")
 
 
-def macro(metrics: dict, row: str) -> float | None:
-    try:
-        return float(metrics["rows"][row]["macro"]["ndcg@50"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def paired_margin(per_pair: Path, a: str, b: str, config: dict, slice_name: str = "all") -> dict | None:
-    """Paired bootstrap of row a - row b (macro over scenarios) from the evaluate stage's per_pair.npz, with
-    the evaluate stage's metric, n_boot, level and seed (metrics.json "significance_config")."""
-    import numpy as np
-
-    from sass_retrieval.evaluate.significance import MACRO, paired_bootstrap
-
-    if not per_pair.exists():
-        return None
-    metric = config.get("metric", "ndcg@50")
-    with np.load(per_pair) as z:
-        keys = set(z.files)
-        scen = [k.split("/")[2] for k in sorted(keys)
-                if k.count("/") == 3 and k.startswith(f"{slice_name}/{a}/") and k.endswith(f"/{metric}")]
-        scen = [s for s in scen if f"{slice_name}/{b}/{s}/{metric}" in keys]
-        if not scen:
-            return None
-        xa = {s: z[f"{slice_name}/{a}/{s}/{metric}"] for s in scen}
-        xb = {s: z[f"{slice_name}/{b}/{s}/{metric}"] for s in scen}
-    out = paired_bootstrap(xa, xb, n_boot=int(config.get("n_boot", 2000)), level=float(config.get("level", 0.95)),
-                           seed=int(config.get("seed", 0)))
-    return {**out[MACRO], "metric": metric}
-
-
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
@@ -80,26 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     run = load_run(args.params)
     root = published_dir(run.params)
-    challenger = str(get(run.params, "publish.challenger", "dssm_mixed"))
+    challenger = str(get(run.params, "publish.challenger"))
     vpath = safe_path(args.validation)
     validation_ok = vpath.exists() and bool(json.loads(vpath.read_text()).get("success"))
     metrics = json.loads(safe_path(args.metrics).read_text())
-    config = metrics.get("significance_config") or {}
-    level = float(config.get("level", 0.95))
-    per_pair = safe_path(args.per_pair)
-    scores = {CANDIDATE: macro(metrics, CANDIDATE), challenger: macro(metrics, challenger)}
+    level = float((metrics.get("significance_config") or {}).get("level", 0.95))
     published = published_metric(root, metrics)
-    margins = {}
-    vs = paired_margin(per_pair, CANDIDATE, challenger, config)
-    if vs is not None:
-        margins[f"{CANDIDATE}-{challenger}"] = vs
-    lead = None
-    finite = {r: v for r, v in scores.items() if v is not None and v == v}
-    if finite and "published" in metrics.get("rows", {}):
-        best = max(finite, key=lambda r: (finite[r], r == CANDIDATE))
-        lead = paired_margin(per_pair, best, "published", config)
-    decision = gate(validation_ok, scores, published, lead, tolerance=float(get(run.params, "publish.tolerance")),
-                    level=level, margins=margins)
+    decision = decide(metrics, safe_path(args.per_pair), validation_ok, challenger, published,
+                      float(get(run.params, "publish.tolerance")))
     in_service = current_version(root)
     entry = {"window_end": run.window.test_end, "publish": decision.publish, "reason": decision.reason,
              "candidate_ndcg@50": decision.candidate, "published_ndcg@50": decision.published,

@@ -47,7 +47,7 @@ TINY_OVERRIDES = {
                  "temperature": 0.05, "aux_weight": 0.3, "early_stopping": True, "patience": 1, "refit": True},
     "train": {"mode": "full", "incremental_epochs": 1, "seed": 0, "threads": 1, "checkpoint_every": 0},
     "index": {"kind": "flat"},
-    "evaluate": {"ks": [20, 50, 100], "rows": ["popular", "dssm_mixed", "sass"]},
+    "evaluate": {"ks": [20, 50, 100], "rows": ["popular", "dssm_mixed", "sass"], "benchmark_rows": []},
     "publish": {"tolerance": 0.005, "dir": "published"},
 }
 

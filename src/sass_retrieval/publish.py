@@ -96,6 +96,57 @@ def gate(validation_ok: bool, scores: dict[str, float | None], published: float 
                          f"({_ci(lead, level)})", best)
 
 
+def macro(metrics: dict, row: str) -> float | None:
+    try:
+        return float(metrics["rows"][row]["macro"]["ndcg@50"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def paired_margin(per_pair: Path, a: str, b: str, config: dict, slice_name: str = "all") -> dict | None:
+    """Paired bootstrap of row a - row b (macro over scenarios) from the evaluate stage's per_pair.npz, with
+    the evaluate stage's metric, n_boot, level and seed (metrics.json "significance_config")."""
+    import numpy as np
+
+    from sass_retrieval.evaluate.significance import MACRO, paired_bootstrap
+
+    if not per_pair.exists():
+        return None
+    metric = config.get("metric", "ndcg@50")
+    with np.load(per_pair) as z:
+        keys = set(z.files)
+        scen = [k.split("/")[2] for k in sorted(keys)
+                if k.count("/") == 3 and k.startswith(f"{slice_name}/{a}/") and k.endswith(f"/{metric}")]
+        scen = [s for s in scen if f"{slice_name}/{b}/{s}/{metric}" in keys]
+        if not scen:
+            return None
+        xa = {s: z[f"{slice_name}/{a}/{s}/{metric}"] for s in scen}
+        xb = {s: z[f"{slice_name}/{b}/{s}/{metric}"] for s in scen}
+    out = paired_bootstrap(xa, xb, n_boot=int(config.get("n_boot", 2000)), level=float(config.get("level", 0.95)),
+                           seed=int(config.get("seed", 0)))
+    return {**out[MACRO], "metric": metric}
+
+
+def decide(metrics: dict, per_pair: Path, validation_ok: bool, challenger: str, published: float | None,
+           tolerance: float) -> Decision:
+    """The gate's inputs from the evaluate stage's outputs (metrics.json, per_pair.npz), then :func:`gate`.
+
+    One implementation for the publish stage, which acts on it, and the run report, which shows it."""
+    config = metrics.get("significance_config") or {}
+    scores = {CANDIDATE: macro(metrics, CANDIDATE), challenger: macro(metrics, challenger)}
+    margins = {}
+    vs = paired_margin(per_pair, CANDIDATE, challenger, config)
+    if vs is not None:
+        margins[f"{CANDIDATE}-{challenger}"] = vs
+    lead = None
+    finite = {r: v for r, v in scores.items() if _finite(v)}
+    if finite and "published" in metrics.get("rows", {}):
+        best = max(finite, key=lambda r: (finite[r], r == CANDIDATE))
+        lead = paired_margin(per_pair, best, "published", config)
+    return gate(validation_ok, scores, published, lead, tolerance=tolerance,
+                level=float(config.get("level", 0.95)), margins=margins)
+
+
 def current_version(root: Path) -> Path | None:
     link = Path(root) / "current"
     return link.resolve() if link.is_symlink() and link.resolve().exists() else None

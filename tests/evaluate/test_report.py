@@ -440,3 +440,21 @@ def test_fmt_ci_and_verdict():
     assert verdict(boot(-0.1, 0.01, 5), "sass", "x") == ("x better", "neg")
     assert verdict(boot(0.0, 0.01, 5), "sass", "x") == ("no measurable difference", "muted")
     assert verdict(None, "sass", "x") == ("no pairs", "muted")
+
+
+def test_champion_challenger_section_shows_the_gate_decision_and_margins() -> None:
+    from sass_retrieval.evaluate.report import RunReport, sections
+
+    rep = RunReport(generated="2026-12-01T00:00:00+00:00")
+    assert not [b for b in sections(rep, {}) if getattr(b, "text", "") == "Champion / challenger"]
+    rep.gate = {"publish": True, "winner": "dssm_mixed", "reason": "dssm_mixed leads the published 0.1000 by ...",
+                "published": 0.1, "scores": {"sass": 0.11, "dssm_mixed": 0.12},
+                "margins": {"dssm_mixed-published": {"diff": 0.02, "lo": 0.01, "hi": 0.03, "significant": True},
+                            "sass-dssm_mixed": {"diff": -0.01, "lo": -0.03, "hi": 0.01, "significant": False}}}
+    blocks = sections(rep, {})
+    i = next(i for i, b in enumerate(blocks) if getattr(b, "text", "") == "Champion / challenger")
+    assert "dssm_mixed will be published" in blocks[i + 1].text
+    scores, margins = blocks[i + 2], blocks[i + 3]
+    assert [r[0].text for r in scores.rows] == ["sass", "dssm_mixed", "published (in service)"]
+    assert margins.rows[0][1].text == "+0.0200 [+0.0100, +0.0300]" and margins.rows[0][2].text == "significant"
+    assert margins.rows[1][2].text == "no measurable difference"

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.publish import paired_margin
-from sass_retrieval.publish import gate
+from sass_retrieval.publish import gate, paired_margin
 
 SCORES = {"sass": 0.30, "dssm_mixed": 0.32}
 

@@ -72,6 +72,7 @@ class RunReport:
     published: dict | None = None                    # <publish.dir>/current/metrics.json
     published_version: str | None = None             # the version folder "current" points at
     problems: list[str] = field(default_factory=list)  # inputs that were missing or unreadable
+    gate: dict | None = None                         # the publish gate's decision on this run (publish.decide)
 
     # -- derived views
     @property
@@ -958,10 +959,33 @@ def _problems(rep: RunReport) -> list[Block]:
     return [Heading("Missing inputs"), Table(["input"], [[Cell(p)] for p in rep.problems])]
 
 
+def _champion(rep: RunReport) -> list[Block]:
+    """Champion / challenger: which row the publish gate picks on this run and by how much (publish.decide)."""
+    g = rep.gate
+    if not g:
+        return []
+    verdict = (f"{g['winner']} will be published" if g.get("publish")
+               else "the model in service stays" if g.get("published") is not None else "nothing will be published")
+    blocks: list[Block] = [Heading("Champion / challenger", 2),
+                           Text(f"Publish gate: {verdict}. {g.get('reason', '')}.")]
+    scores = dict(g.get("scores") or {})
+    if g.get("published") is not None:
+        scores["published (in service)"] = g["published"]
+    rows = [[Cell(name), Cell(fmt_metric(v), num=True)] for name, v in scores.items()]
+    blocks.append(Table(["row", "macro NDCG@50 (this run's pairs)"], rows))
+    margins = g.get("margins") or {}
+    if margins:
+        blocks.append(Table(["comparison", "Δ macro NDCG@50 [paired 95% CI]", "verdict"],
+                            [[Cell(k.replace("-", " − ")), Cell(fmt_ci(m.get("diff"), m.get("lo"), m.get("hi")), num=True),
+                              Cell("significant" if m.get("significant") else "no measurable difference")]
+                             for k, m in margins.items()]))
+    return blocks
+
+
 def sections(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     """The report as a list of format-neutral blocks, in page order."""
     return (_header(rep) + _validation(rep) + _data(rep) + _training(rep, figs) + _metrics(rep, figs)
-            + _significance(rep) + _changes(rep) + _problems(rep))
+            + _significance(rep) + _champion(rep) + _changes(rep) + _problems(rep))
 
 
 # ---- rendering ----------------------------------------------------------------------------------
