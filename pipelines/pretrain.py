@@ -43,14 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         init, _ = load_model(warm)
         params = incremental_params(params, ("pretrain",))
     bank = bank_for(run, args.features, "sass")
-    seed = int(get(params, "train.seed", 0))
-    if not get(params, "pretrain.enabled", True):
-        from sass_retrieval.models.retrieval import RetrievalModel
-        from sass_retrieval.train.recipes import model_config
-
-        model, report = RetrievalModel(model_config(params, bank.scenarios, "sass")), {"skipped": True}
-    else:
-        model, report = run_pretraining(bank, params, seed, out, init=init, progress=not args.no_progress)
+    model, report = run_pretraining(bank, params, int(get(params, "train.seed")), out, init=init,
+                                    progress=not args.no_progress)
     if not is_main():
         return 0
     save_checkpoint(out / "model.pt", model, meta={"stage": "pretrain", "window": run.window.__dict__,

@@ -10,10 +10,10 @@ import uuid
 from pathlib import Path
 
 from sass_retrieval.config import get
-from sass_retrieval.data.features import pretrain_pairs, split_scenario
+from sass_retrieval.data.features import split_meta, write_pairs_split, write_scenario_split
 from sass_retrieval.data.store import read_items, read_users
 
-from .base import load_run, parser, read_mapped, safe_path, setup_logging, write_json
+from .base import load_run, parser, read_mapped, safe_path, setup_logging
 
 log = logging.getLogger("split")
 
@@ -39,31 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     out = safe_path(args.out)
     w = run.window
     train = read_mapped(run, w.train_start, w.train_end)
-    meta = {"scenarios": run.names, "reported": list(run.scenarios.reported), "mapping": run.scenarios.mapping,
-            "train_dates": w.train_dates, "test_dates": w.test_dates, "seq_len": int(get(run.params, "features.seq_len"))}
+    meta = split_meta(run.names, list(run.scenarios.reported), run.scenarios.mapping, w.train_dates, w.test_dates,
+                      int(get(run.params, "features.seq_len")))
     name = "pairs" if args.pairs else args.scenario
     tmp = out / f".{name}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir(parents=True)
     try:
         if args.pairs:
-            users, items = pretrain_pairs(train, "user_id"), pretrain_pairs(train, "video_id")
-            users.to_parquet(tmp / "users.parquet", index=False)
-            items.to_parquet(tmp / "items.parquet", index=False)
-            stats = {"user_pairs": len(users), "item_pairs": len(items)}
+            stats = write_pairs_split(tmp, train, meta)
         else:
             s = args.scenario
             if s not in get(run.params, "scenarios.names"):
                 raise SystemExit(f"split: scenario {s!r} is not in scenarios.names {get(run.params, 'scenarios.names')}")
-            part = train[train["scenario"] == s]
-            f = split_scenario(part, read_users(run.store), read_items(run.store), w.train_dates, meta["seq_len"])
-            for key in ("users", "items", "item_daily", "positives", "exposure_dist"):
-                getattr(f, key).to_parquet(tmp / f"{key}.parquet", index=False)
-            stats = {"rows": len(part), "users": len(f.users), "items": len(f.items), "positives": len(f.positives),
-                     "reported": s in run.scenarios.reported}
-            if len(part) == 0:
+            stats = write_scenario_split(tmp, train, s, read_users(run.store), read_items(run.store), meta)
+            if stats["rows"] == 0:
                 log.warning("scenario %s has no training rows in %s..%s", s, w.train_start, w.train_end)
-        write_json(tmp / "stats.json", stats)
-        write_json(tmp / "meta.json", meta)
         _swap_in(tmp, out / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

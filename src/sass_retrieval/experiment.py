@@ -7,7 +7,6 @@ importer, split, trainer, FAISS index and BENCHMARK.md protocol that `dvc repro`
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import platform
@@ -22,7 +21,14 @@ import numpy as np
 import pandas as pd
 
 from .config import Window
-from .data.features import OTHER, ScenarioMap, pretrain_pairs, scenario_map, split_scenario
+from .data.features import (
+    OTHER,
+    ScenarioMap,
+    scenario_map,
+    split_meta,
+    write_pairs_split,
+    write_scenario_split,
+)
 from .data.kuairand import import_kuairand
 from .data.store import read_interactions, read_items, read_users
 
@@ -70,20 +76,14 @@ def load_window(store: Path, window: Window, declared: list[str], min_rows: int)
 
 
 def write_split(store: Path, out: Path, window: Window, smap: ScenarioMap, train: pd.DataFrame, seq_len: int) -> None:
+    """What the split stage writes (the same functions), for every mapped scenario and the pairs."""
     if out.exists():
         shutil.rmtree(out)
     users, items = read_users(store), read_items(store)
-    meta = {"scenarios": smap.names, "reported": list(smap.reported), "train_dates": window.train_dates,
-            "test_dates": window.test_dates, "seq_len": seq_len, "mapping": smap.mapping}
+    meta = split_meta(smap.names, list(smap.reported), smap.mapping, window.train_dates, window.test_dates, seq_len)
     for s in smap.names:
-        f = split_scenario(train[train["scenario"] == s], users, items, window.train_dates, seq_len)
-        (out / s).mkdir(parents=True)
-        for key in ("users", "items", "item_daily", "positives", "exposure_dist"):
-            getattr(f, key).to_parquet(out / s / f"{key}.parquet", index=False)
-        (out / s / "meta.json").write_text(json.dumps(meta))
-    (out / "pairs").mkdir(parents=True)
-    pretrain_pairs(train, "user_id").to_parquet(out / "pairs" / "users.parquet", index=False)
-    pretrain_pairs(train, "video_id").to_parquet(out / "pairs" / "items.parquet", index=False)
+        write_scenario_split(out / s, train, s, users, items, meta)
+    write_pairs_split(out / "pairs", train, meta)
 
 
 def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int, work: Path,
@@ -113,19 +113,12 @@ def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int,
         if row == "popular":
             rec = PopularRecommender(prep.train)
         else:
-            row_params = params
-            if row == "sass":
-                if not params.get("pretrain", {}).get("enabled", True):
-                    # pretraining off: `sass` is fine-tuned from scratch (the ablation's point)
-                    row_params = copy.deepcopy(params)
-                    row_params.setdefault("finetune", {})["load_pretrained"] = False
-                    pretrained = None
-                elif pretrained is None:
-                    pretrained, rep = run_pretraining(bank, params, seed, work / f"seed{seed}" / "pretrain",
-                                                      progress=progress)
-                    info["pretrain_seconds"] = time.perf_counter() - t
-                    info["pretrain_steps"] = rep["steps"]
-            models, rep = train_row(row, bank, row_params, seed, work / f"seed{seed}" / row, pretrained=pretrained,
+            if row == "sass" and pretrained is None:
+                pretrained, rep = run_pretraining(bank, params, seed, work / f"seed{seed}" / "pretrain",
+                                                  progress=progress)
+                info["pretrain_seconds"] = time.perf_counter() - t
+                info["pretrain_steps"] = rep["steps"]
+            models, rep = train_row(row, bank, params, seed, work / f"seed{seed}" / row, pretrained=pretrained,
                                     progress=progress)
             info["train_seconds"] = time.perf_counter() - t
             if isinstance(rep, dict) and "best_epoch" in rep:

@@ -12,7 +12,9 @@ Test-window rows never enter this module: the caller passes training rows only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -206,3 +208,46 @@ def pretrain_pairs(train: pd.DataFrame, key: str) -> pd.DataFrame:
     pairs = pairs.assign(last_date=pairs[["date_a", "date_b"]].min(axis=1)).drop(columns=["date_a", "date_b"])
     return pairs.rename(columns={key: "id"}).sort_values(["id", "scenario_a", "scenario_b"]).reset_index(
         drop=True).astype({"id": "int64", "scenario_a": "string", "scenario_b": "string", "last_date": "int64"})
+
+
+# ---- the split stage's folders: written by pipelines/split.py and by experiment.write_split alike -----------
+
+SPLIT_TABLES = ("users", "items", "item_daily", "positives", "exposure_dist")
+
+
+def split_meta(names: list[str], reported: list[str], mapping: dict, train_dates: list[int], test_dates: list[int],
+               seq_len: int) -> dict:
+    """meta.json of every split folder: what the feature bank needs to read the split back."""
+    return {"scenarios": list(names), "reported": list(reported), "mapping": mapping, "train_dates": list(train_dates),
+            "test_dates": list(test_dates), "seq_len": int(seq_len)}
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def write_scenario_split(out: Path, train: pd.DataFrame, scenario: str, users: pd.DataFrame, items: pd.DataFrame,
+                         meta: dict) -> dict:
+    """One scenario's feature tables, stats.json and meta.json into the (new) folder ``out``; returns the stats."""
+    part = train[train["scenario"] == scenario]
+    f = split_scenario(part, users, items, meta["train_dates"], meta["seq_len"])
+    out.mkdir(parents=True, exist_ok=True)
+    for key in SPLIT_TABLES:
+        getattr(f, key).to_parquet(out / f"{key}.parquet", index=False)
+    stats = {"rows": len(part), "users": len(f.users), "items": len(f.items), "positives": len(f.positives),
+             "reported": scenario in meta["reported"]}
+    _write_json(out / "stats.json", stats)
+    _write_json(out / "meta.json", meta)
+    return stats
+
+
+def write_pairs_split(out: Path, train: pd.DataFrame, meta: dict) -> dict:
+    """The cross-scenario pretraining pairs (users and videos seen in two scenarios) into ``out``."""
+    users, items = pretrain_pairs(train, "user_id"), pretrain_pairs(train, "video_id")
+    out.mkdir(parents=True, exist_ok=True)
+    users.to_parquet(out / "users.parquet", index=False)
+    items.to_parquet(out / "items.parquet", index=False)
+    stats = {"user_pairs": len(users), "item_pairs": len(items)}
+    _write_json(out / "stats.json", stats)
+    _write_json(out / "meta.json", meta)
+    return stats

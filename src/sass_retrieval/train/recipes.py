@@ -73,8 +73,12 @@ def freeze_transferred(model: RetrievalModel) -> None:
 
 def run_pretraining(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: Path,
                     init: RetrievalModel | None = None, progress: bool = True) -> tuple[RetrievalModel, dict]:
+    """Stage 1. With ``pretrain.enabled: false`` the seeded initial model is returned untrained, so `sass` is
+    then fine-tuned from the same start as `sass_base`, in the pipeline and the benchmarks alike."""
     seed_everything(seed)
     model = init if init is not None else RetrievalModel(model_config(params, bank.scenarios, "sass"))
+    if not get(params, "pretrain.enabled"):
+        return model, {"skipped": True, "steps": 0}
     torch.set_num_threads(int(get(params, "train.threads")))
     report = pretrain(model, bank, pretrain_settings(params, seed, progress), out_dir)
     return model, report
