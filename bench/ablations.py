@@ -72,6 +72,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "min_epochs=1": {"finetune.min_epochs": 1},
     "min_epochs=4": {"finetune.min_epochs": 4},
     "lr=0.001": {"finetune.lr": 0.001},
+    "id_dropout=1": {"pretrain.id_dropout": 1.0},
+    "pretrain_epochs=1": {"pretrain.epochs": 1},
 }
 
 
