@@ -47,5 +47,6 @@ def test_sass_beats_one_model_per_scenario_on_the_small_scenarios(default_result
     small = names[2:]  # the generator makes s0 and s1 large, the rest small and sparse
     diffs = {s: default_results["sass"]["per_scenario"][s]["ndcg@50"]
              - default_results["dssm_single"]["per_scenario"][s]["ndcg@50"] for s in small}
-    assert np.mean(list(diffs.values())) >= 0.015, diffs
-    assert all(d > 0 for d in diffs.values()), diffs
+    assert np.mean(list(diffs.values())) >= 0.02, diffs  # measured: +0.045 (README quick start)
+    # a small scenario has ~100-400 pairs: a tie on one of them is noise, a clear loss is not
+    assert all(d > -0.01 for d in diffs.values()), diffs
