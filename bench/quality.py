@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = [run_rows(prep, copy.deepcopy(params), rows, seed, work) for seed in args.seeds]
         results[label] = {"window": window.__dict__, "train_days": train_days, "test_days": test_days,
                           "per_seed": per_seed}
+        # per-pair values (seeds x pairs) of every slice, row, scenario and metric: later comparisons need no rerun
+        np.savez_compressed(work / f"per_pair_{end}_{test_days}d_{train_days}d.npz",
+                            **{f"{sl}/{row}/{s}/{m}": v for sl in SLICES
+                               for row, by_s in stack_seeds(per_seed, sl).items()
+                               for s, by_m in by_s.items() for m, v in by_m.items()})
         print(f"{label}: " + ", ".join(f"{r} {np.mean([ps[r]['macro']['ndcg@50'] for ps in per_seed]):.4f}"
                                        for r in rows), flush=True)
         body, payload = report(results, rows, args)

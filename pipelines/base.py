@@ -95,12 +95,12 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def published_dir(params: dict[str, Any]) -> Path:
-    return safe_path(get(params, "publish.dir", "published"))
+    return safe_path(get(params, "publish.dir"))
 
 
 def warm_start_path(params: dict[str, Any], relative: str) -> Path | None:
     """In incremental mode, yesterday's published checkpoint to start from (None: train from scratch)."""
-    if get(params, "train.mode", "full") != "incremental":
+    if get(params, "train.mode") != "incremental":
         return None
     path = published_dir(params) / "current" / relative
     if not path.exists():
@@ -116,6 +116,6 @@ def incremental_params(params: dict[str, Any], sections: tuple[str, ...]) -> dic
 
     out = copy.deepcopy(params)
     for sec in sections:
-        out.setdefault(sec, {})["epochs"] = int(get(params, "train.incremental_epochs", 1))
-        out[sec]["recent_days"] = int(get(params, "train.incremental_days", 1))
+        out.setdefault(sec, {})["epochs"] = int(get(params, "train.incremental_epochs"))
+        out[sec]["recent_days"] = int(get(params, "train.incremental_days"))
     return out

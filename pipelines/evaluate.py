@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     run = load_run(args.params)
-    set_threads(int(get(run.params, "train.threads", 2)))
+    set_threads(int(get(run.params, "train.threads")))
     w = run.window
     train, test = read_mapped(run, w.train_start, w.train_end), read_mapped(run, w.test_start, w.test_end)
     reported = list(run.scenarios.reported)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     cold_min_other = int(get(run.params, "evaluate.cold_min_other"))
     slices = build_slices(es, train, cold_max=cold_max, cold_min_other=cold_min_other)
     tail_median = {s: t["median"] for s, t in tail_thresholds(es, train).items()}
-    ks = [int(k) for k in get(run.params, "evaluate.ks", [20, 50, 100])]
+    ks = [int(k) for k in get(run.params, "evaluate.ks")]
     bank = bank_for(run, args.features, serving_only=True)
     by_slice: dict[str, dict[str, dict]] = {name: {} for name in slices}
     per_pair: dict[str, dict[str, dict]] = {name: {} for name in slices}
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             per_pair[name][row] = r.pop("per_pair")
             by_slice[name][row] = r
 
-    challenger = str(get(run.params, "publish.challenger", "dssm_mixed"))
+    challenger = str(get(run.params, "publish.challenger"))
     for row in daily_and_benchmark_rows(run.params):
         t = time.perf_counter()
         if row == "popular":

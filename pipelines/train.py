@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     pretrained = None
     if args.row == "sass" and init is None:
         pretrained, _ = load_model(safe_path(args.pretrained))
-    seed = int(get(params, "train.seed", 0))
+    seed = int(get(params, "train.seed"))
     models, report = train_row(args.row, bank, params, seed, out, pretrained=pretrained, init=init,
                                progress=not args.no_progress)
     if not is_main():

@@ -278,5 +278,6 @@ def test_editing_a_deep_module_marks_exactly_its_importers_changed(tmp_path: Pat
     assert changed_stages(project) == {"params"}
     # a fine-tuning knob reruns the fine-tuned rows, not the data stages nor pretraining
     update_params_file(project / "params.yaml", {"finetune.lr": 0.001})
-    # (the benchmark rows, reference@<row>, exist only when evaluate.benchmark_rows lists them)
-    assert changed_stages(project) == {"params", "finetune", "challenger"}
+    # (and every benchmark row evaluate.benchmark_rows lists, reference@<row>: the demo lists dssm_single)
+    bench = {f"reference@{r}" for r in yaml.safe_load((project / "params.yaml").read_text())["evaluate"]["benchmark_rows"]}
+    assert changed_stages(project) == {"params", "finetune", "challenger"} | bench

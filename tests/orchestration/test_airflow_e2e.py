@@ -43,6 +43,7 @@ TINY = {
     "finetune.epochs": 1, "finetune.batch_size": 128, "finetune.negatives": 32, "finetune.max_steps_per_epoch": 15,
     "finetune.early_stopping": False, "finetune.refit": False,
     "train.threads": 1,
+    "evaluate.benchmark_rows": [],                  # a production day: no reference rows (the demo lists dssm_single)
 }
 
 
