@@ -221,10 +221,14 @@ def strip_pairs(result: Any) -> Any:
 
 def fmt_ci(c: dict[str, Any]) -> str:
     """``+0.0123 [+0.0050, +0.0190]``, bold when the interval excludes 0; '–' when there are no pairs."""
-    if not c.get("pairs") or not np.isfinite(c.get("diff", float("nan"))):
-        return "–"
-    txt = f"{c['diff']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}]"
-    return f"**{txt}**" if c.get("significant") else txt
+    # the run report's formatter: one way to write an interval
+    from .evaluate.report import DASH
+    from .evaluate.report import fmt_ci as interval
+
+    if not c.get("pairs"):
+        return DASH
+    txt = interval(c.get("diff"), c.get("lo"), c.get("hi"))
+    return f"**{txt}**" if c.get("significant") and txt != DASH else txt
 
 
 def format_ci_table(comparison: dict[str, dict[str, dict]], scenarios: list[str], reference: str = "sass") -> str:
