@@ -4,8 +4,8 @@
 
 Windows (``END:TEST_DAYS:TRAIN_DAYS``, default below): the BENCHMARK.md dev split (train 04-25..05-02, test
 05-03..05-05), then three successive 1-day test windows (05-03, 05-04, 05-05) trained on every earlier day
-(8, 9, 10 days: the trend with more data), and the same three test days trained on the 4 days before them
-(a second training-window length). Every row is trained and scored per window and seed through the
+(8, 9, 10 days: the trend with more data), and 05-05 trained on the 4 days before it (a second
+training-window length). Every row is trained and scored per window and seed through the
 product's own code path (sass_retrieval.experiment: importer, split, trainer, protocol).
 
 Significance: per-pair metrics, pooled over seeds, paired bootstrap 95% CIs of ``sass`` minus every other
