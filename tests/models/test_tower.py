@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sass_retrieval.models.tower import ScenarioLinear, Tower
+from sass_retrieval.models.tower import ScenarioLinear, Tower, grouped_linear, segmented_linear
 
 
 def per_scenario_loop(layer: ScenarioLinear, x: torch.Tensor, scen: torch.Tensor) -> torch.Tensor:
@@ -36,6 +36,37 @@ def test_batched_scenario_layer_equals_the_per_scenario_loop(mode: str) -> None:
     per_scenario_loop(layer, x2, scen).square().sum().backward()
     assert torch.allclose(g_batched, layer.weight.grad, atol=1e-5)
     assert torch.allclose(x1.grad, x2.grad, atol=1e-5)
+
+
+def test_segmented_layer_on_sorted_rows_equals_the_grouped_layer() -> None:
+    torch.manual_seed(2)
+    w, b = torch.randn(4, 7, 11), torch.randn(4, 7)
+    scen = torch.sort(torch.randint(0, 4, (40,)))[0]
+    scen[scen == 2] = 1                                    # a scenario with no rows
+    x = torch.randn(40, 11)
+    counts = torch.bincount(scen, minlength=4).tolist()
+    assert torch.allclose(segmented_linear(x, counts, w, b), grouped_linear(x, scen, w, b), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["full", "star"])
+def test_tower_output_does_not_depend_on_the_row_order(mode: str) -> None:
+    """The tower sorts rows by scenario once and restores the caller's order: shuffling the rows shuffles
+    the outputs and changes nothing else, values and gradients."""
+    torch.manual_seed(3)
+    tower = Tower(10, 3, 2, hidden=8, layers=3, scenario_layer=mode, residual=True)
+    with torch.no_grad():
+        for layer in tower.scenario_net:
+            layer.weight.add_(0.3 * torch.randn_like(layer.weight))
+    x, scen, bx = torch.randn(30, 10), torch.randint(0, 3, (30,)), torch.randn(30, 2)
+    perm = torch.randperm(30)
+    e, g = tower(x, scen, bx)
+    e_p, g_p = tower(x[perm], scen[perm], bx[perm])
+    assert torch.allclose(e[perm], e_p, atol=1e-6) and torch.allclose(g[perm], g_p, atol=1e-6)
+    e.square().sum().backward()
+    grad = tower.scenario_net[0].weight.grad.clone()
+    tower.zero_grad()
+    e_p.square().sum().backward()
+    assert torch.allclose(grad, tower.scenario_net[0].weight.grad, atol=1e-5)
 
 
 def test_star_layer_starts_as_the_shared_layer_and_does_not_own_it() -> None:

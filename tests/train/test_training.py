@@ -217,3 +217,52 @@ def test_refit_mode_names_the_bad_value() -> None:
         refit_mode("sometimes")
     with pytest.raises(ValueError, match="finetune.refit"):     # refused when read, before any training
         _ft(1, refit="sometimes")
+
+
+def _per_scenario_loss(model, bank, samplers, pos, idx, s, rng) -> torch.Tensor:
+    """The reference: the loss as first written, one small softmax per scenario present, weighted by rows."""
+    import numpy as np
+
+    from sass_retrieval.train.losses import retrieval_loss
+
+    scen, day = pos["scen"][idx], int(pos["day"][idx[0]])
+    u_s, u_g = model.user_vectors(bank.user_batch(pos["user"][idx], scen, pos["seq"][idx], pos["stats"][idx]))
+    items = pos["item"][idx]
+    total, weight = torch.zeros(()), 0
+    for k in (int(k) for k in np.unique(scen)):
+        neg_items, q = samplers[k].sample(rng, (s.negatives,))
+        rows = np.nonzero(scen == k)[0]
+        all_items = np.concatenate([items[rows], neg_items])
+        stats = bank.per[bank.scenarios[k]].item_daily[day, all_items]
+        i_s, i_g = model.item_vectors(bank.item_batch(all_items, np.full(len(all_items), k), stats))
+        hit = torch.from_numpy(items[rows][:, None] == neg_items[None, :])
+        lq = torch.from_numpy(np.log(q * s.negatives)).float()
+        for vu, vi, w in ((u_s[rows], i_s, 1.0), (u_g[rows], i_g, s.aux_weight)):
+            pos_logit = (vu * vi[:len(rows)]).sum(-1) / s.temperature
+            neg_logit = (vu @ vi[len(rows):].T / s.temperature).masked_fill(hit, float("-inf"))
+            total = total + w * len(rows) * retrieval_loss("softmax", pos_logit, neg_logit, None,
+                                                           lq.expand_as(neg_logit), s.margin)
+        weight += len(rows)
+    return total / weight
+
+
+def test_batched_loss_equals_the_per_scenario_loss(tiny_bank) -> None:
+    """batch_loss scores every row against every scenario's negatives in one matmul and masks the other
+    scenarios' columns: the same sampled softmax as one loss per scenario."""
+    import numpy as np
+
+    from sass_retrieval.train.finetune import _positives, batch_loss
+    from sass_retrieval.train.sampler import NegativeSampler
+
+    bank, cfg = tiny_bank
+    torch.manual_seed(0)
+    model = RetrievalModel(cfg).eval()
+    s = _ft(1)
+    samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
+                for n in bank.scenarios}
+    pos = _positives(bank, bank.scenarios, set(range(len(bank.train_dates))))
+    idx = np.random.default_rng(0).permutation(np.nonzero(pos["day"] == pos["day"][0])[0])[:200]
+    assert len(np.unique(pos["scen"][idx])) > 1
+    batched = batch_loss(model, bank, samplers, pos, idx, s, np.random.default_rng(5))
+    reference = _per_scenario_loss(model, bank, samplers, pos, idx, s, np.random.default_rng(5))
+    assert torch.allclose(batched, reference, atol=1e-5), (float(batched), float(reference))

@@ -36,6 +36,18 @@ def grouped_linear(x: torch.Tensor, scen: torch.Tensor, w: torch.Tensor, b: torc
     return out.new_empty(out.shape).index_copy(0, order, out)
 
 
+def segmented_linear(x: torch.Tensor, counts: list[int], w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``grouped_linear`` for rows already sorted by scenario (``counts[s]`` rows of scenario s, in order).
+
+    Each scenario's rows are a contiguous view, so a scenario costs one ``addmm`` on exactly its rows: no
+    padding to the largest scenario (the item tower's batch is ~1/3 one scenario, so padding roughly doubled
+    the work), no scatter into a padded buffer and no gather back. The tower sorts its rows once per forward
+    and un-sorts its outputs once, instead of every layer doing both.
+    """
+    parts = [torch.addmm(b[s], chunk, w[s].T) for s, chunk in enumerate(x.split(counts)) if counts[s]]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
 class ScenarioLinear(nn.Module):
     """One linear layer per scenario, all scenarios computed in one batched matmul (grouped_linear).
 
@@ -88,7 +100,8 @@ class ScenarioLinear(nn.Module):
             return base.weight.unsqueeze(0) * self.weight, base.bias.unsqueeze(0) + self.bias
         return base.weight.unsqueeze(0) + self.weight @ self.down, base.bias.unsqueeze(0) + self.bias
 
-    def forward(self, x: torch.Tensor, scen: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scen: torch.Tensor, counts: list[int] | None = None) -> torch.Tensor:
+        """``counts``: the rows are sorted by scenario, ``counts[s]`` of scenario s (see segmented_linear)."""
         if self.mode == "lowrank":
             base = self.shared[0]
             r, s = self.rank, self.n_scenarios
@@ -97,6 +110,8 @@ class ScenarioLinear(nn.Module):
             up = (z * own).reshape(-1, s * r) @ self.weight.transpose(1, 2).reshape(s * r, -1)   # U_s (V_s x)
             return base(x) + up + self.bias[scen]
         w, b = self.scenario_weights()
+        if counts is not None:
+            return segmented_linear(x, counts, w, b)
         return grouped_linear(x, scen, w, b)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -149,17 +164,28 @@ class Tower(nn.Module):
                 g = self._act(i, layer(g))
             e = F.normalize(g, dim=-1)
             return e, e
+        # Sort the rows by scenario once, so every scenario layer works on contiguous row blocks, and
+        # restore the caller's order once at the end (the whole tower is row-wise, so the order is free).
+        order = torch.argsort(scen, stable=True)
+        sorted_already = bool((order[1:] > order[:-1]).all()) if len(order) > 1 else True
+        if not sorted_already:
+            x, scen, bias_x = x[order], scen[order], bias_x[order]
+        counts = torch.bincount(scen, minlength=self.scenario_net[0].n_scenarios).tolist()
         if self.use_bias:
             b = self.bias_net(torch.cat([self.scenario_emb(scen), bias_x], dim=-1))
         else:
             b = x.new_zeros(x.shape[0], self.bias_dim)
-        h = x
+        g = h = x
         for i in range(self.layers_n):
             g = self._act(i, self.global_net[i](g))
-            h_own = self._act(i, self.scenario_net[i](h, scen))
+            h_own = self._act(i, self.scenario_net[i](h, scen, counts))
             h = self.gates[i](g, h_own, b)
         if self.use_bias:
             h = h + self.bias_proj(b)
         if self.residual:
             h = h + g
-        return F.normalize(h, dim=-1), F.normalize(g, dim=-1)
+        h, g = F.normalize(h, dim=-1), F.normalize(g, dim=-1)
+        if not sorted_already:
+            inverse = torch.empty_like(order).index_copy_(0, order, torch.arange(len(order), device=order.device))
+            h, g = h[inverse], g[inverse]
+        return h, g

@@ -114,26 +114,29 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
     draws = [samplers[k].sample(rng, (s.negatives,)) for k in present]   # drawn in scenario order
     all_items = np.concatenate([items] + [neg for neg, _ in draws])
     all_scen = np.concatenate([scen] + [np.full(s.negatives, k) for k in present])
-    stats = np.stack([bank.per[bank.scenarios[k]].item_daily[day, r] for k, r in zip(all_scen, all_items, strict=True)])
+    first = bank.per[bank.scenarios[present[0]]].item_daily
+    stats = np.empty((len(all_items), first.shape[-1]), dtype=first.dtype)
+    for k in present:                            # each row's item statistics in its own scenario, that day
+        m = all_scen == k
+        stats[m] = bank.per[bank.scenarios[k]].item_daily[day, all_items[m]]
     i_s_all, i_g_all = model.item_vectors(bank.item_batch(all_items, all_scen, stats))
+    # Every row against every drawn negative in one matmul; a row's loss sees only its own scenario's
+    # negatives (the others are masked to -inf, as are accidental hits), which is the per-scenario loss
+    # of each row without a Python loop of small matmuls, masks and gathers per scenario.
     n_pos = len(items)
+    neg_scen = np.repeat(present, s.negatives)
+    neg_items = np.concatenate([neg for neg, _ in draws])
+    mask = torch.from_numpy((scen[:, None] != neg_scen[None, :]) | (items[:, None] == neg_items[None, :]))
+    log_q_neg = torch.from_numpy(np.log(np.concatenate([q for _, q in draws]) * s.negatives)).float() if s.logq else None
     total = torch.zeros(())
-    weight = 0
-    for j, (k, (neg_items, q)) in enumerate(zip(present, draws, strict=True)):
-        rows = np.nonzero(scen == k)[0]
-        neg = slice(n_pos + j * s.negatives, n_pos + (j + 1) * s.negatives)
-        hit = torch.from_numpy(items[rows][:, None] == neg_items[None, :])
-        log_q_neg = torch.from_numpy(np.log(q * s.negatives)).float() if s.logq else None
-        rows_t = torch.from_numpy(rows)
-        for vec_u, vec_i, w in ((u_s, i_s_all, 1.0), (u_g, i_g_all, s.aux_weight)):
-            if w == 0:
-                continue
-            pos_logit = (vec_u[rows_t] * vec_i[rows_t]).sum(-1) / s.temperature
-            neg_logit = (vec_u[rows_t] @ vec_i[neg].T / s.temperature).masked_fill(hit, float("-inf"))
-            lq = log_q_neg.expand_as(neg_logit) if log_q_neg is not None else None
-            total = total + w * len(rows) * retrieval_loss(s.loss, pos_logit, neg_logit, None, lq, s.margin)
-        weight += len(rows)
-    return total / max(weight, 1)
+    for vec_u, vec_i, w in ((u_s, i_s_all, 1.0), (u_g, i_g_all, s.aux_weight)):
+        if w == 0:
+            continue
+        pos_logit = (vec_u * vec_i[:n_pos]).sum(-1) / s.temperature
+        neg_logit = (vec_u @ vec_i[n_pos:].T / s.temperature).masked_fill(mask, float("-inf"))
+        lq = log_q_neg.expand_as(neg_logit) if log_q_neg is not None else None
+        total = total + w * retrieval_loss(s.loss, pos_logit, neg_logit, None, lq, s.margin)
+    return total
 
 
 @torch.no_grad()
