@@ -42,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     if warm is not None:
         init, _ = load_model(warm)
         params = incremental_params(params, ("pretrain",))
-    bank = bank_for(run, args.features, "sass")
+    from sass_retrieval.train.bank import split_scenarios
+
+    bank = bank_for(run, args.features, "sass") if get(params, "pretrain.enabled") else None
     model, report = run_pretraining(bank, params, int(get(params, "train.seed")), out, init=init,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress, scenarios=split_scenarios(safe_path(args.features)))
     if not is_main():
         return 0
     save_checkpoint(out / "model.pt", model, meta={"stage": "pretrain", "window": run.window.__dict__,
@@ -58,4 +60,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

@@ -183,6 +183,14 @@ class FeatureBank:
         return stats
 
 
+def split_scenarios(features_dir: Path) -> list[str]:
+    """The scenarios the split stage wrote, in the bank's order (without loading the bank)."""
+    metas = sorted(Path(features_dir).glob("*/meta.json"))
+    if not metas:
+        raise FileNotFoundError(f"{features_dir}: no split output (*/meta.json); run the split stage first")
+    return list(json.loads(metas[0].read_text())["scenarios"])
+
+
 def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg: ModelConfig,
               scenarios: list[str] | None = None, serving_only: bool = False) -> FeatureBank:
     """Build the bank from the split's output folder and the store's static tables.

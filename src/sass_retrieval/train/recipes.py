@@ -71,14 +71,21 @@ def freeze_transferred(model: RetrievalModel) -> None:
                 p.requires_grad_(True)
 
 
-def run_pretraining(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: Path,
-                    init: RetrievalModel | None = None, progress: bool = True) -> tuple[RetrievalModel, dict]:
+def run_pretraining(bank: FeatureBank | None, params: dict[str, Any], seed: int, out_dir: Path,
+                    init: RetrievalModel | None = None, progress: bool = True,
+                    scenarios: list[str] | None = None) -> tuple[RetrievalModel, dict]:
     """Stage 1. With ``pretrain.enabled: false`` the seeded initial model is returned untrained, so `sass` is
-    then fine-tuned from the same start as `sass_base`, in the pipeline and the benchmarks alike."""
+    then fine-tuned from the same start as `sass_base`, in the pipeline and the benchmarks alike; the bank is
+    then not needed (pass ``bank=None`` and the ``scenarios``: loading it cost the daily run seconds for nothing)."""
     seed_everything(seed)
-    model = init if init is not None else RetrievalModel(model_config(params, bank.scenarios, "sass"))
+    names = bank.scenarios if bank is not None else scenarios
+    if names is None:
+        raise ValueError("run_pretraining needs the bank or the scenarios")
+    model = init if init is not None else RetrievalModel(model_config(params, names, "sass"))
     if not get(params, "pretrain.enabled"):
         return model, {"skipped": True, "steps": 0}
+    if bank is None:
+        raise ValueError("pretraining is enabled: run_pretraining needs the feature bank")
     torch.set_num_threads(int(get(params, "train.threads")))
     report = pretrain(model, bank, pretrain_settings(params, seed, progress), out_dir)
     return model, report
