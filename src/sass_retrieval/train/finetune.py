@@ -120,22 +120,23 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
         m = all_scen == k
         stats[m] = bank.per[bank.scenarios[k]].item_daily[day, all_items[m]]
     i_s_all, i_g_all = model.item_vectors(bank.item_batch(all_items, all_scen, stats))
-    # Every row against every drawn negative in one matmul; a row's loss sees only its own scenario's
-    # negatives (the others are masked to -inf, as are accidental hits), which is the per-scenario loss
-    # of each row without a Python loop of small matmuls, masks and gathers per scenario.
-    n_pos = len(items)
-    neg_scen = np.repeat(present, s.negatives)
-    neg_items = np.concatenate([neg for neg, _ in draws])
-    mask = torch.from_numpy((scen[:, None] != neg_scen[None, :]) | (items[:, None] == neg_items[None, :]))
-    log_q_neg = torch.from_numpy(np.log(np.concatenate([q for _, q in draws]) * s.negatives)).float() if s.logq else None
+    # Every row against every drawn negative in one matmul, then each row keeps the block of its own
+    # scenario's negatives (one gather): the per-scenario sampled softmax of every row without a Python loop
+    # of small matmuls per scenario, and without a softmax over the other scenarios' (masked) columns.
+    n_pos, n_neg = len(items), s.negatives
+    block = torch.from_numpy(np.searchsorted(present, scen))             # row -> its scenario's block
+    neg_items = np.stack([neg for neg, _ in draws])                      # (scenarios present, negatives)
+    hit = torch.from_numpy(items[:, None] == neg_items[block.numpy()])   # accidental hits: masked
+    log_q = torch.from_numpy(np.log(np.stack([q for _, q in draws]) * n_neg)).float()[block] if s.logq else None
+    rows = torch.arange(n_pos)
     total = torch.zeros(())
     for vec_u, vec_i, w in ((u_s, i_s_all, 1.0), (u_g, i_g_all, s.aux_weight)):
         if w == 0:
             continue
         pos_logit = (vec_u * vec_i[:n_pos]).sum(-1) / s.temperature
-        neg_logit = (vec_u @ vec_i[n_pos:].T / s.temperature).masked_fill(mask, float("-inf"))
-        lq = log_q_neg.expand_as(neg_logit) if log_q_neg is not None else None
-        total = total + w * retrieval_loss(s.loss, pos_logit, neg_logit, None, lq, s.margin)
+        every = (vec_u @ vec_i[n_pos:].T).view(n_pos, len(present), n_neg)
+        neg_logit = (every[rows, block] / s.temperature).masked_fill(hit, float("-inf"))
+        total = total + w * retrieval_loss(s.loss, pos_logit, neg_logit, None, log_q, s.margin)
     return total
 
 
