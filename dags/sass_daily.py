@@ -12,8 +12,12 @@
   params.yaml ``window.end_date``; ``record_run`` pushes the DVC cache and commits dvc.lock, params.yaml
   and the metrics to git as tag ``day-YYYYMMDD`` (``dvc metrics diff day-A day-B``, ``sass runs list``).
 - A failing stage fails its task; downstream tasks (publish included) do not run, so the published
-  model stays in service. Exit code 2 (data validation failed) and exit code 3 (params.yaml does not
-  validate: the ``params`` stage, first after ``configure``) are not retried.
+  model stays in service. Exit codes 2 (bad input: the data does not validate), 3 (bad config:
+  params.yaml does not validate, the ``params`` stage right after ``configure``) and 4 (a missing
+  prerequisite) are not retried (``sass_retrieval.errors``, docs/errors.md).
+- ``end_date`` 'auto' (the source's last day) is resolved by ``record_run`` after the stages ran, so
+  that day is recorded under its date. On the embedded synthetic default any day works: ingest
+  generates the days of the run's window (deterministically, per day), so an unpaused DAG runs daily.
 
 The project folder is $SASS_PROJECT_DIR, else the folder above this file. Heavy libraries (torch,
 great_expectations, dvc) are only imported inside the tasks: parsing this file reads the stage graph from
@@ -52,7 +56,8 @@ default_args = {
 
 
 def _fail(exc):
-    """A stage exit code that retrying can not fix (2: validation failed, 3: bad params) fails the task for good."""
+    """A stage exit code that retrying can not fix (2 bad input, 3 bad config, 4 missing prerequisite) fails
+    the task for good."""
     from airflow.sdk.exceptions import AirflowFailException
 
     return AirflowFailException(str(exc))
@@ -118,6 +123,7 @@ with DAG(
 
     @task(task_id=RECORD)
     def record_run(day: str) -> str:
+        """``day`` is configure's value: YYYYMMDD, or 'auto', which runs.record_run resolves from the store."""
         from sass_retrieval.orchestration import runs
 
         ctx = get_current_context()

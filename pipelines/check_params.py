@@ -7,20 +7,20 @@ stages through it (each of them declares the params keys it reads). Every other 
 in its deps, so nothing runs on params that do not validate.
 
 Bad params: one line per problem on stderr, e.g.
-``params.yaml: finetune.temprature: unknown key (did you mean finetune.temperature?)``, exit code 3,
+``error: params.yaml: finetune.temprature: unknown key (did you mean finetune.temperature?)``, exit code 3,
 and no marker (DVC removes a stage's outputs before running it).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import uuid
 from pathlib import Path
 
-from sass_retrieval.config import ConfigError, load_params
+from sass_retrieval.config import load_params
+from sass_retrieval.errors import EXIT_BAD_CONFIG
 
-EXIT_BAD_PARAMS = 3
+EXIT_BAD_PARAMS = EXIT_BAD_CONFIG  # 3
 MARKER = "reports/params.ok"
 # The marker's content: fixed, so its hash (what the downstream stages' deps record) never changes.
 MARKER_TEXT = "params.yaml validates against sass_retrieval.params_schema\n"
@@ -33,11 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.unlink(missing_ok=True)
-    try:
-        load_params(args.params)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_BAD_PARAMS
+    load_params(args.params)   # ConfigError: one `error:` line per problem, exit 3 (sass_retrieval.errors)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(MARKER_TEXT)
@@ -47,4 +43,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

@@ -53,4 +53,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

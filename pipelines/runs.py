@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from sass_retrieval.orchestration import runs
@@ -45,29 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     root = Path(args.root).resolve() if args.root else runs.project_root(Path.cwd())
-    try:
-        if args.command == "list":
-            found = runs.list_runs(root)
-            if args.json:
-                print(json.dumps([{"day": r.day, "tag": r.tag, "ndcg@50": r.ndcg50, "published": r.published,
-                                   "winner": r.winner, "version": r.version, "reason": r.reason, "pushed": r.pushed}
-                                  for r in found],
-                                 indent=2))
-            else:
-                print(runs.format_runs(found))
-        elif args.command == "restore":
-            restored = runs.restore(root, args.day, args.to, remote=args.remote)
-            print(runs.format_restored(args.day, restored, args.to))
-        elif args.command == "diff":
-            print(runs.diff_runs(root, args.a, args.b))
-        elif args.command == "record":
-            tag = runs.record_run(root, args.day, {"recorded_by": "sass runs record"}, push=not args.no_push)
-            print(f"recorded {tag}")
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"sass runs {args.command}: {exc}", file=sys.stderr)
-        return 1
+    # errors (a day that is not one, no such recorded day, ...) become one `error:` line: sass_retrieval.errors
+    if args.command == "list":
+        found = runs.list_runs(root)
+        if args.json:
+            print(json.dumps([{"day": r.day, "tag": r.tag, "ndcg@50": r.ndcg50, "published": r.published,
+                               "winner": r.winner, "version": r.version, "reason": r.reason, "pushed": r.pushed}
+                              for r in found],
+                             indent=2))
+        else:
+            print(runs.format_runs(found))
+    elif args.command == "restore":
+        restored = runs.restore(root, args.day, args.to, remote=args.remote)
+        print(runs.format_restored(args.day, restored, args.to))
+    elif args.command == "diff":
+        print(runs.diff_runs(root, args.a, args.b))
+    elif args.command == "record":
+        tag = runs.record_run(root, args.day, {"recorded_by": "sass runs record"}, push=not args.no_push)
+        print(f"recorded {tag}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from sass_retrieval.config import get
-from sass_retrieval.data.validation import ValidationFailed, ValidationRules, validate_store
+from sass_retrieval.data.validation import ValidationRules, validate_store
 
 from .base import load_run, parser, safe_path, setup_logging
 
@@ -27,16 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     run = load_run(args.params)
     out = safe_path(args.out)
-    try:
-        summary = validate_store(run.store, run.window.all_dates, known_scenarios(run.params),
-                                 ValidationRules.from_params(run.params), out)
-    except ValidationFailed as exc:
-        print(f"VALIDATION FAILED — the run stops here; the published model stays in place.\n{exc}\n"
-              f"Report: {out / 'data_docs' / 'index.html'}", file=sys.stderr)
-        return 2
+    # ValidationFailed (exit 2, one line per failed expectation, a hint naming the report) stops the run.
+    summary = validate_store(run.store, run.window.all_dates, known_scenarios(run.params),
+                             ValidationRules.from_params(run.params), out)
     log.info("validation passed: %s", {k: v.get("success") for k, v in summary.get("suites", {}).items()})
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

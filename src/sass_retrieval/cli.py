@@ -4,6 +4,7 @@
     sass recommend --user 42 --scenario 1 --k 20
     sass runs list | sass runs restore YYYYMMDD
     sass run [ARGS]     # = dvc repro [ARGS] under the workspace's run lock
+    sass --debug ...    # the traceback of an error too (or SASS_DEBUG=1); exit codes: docs/errors.md
 
 Run `sass <command> --help` for each command's options.
 """
@@ -25,6 +26,7 @@ COMMANDS = {
     "report": ("pipelines.report", "HTML + markdown run report"),
     "publish": ("pipelines.publish", "publish gate and atomic swap"),
     "recommend": ("pipelines.recommend", "top-K items for a user in a scenario from the published index"),
+    "serve": ("pipelines.serve", "HTTP retrieval service over the published indexes (127.0.0.1 by default)"),
     "runs": ("pipelines.runs", "list past daily runs with metrics, restore one day's model and indexes"),
     "run": (None, "dvc repro [ARGS]: the whole pipeline (or the named stages), refused while another run holds "
                   "the workspace"),
@@ -39,18 +41,23 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Dispatch to the command's module; its errors become ``error: ...`` lines and the exit code of their
+    class (``sass_retrieval.errors``: 2 bad input, 3 bad config, 4 missing prerequisite, 5 busy), with the
+    traceback only under ``--debug`` (anywhere on the line) or SASS_DEBUG=1."""
+    from .errors import EXIT_BAD_INPUT, debug_requested, run_main
+
+    debug, argv = debug_requested(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"sass: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
-        return 2
+        print(f"error: sass: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if COMMANDS[name][0] is None:
-        return run(rest)
+        return run_main(run, rest, debug=debug)
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    return run_main(module.main, rest, debug=debug)
 
 
 def run(args: list[str]) -> int:
@@ -61,16 +68,12 @@ def run(args: list[str]) -> int:
     import subprocess
     from pathlib import Path
 
-    from .runlock import RunLocked, run_lock
+    from .runlock import run_lock
 
     project = Path.cwd()
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    try:
-        with run_lock(project / ".locks" / "run.lock", "sass run"):
-            return subprocess.call([sys.executable, "-m", "dvc", "repro", *args], cwd=project, env=env)
-    except RunLocked as exc:
-        print(str(exc), file=sys.stderr)
-        return 3
+    with run_lock(project / ".locks" / "run.lock", "sass run"):   # RunLocked: exit 5 (busy), one line
+        return subprocess.call([sys.executable, "-m", "dvc", "repro", *args], cwd=project, env=env)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
+from .errors import BadConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class ConfigError(ValueError):
+class ConfigError(BadConfigError, ValueError):
     """A params.yaml value is missing or unusable; the message names the key."""
 
 

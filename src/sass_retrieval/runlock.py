@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import BusyError
 
-class RunLocked(RuntimeError):
+
+class RunLocked(BusyError, RuntimeError):
     """Another process holds the run lock."""
 
 

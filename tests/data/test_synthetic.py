@@ -189,3 +189,40 @@ def test_few_scenarios_and_tiny_sizes_work(tmp_path: Path, scenarios: tuple[str,
     df = read_interactions(tmp_path)
     assert len(df) == 600 == summary["rows"]
     assert set(df["scenario"].unique()) == set(scenarios)
+
+
+# ---- the daily feed: any day, deterministic per day
+
+FEED = SyntheticConfig(seed=3, users=300, items=150, days=4, rows=8_000, chunk_rows=1_000,
+                       scenarios=("s0", "s1", "s2"), start_date=20220425)
+
+
+def _day(store: Path, date: int) -> pd.DataFrame:
+    df = read_interactions(store, date, date)
+    return df.reset_index(drop=True)
+
+
+def test_a_day_does_not_depend_on_the_days_generated_with_it(tmp_path: Path) -> None:
+    """Inside the configured range and after it (the live feed): the same rows whatever else is generated."""
+    generate(tmp_path / "range", FEED, progress=False)
+    generate(tmp_path / "mixed", FEED, progress=False, dates=[20220426, 20260301, 20260302, 20220101])
+    generate(tmp_path / "alone", FEED, progress=False, dates=[20260302])
+    pd.testing.assert_frame_equal(_day(tmp_path / "mixed", 20220426), _day(tmp_path / "range", 20220426))
+    pd.testing.assert_frame_equal(_day(tmp_path / "mixed", 20260302), _day(tmp_path / "alone", 20260302))
+    # the latent world comes from the seed alone: the same users and items tables for any days
+    pd.testing.assert_frame_equal(read_users(tmp_path / "alone"), read_users(tmp_path / "range"))
+    pd.testing.assert_frame_equal(read_items(tmp_path / "alone"), read_items(tmp_path / "range"))
+    assert stored_dates(tmp_path / "mixed") == [20220101, 20220426, 20260301, 20260302]
+
+
+def test_days_outside_the_range_look_like_the_range(tmp_path: Path) -> None:
+    generate(tmp_path / "range", FEED, progress=False)
+    live = [20260302, 20260303, 20260304, 20260305]          # Monday .. Thursday
+    generate(tmp_path / "live", FEED, progress=False, dates=live)
+    a, b = read_interactions(tmp_path / "range"), read_interactions(tmp_path / "live")
+    per_day = FEED.rows / FEED.days
+    assert all(0.6 * per_day < n < 1.4 * per_day for n in b.groupby("date").size())
+    assert abs(a["is_click"].mean() - b["is_click"].mean()) < 0.05
+    assert (date_of_time_ms(b["time_ms"].to_numpy()) == b["date"].to_numpy()).all()
+    shares = lambda df: df["scenario"].value_counts(normalize=True)  # noqa: E731
+    assert (shares(a) - shares(b)).abs().max() < 0.05

@@ -14,6 +14,7 @@ params.yaml shrunk so that the whole pipeline takes a minute or two on 2 CPU cor
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -130,6 +131,39 @@ def test_dags_test_end_to_end_then_list_and_restore(tmp_path: Path) -> None:
     metrics = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--all-tags", "--json"], cwd=project,
                              capture_output=True, text=True, check=True).stdout
     assert "day-20220430" in metrics
+
+
+def dags_test(env: dict[str, str], project: Path, logical_date: str, conf: dict | None = None) -> None:
+    extra = ["--conf", json.dumps(conf)] if conf else []
+    proc = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "sass_daily", logical_date, *extra],
+                          env=env, cwd=project, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+
+
+def test_the_embedded_default_runs_any_day_and_auto(tmp_path: Path) -> None:
+    """Unpaused on a fresh clone, the synthetic default runs its scheduled day, whatever the date: ingest
+    generates that day's window. A trigger with end_date=auto runs the generator's fixed range and is
+    recorded under its last day (20220430 for the tiny params), not under 'auto'."""
+    project = tiny_project(tmp_path / "proj")
+    home = tmp_path / "airflow_home"
+    env = airflow_env(home, project)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
+                   timeout=300)
+    # a recent scheduled run: logical date D 03:00 UTC -> data interval [D-1 02:00, D 02:00) -> day D-1
+    today = datetime.datetime.now(datetime.UTC).date()
+    logical = datetime.datetime.combine(today - datetime.timedelta(days=1), datetime.time(3), datetime.UTC)
+    day = (today - datetime.timedelta(days=2)).strftime("%Y%m%d")
+    dags_test(env, project, logical.isoformat())
+    assert set(task_states(home / "airflow.db").values()) == {"success"}
+    check_recorded_day(project, day)
+    ingested = json.loads((project / "data/store/ingest.json").read_text())
+    assert ingested["generated"][-1] == int(day)
+    dags_test(env, project, "2022-05-01T03:00:00+00:00", {"end_date": "auto"})
+    meta = json.loads(git(project, "tag", "-l", "--format=%(contents)", "day-20220430"))
+    assert meta["day"] == "20220430" and meta["end_date"] == "auto"
+    metrics = json.loads(git(project, "show", "day-20220430:metrics/metrics.json"))
+    assert metrics["window"]["test_end"] == 20220430
+    assert set(task_states(home / "airflow.db").values()) == {"success"}
 
 
 def free_port() -> int:

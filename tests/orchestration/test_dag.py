@@ -172,6 +172,8 @@ params = yaml.safe_load(open("params.yaml"))
 end = str(params["window"]["end_date"])
 if step == "validate":
     code = int(params["validate_exit"])
+    for day in ("20220502", "20220503"):  # the fake store's days: what 'auto' resolves to
+        pathlib.Path(f"data/store/interactions/date={day}").mkdir(parents=True, exist_ok=True)
     pathlib.Path("reports/validation").mkdir(parents=True, exist_ok=True)
     pathlib.Path("reports/validation/summary.json").write_text(json.dumps({"success": code == 0, "end": end}))
     print("validation exit", code)
@@ -234,7 +236,8 @@ def fake_project(tmp_path: Path, validate_exit: int) -> Path:
     shutil.copy2(DAG_FILE, project / "dags" / DAG_FILE.name)
     (project / "tool.py").write_text(TOOL)
     (project / "dvc.yaml").write_text(FAKE_DVC)
-    (project / "params.yaml").write_text(f"window:\n  end_date: auto   # set by the DAG\nnames: [a, b]\n"
+    (project / "params.yaml").write_text(f"window:\n  end_date: auto   # set by the DAG\n  train_days: 1\n"
+                                         f"  test_days: 1\ndata:\n  store_dir: data/store\nnames: [a, b]\n"
                                          f"validate_exit: {validate_exit}\n")
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=project, check=True)
@@ -245,11 +248,13 @@ def fake_project(tmp_path: Path, validate_exit: int) -> Path:
     return project
 
 
-def dags_test(project: Path, home: Path, migrated: Path, logical_date: str) -> tuple[subprocess.CompletedProcess, dict]:
+def dags_test(project: Path, home: Path, migrated: Path, logical_date: str,
+              conf: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy2(migrated / "airflow.db", home / "airflow.db")
     env = airflow_env(home, project / "dags", project)
-    proc = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "sass_daily", logical_date],
+    extra = ["--conf", json.dumps(conf)] if conf else []
+    proc = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "sass_daily", logical_date, *extra],
                           env=env, capture_output=True, text=True, timeout=600, cwd=project)
     with sqlite3.connect(home / "airflow.db") as db:
         rows = db.execute("SELECT task_id, map_index, state, try_number FROM task_instance").fetchall()
@@ -278,6 +283,23 @@ def test_dags_test_runs_stages_and_records_the_day(tmp_path: Path, migrated_home
     assert "end_date: 20220430" in git("show", "day-20220430:params.yaml")
     assert json.loads(git("tag", "-l", "--format=%(contents)", "day-20220430"))["pushed"] is True
     assert any((project / ".dvc_remote").rglob("*.dir"))
+
+
+@pytest.mark.parametrize(("end_date", "day"), [("auto", "20220503"), ("20220502", "20220502")])
+def test_a_triggered_end_date_is_run_and_recorded(tmp_path: Path, migrated_home: Path, end_date: str,
+                                                  day: str) -> None:
+    """The DAG param's values: 'auto' stays 'auto' for the stages and is recorded as the store's last day;
+    a YYYYMMDD overrides the data interval (the empty default is the test above)."""
+    project = fake_project(tmp_path, validate_exit=0)
+    proc, states = dags_test(project, tmp_path / "home", migrated_home, "2022-05-01T03:00:00+00:00",
+                             conf={"end_date": end_date})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert {s for s, _ in states.values()} == {"success"}, states
+    assert f"end_date: {end_date}" in (project / "params.yaml").read_text()
+    git = lambda *a: subprocess.run(["git", *a], cwd=project, capture_output=True, text=True, check=True).stdout  # noqa: E731
+    assert git("tag", "-l").split() == [f"day-{day}"]
+    meta = json.loads(git("tag", "-l", "--format=%(contents)", f"day-{day}"))
+    assert meta["day"] == day and meta.get("end_date", day) == end_date
 
 
 def test_validation_failure_stops_the_run_and_keeps_the_published_model(tmp_path: Path, migrated_home: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sass_retrieval.errors import EXIT_BAD_INPUT, EXIT_MISSING, run_main
 from sass_retrieval.orchestration import runs
 
 MAKE = """\
@@ -187,6 +188,27 @@ def test_end_date_comes_from_the_data_interval() -> None:
         runs.as_day("yesterday")
 
 
+@pytest.mark.parametrize(("override", "expected"), [("", "20220430"), (None, "20220430"), ("auto", "auto"),
+                                                    ("AUTO", "auto"), ("20220503", "20220503")])
+def test_every_end_date_the_dag_param_allows_gives_a_day(override, expected) -> None:
+    """The DAG's `end_date` param allows "", "auto" and YYYYMMDD: each one is a day configure can write."""
+    start = dt.datetime(2022, 4, 30, 2, tzinfo=dt.UTC)
+    assert runs.end_date_for(override=override, data_interval_start=start) == expected
+    # a manual trigger has no data interval: the last complete day before it was triggered
+    manual = runs.end_date_for(override=override, run_after=dt.datetime(2026, 3, 11, 9, tzinfo=dt.UTC))
+    assert manual == (expected if override not in ("", None) else "20260310")
+
+
+def test_auto_is_resolved_to_the_last_stored_day_the_way_the_stages_resolve_it(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("data:\n  store_dir: data/store\n"
+                                          "window:\n  end_date: auto\n  train_days: 2\n  test_days: 1\n")
+    for day in (20220501, 20220502, 20220503):
+        (tmp_path / f"data/store/interactions/date={day}").mkdir(parents=True)
+    assert runs.resolve_day(tmp_path, "auto") == "20220503"
+    assert runs.resolve_day(tmp_path, "20220502") == "20220502"
+    assert runs.resolve_day(tmp_path, dt.date(2022, 5, 1)) == "20220501"
+
+
 def test_set_window_end_keeps_comments_and_layout(tmp_path: Path) -> None:
     p = tmp_path / "params.yaml"
     p.write_text(PARAMS)
@@ -295,5 +317,7 @@ def test_sass_runs_cli(project: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert cli.main(["--root", str(project), "restore", "20220501", "--to", str(project / "back")]) == 0
     assert "models/sass" in capsys.readouterr().out
     assert (project / "back/models/sass/content.txt").exists()
-    assert cli.main(["--root", str(project), "restore", "19990101"]) == 1
-    assert "no recorded run 19990101" in capsys.readouterr().err
+    assert run_main(cli.main, ["--root", str(project), "restore", "19990101"]) == EXIT_MISSING
+    assert capsys.readouterr().err.startswith("error: no recorded run 19990101")
+    assert run_main(cli.main, ["--root", str(project), "restore", "yesterday"]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.splitlines() == ["error: not a day: 'yesterday' (want YYYYMMDD or an ISO date)"]

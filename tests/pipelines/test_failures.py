@@ -20,9 +20,10 @@ import pandas as pd
 import pytest
 from support import cwd
 
-from pipelines import index, publish, train, validate
+from pipelines import index, publish, train
 from sass_retrieval import cli
 from sass_retrieval.config import update_params_file
+from sass_retrieval.errors import EXIT_BAD_INPUT, EXIT_BUSY
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -51,10 +52,12 @@ def test_missing_column_stops_the_run_and_keeps_the_published_model(project: Pat
     part = sorted(day.glob("*.parquet"))[0]
     pd.read_parquet(part).drop(columns=["is_click"]).to_parquet(part, index=False)
     with cwd(project):
-        assert validate.main([]) == 2
+        assert cli.main(["validate"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert "interactions" in err and "is_click" in err and part.name in err
-    assert "published model stays in place" in err
+    problems = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert any("interactions" in line and "is_click" in line and part.name in line for line in problems), err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith("hint: validation failed") and "published model stays in place" in err
     assert _current(project) == before
 
 
@@ -77,7 +80,7 @@ def test_a_failed_validation_inside_a_full_run_stops_before_training(project: Pa
                          text=True, timeout=900, env=env)
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "VALIDATION FAILED" in out and "failed to reproduce 'validate'" in out and "exited with 2" in out, out
+    assert "hint: validation failed" in out and "failed to reproduce 'validate'" in out and "exited with 2" in out, out
     assert "Running stage 'pretrain'" not in out and "Running stage 'finetune'" not in out
     assert (project / "models/sass/model.pt").stat().st_mtime == model_mtime
     assert _current(project) == before
@@ -150,7 +153,7 @@ def test_a_second_run_in_the_same_workspace_is_refused(project: Path, capsys) ->
 
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
     with cwd(project), run_lock(project / ".locks" / "run.lock", "sass run"):
-        assert cli.main(["run"]) == 3
+        assert cli.main(["run"]) == EXIT_BUSY
     assert "another run is in progress" in capsys.readouterr().err
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from ..errors import BadInputError
 from .schema import INTERACTIONS, ITEMS, USER_CATEGORICAL, USER_PROFILE_CODES, USERS, SchemaError
 from .store import DayWriter, write_table
 
@@ -43,14 +44,14 @@ USER_RENAME = {
 }
 
 
-class SourceError(FileNotFoundError):
+class SourceError(BadInputError, FileNotFoundError):
     """The source directory does not hold the official files; the message names what is missing."""
 
 
 def find_files(src: Path) -> tuple[list[Path], Path, Path]:
     src = Path(src)
     if not src.is_dir():
-        raise SourceError(f"KuaiRand directory not found: {src.resolve()}")
+        raise SourceError(f"{src.resolve()}: KuaiRand release folder (data.kuairand_dir, --kuairand-dir): not found")
     logs = sorted(src.glob(LOG_GLOB))
     missing = [n for n in (USER_FILE, ITEM_FILE) if not (src / n).is_file()]
     if not logs:
@@ -61,11 +62,21 @@ def find_files(src: Path) -> tuple[list[Path], Path, Path]:
 
 
 def _read_csv(path: Path, usecols: list[str], **kw) -> pd.DataFrame:
-    header = pd.read_csv(path, nrows=0).columns
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except pd.errors.EmptyDataError as exc:
+        raise SourceError(f"{path}: header: a CSV header and rows: empty file (0 bytes)") from exc
     missing = [c for c in usecols if c not in header]
     if missing:
         raise SchemaError(f"{path}: missing column(s) {missing}")
     return pd.read_csv(path, usecols=usecols, **kw)
+
+
+def _require_rows(rows: int, path: Path) -> None:
+    """A file of the release with a header and no rows is a broken export, not an empty day: stop the import
+    (the previous store stays) rather than let a store without that file's rows replace it."""
+    if rows == 0:
+        raise SourceError(f"{path}: rows: at least one data row: 0 rows (header-only file)")
 
 
 def log_chunk_to_canonical(chunk: pd.DataFrame) -> pd.DataFrame:
@@ -153,6 +164,8 @@ def import_kuairand(src: Path, store: Path, chunk_rows: int = 1_000_000, progres
     items = items_to_canonical(
         _read_csv(item_file, ["video_id", "author_id", "video_type", "upload_type", "video_duration", "tag"])
     )
+    for table, path in ((users, user_file), (items, item_file)):
+        _require_rows(len(table), path)
     write_table(users, store, USERS)
     write_table(items, store, ITEMS)
 
@@ -167,6 +180,7 @@ def import_kuairand(src: Path, store: Path, chunk_rows: int = 1_000_000, progres
                 writer.write(canon, source=str(path))
                 rows += len(canon)
                 first += len(chunk)
+            _require_rows(first, path)
         dates = writer.commit()
     except BaseException:
         writer.abort()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from ..errors import BadInputError
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ ITEMS = Table(
 TABLES = {t.name: t for t in (INTERACTIONS, USERS, ITEMS)}
 
 
-class SchemaError(ValueError):
+class SchemaError(BadInputError, ValueError):
     """Raised when a frame does not match the canonical schema; the message names table and column."""
 
 

@@ -1,21 +1,42 @@
 """Reading and writing the canonical store.
 
 Writes go to a temporary sibling and are renamed into place, so an interrupted ingest never leaves
-a half-written partition that a later stage could mistake for a complete day.
+a half-written partition that a later stage could mistake for a complete day. A whole ingest works the
+same way (``staged_store``): the new store is built aside and replaces the previous one only once it
+holds rows for every requested day (``require_days``), so an empty or truncated source leaves yesterday's
+store as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import INTERACTIONS, ITEMS, USERS, Table, conform, day_dir, interactions_dir, stored_dates, table_path
+from ..atomic import swap_dir
+from ..errors import BadInputError
+from .schema import (
+    INTERACTIONS,
+    ITEMS,
+    USERS,
+    Table,
+    conform,
+    day_dir,
+    interactions_dir,
+    stored_dates,
+    table_path,
+)
+
+
+class MissingDays(BadInputError, ValueError):
+    """An import produced no rows for days the run needs; the message names the source and the days."""
 
 
 def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -92,3 +113,53 @@ def read_users(store: Path) -> pd.DataFrame:
 
 def read_items(store: Path) -> pd.DataFrame:
     return pd.read_parquet(table_path(store, ITEMS.name)).astype(ITEMS.dtypes)
+
+
+# ---- a whole store, built aside and swapped in
+
+@contextlib.contextmanager
+def staged_store(store: Path) -> Iterator[Path]:
+    """A new, empty store folder beside ``store``; it replaces ``store`` when the block ends normally and
+    is deleted when the block raises, so a failed ingest leaves the previous store byte for byte."""
+    store = Path(store)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    new = store.with_name(f".{store.name}.{uuid.uuid4().hex}.new")
+    new.mkdir()
+    try:
+        yield new
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    swap_dir(new, store)
+
+
+def carry_days(old: Path, new: Path, dates: Iterable[int]) -> list[int]:
+    """Copy the partitions of ``dates`` that the store ``old`` holds into ``new``; returns the days carried.
+
+    Part files are never modified after they are written, so a hard link is a copy (a copy where the
+    file system can not link)."""
+    have = set(stored_dates(old)) if Path(old).is_dir() else set()
+    carried = sorted(set(int(d) for d in dates) & have)
+    for date in carried:
+        src, dst = day_dir(old, date), day_dir(new, date)
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.iterdir()):
+            if f.is_file():
+                try:
+                    os.link(f, dst / f.name)
+                except OSError:
+                    shutil.copy2(f, dst / f.name)
+    return carried
+
+
+def require_days(store: Path, dates: Iterable[int] | None, source: str) -> list[int]:
+    """The days ``store`` holds rows for; :class:`MissingDays` naming ``source`` when a requested day (or,
+    with ``dates=None``, any day at all) has none."""
+    have = [d for d in stored_dates(store) if any(day_dir(store, d).glob("*.parquet"))]
+    wanted = None if dates is None else sorted(set(int(d) for d in dates))
+    missing = [d for d in wanted if d not in have] if wanted is not None else []
+    if missing or not have:
+        shown = ", ".join(str(d) for d in missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+        raise MissingDays(f"{source}: date: rows for every requested day: no rows for {shown or 'any day'}",
+                          hint="the previous store is kept")
+    return have

@@ -29,7 +29,14 @@ tables the importer writes (``schema.INTERACTIONS``, ``USERS``, ``ITEMS``):
 Generation streams: rows are produced day by day in time-ordered chunks with vectorised numpy and
 handed to ``DayWriter``, so memory is bounded by ``chunk_rows`` plus the per-user and per-item state,
 whatever the total row count. Every random stream is derived from ``(seed, purpose, day, chunk)``, so
-the same config always writes the same tables.
+the same config always writes the same tables, and a day's rows never depend on which other days were
+generated: the latent world (users, items, tastes) comes from the seed alone, each day from
+``(seed, day)``.
+
+A daily feed: ``generate(..., dates=[...])`` writes any days, not only the configured range
+``[start_date, start_date + days)``. A day after the range shows the whole catalogue and the range's
+mean rows per day (with the weekly rhythm); a day before it shows the first day's catalogue. The
+pipeline's ingest asks for the days of the run's window, so the embedded default runs on any day.
 """
 
 from __future__ import annotations
@@ -565,40 +572,86 @@ def build_world(cfg: SyntheticConfig) -> tuple[World, pd.DataFrame, pd.DataFrame
 # ---- streaming the log --------------------------------------------------------------------------
 
 
-def _day_plan(cfg: SyntheticConfig) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-    """(day index, slices in the day, slice ids, slice row counts) per chunk.
+# Random streams of a day outside the configured range [start_date, start_date + days) (the live feed):
+# purposes 8, 9 and 10 of the range's days plus this offset, keyed by the date itself.
+LIVE_STREAM = 10
+WEEKEND_WEIGHT = 1.3  # rows on a Saturday or Sunday relative to a weekday
+MEAN_DAY_WEIGHT = (5 + 2 * WEEKEND_WEIGHT) / 7
 
-    Every chunk is a contiguous time range.
 
-    Rows per day follow a weekly rhythm; inside a day the hour profile is cut into equal time slices
-    small enough that consecutive slices can be grouped into chunks of at most ``chunk_rows``. Each
-    part file then covers its own stretch of the day, like the chunks of a time-sorted real log.
-    """
+def _range_rows(cfg: SyntheticConfig) -> np.ndarray:
+    """Rows per day of the configured range: ``cfg.rows`` split over ``cfg.days`` with a weekly rhythm."""
     rng = _rng(cfg.seed, 8)
     weekday = np.array([dt.datetime.strptime(str(d), "%Y%m%d").weekday() for d in cfg.dates])
-    day_w = np.where(weekday >= 5, 1.3, 1.0) * rng.uniform(0.9, 1.1, size=cfg.days)
-    per_day = rng.multinomial(cfg.rows, day_w / day_w.sum())
+    day_w = np.where(weekday >= 5, WEEKEND_WEIGHT, 1.0) * rng.uniform(0.9, 1.1, size=cfg.days)
+    return rng.multinomial(cfg.rows, day_w / day_w.sum())
+
+
+@dataclass(frozen=True)
+class _DayPlan:
+    """One day to generate: its date, its position relative to ``start_date`` and the seed of its streams.
+
+    A day inside the configured range keeps the streams it always had (``(seed, purpose, index)``), so the
+    fixed store of ``make run`` does not change; a day outside it (the daily feed) is keyed by its date
+    (``(seed, purpose + LIVE_STREAM, date)``). Either way a day's rows depend on the config and the day
+    alone, never on which other days were generated with it.
+    """
+
+    date: int
+    index: int  # days since start_date; negative before it
+    in_range: bool
+    rows: int
+    chunks: list[tuple[int, np.ndarray, np.ndarray]]  # (slices in the day, slice ids, slice row counts)
+
+    def rng(self, seed: int, purpose: int, *more: int) -> np.random.Generator:
+        if self.in_range:
+            return _rng(seed, purpose, self.index, *more)
+        return _rng(seed, purpose + LIVE_STREAM, self.date, *more)
+
+    @property
+    def table_day(self) -> int:
+        """The day whose catalogue is shown: days before the range show the first day's items."""
+        return max(self.index, 0)
+
+
+def _plan_day(cfg: SyntheticConfig, date: int, range_rows: np.ndarray) -> _DayPlan:
+    """Row count and time-ordered chunks of one day.
+
+    Inside a day the hour profile is cut into equal time slices small enough that consecutive slices can
+    be grouped into chunks of at most ``chunk_rows``: each part file covers its own stretch of the day,
+    like the chunks of a time-sorted real log. A day outside the range gets the range's mean rows per day,
+    with the same weekly rhythm and +-10% noise.
+    """
+    first = dt.datetime.strptime(str(cfg.start_date), "%Y%m%d").date()
+    day = dt.datetime.strptime(str(int(date)), "%Y%m%d").date()
+    index = (day - first).days
+    plan = _DayPlan(int(date), index, 0 <= index < cfg.days, 0, [])
+    if plan.in_range:
+        n_day = int(range_rows[index])
+    else:
+        rng = plan.rng(cfg.seed, 8)
+        weight = (WEEKEND_WEIGHT if day.weekday() >= 5 else 1.0) * rng.uniform(0.9, 1.1)
+        n_day = int(rng.poisson(cfg.rows / cfg.days * weight / MEAN_DAY_WEIGHT))
+    if n_day == 0:
+        return plan
     hour_p = HOUR_WEIGHTS / HOUR_WEIGHTS.sum()
-    plan = []
-    for d, n_day in enumerate(per_day):
-        if n_day == 0:
-            continue
-        sub = max(1, math.ceil(2 * n_day * hour_p.max() / cfg.chunk_rows))
-        slice_p = np.repeat(hour_p / sub, sub)
-        counts = _rng(cfg.seed, 9, d).multinomial(int(n_day), slice_p)
-        start, acc = 0, 0
-        for j, c in enumerate(counts):
-            if acc and acc + c > cfg.chunk_rows:
-                plan.append((d, len(counts), np.arange(start, j), counts[start:j]))
-                start, acc = j, 0
-            acc += int(c)
-        plan.append((d, len(counts), np.arange(start, len(counts)), counts[start:]))
-    return [p for p in plan if p[3].sum() > 0]
+    sub = max(1, math.ceil(2 * n_day * hour_p.max() / cfg.chunk_rows))
+    slice_p = np.repeat(hour_p / sub, sub)
+    counts = plan.rng(cfg.seed, 9).multinomial(n_day, slice_p)
+    chunks = []
+    start, acc = 0, 0
+    for j, c in enumerate(counts):
+        if acc and acc + c > cfg.chunk_rows:
+            chunks.append((len(counts), np.arange(start, j), counts[start:j]))
+            start, acc = j, 0
+        acc += int(c)
+    chunks.append((len(counts), np.arange(start, len(counts)), counts[start:]))
+    return dataclasses.replace(plan, rows=n_day, chunks=[c for c in chunks if c[2].sum() > 0])
 
 
-def _chunk(cfg: SyntheticConfig, world: World, tables: _DayTables, day: int, slices: np.ndarray,
+def _chunk(cfg: SyntheticConfig, world: World, tables: _DayTables, day: _DayPlan, slices: np.ndarray,
            counts: np.ndarray, n_slices: int, chunk_no: int) -> pd.DataFrame:
-    rng = _rng(cfg.seed, 10, day, chunk_no)
+    rng = day.rng(cfg.seed, 10, chunk_no)
     n = int(counts.sum())
     n_dup = int(rng.binomial(n, DUP_RATE)) if n >= 2 else 0
     n_dup = min(n_dup, n - 1)
@@ -606,7 +659,7 @@ def _chunk(cfg: SyntheticConfig, world: World, tables: _DayTables, day: int, sli
 
     slice_ms = DAY_MS // n_slices
     slice_of_row = np.repeat(slices, counts)
-    t0 = day_start_ms(cfg.dates[day])
+    t0 = day_start_ms(day.date)
     times = t0 + slice_of_row * slice_ms + (rng.random(n) * slice_ms).astype(np.int64)
     times.sort()
     # Base rows take a random subset of the times; duplicates copy a base row, time included.
@@ -636,7 +689,7 @@ def _chunk(cfg: SyntheticConfig, world: World, tables: _DayTables, day: int, sli
     return pd.DataFrame({
         "user_id": users[idx].astype(np.int64),
         "video_id": items[idx].astype(np.int64),
-        "date": np.full(n, cfg.dates[day], dtype=np.int32),
+        "date": np.full(n, day.date, dtype=np.int32),
         "time_ms": row_time.astype(np.int64),
         "scenario": pd.array(names[scen[idx]], dtype="string"),
         "is_click": click[idx].astype(np.int8),
@@ -646,12 +699,23 @@ def _chunk(cfg: SyntheticConfig, world: World, tables: _DayTables, day: int, sli
     })[INTERACTIONS.names]
 
 
-def generate(store: Path, cfg: SyntheticConfig, progress: bool = True) -> dict:
+def fingerprint(cfg: SyntheticConfig) -> dict[str, Any]:
+    """What a generated day depends on besides its date: two stores with the same fingerprint hold the
+    same rows for a day, so a day one of them has need not be generated again (the daily feed)."""
+    return {**dataclasses.asdict(cfg), "scenarios": list(cfg.scenarios)}
+
+
+def generate(store: Path, cfg: SyntheticConfig, progress: bool = True, dates: list[int] | None = None) -> dict:
     """Write users.parquet, items.parquet and interactions/date=YYYYMMDD/ for ``cfg`` into ``store``.
 
-    Returns a summary (rows, days, users, items, rows and click rate per scenario, seconds). Days are
-    staged by ``DayWriter`` and swapped in only after the whole log is written, so an interrupted run
-    leaves the previous store intact.
+    ``dates``: the days to write (default: the configured range ``cfg.dates``). Any day works, before,
+    inside or after the range: the synthetic source is then a daily feed, and a day's rows are the same
+    whichever other days are generated with it (see ``_DayPlan``). The users, items and their tastes
+    come from the seed alone.
+
+    Returns a summary (rows, days, users, items, rows and click rate per scenario, the config's
+    fingerprint, seconds). Days are staged by ``DayWriter`` and swapped in only after every requested day
+    is written, so an interrupted run leaves the previous days intact.
     """
     t_start = time.perf_counter()
     store = Path(store)
@@ -659,42 +723,44 @@ def generate(store: Path, cfg: SyntheticConfig, progress: bool = True) -> dict:
     write_table(users, store, USERS)
     write_table(items, store, ITEMS)
 
-    plan = _day_plan(cfg)
+    range_rows = _range_rows(cfg)
+    plans = [_plan_day(cfg, d, range_rows) for d in sorted(set(cfg.dates if dates is None else dates))]
+    work = [(day, chunk) for day in plans for chunk in day.chunks]
     s_count = len(cfg.scenarios)
     rows_per = np.zeros(s_count, dtype=np.int64)
     clicks_per = np.zeros(s_count, dtype=np.int64)
     writer = DayWriter(store)
     tables: _DayTables | None = None
-    current_day = -1
+    current: _DayPlan | None = None
     chunk_no = 0
     try:
-        for day, n_slices, slices, counts in tqdm(plan, desc="synthetic", unit="chunk", disable=not progress):
-            if day != current_day:
-                tables, current_day, chunk_no = _DayTables(world, day), day, 0
+        for day, (n_slices, slices, counts) in tqdm(work, desc="synthetic", unit="chunk", disable=not progress):
+            if day is not current:
+                tables, current, chunk_no = _DayTables(world, day.table_day), day, 0
             assert tables is not None
             chunk = _chunk(cfg, world, tables, day, slices, counts, n_slices, chunk_no)
             chunk_no += 1
             codes = pd.Categorical(chunk["scenario"], categories=list(cfg.scenarios)).codes
             rows_per += np.bincount(codes, minlength=s_count)
             clicks_per += np.bincount(codes, weights=chunk["is_click"].to_numpy(), minlength=s_count).astype(np.int64)
-            writer.write(chunk, source=f"synthetic seed={cfg.seed} day={cfg.dates[day]}")
-        dates = writer.commit()
+            writer.write(chunk, source=f"synthetic seed={cfg.seed} day={day.date}")
+        dates_written = writer.commit()
     except BaseException:
         writer.abort()
         raise
     rows = int(rows_per.sum())
     summary = {
         "rows": rows,
-        "days": dates,
+        "days": dates_written,
         "users": int(len(users)),
         "items": int(len(items)),
         "scenario_rows": {name: int(r) for name, r in zip(cfg.scenarios, rows_per, strict=True)},
         "scenario_click_rate": {name: (float(c / r) if r else 0.0)
                                 for name, c, r in zip(cfg.scenarios, clicks_per, rows_per, strict=True)},
         "click_rate": float(clicks_per.sum() / rows) if rows else 0.0,
+        "synthetic": fingerprint(cfg),
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     log.info("synthetic store %s: %d rows over %d days, %d users, %d items, click rate %.3f",
-             store, rows, len(dates), summary["users"], summary["items"], summary["click_rate"])
+             store, rows, len(dates_written), summary["users"], summary["items"], summary["click_rate"])
     return summary
-

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ConfigError
+from ..errors import BadInputError
 from .schema import INTERACTIONS, ITEMS, USERS, Table, day_dir, table_path
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ DERIVED_COLUMNS = {
 }
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(BadInputError, RuntimeError):
     """Validation found problems; the message has one line per failed expectation:
 
     ``<table> (<file or day>): column <col>: <expectation_type> failed: observed <value> (rule: <kwargs>)``
@@ -73,7 +74,9 @@ class ValidationFailed(RuntimeError):
     def __init__(self, failures: list[dict], report_dir: Path | None = None) -> None:
         self.failures = failures
         self.report_dir = report_dir
-        super().__init__("\n".join(f["message"] for f in failures))
+        report = f" Report: {Path(report_dir) / 'data_docs' / 'index.html'}" if report_dir is not None else ""
+        super().__init__("\n".join(f["message"] for f in failures),
+                         hint="validation failed: the run stops here; the published model stays in place." + report)
 
 
 @dataclass

@@ -42,6 +42,8 @@ import numpy as np
 
 from sass_retrieval.config import ConfigError
 
+from ..errors import MissingPrerequisiteError
+
 log = logging.getLogger(__name__)
 
 KINDS = ("flat", "ivf", "hnsw")
@@ -49,7 +51,7 @@ MIN_POINTS_PER_LIST = 39  # below this FAISS k-means warns that clustering is un
 NORM_TOLERANCE = 1e-3
 
 
-class IndexLoadError(RuntimeError):
+class IndexLoadError(MissingPrerequisiteError, RuntimeError):
     """A saved index is missing or unreadable; ``path`` names the file."""
 
     def __init__(self, path: Path | str, reason: str):

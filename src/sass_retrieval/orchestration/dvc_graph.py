@@ -28,12 +28,14 @@ from dataclasses import asdict, dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+from ..errors import BadConfigError
+
 JOIN = "@"
 CACHE_FILE = ".dvc/tmp/sass-dag-graph.json"
 FORMAT = 1
 
 
-class GraphError(ValueError):
+class GraphError(BadConfigError, ValueError):
     """DVC could not build the stage graph (bad dvc.yaml, unknown variable, cycle...)."""
 
 

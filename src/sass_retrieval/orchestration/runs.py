@@ -9,14 +9,18 @@ Executing a stage (``run_stage``)
     ``dvc repro`` processes in one workspace fail on it). The result is the dvc.lock ``dvc repro`` would
     write: ``dvc status`` is clean after a DAG run.
 
-    Exit code 2 (the validation stage's "data is bad", or a usage error) and exit code 3 (the
-    ``params`` stage's "params.yaml does not validate") are final: the task fails without retries,
-    downstream tasks do not run, and the published model stays in service. Any other non-zero exit is
-    an ordinary failure that Airflow retries with backoff.
+    The exit codes of :mod:`sass_retrieval.errors` say what a retry can do. 2 (bad input: the data
+    does not validate, an empty source file), 3 (bad config: params.yaml does not validate) and 4 (a
+    missing prerequisite) are final: the task fails without retries, downstream tasks do not run, and
+    the published model stays in service. Any other non-zero exit (1: a bug or an environment failure,
+    5: the workspace was busy) is an ordinary failure that Airflow retries with backoff.
 
-The run's day (``end_date_for`` / ``set_window_end``)
+The run's day (``end_date_for`` / ``set_window_end`` / ``resolve_day``)
     The last day of data is the date of the run's ``data_interval_start`` (YYYYMMDD), written into
-    params.yaml ``window.end_date`` with a round-trip YAML edit that keeps comments and layout.
+    params.yaml ``window.end_date`` with a round-trip YAML edit that keeps comments and layout. An
+    ``end_date`` of 'auto' stays 'auto' in params.yaml (only ingest knows which days the source has);
+    ``record_run`` resolves it afterwards, the way the stages did (``config.resolve_window`` over the
+    store), so the day is tagged under its date.
 
 Daily versions (``record_run``, ``list_runs``, ``restore``): the way DVC users version
     Each recorded day is a git commit of dvc.yaml, dvc.lock, params.yaml, metrics/metrics.json,
@@ -49,7 +53,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import swap_dir
 from ..config import update_params_file
+from ..errors import FINAL_EXIT_CODES, MissingFile, NotADay
 from .dvc_graph import load_graph
 
 log = logging.getLogger("sass.orchestration")
@@ -64,7 +70,6 @@ RECORDED_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "metrics/metrics.json",
                   ".dvc/config", ".dvc/.gitignore", ".dvcignore")
 REQUIRED_FILES = ("dvc.lock", "params.yaml")
 RESTORED_PREFIXES = ("models", "indexes")
-FINAL_EXIT_CODES = (2, 3)  # 2: validation failure / usage error, 3: invalid params.yaml: retrying can not help
 _DAY = re.compile(r"^\d{8}$")
 
 
@@ -200,7 +205,7 @@ def as_day(value: Any) -> str:
     try:
         return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).strftime("%Y%m%d")
     except ValueError as exc:
-        raise ValueError(f"not a day: {value!r} (want YYYYMMDD or an ISO date)") from exc
+        raise NotADay(f"not a day: {value!r} (want YYYYMMDD or an ISO date)") from exc
 
 
 def end_date_for(*, override: Any = None, data_interval_start: Any = None, logical_date: Any = None,
@@ -221,6 +226,21 @@ def end_date_for(*, override: Any = None, data_interval_start: Any = None, logic
         ra = run_after if isinstance(run_after, dt.datetime) else dt.datetime.fromisoformat(str(run_after))
         return as_day(ra - dt.timedelta(days=1))
     raise ValueError("no data interval, logical date or run_after to take the run's day from")
+
+
+def resolve_day(root: str | Path, day: str | int) -> str:
+    """The run's day as YYYYMMDD. 'auto' is resolved as every stage resolved it: the last day of the
+    window ``config.resolve_window`` builds from params.yaml and the days in the store it names (so a
+    run triggered with ``end_date=auto`` is recorded under the day its stages actually ran on)."""
+    if str(day).strip().lower() != "auto":
+        return as_day(day)
+    from ..config import get, load_params, resolve_window
+    from ..data.schema import stored_dates
+
+    root = Path(root)
+    params = load_params(root / "params.yaml", validate=False)   # the `params` stage checked it
+    store = Path(get(params, "data.store_dir"))
+    return str(resolve_window(params, stored_dates(store if store.is_absolute() else root / store)).test_end)
 
 
 def set_window_end(params_path: str | Path, end_date: str | int) -> Any:
@@ -264,7 +284,7 @@ def ensure_git(root: str | Path, logger: logging.Logger | None = None) -> bool:
 
 def record_run(root: str | Path, day: str, meta: Mapping[str, Any] | None = None, *, push: bool = True,
                logger: logging.Logger | None = None) -> str:
-    """Record this run as day ``day``: ``dvc push``, then a git commit of the run's text files (dvc.lock,
+    """Record this run as day ``day`` (YYYYMMDD, or 'auto': :func:`resolve_day`): ``dvc push``, then a git commit of the run's text files (dvc.lock,
     dvc.yaml, params.yaml, metrics, publish decision, plot data: :data:`RECORDED_FILES`) and the annotated
     tag ``day-YYYYMMDD`` on it, whose message is ``meta`` as JSON. Returns the tag.
 
@@ -273,13 +293,13 @@ def record_run(root: str | Path, day: str, meta: Mapping[str, Any] | None = None
     """
     logger = logger or log
     root = Path(root).resolve()
-    day = as_day(day)
+    requested, day = str(day), resolve_day(root, day)
     missing = [f for f in REQUIRED_FILES if not (root / f).exists()]
     if missing:
-        raise FileNotFoundError(f"can not record run {day}: missing {', '.join(missing)} in {root}")
+        raise MissingFile(f"can not record run {day}: missing {', '.join(missing)} in {root}")
     ensure_git(root, logger)
     info = {"day": day, "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "pushed": False, **dict(meta or {})}
+            "pushed": False, **({"end_date": requested} if requested != day else {}), **dict(meta or {})}
     if push:
         with dvc_lock(root):
             dvc(root, "push", "--quiet", logger=logger)
@@ -393,7 +413,7 @@ def diff_runs(root: str | Path, a: str, b: str) -> str:
     ma = _show_json(root, TAG_PREFIX + as_day(a), "metrics/metrics.json") or {}
     mb = _show_json(root, TAG_PREFIX + as_day(b), "metrics/metrics.json") or {}
     if not ma or not mb:
-        raise FileNotFoundError(f"metrics missing for {a if not ma else b} (no tag {TAG_PREFIX}{as_day(a if not ma else b)} "
+        raise MissingFile(f"metrics missing for {a if not ma else b} (no tag {TAG_PREFIX}{as_day(a if not ma else b)} "
                                 "with metrics/metrics.json)")
     for row in dict.fromkeys([*ma.get("rows", {}), *mb.get("rows", {})]):
         macro_a = (ma.get("rows", {}).get(row) or {}).get("macro", {})
@@ -447,7 +467,7 @@ def restore(root: str | Path, day: str, to: str | Path | None = None, *, remote:
     tag = TAG_PREFIX + day
     if day not in recorded_days(root):
         known = ", ".join(recorded_days(root)) or "none"
-        raise FileNotFoundError(f"no recorded run {day} (no git tag {tag}; recorded runs: {known})")
+        raise MissingFile(f"no recorded run {day} (no git tag {tag}; recorded runs: {known})")
     lock = yaml.safe_load(git(root, "show", f"{tag}:dvc.lock")) or {}
     outs = [o["path"] for _, o in lock_outputs(lock, prefixes)]
     if not outs:
@@ -467,30 +487,19 @@ def restore(root: str | Path, day: str, to: str | Path | None = None, *, remote:
                 args += ["--remote", remote]
             rc = dvc(root, *args, check=False)
             if rc != 0:
-                raise FileNotFoundError(f"dvc get {prefix} --rev {tag} failed (exit {rc}): objects neither in the "
+                raise MissingFile(f"dvc get {prefix} --rev {tag} failed (exit {rc}): objects neither in the "
                                         "local cache nor on the remote?")
             for f in list(tmp.rglob(".gitignore")):  # git's bookkeeping of the outputs, not data
                 f.unlink()
             files = [f for f in tmp.rglob("*") if f.is_file()]
             item = Restored(path=prefix, outputs=under, files=len(files), bytes=sum(f.stat().st_size for f in files),
                             destination=str(dest))
-            _swap(tmp, dest)
+            swap_dir(tmp, dest)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         restored.append(item)
     return restored
-
-
-def _swap(new: Path, dest: Path) -> None:
-    """Put ``new`` at ``dest`` (renames; the old content is removed afterwards)."""
-    if dest.exists() or dest.is_symlink():
-        old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.old")
-        dest.rename(old)
-        new.rename(dest)
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() and not old.is_symlink() else old.unlink(missing_ok=True)
-    else:
-        new.rename(dest)
 
 
 def format_restored(day: str, restored: Sequence[Restored], to: str | Path | None) -> str:

@@ -1,0 +1,63 @@
+"""The store as a whole: built aside, swapped in only when complete, days carried over by link."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sass_retrieval.data.schema import day_dir, stored_dates
+from sass_retrieval.data.store import DayWriter, MissingDays, carry_days, require_days, staged_store
+from sass_retrieval.errors import EXIT_BAD_INPUT, exit_code
+
+
+def _rows(date: int, n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": range(n), "video_id": range(n), "date": [date] * n, "time_ms": range(n),
+                         "scenario": ["s0"] * n, "is_click": [1] * n, "play_time_ms": [1] * n,
+                         "duration_ms": [2] * n, "is_rand": [0] * n})
+
+
+def _store(path: Path, dates: list[int]) -> Path:
+    writer = DayWriter(path)
+    for d in dates:
+        writer.write(_rows(d))
+    writer.commit()
+    return path
+
+
+def _snapshot(path: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def test_a_failed_build_leaves_the_previous_store_byte_identical(tmp_path: Path) -> None:
+    store = _store(tmp_path / "store", [20220501, 20220502])
+    before = _snapshot(store)
+    with pytest.raises(MissingDays), staged_store(store) as new:
+        _store(new, [20220502])
+        require_days(new, [20220501, 20220502], "log.csv")
+    assert _snapshot(store) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["store"]          # nothing left beside it
+
+
+def test_a_complete_build_replaces_the_store(tmp_path: Path) -> None:
+    store = _store(tmp_path / "store", [20220501])
+    with staged_store(store) as new:
+        carried = carry_days(store, new, [20220501, 20220503])
+        _store(new, [20220503])
+        assert require_days(new, [20220501, 20220503], "feed") == [20220501, 20220503]
+    assert carried == [20220501]
+    assert stored_dates(store) == [20220501, 20220503]
+    assert [p.name for p in tmp_path.iterdir()] == ["store"]
+
+
+def test_missing_days_name_the_source_and_the_days(tmp_path: Path) -> None:
+    store = _store(tmp_path / "store", [20220501])
+    (day_dir(store, 20220502)).mkdir(parents=True)                    # a folder without rows is no day
+    with pytest.raises(MissingDays) as info:
+        require_days(store, [20220501, 20220502], "/data/log_standard_4_08_to_4_21_pure.csv")
+    assert str(info.value) == ("/data/log_standard_4_08_to_4_21_pure.csv: date: rows for every requested day: "
+                               "no rows for 20220502")
+    assert exit_code(info.value) == EXIT_BAD_INPUT
+    with pytest.raises(MissingDays, match="no rows for any day"):
+        require_days(tmp_path / "empty", None, "x.csv")
