@@ -8,6 +8,10 @@ Every row is scored on every slice (``all``, ``scenario_cold``, ``tail_truth``) 
 pair, and the reference row (sass) is compared with each other row by a paired bootstrap on NDCG@50
 per slice, so the report can say whether a difference is larger than the noise of the test window.
 Params: evaluate.cold_max / cold_min_other (slices), evaluate.n_boot / level / seed (bootstrap).
+
+A declared scenario skipped today (too few training rows) has no metric row: metrics.json lists it under
+``skipped`` with its reason, its fallback and the evaluation pairs it would have had, and the macro
+averages are over ``macro_scenarios`` (the reported ones) only.
 """
 
 from __future__ import annotations
@@ -15,10 +19,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sass_retrieval.config import get
+from sass_retrieval.data.features import SkippedScenario, skipped_scenarios
 
 from .common import bank_for, load_run, parser, read_mapped, safe_path, setup_logging, write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("evaluate")
 
@@ -26,12 +35,11 @@ HEADLINE = ("ndcg@50", "hit_rate@50")
 
 
 def load_row_models(row: str, models_dir: Path, scenarios: list[str]):
-    from sass_retrieval.train.checkpoint import load_model
+    """scenario -> the model the row serves it with (one shared model, or one per scenario)."""
+    from sass_retrieval.train.checkpoint import load_row_model
 
-    if row == "dssm_single":
-        return {s: load_model(models_dir / row / f"model_{s}.pt")[0] for s in scenarios}
-    model, _ = load_model(models_dir / row / "model.pt")
-    return {s: model for s in scenarios}
+    cache: dict = {}
+    return {s: load_row_model(models_dir, row, s, cache)[0] for s in scenarios}
 
 
 def plots_rows(results: dict[str, dict], reported: list[str], ks: list[int]) -> tuple[list[dict], list[dict]]:
@@ -52,21 +60,21 @@ def _published_on_this_window(run, bank, es, ks, recommender_cls, evaluate_fn) -
     (e.g. the scenario list changed), in which case the gate falls back to the recorded number.
     """
     from sass_retrieval.publish import current_version, served_row
-    from sass_retrieval.train.checkpoint import CheckpointError, load_model
+    from sass_retrieval.train.checkpoint import CheckpointError
 
     from .common import published_dir
 
     current = current_version(published_dir(run.params))
-    path = (current / "models" / served_row(current) / "model.pt") if current is not None else None
-    if path is None or not path.exists():
+    if current is None or not (current / "models" / served_row(current)).is_dir():
         return None
     try:
-        model, _ = load_model(path)
-        if list(model.cfg.scenarios) != list(bank.scenarios):
-            log.warning("published model has scenarios %s, this run %s: not re-scored", model.cfg.scenarios,
+        models = load_row_models(served_row(current), current / "models", list(bank.scenarios))
+        config = next(iter(models.values())).cfg
+        if list(config.scenarios) != list(bank.scenarios):
+            log.warning("published model has scenarios %s, this run %s: not re-scored", config.scenarios,
                         bank.scenarios)
             return None
-        return evaluate_fn(es, recommender_cls({s: model for s in bank.scenarios}, bank), ks)
+        return evaluate_fn(es, recommender_cls(models, bank), ks)
     except (CheckpointError, RuntimeError, KeyError) as exc:
         log.warning("published model could not be re-scored on this window: %s", exc)
         return None
@@ -122,6 +130,29 @@ def write_per_pair(path: Path, slices: dict, per_pair: dict[str, dict[str, dict]
     tmp.replace(path)
 
 
+def skipped_summary(skipped: dict[str, SkippedScenario], train: pd.DataFrame, raw_test: pd.DataFrame) -> dict[str, dict]:
+    """metrics.json's ``skipped``: each skipped scenario's marker plus ``eval_pairs``, the evaluation pairs its
+    raw test rows would have given (the requests its fallback serves in this test window), so a skipped
+    scenario is visible with its size rather than silently absent."""
+    from sass_retrieval.evaluate.protocol import build_eval_set
+
+    if not skipped:
+        return {}
+    names = list(skipped)
+    test = raw_test[raw_test["scenario"].astype(str).isin(names)]
+    pairs = build_eval_set(train, test, names).summary()
+    return {s: {**sk.to_json(), "eval_pairs": pairs[s]["pairs"]} for s, sk in skipped.items()}
+
+
+def macro_note(reported: list[str], skipped: dict[str, dict]) -> str:
+    """One line saying what the macro averages cover, for table.md and metrics.json."""
+    note = f"macro = mean over the reported scenarios ({', '.join(reported) or 'none'})"
+    if skipped:
+        note += "; skipped today, not in the macro: " + ", ".join(
+            f"{s} ({d['reason']}; served by {d['served_by']}; {d['eval_pairs']} eval pairs)" for s, d in skipped.items())
+    return note
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
@@ -133,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-pair", default="metrics/per_pair.npz",
                    help="per-pair headline metrics of every slice and row (npz); empty to skip")
     args = p.parse_args(argv)
+    from sass_retrieval.data.store import read_interactions
     from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
     from sass_retrieval.evaluate.popular import PopularRecommender
     from sass_retrieval.evaluate.protocol import build_eval_set, format_table
@@ -146,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     train, test = read_mapped(run, w.train_start, w.train_end), read_mapped(run, w.test_start, w.test_end)
     reported = list(run.scenarios.reported)
     es = build_eval_set(train, test, reported)
+    skipped_today = skipped_scenarios(get(run.params, "scenarios.names"), run.scenarios, run.names)
+    skipped = (skipped_summary(skipped_today, train, read_interactions(run.store, w.test_start, w.test_end))
+               if skipped_today else {})
+    for s, d in skipped.items():
+        log.warning("scenario %s skipped today (%s): no metric row; %d eval pairs served by %r", s, d["reason"],
+                    d["eval_pairs"], d["served_by"])
     cold_max = int(get(run.params, "evaluate.cold_max"))
     cold_min_other = int(get(run.params, "evaluate.cold_min_other"))
     slices = build_slices(es, train, cold_max=cold_max, cold_min_other=cold_min_other)
@@ -195,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("paired bootstrap of %s vs %d row(s) on %d slice(s): %.1fs", reference, max(len(results) - 1, 0),
              len(significance), time.perf_counter() - t)
     headline = results.get("sass") or next(iter(results.values()))
+    note = macro_note(reported, skipped)
     metrics = {"window": w.__dict__, "reported": reported, "eval_pairs": es.summary(),
+               "skipped": skipped, "macro_scenarios": reported, "macro_note": note,
                "sass": headline, "rows": results,
                "slices": {name: rows for name, rows in by_slice.items() if name != "all"},
                "slice_pairs": slice_summary(slices),
@@ -212,10 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     plots = safe_path(args.plots)
     write_json(plots / "per_scenario.json", bars)
     write_json(plots / "metric_vs_k.json", lines)
-    (plots / "table.md").write_text(table + "\n")
+    (plots / "table.md").write_text(table + "\n\n" + note + "\n")
     log.info("evaluation done in %.1fs", time.perf_counter() - t0)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

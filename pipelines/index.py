@@ -1,5 +1,9 @@
 """Stage `index`: one scenario's FAISS index for every row that may be published (the candidate sass and
-the challenger, publish.challenger), over the item tower's scenario vectors: indexes/<row>/<scenario>."""
+the challenger, publish.challenger), over the item tower's scenario vectors: indexes/<row>/<scenario>.
+
+A declared scenario skipped today (too few training rows) gets ``skipped.json`` instead of ``index.faiss``,
+naming the scenario that serves it (sass_retrieval.index.routing); the stage succeeds.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ import logging
 import time
 
 import numpy as np
+
+from sass_retrieval.config import get
+from sass_retrieval.data.features import skipped_scenarios
 
 from .common import bank_for, load_run, parser, safe_path, setup_logging, write_json
 
@@ -19,21 +26,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenario", required=True)
     p.add_argument("--row", action="append", default=None,
                    help="row to index, repeatable (default: sass and publish.challenger)")
-    p.add_argument("--models", default="models", help="folder of models/<row>/model.pt")
+    p.add_argument("--models", default="models", help="folder of models/<row>/ (train.checkpoint.row_checkpoint)")
     p.add_argument("--features", default="data/features")
     p.add_argument("--out", default="indexes", help="writes <out>/<row>/<scenario>/")
     args = p.parse_args(argv)
     from sass_retrieval.index.faiss_index import set_threads
-    from sass_retrieval.train.checkpoint import load_model
+    from sass_retrieval.index.routing import mark_skipped
+    from sass_retrieval.train.checkpoint import load_row_model
 
     run = load_run(args.params)
+    rows = args.row or ["sass", str(run.params.get("publish", {}).get("challenger", "dssm_mixed"))]
+    skipped = skipped_scenarios(get(run.params, "scenarios.names"), run.scenarios, run.names).get(args.scenario)
+    if skipped is not None:
+        log.warning("scenario %s skipped today (%s): skipped.json, no index; served by the %r index",
+                    args.scenario, skipped.reason, skipped.served_by)
+        for row in dict.fromkeys(rows):
+            mark_skipped(safe_path(args.out) / row / args.scenario, skipped)
+        return 0
     set_threads(int(run.params.get("train", {}).get("threads", 2)))
     bank = bank_for(run, args.features, serving_only=True)
     if args.scenario not in bank.per:
-        raise SystemExit(f"index: scenario {args.scenario!r} has no split output under {args.features}")
-    rows = args.row or ["sass", str(run.params.get("publish", {}).get("challenger", "dssm_mixed"))]
+        from sass_retrieval.errors import MissingFile
+
+        raise MissingFile(f"{args.features}: scenario {args.scenario}: no split output; run `sass split "
+                          f"--scenario {args.scenario}` first")
     for row in dict.fromkeys(rows):
-        model, manifest = load_model(safe_path(args.models) / row / "model.pt")
+        model, manifest = load_row_model(safe_path(args.models), row, args.scenario)
         build_one(run, bank, model, manifest, row, args.scenario, safe_path(args.out) / row / args.scenario)
     return 0
 
@@ -47,8 +65,10 @@ def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
         recall_against_exact,
         save_index,
     )
+    from sass_retrieval.index.routing import clear_skipped
 
     t0 = time.perf_counter()
+    clear_skipped(out)
     pool = bank.per[s].pool
     info = {"row": row, "scenario": s, "pool": int(len(pool)), "model_sha256": manifest["sha256"]}
     if len(pool):
@@ -72,4 +92,6 @@ def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

@@ -30,6 +30,7 @@ from sass_retrieval.publish import (
     published_metric,
     record,
     run_id,
+    served_record,
     served_row,
 )
 
@@ -72,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
                    "indexes": safe_path(f"indexes/{row}"), "metrics.json": safe_path(args.metrics),
                    "validation.json": vpath}
         sources = {k: v for k, v in sources.items() if v.exists() or k in ("indexes", f"models/{row}")}
-        served = json.dumps({"row": row}) + "\n"
+        record_served = served_record(row, sources["indexes"])
+        if record_served["fallback"]:  # scenarios skipped today: no index of their own, served by another one
+            entry["fallback"] = {s: m["served_by"] for s, m in record_served["fallback"].items()}
+            log.info("skipped scenarios and the index serving them: %s", entry["fallback"])
+        served = json.dumps(record_served, sort_keys=True) + "\n"
         files = [f for src in sources.values() for f in ([src] if src.is_file() else sorted(src.rglob("*")))
                  if f.is_file()]
         vid = run_id(run.window.test_end, files)  # the served row's indexes are among the files
@@ -89,4 +94,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

@@ -10,7 +10,13 @@ import uuid
 from pathlib import Path
 
 from sass_retrieval.config import get
-from sass_retrieval.data.features import split_meta, write_pairs_split, write_scenario_split
+from sass_retrieval.data.features import (
+    skipped_scenarios,
+    split_meta,
+    write_pairs_split,
+    write_scenario_split,
+    write_skipped_split,
+)
 from sass_retrieval.data.store import read_items, read_users
 
 from .base import load_run, parser, read_mapped, safe_path, setup_logging
@@ -48,10 +54,19 @@ def main(argv: list[str] | None = None) -> int:
             stats = write_pairs_split(tmp, train, meta)
         else:
             s = args.scenario
-            if s not in get(run.params, "scenarios.names"):
-                raise SystemExit(f"split: scenario {s!r} is not in scenarios.names {get(run.params, 'scenarios.names')}")
-            stats = write_scenario_split(tmp, train, s, read_users(run.store), read_items(run.store), meta)
-            if stats["rows"] == 0:
+            declared = get(run.params, "scenarios.names")
+            if s not in declared:
+                from sass_retrieval.config import ConfigError
+
+                raise ConfigError(f"{args.params}: scenarios.names: does not list the scenario {s!r}: {declared}")
+            skipped = skipped_scenarios(declared, run.scenarios, run.names).get(s)
+            if skipped is not None:  # a marker instead of features: the stage succeeds, the day goes on
+                log.warning("scenario %s skipped today (%s, %s..%s): a marker, no features; served by %r", s,
+                            skipped.reason, w.train_start, w.train_end, skipped.served_by)
+                stats = write_skipped_split(tmp, skipped)
+            else:
+                stats = write_scenario_split(tmp, train, s, read_users(run.store), read_items(run.store), meta)
+            if stats["rows"] == 0 and skipped is None:
                 log.warning("scenario %s has no training rows in %s..%s", s, w.train_start, w.train_end)
         _swap_in(tmp, out / name)
     finally:
@@ -61,4 +76,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

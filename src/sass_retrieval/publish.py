@@ -3,7 +3,8 @@
 Layout under the publish folder:
 
     versions/<run_id>/   models (candidate, challenger, pretrain), the served row's indexes, metrics,
-                         validation summary and served.json (which row it serves) of one run (never modified)
+                         validation summary and served.json (which row it serves, and which scenario serves
+                         each scenario skipped that day) of one run (never modified)
     current              symlink to the version in service
     decisions.jsonl      one line per publish attempt: what was decided and why
 
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 CANDIDATE = "sass"
-SERVED_FILE = "served.json"   # in a version folder: {"row": the reference row whose model and indexes it serves}
+SERVED_FILE = "served.json"   # in a version folder: {"row": the reference row whose model and indexes it serves,
+                              #  "fallback": {skipped scenario: its skipped.json marker, "served_by" included}}
 
 
 @dataclass
@@ -160,6 +162,18 @@ def served_row(version: Path | None) -> str:
         return str(json.loads((Path(version) / SERVED_FILE).read_text())["row"])
     except (OSError, ValueError, KeyError):
         return CANDIDATE
+
+
+def served_record(row: str, indexes: Path) -> dict[str, Any]:
+    """served.json of a version serving ``row`` from ``indexes`` (the row's ``indexes/<row>`` folder).
+
+    ``fallback`` copies the skipped scenarios' markers (``<scenario>/skipped.json``): a reader of the version
+    sees at once which scenarios are served by another scenario's index and why. Routing itself reads the
+    markers (``sass_retrieval.index.routing.resolve_index``), so the two can not disagree.
+    """
+    from .data.features import skipped_markers
+
+    return {"row": row, "fallback": {s: m.to_json() for s, m in skipped_markers(indexes).items()}}
 
 
 def published_metric(root: Path, metrics: dict | None = None) -> float | None:

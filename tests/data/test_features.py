@@ -2,8 +2,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from sass_retrieval.data.features import PAD, pretrain_pairs, scenario_map, sequence_matrix, split_scenario
+from sass_retrieval.data.features import (
+    PAD,
+    SkippedScenario,
+    pretrain_pairs,
+    scenario_map,
+    sequence_matrix,
+    serving_scenario,
+    skipped_scenarios,
+    skipped_markers,
+    split_scenario,
+)
 
 USERS = pd.DataFrame({"user_id": [1, 2], "active_degree": ["a", "b"]})
 ITEMS = pd.DataFrame({"video_id": [10, 11, 12, 13], "tag": [1, 2, 3, 4]})
@@ -93,6 +104,42 @@ def test_small_and_undeclared_scenarios_map_to_other() -> None:
     assert m.reported == ("1",)
     assert m.apply(pd.Series(["1", "0", "9"])).tolist() == ["1", "other", "other"]
     assert m.names == ["1", "other"]
+
+
+def test_a_declared_scenario_without_rows_is_never_reported_even_with_min_rows_0() -> None:
+    m = scenario_map(pd.Series({"s0": 50}), ["s0", "s9"], 0)
+    assert m.reported == ("s0",) and m.names == ["s0"]
+    assert m.rows == {"s0": 50} and m.min_rows == 0
+
+
+def test_serving_scenario_is_itself_then_other_then_the_largest() -> None:
+    rows = {"s0": 10, "s1": 500, "s2": 3}
+    assert serving_scenario("s0", ["s0", "s1", "other"], rows) == "s0"
+    assert serving_scenario("s2", ["s0", "s1", "other"], rows) == "other"
+    assert serving_scenario("s2", ["s0", "s1"], rows) == "s1"           # no 'other' trained: the largest
+    assert serving_scenario("s2", ["s0", "s1"], {}) == "s0"             # ties: the first trained
+    with pytest.raises(ValueError, match="nothing can serve"):
+        serving_scenario("s2", [], rows)
+
+
+def test_skipped_scenarios_say_why_and_what_serves_them(tmp_path) -> None:
+    m = scenario_map(pd.Series({"s0": 5000, "s1": 40}), ["s0", "s1", "s2"], 1000)
+    with_other = skipped_scenarios(["s0", "s1", "s2", "other"], m, ["s0", "other"])
+    assert set(with_other) == {"s1", "s2"}
+    assert with_other["s1"] == SkippedScenario("s1", "40 training rows in the window, fewer than "
+                                               "scenarios.min_scenario_rows (1000)", 40, 1000, "other")
+    assert with_other["s2"].rows == 0 and with_other["s2"].reason == "no training rows in the window"
+    # 'other' not listed: the small scenarios' rows are dropped, the largest scenario serves them
+    without = skipped_scenarios(["s0", "s1", "s2"], m, ["s0"])
+    assert {s: k.served_by for s, k in without.items()} == {"s1": "s0", "s2": "s0"}
+    # a declared 'other' that nothing maps to is skipped too
+    big = scenario_map(pd.Series({"s0": 5000}), ["s0"], 1000)
+    assert skipped_scenarios(["s0", "other"], big, ["s0"])["other"].served_by == "s0"
+    # the marker round-trips, and a folder of scenario folders lists its markers
+    with_other["s1"].write(tmp_path / "s1")
+    (tmp_path / "s0").mkdir()
+    assert skipped_markers(tmp_path) == {"s1": with_other["s1"]}
+    assert SkippedScenario.read(tmp_path / "s0") is None
 
 
 def test_no_test_window_rows_reach_the_split(tiny_project) -> None:

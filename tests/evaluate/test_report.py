@@ -458,3 +458,27 @@ def test_champion_challenger_section_shows_the_gate_decision_and_margins() -> No
     assert [r[0].text for r in scores.rows] == ["sass", "dssm_mixed", "published (in service)"]
     assert margins.rows[0][1].text == "+0.0200 [+0.0100, +0.0300]" and margins.rows[0][2].text == "significant"
     assert margins.rows[1][2].text == "no measurable difference"
+
+
+def test_skipped_scenarios_are_listed_with_why_and_what_serves_them() -> None:
+    m = metrics_json({"popular": 0.2, "sass": 0.3})
+    m["skipped"] = {"s2": {"scenario": "s2", "reason": "12 training rows in the window, fewer than "
+                           "scenarios.min_scenario_rows (100)", "rows": 12, "min_scenario_rows": 100,
+                           "served_by": "other", "eval_pairs": 7}}
+    rep = RunReport(generated=NOW.isoformat(), metrics=m, stats={"s2": {"rows": 12, "reported": False,
+                                                                        "skipped": True}})
+    assert rep.skipped["s2"]["served_by"] == "other" and rep.scenarios == SCENARIOS
+    blocks = sections(rep, {})
+    header = [c for b in blocks if isinstance(b, Cards) for c in b.items]
+    assert ("Skipped today", "s2 → other", "neg") in header
+    i = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Scenarios skipped today")
+    table = next(b for b in blocks[i:] if isinstance(b, Table))
+    assert [[c.text for c in r] for r in table.rows] == [
+        ["s2", m["skipped"]["s2"]["reason"], "12", "100", "other", "7"]]
+    data = next(b for b in blocks if isinstance(b, Table) and b.header[:2] == ["scenario", "reported"])
+    assert {r[0].text: r[1].text for r in data.rows} == {"s0": "yes", "s1": "yes", "s2": "skipped"}
+    metrics_text = next(b.text for b in blocks if isinstance(b, Text) and "macro (mean over" in b.text)
+    assert "reported scenarios: s0, s1; skipped today and not in the macro: s2" in metrics_text
+    # a run without skipped scenarios has no such section
+    plain = sections(RunReport(generated=NOW.isoformat(), metrics=metrics_json({"sass": 0.3})), {})
+    assert not [b for b in plain if isinstance(b, Heading) and b.text == "Scenarios skipped today"]

@@ -13,7 +13,8 @@ Test-window rows never enter this module: the caller passes training rows only.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,16 @@ PAD = -1  # padding id in click sequences
 
 @dataclass(frozen=True)
 class ScenarioMap:
-    """Raw scenario name -> run scenario; reported scenarios keep their name, the rest become 'other'."""
+    """Raw scenario name -> run scenario; reported scenarios keep their name, the rest become 'other'.
+
+    ``rows`` (training rows per raw scenario) and ``min_rows`` are what the map was decided on, kept so
+    that a declared scenario left out today can say why (:func:`skipped_scenarios`).
+    """
 
     reported: tuple[str, ...]
     mapping: dict[str, str]
+    rows: dict[str, int] = field(default_factory=dict)
+    min_rows: int = 0
 
     @property
     def names(self) -> list[str]:
@@ -46,13 +53,101 @@ def scenario_map(train_counts: pd.Series, declared: list[str], min_rows: int) ->
     """Map raw scenarios: declared ones with at least min_rows training rows stay, the rest go to 'other'.
 
     A declared scenario that is too small is not reported: a metric over a handful of pairs is noise.
+    One with no training rows at all is never reported, even with min_rows 0: it would have no
+    candidate pool, hence no index.
     """
     counts = {str(k): int(v) for k, v in train_counts.items()}
-    reported = tuple(s for s in declared if counts.get(str(s), 0) >= min_rows and s != OTHER)
+    reported = tuple(s for s in declared if counts.get(str(s), 0) >= max(min_rows, 1) and s != OTHER)
     mapping = {raw: (raw if raw in reported else OTHER) for raw in counts}
-    for s in reported:
-        mapping.setdefault(s, s)
-    return ScenarioMap(reported=reported, mapping=mapping)
+    return ScenarioMap(reported=reported, mapping=mapping, rows=counts, min_rows=int(min_rows))
+
+
+# ---- declared scenarios that a day leaves out -----------------------------------------------------------
+
+SKIPPED_FILE = "skipped.json"  # written instead of a scenario's features / index on a day it is skipped
+
+
+@dataclass(frozen=True)
+class SkippedScenario:
+    """A declared scenario (params scenarios.names) that is not trained or indexed today, and what serves it.
+
+    Scenarios come and go: a tab launched yesterday, or one whose traffic dried up, has too few training
+    rows in the window to get a scenario of its own. Its stages still succeed (a marker stands where the
+    features and the index would be), its traffic is served by ``served_by`` (:func:`serving_scenario`),
+    and evaluation, the run report and publishing say so instead of failing or staying silent.
+    """
+
+    scenario: str
+    reason: str
+    rows: int                 # training rows of the scenario in this run's window
+    min_scenario_rows: int
+    served_by: str            # the run scenario whose index (and user tower) serves its requests
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def write(self, folder: Path) -> Path:
+        """``<folder>/skipped.json`` (the folder is created)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / SKIPPED_FILE, self.to_json())
+        return folder / SKIPPED_FILE
+
+    @classmethod
+    def read(cls, folder: Path) -> SkippedScenario | None:
+        """The marker in ``folder``, or None when the scenario was not skipped there."""
+        path = Path(folder) / SKIPPED_FILE
+        if not path.is_file():
+            return None
+        d = json.loads(path.read_text())
+        return cls(scenario=str(d["scenario"]), reason=str(d["reason"]), rows=int(d["rows"]),
+                   min_scenario_rows=int(d["min_scenario_rows"]), served_by=str(d["served_by"]))
+
+
+def serving_scenario(scenario: str, trained: Sequence[str], rows: Mapping[str, int]) -> str:
+    """The run scenario whose index serves requests of ``scenario``: the one rule of the fallback.
+
+    - ``scenario`` itself when it was trained today;
+    - else ``other`` when the run trains it (params list 'other'): a skipped scenario's training rows were
+      mapped to 'other' (:func:`scenario_map`), so that is the scenario the model learnt them as;
+    - else the trained scenario with the most training rows (``rows``; ties: the first in ``trained``).
+      Its index has the broadest candidate pool and its towers saw the most users; a model-wide (global)
+      index does not exist, and building one per day for a rare fallback would double the index stage.
+    """
+    trained = list(trained)
+    if scenario in trained:
+        return scenario
+    if OTHER in trained:
+        return OTHER
+    if not trained:
+        raise ValueError(f"no scenario is trained in this run: nothing can serve {scenario!r}")
+    return max(trained, key=lambda s: (rows.get(s, 0), -trained.index(s)))
+
+
+def skipped_scenarios(declared: Sequence[str], smap: ScenarioMap, trained: Sequence[str]) -> dict[str, SkippedScenario]:
+    """Declared scenarios (params scenarios.names) that are not among today's ``trained`` ones, with the reason.
+
+    ``trained`` is the run's scenario list (``pipelines.base.Run.names``). A declared 'other' is skipped when
+    nothing maps to it; its row count is then 0.
+    """
+    out: dict[str, SkippedScenario] = {}
+    for s in (str(x) for x in declared):
+        if s in trained:
+            continue
+        n = (sum(c for raw, c in smap.rows.items() if smap.mapping.get(raw) == OTHER) if s == OTHER
+             else smap.rows.get(s, 0))
+        reason = ("no training rows in the window" if n == 0 else
+                  f"{n} training rows in the window, fewer than scenarios.min_scenario_rows ({smap.min_rows})")
+        out[s] = SkippedScenario(scenario=s, reason=reason, rows=int(n), min_scenario_rows=smap.min_rows,
+                                 served_by=serving_scenario(s, trained, smap.rows))
+    return out
+
+
+def skipped_markers(root: Path) -> dict[str, SkippedScenario]:
+    """Every ``<root>/<scenario>/skipped.json`` (a features folder, or an index folder of one row)."""
+    root = Path(root)
+    found = (SkippedScenario.read(p.parent) for p in sorted(root.glob(f"*/{SKIPPED_FILE}")))
+    return {m.scenario: m for m in found if m is not None}
 
 
 def _counts_before(df: pd.DataFrame, key: str, dates: list[int]) -> pd.DataFrame:
@@ -238,6 +333,19 @@ def write_scenario_split(out: Path, train: pd.DataFrame, scenario: str, users: p
              "reported": scenario in meta["reported"]}
     _write_json(out / "stats.json", stats)
     _write_json(out / "meta.json", meta)
+    return stats
+
+
+def write_skipped_split(out: Path, skipped: SkippedScenario) -> dict:
+    """A skipped scenario's split folder: its marker and stats.json, no tables and no meta.json.
+
+    No meta.json, so the feature bank (which reads the scenario list from a meta.json) never mistakes
+    the folder for a trained scenario; stats.json keeps the run report's data table complete.
+    """
+    skipped.write(out)
+    stats = {"rows": skipped.rows, "users": 0, "items": 0, "positives": 0, "reported": False, "skipped": True,
+             "served_by": skipped.served_by}
+    _write_json(Path(out) / "stats.json", stats)
     return stats
 
 

@@ -91,6 +91,13 @@ class RunReport:
         return sorted(s for s, st in self.stats.items() if st.get("reported", True))
 
     @property
+    def skipped(self) -> dict[str, dict]:
+        """Declared scenarios skipped today -> {reason, rows, min_scenario_rows, served_by, eval_pairs}
+        (metrics.json ``skipped``, written by the evaluate stage; {} for older runs)."""
+        sk = (self.metrics or {}).get("skipped")
+        return {str(k): dict(v) for k, v in sk.items() if isinstance(v, dict)} if isinstance(sk, dict) else {}
+
+    @property
     def window(self) -> dict:
         return dict((self.metrics or {}).get("window") or {})
 
@@ -612,6 +619,9 @@ def _header(rep: RunReport) -> list[Block]:
         facts.append(("Training window", f"{fmt_date(w.get('train_start'))} … {fmt_date(w.get('train_end'))}", None))
         facts.append(("Test window", f"{fmt_date(w.get('test_start'))} … {fmt_date(w.get('test_end'))}", None))
     facts.append(("Scenarios", ", ".join(rep.scenarios) or DASH, None))
+    if rep.skipped:
+        facts.append(("Skipped today", ", ".join(f"{s} → {d.get('served_by', DASH)}" for s, d in rep.skipped.items()),
+                      "neg"))
     facts.append(("Generated", rep.generated.replace("T", " ").replace("+00:00", " UTC"), None))
     facts.append(("Code commit", rep.commit or "unknown", None))
     blocks.append(Cards(facts))
@@ -693,7 +703,8 @@ def _data(rep: RunReport) -> list[Block]:
         st = rep.stats.get(s) or {}
         ev = eval_pairs.get(s) or {}
         reported = st.get("reported", s in rep.scenarios)
-        rows.append([Cell(s), Cell("yes" if reported else "no", tone=None if reported else "muted"),
+        status = "yes" if reported else "skipped" if s in rep.skipped or st.get("skipped") else "no"
+        rows.append([Cell(s), Cell(status, tone=None if reported else "muted"),
                      *(Cell(fmt_count(st.get(k)), num=True) for k in ("rows", "users", "items", "positives")),
                      Cell(fmt_count(ev.get("pairs")), num=True), Cell(fmt_count(ev.get("pool")), num=True)])
     blocks.append(Text("Training-window rows, users, items and positives (clicks) per scenario from the split; "
@@ -706,6 +717,23 @@ def _data(rep: RunReport) -> list[Block]:
         p = rep.pairs_stats
         blocks.append(Text(f"Pretraining pairs (entities seen in two or more scenarios): "
                            f"{fmt_count(p.get('user_pairs'))} user pairs, {fmt_count(p.get('item_pairs'))} item pairs."))
+    return blocks
+
+
+def _skipped(rep: RunReport) -> list[Block]:
+    """Declared scenarios that had too few training rows today: why, and which index serves their requests."""
+    if not rep.skipped:
+        return []
+    blocks: list[Block] = [Heading("Scenarios skipped today"),
+                           Note(f"{len(rep.skipped)} declared scenario(s) had too few training rows in this run's "
+                                "window: no model scenario, no index and no metric row today. Their requests are "
+                                "served by the index named below ('other' when the run trains it, else the "
+                                "largest scenario); the macro averages leave them out.", "fail")]
+    rows = [[Cell(s, bold=True), Cell(str(d.get("reason", DASH))), Cell(fmt_count(d.get("rows")), num=True),
+             Cell(fmt_count(d.get("min_scenario_rows")), num=True), Cell(str(d.get("served_by", DASH))),
+             Cell(fmt_count(d.get("eval_pairs")), num=True)] for s, d in rep.skipped.items()]
+    blocks.append(Table(["scenario", "why", "training rows", "min_scenario_rows", "served by",
+                         "eval pairs (test window)"], rows))
     return blocks
 
 
@@ -767,9 +795,12 @@ def _metrics(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     if not rep.rows:
         blocks.append(Note("No metrics: the evaluate stage's output is missing.", "fail"))
         return blocks
+    over = ", ".join(rep.scenarios) or DASH
+    left_out = f"; skipped today and not in the macro: {', '.join(rep.skipped)}" if rep.skipped else ""
     blocks.append(Text("Every reference row on the same evaluation pairs and pools (BENCHMARK.md protocol). "
-                       "NDCG@50 and HitRate@50 (HR@50) per scenario, macro (mean over scenarios) and micro "
-                       "(mean over pairs). Best value per column in bold; the candidate row is shaded."))
+                       f"NDCG@50 and HitRate@50 (HR@50) per scenario, macro (mean over the reported scenarios: "
+                       f"{over}{left_out}) and micro (mean over pairs). Best value per column in bold; the "
+                       "candidate row is shaded."))
     blocks.append(headline_table(rep))
     if rep.ks:
         blocks.append(Heading("Macro averages at every K", 3))
@@ -984,7 +1015,7 @@ def _champion(rep: RunReport) -> list[Block]:
 
 def sections(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     """The report as a list of format-neutral blocks, in page order."""
-    return (_header(rep) + _validation(rep) + _data(rep) + _training(rep, figs) + _metrics(rep, figs)
+    return (_header(rep) + _validation(rep) + _data(rep) + _skipped(rep) + _training(rep, figs) + _metrics(rep, figs)
             + _significance(rep) + _champion(rep) + _changes(rep) + _problems(rep))
 
 
