@@ -1,4 +1,9 @@
-"""`sass recommend`: top-K videos for a user in a scenario, from the published (or a given) model and index."""
+"""`sass recommend`: top-K videos for a user in a scenario, from the published (or a given) model and index.
+
+Loads the version with the same loader as `sass serve` (sass_retrieval.serve.loader) and answers with the
+same function, so the CLI and the service agree. A user without features in the scenario (cold) or unknown
+to the bank gets the scenario's popular list, marked "fallback": "popular" with the reason.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from .common import bank_for, load_run, parser, published_dir, safe_path, setup_logging
+from .common import load_run, parser, published_dir, safe_path, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +27,12 @@ def main(argv: list[str] | None = None) -> int:
                                                "(default sass)")
     p.add_argument("--features", default="data/features")
     args = p.parse_args(argv)
-    from sass_retrieval.evaluate.embedding_recommender import embed_users
-    from sass_retrieval.index.faiss_index import load_index, search
-    from sass_retrieval.publish import SERVED_FILE, served_row
-    from sass_retrieval.train.checkpoint import load_model
+    from sass_retrieval.serve.loader import MAX_K, VersionLoadError, load_version
+    from sass_retrieval.serve.query import recommend
 
+    if not 1 <= args.k <= MAX_K:
+        print(f"recommend: --k must be in 1..{MAX_K}, got {args.k}", file=sys.stderr)
+        return 2
     run = load_run(args.params)
     if args.source:
         base = Path(args.source)
@@ -36,30 +40,28 @@ def main(argv: list[str] | None = None) -> int:
         base = (published_dir(run.params) / "current").resolve()
     else:
         base = safe_path(".")
-    if (base / SERVED_FILE).exists() or (base / "indexes" / args.scenario).is_dir():
-        row = served_row(base)                       # a published version: the row it serves
-        index_dir = base / "indexes" / args.scenario
-    else:                                            # a workspace: indexes/<row>/<scenario>
-        row = args.row or "sass"
-        index_dir = base / "indexes" / row / args.scenario
-    model, _ = load_model(base / "models" / row / "model.pt")
-    index = load_index(index_dir / "index.faiss")
-    bank = bank_for(run, args.features, serving_only=True)
-    if args.scenario not in bank.per:
-        print(f"recommend: unknown scenario {args.scenario!r}; known: {bank.scenarios}", file=sys.stderr)
+    try:
+        version = load_version(base, safe_path(args.features), run.store, row=args.row, scenarios=[args.scenario])
+    except VersionLoadError as exc:
+        print(f"recommend: {exc}", file=sys.stderr)
         return 2
-    if args.user not in set(bank.user_ids.tolist()):
-        print(f"recommend: user {args.user} has no features in this run (cold user); "
-              "scoring with static defaults is not supported from the CLI", file=sys.stderr)
+    if args.scenario not in version.routes:
+        print(f"recommend: unknown scenario {args.scenario!r}; known: {version.bank.scenarios}", file=sys.stderr)
         return 2
-    uv = embed_users(model, bank, args.scenario, bank.user_rows(np.array([args.user])))
-    scores, ids = search(index, uv, args.k)
-    out = [{"rank": r + 1, "video_id": int(v), "score": round(float(s), 5)}
-           for r, (v, s) in enumerate(zip(ids[0], scores[0], strict=True)) if v >= 0]
-    print(json.dumps({"user": args.user, "scenario": args.scenario, "source": str(base), "row": row, "items": out},
+    rec = recommend(version, args.user, args.scenario, args.k)
+    if rec.fallback:
+        print(f"recommend: user {args.user} {rec.reason} in {args.scenario}: the scenario's popular list",
+              file=sys.stderr)
+    out = [{"rank": r + 1, "video_id": v, "score": round(s, 5)}
+           for r, (v, s) in enumerate(zip(rec.items, rec.scores, strict=True))]
+    print(json.dumps({"user": args.user, "scenario": args.scenario, "source": str(base), "row": version.row,
+                      "version": version.run_id, "fallback": rec.fallback, "reason": rec.reason,
+                      "served_by": rec.served_by, "items": out},
                      indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

@@ -1,0 +1,336 @@
+"""Load benchmark of `sass serve`: latency percentiles and requests/s of the real server over loopback.
+
+Starts the real server (`python -m pipelines.serve`, 127.0.0.1, --workers 2) as a subprocess, waits for
+/healthz, warms it up, then sends a fixed number of /recommend requests at a fixed offered rate (open loop:
+request i is due at i/rate seconds) from a bounded pool of client threads, for at most --duration
+seconds. Latency is measured per request by the client (send to full response); the server's own
+``took_ms`` is reported beside it, so HTTP and client overhead can be told apart from retrieval.
+The client shares the machine with the server: on 2 cores it takes CPU from the two workers.
+
+Two setups:
+  kuairand   the published version of a KuaiRand workspace (--published PATH: its publish folder or a
+             version folder; features and store default to PATH/../data/{features,store})
+  synthetic  1M random unit vectors in one HNSW index (faiss_index.build_index, kind hnsw), served with a
+             randomly initialised model over a small synthetic store; built once, cached under --work
+
+Target: p99 under 10 ms at 200 requests/s.
+
+    python bench/serve_bench.py --published ../kuairand_ws/published          # both setups
+    python bench/serve_bench.py --setups synthetic --items 10000 --requests 200 --rate 50   # smoke run
+
+Writes bench/results/serve.{md,json} (--out).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_cli import bench_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sass_retrieval.experiment import provenance, write_results  # noqa: E402
+
+TARGET_P99_MS = 10.0
+TARGET_RPS = 200.0
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------- setups
+
+
+def synthetic_setup(work: Path, items: int, hnsw_m: int, ef_construction: int, ef_search: int,
+                    seed: int = 0) -> dict[str, Any]:
+    """A published-like folder: 1 scenario with an HNSW index over ``items`` random vectors, the others
+    flat over their small synthetic pools, one random model, and a small synthetic store and split for
+    the users. Cached: a folder with the same settings is reused."""
+    import torch
+    from index_bench import mixture
+
+    from sass_retrieval.config import load_params, make_window
+    from sass_retrieval.data.synthetic import SyntheticConfig, generate
+    from sass_retrieval.evaluate.embedding_recommender import embed_items
+    from sass_retrieval.experiment import load_window, write_split
+    from sass_retrieval.index.faiss_index import IndexConfig, build_index, save_index
+    from sass_retrieval.models.retrieval import RetrievalModel
+    from sass_retrieval.publish import SERVED_FILE, point_current
+    from sass_retrieval.train.bank import load_bank
+    from sass_retrieval.train.checkpoint import save_checkpoint
+    from sass_retrieval.train.recipes import model_config
+
+    root = work / f"synthetic-{items}-m{hnsw_m}-efc{ef_construction}-efs{ef_search}"
+    published = root / "published"
+    setup = {"name": "synthetic", "published": published, "features": root / "features", "store": root / "store",
+             "scenario": "s0", "items": items}
+    if (root / "done").exists():
+        return setup
+    shutil.rmtree(root, ignore_errors=True)
+    log(f"synthetic setup: store and split under {root}")
+    cfg = SyntheticConfig(seed=seed, users=5000, items=2000, scenarios=("s0", "s1"), days=5, rows=100_000,
+                          start_date=20220425)
+    generate(setup["store"], cfg, progress=False)
+    window = make_window(cfg.dates[-1], train_days=3, test_days=2)
+    smap, train, _ = load_window(setup["store"], window, list(cfg.scenarios), 1)
+    write_split(setup["store"], setup["features"], window, smap, train, seq_len=20)
+    torch.manual_seed(seed)
+    model = RetrievalModel(model_config(load_params(ROOT / "params.yaml"), smap.names)).eval()
+    version = published / "versions" / f"synthetic-{items}"
+    save_checkpoint(version / "models" / "sass" / "model.pt", model, {"note": "random weights (serve_bench)"})
+    from sass_retrieval.data.store import read_items, read_users
+
+    bank = load_bank(setup["features"], read_users(setup["store"]), read_items(setup["store"]), model.cfg,
+                     serving_only=True)
+    for s in smap.names:
+        if s == "s0":
+            continue
+        pool = bank.per[s].pool
+        save_index(build_index(embed_items(model, bank, s, pool), bank.item_ids[pool], IndexConfig()),
+                   version / "indexes" / s / "index.faiss")
+    log(f"synthetic setup: HNSW index over {items:,} vectors (M={hnsw_m}, efConstruction={ef_construction})")
+    t0 = time.perf_counter()
+    vecs = mixture(items, model.cfg.hidden, clusters=1000, spread=0.5, seed=seed, centres_seed=seed + 1)
+    index = build_index(vecs, np.arange(items, dtype=np.int64),
+                        IndexConfig(kind="hnsw", hnsw_m=hnsw_m, ef_construction=ef_construction,
+                                    ef_search=ef_search))
+    del vecs
+    save_index(index, version / "indexes" / "s0" / "index.faiss")
+    log(f"synthetic setup: index built in {time.perf_counter() - t0:.0f}s")
+    (version / SERVED_FILE).write_text(json.dumps({"row": "sass"}) + "\n")
+    point_current(published, version)
+    (root / "done").write_text("ok\n")
+    return setup
+
+
+def kuairand_setup(published: Path, features: str | None, store: str | None, scenario: str | None) -> dict[str, Any]:
+    from sass_retrieval.serve.loader import layout, resolve_source
+
+    published = Path(published).resolve()
+    version = resolve_source(published)
+    if version is None:
+        raise SystemExit(f"serve_bench: nothing published under {published}")
+    workspace = published.parent if (published / "current").exists() else published.parents[2]
+    _, index_root = layout(version)
+    if scenario is None:   # the largest pool: the hardest index to search
+        scenario = max(index_root.glob("*/index.faiss"), key=lambda p: p.stat().st_size).parent.name
+    return {"name": "kuairand", "published": published, "scenario": scenario,
+            "features": Path(features) if features else workspace / "data" / "features",
+            "store": Path(store) if store else workspace / "data" / "store"}
+
+
+# ------------------------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(setup: dict[str, Any], workers: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "pipelines.serve", "--published", str(setup["published"]),
+           "--features", str(setup["features"]), "--store", str(setup["store"]), "--port", str(port),
+           "--workers", str(workers), "--reload-interval", "0", "--threads", "1", "--log-level", "warning"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log_path, "w")  # noqa: SIM115 - the server writes to it for its whole life
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_healthy(proc: subprocess.Popen, base: str, timeout: float, log_path: Path) -> float:
+    import httpx
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"serve_bench: the server exited ({proc.returncode}); see {log_path}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return time.perf_counter() - t0
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"serve_bench: /healthz not ready after {timeout}s; see {log_path}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()   # uvicorn's supervisor stops its workers on SIGTERM
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ------------------------------------------------------------------------------------------- load
+
+
+def drive(base: str, scenario: str, users: np.ndarray, k: int, requests: int, rate: float, duration: float,
+          concurrency: int, seed: int = 0) -> dict[str, Any]:
+    """Send ``requests`` requests, request i due at i/``rate`` s (``rate`` 0: as fast as the pool allows),
+    from ``concurrency`` threads, stopping at ``duration`` s. Latency from send to complete response."""
+    import httpx
+
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(users, size=requests)
+    counter = itertools.count()
+    lock = threading.Lock()
+    lat, took, lag = [], [], []
+    stats = {"ok": 0, "errors": 0, "fallbacks": 0}
+    t0 = time.perf_counter()
+
+    def worker() -> None:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            while True:
+                with lock:
+                    i = next(counter)
+                if i >= requests:
+                    return
+                due = t0 + (i / rate if rate > 0 else 0.0)
+                if due - t0 > duration:
+                    return
+                now = time.perf_counter()
+                if due > now:
+                    time.sleep(due - now)
+                start = time.perf_counter()
+                if start - t0 > duration:
+                    return
+                try:
+                    r = client.get("/recommend", params={"user": int(picks[i]), "scenario": scenario, "k": k})
+                    end = time.perf_counter()
+                    body = r.json() if r.status_code == 200 else None
+                except (httpx.HTTPError, ValueError):
+                    end, body = time.perf_counter(), None
+                with lock:
+                    if body is None:
+                        stats["errors"] += 1
+                        continue
+                    stats["ok"] += 1
+                    stats["fallbacks"] += body["fallback"] is not None
+                    lat.append((end - start) * 1000)
+                    took.append(body["took_ms"])
+                    lag.append(max(start - due, 0.0) * 1000)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+
+    def pct(xs: list[float], q: float) -> float | None:
+        return round(float(np.percentile(xs, q)), 3) if xs else None
+
+    return {**stats, "sent": stats["ok"] + stats["errors"], "seconds": round(wall, 2),
+            "rps": round((stats["ok"] + stats["errors"]) / wall, 1) if wall else None,
+            "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99),
+            "max_ms": round(max(lat), 3) if lat else None,
+            "server_p50_ms": pct(took, 50), "server_p99_ms": pct(took, 99),
+            "mean_start_lag_ms": round(statistics.fmean(lag), 3) if lag else None}
+
+
+def bench_one(setup: dict[str, Any], args, work: Path) -> dict[str, Any]:
+    import faiss
+    import pandas as pd
+
+    from sass_retrieval.index.faiss_index import describe
+    from sass_retrieval.serve.loader import layout, resolve_source
+
+    s = setup["scenario"]
+    users = pd.read_parquet(Path(setup["features"]) / s / "users.parquet", columns=["user_id"])["user_id"].to_numpy()
+    _, index_root = layout(resolve_source(setup["published"]))
+    index = faiss.read_index(str(index_root / s / "index.faiss"), faiss.IO_FLAG_MMAP)
+    kind = describe(index)
+    del index
+    log_path = work / f"server-{setup['name']}.log"
+    proc, base = start_server(setup, args.workers, log_path)
+    try:
+        ready = wait_healthy(proc, base, args.startup_timeout, log_path)
+        log(f"{setup['name']}: healthy after {ready:.1f}s ({kind}); warming up")
+        drive(base, s, users, args.k, args.warmup, 0, args.duration, args.concurrency, seed=1)
+        log(f"{setup['name']}: {args.requests} requests at {args.rate or 'max'} req/s, "
+            f"concurrency {args.concurrency}")
+        res = drive(base, s, users, args.k, args.requests, args.rate, args.duration, args.concurrency)
+    finally:
+        stop_server(proc)
+    met = (res["p99_ms"] is not None and res["p99_ms"] < TARGET_P99_MS and res["errors"] == 0
+           and res["rps"] is not None and res["rps"] >= 0.95 * TARGET_RPS)
+    return {"setup": setup["name"], "scenario": s, "index": kind, "users": int(len(users)), "k": args.k,
+            "workers": args.workers, "rate": args.rate, "concurrency": args.concurrency,
+            "startup_s": round(ready, 1), **res, "meets_target": met}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    cols = ["setup", "index", "rate", "sent", "errors", "rps", "p50_ms", "p99_ms", "max_ms", "server_p50_ms",
+            "server_p99_ms", "meets_target"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = bench_parser(__doc__, "serve", kuairand=False)
+    p.add_argument("--setups", default="kuairand,synthetic", help="comma list of kuairand, synthetic")
+    p.add_argument("--published", default=None, help="kuairand: a publish folder (holding current) or version")
+    p.add_argument("--features", default=None, help="kuairand: the split output (default PATH/../data/features)")
+    p.add_argument("--store", default=None, help="kuairand: the store (default PATH/../data/store)")
+    p.add_argument("--scenario", default=None, help="kuairand: scenario to query (default: the largest index)")
+    p.add_argument("--items", type=int, default=1_000_000, help="synthetic: vectors in the HNSW index")
+    p.add_argument("--hnsw-m", type=int, default=16)
+    p.add_argument("--ef-construction", type=int, default=100)
+    p.add_argument("--ef-search", type=int, default=128)
+    p.add_argument("--requests", type=int, default=6000)
+    p.add_argument("--rate", type=float, default=TARGET_RPS, help="offered requests/s (0: as fast as possible)")
+    p.add_argument("--duration", type=float, default=60.0, help="maximum seconds of load per setup")
+    p.add_argument("--concurrency", type=int, default=8, help="client threads (requests in flight at most)")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--k", type=int, default=50)
+    p.add_argument("--startup-timeout", type=float, default=600.0)
+    args = p.parse_args(argv)
+    prov = provenance(sys.argv if argv is None else [sys.argv[0], *argv])  # at start: the code measured
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    setups = [s.strip() for s in args.setups.split(",") if s.strip()]
+    rows, skipped = [], []
+    for name in setups:
+        if name == "kuairand":
+            if not args.published:
+                skipped.append("kuairand: no --published given")
+                log(skipped[-1])
+                continue
+            setup = kuairand_setup(Path(args.published), args.features, args.store, args.scenario)
+        elif name == "synthetic":
+            setup = synthetic_setup(work, args.items, args.hnsw_m, args.ef_construction, args.ef_search)
+        else:
+            raise SystemExit(f"serve_bench: unknown setup {name!r}")
+        rows.append(bench_one(setup, args, work))
+        log(json.dumps(rows[-1]))
+    body = (f"Target: p99 < {TARGET_P99_MS:g} ms at {TARGET_RPS:g} requests/s. Client latency (send to complete "
+            f"response, loopback, client on the same machine); server_* is the service's own took_ms.\n\n"
+            + table(rows) + ("\n\nSkipped: " + "; ".join(skipped) if skipped else ""))
+    print(body)
+    write_results(Path(args.out), "Serve load benchmark", prov,
+                  body, {"target": {"p99_ms": TARGET_P99_MS, "rps": TARGET_RPS}, "rows": rows, "skipped": skipped})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""The FastAPI application: ``/recommend``, ``/healthz`` and ``/version`` over the version in service.
+
+``create_app`` is also the uvicorn factory (``sass_retrieval.serve.app:create_app``, ``factory=True``):
+uvicorn needs an import string to start several worker processes, and each worker builds its own app
+(and loads its own copy of the version) from the ``SASS_SERVE_*`` environment variables that
+``pipelines/serve.py`` sets (:meth:`ServeSettings.to_env`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .loader import MAX_K, LoadedVersion, load_version
+from .query import UnknownScenario, recommend
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+ENV = {"published": "SASS_SERVE_PUBLISHED", "features": "SASS_SERVE_FEATURES", "store": "SASS_SERVE_STORE",
+       "reload_interval": "SASS_SERVE_RELOAD_INTERVAL", "threads": "SASS_SERVE_THREADS"}
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    published: Path               # the publish folder holding ``current`` (or one version folder)
+    features: Path                # the workspace's split output (data/features)
+    store: Path                   # the store, for the static user and item tables
+    reload_interval: float = 5.0  # seconds between polls of ``current``; <= 0: never reload
+    threads: int | None = None    # torch and FAISS threads per process; None: leave them as they are
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as environment variables, for worker processes started by uvicorn."""
+        env = {ENV["published"]: str(self.published), ENV["features"]: str(self.features),
+               ENV["store"]: str(self.store), ENV["reload_interval"]: str(self.reload_interval)}
+        if self.threads is not None:
+            env[ENV["threads"]] = str(self.threads)
+        return env
+
+    @classmethod
+    def from_env(cls) -> ServeSettings:
+        missing = [v for k, v in ENV.items() if k in ("published", "features", "store") and v not in os.environ]
+        if missing:
+            raise RuntimeError(f"sass serve: {', '.join(missing)} not set (start the service with `sass serve`)")
+        threads = os.environ.get(ENV["threads"])
+        return cls(published=Path(os.environ[ENV["published"]]), features=Path(os.environ[ENV["features"]]),
+                   store=Path(os.environ[ENV["store"]]),
+                   reload_interval=float(os.environ.get(ENV["reload_interval"], "5")),
+                   threads=int(threads) if threads else None)
+
+
+def _error(status: int, error: str, reason: str, **extra) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": error, "reason": reason, **extra})
+
+
+def _set_threads(n: int) -> None:
+    """One thread per request: requests run concurrently in the threadpool, and per-request work is one
+    user vector and one search, too small for intra-op parallelism to pay for its synchronisation."""
+    import torch
+
+    from ..index.faiss_index import set_threads
+
+    torch.set_num_threads(n)
+    set_threads(n)
+
+
+def build_app(service: Service) -> FastAPI:
+    """The routes over ``service``; its lifespan starts the first load and the reload poller."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(title="sass-retrieval", summary="Per-scenario top-k retrieval from the published model",
+                  lifespan=lifespan)
+    app.state.service = service
+
+    def unavailable() -> JSONResponse:
+        return _error(503, "unavailable", service.error or "no version loaded yet")
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        version = service.current
+        if version is None:
+            return JSONResponse(status_code=503, content={"status": "unavailable",
+                                                          "reason": service.error or "no version loaded yet"})
+        return JSONResponse({"status": "ok", "version": version.run_id, "row": version.row,
+                             "last_reload_error": service.error})
+
+    @app.get("/version")
+    def version_info() -> JSONResponse:
+        version = service.current
+        if version is None:
+            return unavailable()
+        return JSONResponse({**version.describe(), "last_reload_error": service.error})
+
+    @app.get("/recommend")
+    def recommend_route(request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
+        version: LoadedVersion | None = service.current   # read once: this request's version throughout
+        q = request.query_params
+        user_text, scenario, k_text = q.get("user"), q.get("scenario"), q.get("k", "20")
+        if user_text is None or user_text.strip() == "":
+            return _error(400, "bad_request", "query parameter 'user' (an integer user id) is required")
+        try:
+            user = int(user_text)
+        except ValueError:
+            return _error(400, "bad_request", f"user must be an integer id, got {user_text!r}")
+        try:
+            k = int(k_text)
+        except ValueError:
+            return _error(400, "bad_request", f"k must be an integer in 1..{MAX_K}, got {k_text!r}")
+        if not 1 <= k <= MAX_K:
+            return _error(400, "bad_request", f"k must be in 1..{MAX_K}, got {k}")
+        if not scenario:
+            return _error(400, "bad_request", "query parameter 'scenario' is required")
+        if version is None:
+            return unavailable()
+        try:
+            rec = recommend(version, user, scenario, k)
+        except UnknownScenario:
+            return _error(404, "unknown_scenario", f"scenario {scenario!r} has no index in version "
+                                                   f"{version.run_id}", known=version.scenarios)
+        return JSONResponse({"user": user, "scenario": scenario, "k": k, "items": rec.items, "scores": rec.scores,
+                             "fallback": rec.fallback, "reason": rec.reason, "served_by": rec.served_by,
+                             "version": version.run_id,
+                             "row": version.row, "took_ms": round((time.perf_counter() - t0) * 1000, 3)})
+
+    return app
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: from the ``SASS_SERVE_*`` environment; the uvicorn factory)."""
+    settings = settings or ServeSettings.from_env()
+    if not logging.getLogger().handlers:   # a worker process uvicorn spawned: log like the stages do
+        logging.basicConfig(level=os.environ.get("SASS_LOG_LEVEL", "INFO"),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.threads is not None:
+        _set_threads(settings.threads)
+
+    def load(target: Path) -> LoadedVersion:
+        return load_version(target, settings.features, settings.store)
+
+    return build_app(Service(settings.published, load, settings.reload_interval))

@@ -1,0 +1,233 @@
+"""Load one model version for serving: user tower, feature bank, FAISS indexes and popular lists, once.
+
+Loading torch, the bank and every index takes seconds; answering one user takes about a millisecond.
+So a server (and ``sass recommend``) loads a version once, into a frozen :class:`LoadedVersion`, and every
+request reads that object only. A new version is loaded aside into a new object and swapped in whole
+(see ``serve.service``), so nothing here is ever mutated after :func:`load_version` returns.
+
+Two layouts are understood:
+
+* a published version (``<publish.dir>/versions/<run_id>/``): ``models/<row>/`` (``model.pt``, or per-scenario checkpoints: ``train.checkpoint.row_checkpoint``),
+  ``indexes/<scenario>/index.faiss``, ``served.json`` naming the row, ``metrics.json``;
+* a workspace (the project folder after ``dvc repro``): ``models/<row>/`` and
+  ``indexes/<row>/<scenario>/index.faiss`` (``sass recommend --from .``).
+
+The feature bank (the users' per-scenario histories and counts) is not part of a version: it is read from
+the workspace's split output (``data/features``) and the store's static tables, hashed with the bucket
+sizes of the loaded model's own config, so a model always sees ids hashed the way it was trained.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MAX_K = 1000            # the largest k a request may ask for; popular lists are cut to this length
+METRICS_FILE = "metrics.json"
+
+
+class VersionLoadError(RuntimeError):
+    """A version (or the features it is served with) can not be loaded; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class Popular:
+    """A scenario's fallback list: its pool ranked by train-window clicks, then exposures, then smaller id."""
+
+    ids: np.ndarray      # int64 video ids, best first, at most MAX_K
+    clicks: np.ndarray   # int64 train-window clicks of each, aligned with ids
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """Everything a request reads, loaded once. Frozen: a request holding it never sees it change."""
+
+    path: Path                          # the version folder (or workspace) it was loaded from
+    run_id: str                         # the version folder's name (publish's run id)
+    row: str                            # the reference row served (served.json)
+    models: Mapping[str, Any]           # serving scenario -> its model in eval mode (one shared RetrievalModel,
+                                        # or one per scenario: train.checkpoint.row_checkpoint)
+    bank: Any                           # FeatureBank, serving_only
+    indexes: Mapping[str, Any]          # scenario -> faiss index (IndexIDMap2 over video ids)
+    routes: Mapping[str, str]           # requested scenario -> the scenario whose index and tower serve it
+                                        # (itself, or served_by of a scenario skipped that day)
+    index_kinds: Mapping[str, str]      # scenario -> faiss_index.describe(...)
+    popular: Mapping[str, Popular]      # scenario -> fallback list
+    warm: Mapping[str, np.ndarray]      # scenario -> bool per bank user row: has behaviour in that scenario
+    metrics: Mapping[str, Any]          # the served row's metrics from the version's metrics.json (may be empty)
+    window: Mapping[str, Any]           # the evaluation window recorded in metrics.json (may be empty)
+    loaded_at: str                      # UTC ISO time the load finished
+    load_seconds: float
+
+    @property
+    def scenarios(self) -> list[str]:
+        """The scenarios a request may name (skipped ones included: they are routed)."""
+        return list(self.routes)
+
+    def user_row(self, user_id: int) -> int | None:
+        """The bank row of ``user_id``, or None when the bank has never heard of it (an unknown id)."""
+        ids = self.bank.user_ids
+        pos = int(np.searchsorted(ids, user_id))
+        return pos if pos < len(ids) and int(ids[pos]) == user_id else None
+
+    def describe(self) -> dict[str, Any]:
+        """What ``/version`` reports: which run, which row, its metrics, and how each index was built."""
+        return {"version": self.run_id, "path": str(self.path), "row": self.row, "scenarios": self.scenarios,
+                "routes": {s: t for s, t in self.routes.items() if s != t},
+                "indexes": dict(self.index_kinds), "metrics": dict(self.metrics), "window": dict(self.window),
+                "loaded_at": self.loaded_at, "load_seconds": round(self.load_seconds, 3)}
+
+
+def resolve_source(published: Path) -> Path | None:
+    """The version folder to serve from a publish folder (the target of its ``current`` link), or
+    ``published`` itself when it is already a version folder; None when nothing is published yet."""
+    published = Path(published)
+    link = published / "current"
+    if link.exists():
+        return link.resolve()
+    if (published / "models").is_dir() and (published / "indexes").is_dir():
+        return published.resolve()
+    return None
+
+
+def layout(base: Path, row: str | None = None) -> tuple[str, Path]:
+    """(row, folder holding ``<scenario>/index.faiss``) of a published version or a workspace."""
+    from ..publish import SERVED_FILE, served_row
+
+    base = Path(base)
+    published = (base / SERVED_FILE).exists() or any((base / "indexes").glob("*/index.faiss"))
+    if published:
+        return (row or served_row(base)), base / "indexes"
+    row = row or "sass"
+    return row, base / "indexes" / row
+
+
+def popular_lists(bank: Any, scenarios: Iterable[str], limit: int = MAX_K) -> dict[str, Popular]:
+    """Per scenario, its pool ranked by clicks in the training window (the bank's positives are exactly the
+    window's clicks, its exposure counts the window's exposures): the ``popular`` reference row of the
+    evaluation (evaluate.popular.PopularRecommender), computed from the bank so serving needs no raw logs."""
+    out = {}
+    n_items = len(bank.item_ids)
+    for s in scenarios:
+        a = bank.per[s]
+        clicks = np.bincount(a.pos_item, minlength=n_items)[a.pool].astype(np.int64)
+        ids = bank.item_ids[a.pool]
+        order = np.lexsort((ids, -a.exposures, -clicks))[:limit]
+        out[s] = Popular(ids=ids[order].astype(np.int64), clicks=clicks[order])
+    return out
+
+
+def warm_users(bank: Any, scenarios: Iterable[str]) -> dict[str, np.ndarray]:
+    """Per scenario, which bank users have behaviour features there (an exposure in the training window).
+
+    The split writes a user's per-scenario row only when the user was exposed there, and the bank stores
+    log1p(exposures) in the first stats column (0 for users without a row), so ``> 0`` is exactly
+    "has features in this scenario". The others are cold users for that scenario."""
+    return {s: bank.per[s].user_stats[:, 0] > 0 for s in scenarios}
+
+
+def _read_metrics(base: Path, row: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    path = base / METRICS_FILE
+    if not path.exists():
+        return {}, {}
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise VersionLoadError(f"{path}: unreadable metrics ({exc})") from exc
+    rows = metrics.get("rows") or {}
+    return dict(rows.get(row) or {}), dict(metrics.get("window") or {})
+
+
+def _routes(index_root: Path, scenarios: Iterable[str] | None) -> dict[str, str]:
+    """Requested scenario -> serving scenario, from the index folders (``index.routing``: a scenario skipped
+    on the run's day has a ``skipped.json`` naming the scenario that serves it). A folder whose index is
+    missing (an empty pool writes none) is left out with a log line, so the other scenarios stay served."""
+    from ..index.routing import UnknownScenarioError, resolve_index
+
+    names = sorted(p.name for p in index_root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if index_root.is_dir() else []
+    if scenarios is not None:
+        names = [s for s in names if s in set(scenarios)]
+    out = {}
+    for s in names:
+        try:
+            out[s] = resolve_index(index_root, s).scenario
+        except (FileNotFoundError, UnknownScenarioError) as exc:
+            log.warning("scenario %s is not served: %s", s, exc)
+    return out
+
+
+def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | None = None,
+                 scenarios: Iterable[str] | None = None) -> LoadedVersion:
+    """Load the version at ``base`` with the bank of ``features_dir`` + ``store_dir``.
+
+    ``scenarios`` restricts which indexes are read (``sass recommend`` needs one); by default every
+    ``<scenario>/index.faiss`` of the version is. Every index is checked against the model and the bank
+    before the version is returned (its dimension, its scenario), so a version that loads can answer every
+    request: a mismatch is a :class:`VersionLoadError` here, never an error in a request.
+    """
+    from ..data.store import read_items, read_users
+    from ..index.faiss_index import IndexLoadError, describe, load_index
+    from ..train.bank import load_bank
+    from ..train.checkpoint import CheckpointError, load_row_model
+    from .query import user_vectors
+
+    t0 = time.perf_counter()
+    base = Path(base).resolve()
+    if not base.is_dir():
+        raise VersionLoadError(f"{base}: no such version folder")
+    row, index_root = layout(base, row)
+    routes = _routes(index_root, scenarios)
+    if not routes and scenarios is None:
+        raise VersionLoadError(f"{index_root}: no <scenario>/index.faiss to serve")
+    wanted = sorted(set(routes.values()))
+    cache: dict = {}
+    try:   # torch.load(weights_only=True), hash-checked; a row with one model for all scenarios loads it once
+        models = {s: load_row_model(base / "models", row, s, cache)[0] for s in wanted}
+    except CheckpointError as exc:
+        raise VersionLoadError(str(exc)) from exc
+    if not models:
+        raise VersionLoadError(f"{index_root}: none of the requested scenarios {list(scenarios or [])} is served")
+    model = next(iter(models.values()))
+    try:
+        bank = load_bank(Path(features_dir), read_users(Path(store_dir)), read_items(Path(store_dir)), model.cfg,
+                         scenarios=list(model.cfg.scenarios), serving_only=True)
+    except (OSError, KeyError, ValueError) as exc:
+        raise VersionLoadError(f"feature bank from {features_dir} and {store_dir}: {type(exc).__name__}: {exc}") from exc
+    indexes, kinds = {}, {}
+    for s in wanted:
+        if s not in bank.per:
+            raise VersionLoadError(f"{index_root / s}: scenario {s!r} is not one of the model's {bank.scenarios}")
+        try:
+            index = load_index(index_root / s / "index.faiss")
+        except IndexLoadError as exc:
+            raise VersionLoadError(str(exc)) from exc
+        probe = user_vectors(models[s], bank, s, np.zeros(1, dtype=np.int64))
+        if probe.shape[1] != index.d:
+            raise VersionLoadError(f"{index_root / s / 'index.faiss'}: dimension {index.d}, the model's user "
+                                   f"vectors have {probe.shape[1]}")
+        indexes[s], kinds[s] = index, describe(index)
+    routes = {r: t for r, t in routes.items() if t in indexes}
+    metrics, window = _read_metrics(base, row)
+    seconds = time.perf_counter() - t0
+    loaded = LoadedVersion(
+        path=base, run_id=base.name, row=row, models=MappingProxyType(models), bank=bank, indexes=MappingProxyType(indexes),
+        routes=MappingProxyType(routes),
+        index_kinds=MappingProxyType(kinds), popular=MappingProxyType(popular_lists(bank, wanted)),
+        warm=MappingProxyType(warm_users(bank, wanted)), metrics=MappingProxyType(metrics),
+        window=MappingProxyType(window), loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        load_seconds=seconds)
+    log.info("loaded version %s (row %s, indexes %s, routed %s) in %.1fs", loaded.run_id, row, wanted,
+             {r: t for r, t in routes.items() if r != t}, seconds)
+    return loaded
