@@ -1,4 +1,8 @@
-"""Stage `train`: fine-tune one reference row (sass, sass_base, dssm_mixed, dssm_single)."""
+"""Stage `train`: fine-tune one reference row (sass, sass_base, dssm_mixed, dssm_single, ctnet).
+
+Layouts under models/<row>/: ``model.pt`` (one model for every scenario), ``model_<s>.pt`` per scenario
+(dssm_single), ctnet: ``source.pt`` (serves the largest scenario) and a target ``model_<s>.pt`` per other
+scenario (train.checkpoint.load_row_model reads all three)."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ log = logging.getLogger("train")
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
-    p.add_argument("--row", required=True, choices=["sass", "sass_base", "dssm_mixed", "dssm_single"])
+    p.add_argument("--row", required=True, choices=["sass", "sass_base", "dssm_mixed", "dssm_single", "ctnet"])
     p.add_argument("--features", default="data/features")
     p.add_argument("--pretrained", default="models/pretrain/model.pt", help="stage-1 checkpoint (row sass)")
     p.add_argument("--out", default=None, help="default: models/<row>")
@@ -39,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(args.params)
     out = safe_path(args.out or f"models/{args.row}")
     out.mkdir(parents=True, exist_ok=True)
+    if args.row == "ctnet":
+        return train_ctnet_row(run, args.features, out, not args.no_progress, t0)
     params, init = run.params, None
     if args.row != "dssm_single":
         warm = warm_start_path(params, f"models/{args.row}/model.pt")
@@ -67,5 +73,51 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def train_ctnet_row(run, features: str, out, progress: bool, t0: float) -> int:
+    """The ctnet row: the day's source, then every other scenario's target over it (train.ctnet).
+
+    Incremental days continue from the published ctnet models (yesterday's source and targets; the targets'
+    adapters then read today's source: continual transfer); without them the row starts from scratch."""
+    from sass_retrieval.models.ctnet import CTNet
+    from sass_retrieval.train.checkpoint import (
+        load_ctnet,
+        load_model,
+        read_manifest,
+        save_checkpoint,
+        save_ctnet,
+    )
+    from sass_retrieval.train.ctnet import train_ctnet
+
+    params, source_init, target_inits = run.params, None, {}
+    warm = warm_start_path(params, "models/ctnet")
+    if warm is not None:   # a published ctnet folder without its source is broken: CheckpointError names it
+        source_init, _ = load_model(warm / "source.pt")
+        for f in sorted(warm.glob("model_*.pt")):
+            s = f.stem[len("model_"):]
+            is_ctnet = "ctnet" in read_manifest(f).get("meta", {})
+            target_inits[s] = load_ctnet(f, warm / "source.pt", same_source=False)[0] if is_ctnet else load_model(f)[0]
+        params = incremental_params(params, ("finetune",))
+    bank = bank_for(run, features, "dssm")
+    source, models, report = train_ctnet(bank, params, int(get(params, "train.seed")), out, source_init,
+                                         target_inits, progress=progress)
+    for f in out.glob("model_*.pt*"):       # yesterday's targets (persist: true) are not today's
+        f.unlink()
+    meta = {"row": "ctnet", "window": run.window.__dict__, "scenarios": bank.scenarios,
+            "warm_start": str(warm) if warm else None}
+    save_checkpoint(out / "source.pt", source, meta={**meta, "scenario": report["source_scenario"]})
+    for s in report["targets"]:
+        if isinstance(models[s], CTNet):
+            save_ctnet(out / f"model_{s}.pt", models[s], out / "source.pt", meta={**meta, "scenario": s})
+        else:                                # ctnet.adapters: false, plain pretrain-then-finetune targets
+            save_checkpoint(out / f"model_{s}.pt", models[s], meta={**meta, "scenario": s})
+    for f in out.rglob("resume*.pt*"):
+        f.unlink()
+    write_json(out / "report.json", {"row": "ctnet", "report": report, "seconds": round(time.perf_counter() - t0, 2)})
+    log.info("trained ctnet in %.1fs", time.perf_counter() - t0)
+    return 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))

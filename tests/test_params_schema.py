@@ -16,6 +16,7 @@ from support import TINY_PARAMS, copy_project
 from pipelines import check_params
 from sass_retrieval import params_schema
 from sass_retrieval.config import ConfigError, load_params
+from sass_retrieval.errors import EXIT_BAD_CONFIG, run_main
 from sass_retrieval.params_schema import Params, known_keys, validate_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def test_bad_choice_lists_the_choices() -> None:
     assert problems_of(train__mode="daily")[0].endswith("must be one of full, incremental")
     assert problems_of(evaluate__rows=["popular", "sas"]) == [
         "params.yaml: evaluate.rows[1]: 'sas' is not allowed: must be one of popular, dssm_mixed, dssm_single, "
-        "sass_base, sass (did you mean sass?)"]
+        "sass_base, sass, ctnet (did you mean sass?)"]
 
 
 def test_refit_takes_its_modes_and_the_legacy_booleans() -> None:
@@ -208,9 +209,9 @@ def test_check_params_writes_a_marker_that_does_not_depend_on_the_values(tmp_pat
     assert check_params.main(["--params", str(params), "--out", str(out)]) == 0
     assert out.read_bytes() == first
     params.write_text(yaml.safe_dump({**SHIPPED, "finetune": {**SHIPPED["finetune"], "temprature": 0.5}}))
-    assert check_params.main(["--params", str(params), "--out", str(out)]) == check_params.EXIT_BAD_PARAMS == 3
+    assert run_main(check_params.main, ["--params", str(params), "--out", str(out)]) == EXIT_BAD_CONFIG == 3
     assert capsys.readouterr().err.strip() == (
-        f"{params}: finetune.temprature: unknown key (did you mean finetune.temperature?)")
+        f"error: {params}: finetune.temprature: unknown key (did you mean finetune.temperature?)")
     assert not out.exists()
 
 

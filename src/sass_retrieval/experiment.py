@@ -49,18 +49,24 @@ class Prepared:
 def prepare_kuairand(data_dir: Path, work: Path, window: Window, declared: list[str], min_rows: int,
                      seq_len: int) -> Prepared:
     """Import, map scenarios and split features, as the ingest and split stages do."""
-    seconds: dict[str, float] = {}
     t = time.perf_counter()
     store = work / "store"
     if store.exists():
         shutil.rmtree(store)
     import_kuairand(data_dir, store, progress=False)
-    seconds["ingest"] = time.perf_counter() - t
+    prep = prepare_window(store, work / "features", window, declared, min_rows, seq_len)
+    prep.seconds["ingest"] = time.perf_counter() - t - sum(prep.seconds.values())
+    return prep
+
+
+def prepare_window(store: Path, features: Path, window: Window, declared: list[str], min_rows: int,
+                   seq_len: int) -> Prepared:
+    """Map scenarios and split features of one window of an imported store (several windows, one import)."""
+    seconds: dict[str, float] = {}
     t = time.perf_counter()
     smap, train, test = load_window(store, window, declared, min_rows)
     seconds["read"] = time.perf_counter() - t
     t = time.perf_counter()
-    features = work / "features"
     write_split(store, features, window, smap, train, seq_len)
     seconds["split"] = time.perf_counter() - t
     return Prepared(store, features, window, smap, train, test, seconds)
@@ -86,25 +92,46 @@ def write_split(store: Path, out: Path, window: Window, smap: ScenarioMap, train
     write_pairs_split(out / "pairs", train, meta)
 
 
+def evaluation_slices(prep: Prepared) -> dict[str, Any]:
+    """The window's evaluation pairs (BENCHMARK.md) and their slices (evaluate.slices)."""
+    from .evaluate.protocol import build_eval_set
+    from .evaluate.slices import build_slices
+
+    return build_slices(build_eval_set(prep.train, prep.test, list(prep.smap.reported)), prep.train)
+
+
+def window_bank(prep: Prepared, params: dict[str, Any]):
+    """The window's feature bank, as the training stages load it."""
+    from .train.bank import load_bank
+    from .train.recipes import model_config
+
+    return load_bank(prep.features, read_users(prep.store), read_items(prep.store),
+                     model_config(params, prep.smap.names))
+
+
+def score(slices: dict[str, Any], rec: Any, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One recommender through the protocol on every slice, from one ranking per pair (per-pair values kept)."""
+    from .evaluate.slices import evaluate_slices
+
+    by_slice = evaluate_slices(slices, rec, keep_pairs=True)
+    return {**by_slice.pop("all"), "slices": by_slice, "info": info or {}}
+
+
 def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int, work: Path,
-             progress: bool = False) -> dict[str, dict[str, Any]]:
+             progress: bool = False, keep_models: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Train and evaluate the given reference rows for one seed; returns row -> protocol results + timings.
 
     Each row's result is the protocol's (``per_scenario``, ``macro``, ``micro``) on every evaluation pair,
     with ``per_pair`` values for the paired bootstrap, plus ``slices``: the same for each evaluation slice
-    (evaluate.slices), scored from the same rankings.
+    (evaluate.slices), scored from the same rankings. ``keep_models`` (a dict) receives each row's recommender,
+    for scoring the same models on another window.
     """
     from .evaluate.embedding_recommender import EmbeddingRecommender
     from .evaluate.popular import PopularRecommender
-    from .evaluate.protocol import build_eval_set
-    from .evaluate.slices import build_slices, evaluate_slices
-    from .train.bank import load_bank
-    from .train.recipes import model_config, run_pretraining, train_row
+    from .train.recipes import run_pretraining, train_row
 
-    es = build_eval_set(prep.train, prep.test, list(prep.smap.reported))
-    slices = build_slices(es, prep.train)
-    users, items = read_users(prep.store), read_items(prep.store)
-    bank = load_bank(prep.features, users, items, model_config(params, prep.smap.names))
+    slices = evaluation_slices(prep)
+    bank = window_bank(prep, params)
     out: dict[str, dict[str, Any]] = {}
     pretrained = None
     for row in rows:
@@ -124,9 +151,9 @@ def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int,
             if isinstance(rep, dict) and "best_epoch" in rep:
                 info["best_epoch"] = rep["best_epoch"]
             rec = EmbeddingRecommender(models, bank)
-        by_slice = evaluate_slices(slices, rec, keep_pairs=True)
-        res = {**by_slice.pop("all"), "slices": by_slice, "info": info}
-        out[row] = res
+        if keep_models is not None:
+            keep_models[row] = rec
+        res = out[row] = score(slices, rec, info)
         log.info("seed %d %s: macro NDCG@50 %.4f (%.0fs)", seed, row, res["macro"]["ndcg@50"], time.perf_counter() - t)
     return out
 

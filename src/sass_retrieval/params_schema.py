@@ -230,6 +230,15 @@ class Finetune(Section):
     recent_days: NonNegInt
 
 
+class Ctnet(Section):
+    """The ctnet row (train.ctnet): continual transfer from a daily source model to the other scenarios."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["largest", "all"]
+    adapters: bool
+    init: Literal["all", "embeddings"]
+
+
 class Train(Section):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["full", "incremental"]
@@ -253,9 +262,9 @@ class Index(Section):
     seed: int
 
 
-ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass")
-BENCHMARK_ROWS = ("dssm_mixed", "dssm_single", "sass_base")
-CHALLENGERS = ("dssm_mixed", "sass_base")  # one model for every scenario, like the candidate sass
+ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet")
+BENCHMARK_ROWS = ("dssm_mixed", "dssm_single", "sass_base", "ctnet")
+CHALLENGERS = ("dssm_mixed", "sass_base", "ctnet")  # indexed and served per scenario like the candidate sass
 
 
 class Evaluate(Section):
@@ -290,6 +299,7 @@ class Params(Section):
     model: Model
     pretrain: Pretrain
     finetune: Finetune
+    ctnet: Ctnet
     train: Train
     index: Index
     evaluate: Evaluate

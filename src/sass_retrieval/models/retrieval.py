@@ -86,13 +86,18 @@ class RetrievalModel(nn.Module):
         self.register_buffer("item_field_offsets", torch.arange(cfg.n_item_fields) * cfg.field_buckets,
                              persistent=False)
 
-    def user_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def user_input(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The user tower's input row: id, fields, mean of the click sequence, statistics, scenario."""
         fields = self.user_fields(b["ufields"] + self.user_field_offsets).flatten(1)
         seq = masked_mean(self.video_emb(b["seq"]), b["seq"])
-        x = torch.cat([self.user_emb(b["uid"]), fields, seq, b["ustats"], self.scen_emb(b["scen"])], dim=-1)
-        return self.user_tower(x, b["scen"], b["ustats"])
+        return torch.cat([self.user_emb(b["uid"]), fields, seq, b["ustats"], self.scen_emb(b["scen"])], dim=-1)
+
+    def item_input(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        fields = self.item_fields(b["ifields"] + self.item_field_offsets).flatten(1)
+        return torch.cat([self.video_emb(b["vid"]), fields, b["istats"], self.scen_emb(b["scen"])], dim=-1)
+
+    def user_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user_tower(self.user_input(b), b["scen"], b["ustats"])
 
     def item_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        fields = self.item_fields(b["ifields"] + self.item_field_offsets).flatten(1)
-        x = torch.cat([self.video_emb(b["vid"]), fields, b["istats"], self.scen_emb(b["scen"])], dim=-1)
-        return self.item_tower(x, b["scen"], b["istats"])
+        return self.item_tower(self.item_input(b), b["scen"], b["istats"])

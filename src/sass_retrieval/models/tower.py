@@ -157,12 +157,22 @@ class Tower(nn.Module):
         # The last layer stays linear so the output vectors are not confined to the positive orthant.
         return x if i == self.layers_n - 1 else self.dropout(F.relu(x))
 
+    def global_layers(self, x: torch.Tensor, add: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Every layer's output of the global network (the last one before normalisation).
+
+        ``add[i]`` is added to layer i's output before the next layer reads it: the hook through which a
+        CTNet target tower receives its frozen source tower's signal (models.ctnet)."""
+        outs, g = [], x
+        for i, layer in enumerate(self.global_net):
+            g = self._act(i, layer(g))
+            if add is not None:
+                g = g + add[i]
+            outs.append(g)
+        return outs
+
     def forward(self, x: torch.Tensor, scen: torch.Tensor, bias_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g = x
         if self.arch == "dssm":
-            for i, layer in enumerate(self.global_net):
-                g = self._act(i, layer(g))
-            e = F.normalize(g, dim=-1)
+            e = F.normalize(self.global_layers(x)[-1], dim=-1)
             return e, e
         # Sort the rows by scenario once, so every scenario layer works on contiguous row blocks, and
         # restore the caller's order once at the end (the whole tower is row-wise, so the order is free).

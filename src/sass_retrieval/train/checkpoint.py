@@ -17,10 +17,12 @@ from typing import Any
 
 import torch
 
+from ..errors import MissingPrerequisiteError
+from ..models.ctnet import CTNet
 from ..models.retrieval import ModelConfig, RetrievalModel
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MissingPrerequisiteError, RuntimeError):
     """A checkpoint is missing, truncated or does not match its manifest; the message names the file."""
 
 
@@ -45,11 +47,13 @@ def _atomic_bytes(path: Path, write) -> None:
             tmp.unlink()
 
 
-def save_checkpoint(path: Path, model: RetrievalModel, meta: dict[str, Any] | None = None,
+def save_checkpoint(path: Path, model: RetrievalModel | CTNet, meta: dict[str, Any] | None = None,
                     state: dict[str, Any] | None = None) -> None:
-    """Write ``path`` (model weights, optional training state) and ``path.json`` (config + hash)."""
+    """Write ``path`` (model weights, optional training state) and ``path.json`` (config + hash).
+
+    A CTNet stores its target and adapters only (the frozen source has its own checkpoint, see save_ctnet)."""
     path = Path(path)
-    payload = {"model": model.state_dict()}
+    payload = {"model": model.adapter_state() if isinstance(model, CTNet) else model.state_dict()}
     if state is not None:
         payload["state"] = state
     _atomic_bytes(path, lambda p: torch.save(payload, p))
@@ -117,3 +121,67 @@ def load_model(path: Path) -> tuple[RetrievalModel, dict[str, Any]]:
     model.load_state_dict(payload["model"])
     model.eval()
     return model, manifest
+
+
+def save_ctnet(path: Path, model: CTNet, source_path: Path, meta: dict[str, Any] | None = None) -> None:
+    """A CTNet target checkpoint; its manifest names the source checkpoint and hash it was trained against,
+    so it is never served over another source by accident (load_ctnet checks)."""
+    ctnet = {"source": Path(source_path).name, "source_sha256": sha256(Path(source_path))}
+    save_checkpoint(path, model, meta={**(meta or {}), "ctnet": ctnet})
+
+
+def load_ctnet(path: Path, source_path: Path, same_source: bool = True) -> tuple[CTNet, dict[str, Any]]:
+    """Load a CTNet target over its source.
+
+    ``same_source`` (serving, evaluation): the source must be the exact checkpoint the target was trained
+    against. False (the next day's warm start): the target and its adapters are read over today's refreshed
+    source, which is what makes the transfer continual. A missing source fails with a CheckpointError naming
+    both files (the published model stays in service: nothing was replaced)."""
+    manifest, payload = load_payload(path)
+    info = manifest.get("meta", {}).get("ctnet")
+    if info is None:
+        raise CheckpointError(f"{path} is not a CTNet target checkpoint (its manifest has no 'ctnet' entry)")
+    if not Path(source_path).exists():
+        raise CheckpointError(f"CTNet target {path} needs its source model {source_path}: not found")
+    if same_source and sha256(Path(source_path)) != info["source_sha256"]:
+        raise CheckpointError(f"CTNet target {path} was trained over another source than {source_path} "
+                              "(hash differs); refusing to serve it over this one")
+    source, _ = load_model(source_path)
+    model = CTNet(source, RetrievalModel(ModelConfig.from_dict(manifest["config"])))
+    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    if unexpected or any(not k.startswith("source.") for k in missing):
+        raise CheckpointError(f"CTNet target {path} does not match the model: missing "
+                              f"{[k for k in missing if not k.startswith('source.')]}, unexpected {unexpected}")
+    model.eval()
+    return model, manifest
+
+
+def row_checkpoint(models_dir: Path, row: str, scenario: str) -> Path:
+    """The checkpoint a row serves ``scenario`` with, whatever the row's layout under ``models_dir/row``:
+
+    - ``model_<scenario>.pt``: one model per scenario (dssm_single; a ctnet target, read over its source);
+    - ``model.pt``: one model for every scenario (sass, dssm_mixed, ...);
+    - ``source.pt``: the ctnet source, which serves its own (the largest) scenario.
+
+    The one place that maps (row, scenario) to a checkpoint: the index stage, the evaluation, the model in
+    service and the HTTP service all go through it (load_row_model)."""
+    folder = Path(models_dir) / row
+    for name in (f"model_{scenario}.pt", "model.pt", "source.pt"):
+        if (folder / name).exists():
+            return folder / name
+    raise CheckpointError(f"{folder}: no checkpoint for row {row!r} and scenario {scenario!r} "
+                          f"(looked for model_{scenario}.pt, model.pt, source.pt); train the row first")
+
+
+def load_row_model(models_dir: Path, row: str, scenario: str,
+                   cache: dict[Path, tuple[Any, dict[str, Any]]] | None = None) -> tuple[RetrievalModel | CTNet, dict[str, Any]]:
+    """Load :func:`row_checkpoint`; a CTNet target is loaded over the source its manifest names. ``cache``
+    (checkpoint path -> loaded) makes a row with one model for every scenario load it once."""
+    path = row_checkpoint(models_dir, row, scenario)
+    if cache is not None and path in cache:
+        return cache[path]
+    info = read_manifest(path).get("meta", {}).get("ctnet")
+    loaded = load_ctnet(path, path.parent / info["source"]) if info else load_model(path)
+    if cache is not None:
+        cache[path] = loaded
+    return loaded

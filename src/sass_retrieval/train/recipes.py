@@ -2,7 +2,8 @@
 
 ``dssm_mixed``: plain two-tower on all scenarios; ``dssm_single``: one plain two-tower per scenario,
 trained on that scenario only; ``sass_base``: SASS without pretraining; ``sass``: pretraining then
-fine-tuning. ``popular`` needs no training and lives in evaluate.popular.
+fine-tuning; ``ctnet``: a daily source and continually transferred per-scenario targets (train.ctnet).
+``popular`` needs no training and lives in evaluate.popular.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .pretrain import PretrainSettings, pretrain
 
 log = logging.getLogger(__name__)
 
-ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass")
+ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet")   # ctnet: train.ctnet
 TRAINED_ROWS = ROWS[1:]
 
 
@@ -102,6 +103,11 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
         raise ValueError(f"unknown trained row {row!r}; choose from {TRAINED_ROWS}")
     torch.set_num_threads(int(get(params, "train.threads")))
     out_dir = Path(out_dir)
+    if row == "ctnet":   # a source and per-scenario targets (train.ctnet); init/pretrained do not apply
+        from .ctnet import train_ctnet
+
+        _, models, report = train_ctnet(bank, params, seed, out_dir, progress=progress)
+        return models, report
     if row == "dssm_single":
         models, reports = {}, {}
         for s in bank.scenarios:

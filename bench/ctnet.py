@@ -1,0 +1,208 @@
+"""CTNet benchmark (seed 004): continual transfer against the alternatives, on a rolling daily backfill of KuaiRand.
+
+    python bench/ctnet.py --seeds 0 1
+
+Each backfill day d (default 05-03, 05-04, 05-05) is scored on its own test day d, with the training
+window the days before it (``--train-days``, default 8). The first day every row trains from scratch on
+that window; after it:
+
+- ``ctnet`` (continual transfer): the source is refreshed daily (warm start, the newest day), then every
+  target continues from its own previous model on its scenario's newest day, reading today's source;
+- ``ctnet_one_time`` (one-time transfer): the same, but the adapters keep reading the first day's source;
+- ``pf_all`` / ``pf_emb`` (pretrain-then-finetune): targets initialised once from the source (every weight,
+  or only the embeddings), no adapters, then continued daily like ctnet's targets;
+- ``dssm_single`` (no transfer), ``dssm_mixed`` and ``sass`` (joint training) and ``popular``: retrained from
+  scratch on each day's window, as the daily pipeline does in ``train.mode: full``.
+
+The first day's models are also scored on the BENCHMARK.md dev window (test 05-03..05-05), whose training
+window is the first day's. Every row goes through the product's code path (experiment.prepare_window,
+train.ctnet.train_ctnet, train.recipes.train_row, the protocol); paired bootstrap 95% CIs of ctnet − row
+per scenario and macro, pooled over seeds, per day and pooled over the days after the first. Training
+seconds per row and day are reported beside dssm_single's.
+
+Writes bench/results/ctnet.{md,json}.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from bench_cli import bench_parser  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines.base import incremental_params  # noqa: E402
+from sass_retrieval.config import make_window, set_dotted  # noqa: E402
+from sass_retrieval.data.kuairand import import_kuairand  # noqa: E402
+from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
+from sass_retrieval.experiment import (  # noqa: E402
+    evaluation_slices,
+    fmt_ci,
+    prepare_window,
+    provenance,
+    run_rows,
+    score,
+    stack_seeds,
+    strip_pairs,
+    window_bank,
+    write_results,
+)
+
+REFERENCE = "ctnet"
+BASELINES = ["popular", "dssm_mixed", "dssm_single", "sass"]
+# continual rows: ctnet.* overrides, and whether the adapters keep reading the first day's source
+CONTINUAL = {"ctnet": ({"adapters": True}, False), "ctnet_one_time": ({"adapters": True}, True),
+             "pf_all": ({"adapters": False, "init": "all"}, False),
+             "pf_emb": ({"adapters": False, "init": "embeddings"}, False)}
+SMALL_TABS = ("0", "2", "4", "6")
+
+
+def pooled(stacks: list[dict], labels: list[str]) -> dict:
+    """Several days' per-pair stacks as one comparison: each (day, scenario) is a stratum."""
+    return {row: {f"{lab}:{s}": v for st, lab in zip(stacks, labels, strict=True) for s, v in st[row].items()}
+            for row in stacks[0]}
+
+
+def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days: int, declared: list[str],
+             seed: int) -> dict[str, dict]:
+    """One seed's backfill: label -> row -> protocol result (with per-pair values and training seconds)."""
+    from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
+    from sass_retrieval.train.ctnet import train_ctnet
+
+    min_rows, seq_len = int(params["scenarios"]["min_scenario_rows"]), int(params["features"]["seq_len"])
+    out: dict[str, dict] = {}
+    state: dict[str, tuple] = {}          # continual row -> (source, scenario -> model)
+    first_source = None
+    for i, day in enumerate(days):
+        label = f"{str(day)[4:]} (train {train_days}d)"
+        prep = prepare_window(store, work / "features", make_window(day, train_days, 1), declared, min_rows, seq_len)
+        kept: dict = {}
+        res = run_rows(prep, copy.deepcopy(params), BASELINES, seed, work / "rows", keep_models=kept)
+        slices, bank = evaluation_slices(prep), window_bank(prep, params)
+        for row, (overrides, one_time) in CONTINUAL.items():
+            if i == 0 and row == "ctnet_one_time":      # identical to ctnet on the first day
+                state[row], res[row] = state["ctnet"], copy.deepcopy(res["ctnet"])
+                kept[row] = kept["ctnet"]
+                continue
+            p = copy.deepcopy(params)
+            p["ctnet"].update(overrides)
+            if i > 0:
+                p = incremental_params(p, ("finetune",))
+            prev = state.get(row)
+            t = time.perf_counter()
+            source, models, _ = train_ctnet(bank, p, seed, work / "ctnet" / row, progress=False,
+                                            source_init=prev[0] if prev else None,
+                                            target_inits=dict(prev[1]) if prev else None,
+                                            adapter_source=first_source if one_time and i > 0 else None)
+            seconds = time.perf_counter() - t
+            state[row] = (source, models)
+            kept[row] = EmbeddingRecommender(models, bank)
+            res[row] = score(slices, kept[row], {"train_seconds": seconds})
+            logging.info("seed %d %s %s: macro NDCG@50 %.4f (%.0fs)", seed, label, row, res[row]["macro"]["ndcg@50"],
+                         seconds)
+        if i == 0:
+            first_source = copy.deepcopy(state["ctnet"][0])
+            dev = prepare_window(store, work / "features_dev", make_window(days[-1], train_days, len(days)),
+                                 declared, min_rows, seq_len)
+            dev_slices = evaluation_slices(dev)
+            # the dev window trains on the first day's window: the first day's models, scored on its 3 test days
+            out[f"dev {len(days)}d→{str(days[-1])[4:]} (train {train_days}d)"] = {
+                row: score(dev_slices, rec, res[row]["info"]) for row, rec in kept.items()}
+        out[label] = res
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = bench_parser(__doc__, "ctnet")
+    p.add_argument("--days", default="20220503,20220504,20220505", help="backfill test days, comma-separated")
+    p.add_argument("--train-days", type=int, default=8)
+    p.add_argument("--scenarios", default="1,0,4,6,2", help="reported scenarios (tabs)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--set", action="append", default=[], help="override params, e.g. ctnet.source=all")
+    p.add_argument("--params", default=str(ROOT / "params.yaml"))
+    args = p.parse_args(argv)
+    prov = provenance(sys.argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune",
+                  "sass_retrieval.train.ctnet"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    params = yaml.safe_load(Path(args.params).read_text())
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        set_dotted(params, k, yaml.safe_load(v))
+    torch.set_num_threads(int(params["train"]["threads"]))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    store = work / "store"
+    if not store.exists():
+        import_kuairand(Path(args.data_dir), store, progress=False)
+    days = [int(d) for d in args.days.split(",")]
+    declared = args.scenarios.split(",") + ["other"]
+    t0 = time.perf_counter()
+    per_seed: list[dict] = []
+    for seed in args.seeds:
+        per_seed.append(run_seed(store, work, params, days, args.train_days, declared, seed))
+        body, payload = report(per_seed, args)
+        body = f"Seeds {args.seeds[:len(per_seed)]}; overrides {args.set or 'none'}; {time.perf_counter() - t0:.0f}s.\n\n" + body
+        write_results(Path(args.out), "CTNet: continual transfer on a rolling KuaiRand backfill", prov, body, payload)
+    print(body)
+    return 0
+
+
+def report(per_seed: list[dict], args) -> tuple[str, dict]:
+    labels = list(per_seed[0])
+    rows = list(per_seed[0][labels[-1]])
+    by_label = {lab: [ps[lab] for ps in per_seed] for lab in labels}
+    comps = {lab: compare_rows(stack_seeds(by_label[lab]), REFERENCE, "ndcg@50", n_boot=args.n_boot) for lab in labels}
+    later = labels[2:]                     # the days after the first (labels[0]: the dev window, [1]: the first day)
+    if len(later) > 1:                     # pooled over those days: per tab (its days as strata), and macro
+        stacks = [stack_seeds(by_label[lab]) for lab in later]
+        every = compare_rows(pooled(stacks, later), REFERENCE, "ndcg@50", n_boot=args.n_boot)
+        tabs = list(stacks[0][REFERENCE])
+        per_tab = {t: compare_rows(pooled([{r: {t: st[r][t]} for r in st} for st in stacks], later), REFERENCE,
+                                   "ndcg@50", n_boot=args.n_boot) for t in tabs}
+        comps[f"pooled over the {len(later)} days after the first"] = {
+            r: {**{t: per_tab[t][r]["macro"] for t in tabs}, "macro": every[r]["macro"]} for r in every}
+
+    def mean(lab: str, row: str, scen: str | None = None) -> float:
+        return float(np.mean([(r[row]["per_scenario"][scen] if scen else r[row]["macro"])["ndcg@50"]
+                              for r in by_label[lab]]))
+
+    out = ["## Macro NDCG@50 (mean over seeds)\n", "| row | " + " | ".join(labels) + " |",
+           "|---" + "|---:" * len(labels) + "|"]
+    for r in rows:
+        best = {lab: max(mean(lab, x) for x in rows) for lab in labels}
+        out.append(f"| {r} | " + " | ".join(f"**{mean(lab, r):.4f}**" if np.isclose(mean(lab, r), best[lab])
+                                             else f"{mean(lab, r):.4f}" for lab in labels) + " |")
+    out += ["", f"## Δ NDCG@50 = {REFERENCE} − row, 95% paired bootstrap CI (pooled over seeds)\n",
+            "Bold: the interval excludes 0; otherwise no measurable difference.\n"]
+    for name, comp in comps.items():
+        scen = [x for x in next(iter(comp.values())) if x != "macro"]
+        out += [f"### {name}\n", "| row | " + " | ".join(scen) + " | macro |", "|---" + "|---:" * (len(scen) + 1) + "|"]
+        out += [f"| {r} | " + " | ".join(fmt_ci(comp[r][x]) for x in scen + ["macro"]) + " |" for r in rows if r != REFERENCE]
+        out.append("")
+    out += ["## Training seconds per day (mean over seeds; the first day trains from scratch)\n",
+            "| row | " + " | ".join(labels[1:]) + " | × dssm_single (first day) |", "|---" + "|---:" * len(labels) + "|"]
+    for r in rows:
+        secs = [float(np.mean([x[r]["info"].get("train_seconds", 0.0) for x in by_label[lab]])) for lab in labels[1:]]
+        base = float(np.mean([x["dssm_single"]["info"].get("train_seconds", 0.0) for x in by_label[labels[1]]]))
+        ratio = f"{secs[0] / base:.2f}×" if base and r != "popular" else "–"
+        out.append(f"| {r} | " + " | ".join(f"{s:.0f}" for s in secs) + f" | {ratio} |")
+    payload = {"labels": labels, "rows": rows, "significance": comps, "seeds": args.seeds, "overrides": args.set,
+               "per_seed": [{lab: strip_pairs(ps[lab]) for lab in labels} for ps in per_seed]}
+    return "\n".join(out) + "\n", payload
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""CTNet for two-tower retrieval: continual transfer from a frozen source model (seed 004, arXiv 2208.05728).
+
+A small scenario's model (the *target*, a plain two-tower) keeps its own parameters and, at every hidden
+layer of each tower, reads the matching layer of the large scenario's daily-trained model (the *source*,
+frozen) through a gated adapter:
+
+    h_t,l  <-  h_t,l + (W_l h_s,l + b_l) * sigmoid(V_l h_s,l + c_l)
+
+W_l and b_l start at zero, so on its first day the target is exactly its warm start (the source itself, or
+yesterday's target) and the adapter only grows where the target's own clicks pull it. The source is never
+updated by the target's loss: its forward runs without autograd and its parameters are frozen, so the
+large scenario's knowledge arrives without its data and cannot be overwritten (the paper's "no forgetting").
+Every day the source is the new daily source model, so the transfer is continual, not one-time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .retrieval import RetrievalModel
+
+
+class GatedAdapter(nn.Module):
+    """(W h_s + b) * sigmoid(V h_s + c), W and b zero at the start: a transfer that begins switched off."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.value = nn.Linear(dim, dim)
+        self.gate = nn.Linear(dim, dim)
+        nn.init.zeros_(self.value.weight)
+        nn.init.zeros_(self.value.bias)
+
+    def forward(self, h_source: torch.Tensor) -> torch.Tensor:
+        return self.value(h_source) * torch.sigmoid(self.gate(h_source))
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+class CTNet(nn.Module):
+    """A target two-tower with adapters over a frozen source two-tower; the model interface of
+    :class:`RetrievalModel` (``user_vectors``/``item_vectors`` -> (serving vector, global vector)), so the one
+    trainer, sampler, evaluation and index code serve it unchanged."""
+
+    def __init__(self, source: RetrievalModel, target: RetrievalModel) -> None:
+        super().__init__()
+        for name, m in (("source", source), ("target", target)):
+            if m.cfg.arch != "dssm":
+                raise ValueError(f"CTNet's {name} must be a plain two-tower (arch dssm), got {m.cfg.arch!r}")
+        if (source.cfg.hidden, source.cfg.layers) != (target.cfg.hidden, target.cfg.layers):
+            raise ValueError("CTNet's source and target towers must have the same hidden size and depth")
+        self.cfg = target.cfg
+        self.source = freeze(source)
+        self.target = target
+        self.user_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
+        self.item_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
+
+    def train(self, mode: bool = True) -> CTNet:
+        """The source stays in eval mode whatever the trainer asks: it is a fixed function of its inputs."""
+        super().train(mode)
+        self.source.eval()
+        return self
+
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """What a CTNet checkpoint stores: the target and the adapters (the source has its own checkpoint)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("source.")}
+
+    def _vectors(self, b: dict[str, torch.Tensor], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        adapters = self.user_adapters if side == "user" else self.item_adapters
+        src_tower = getattr(self.source, f"{side}_tower")
+        tgt_tower = getattr(self.target, f"{side}_tower")
+        with torch.no_grad():
+            hs = src_tower.global_layers(getattr(self.source, f"{side}_input")(b))
+        add = [a(h) for a, h in zip(adapters, hs, strict=True)]
+        out = tgt_tower.global_layers(getattr(self.target, f"{side}_input")(b), add)[-1]
+        e = nn.functional.normalize(out, dim=-1)
+        return e, e
+
+    def user_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._vectors(b, "user")
+
+    def item_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._vectors(b, "item")

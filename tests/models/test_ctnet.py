@@ -1,0 +1,86 @@
+"""CTNet: the adapter starts at zero, the source never learns from the target's loss."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from sass_retrieval.models.ctnet import CTNet, GatedAdapter
+from sass_retrieval.models.retrieval import ModelConfig, RetrievalModel
+
+CFG = dict(arch="dssm", scenarios=["a", "b"], n_user_fields=2, n_item_fields=2, user_buckets=50, video_buckets=60,
+           field_buckets=11, emb_dim=6, field_dim=3, scen_dim=2, hidden=8, layers=3, gate="adaptive", gate_bias=None,
+           bias_net=True, dropout=0.0)
+
+
+def _batches(n: int = 12) -> tuple[dict, dict]:
+    g = torch.Generator().manual_seed(0)
+    scen = torch.randint(0, 2, (n,), generator=g)
+    user = {"uid": torch.randint(1, 50, (n,), generator=g), "ufields": torch.randint(0, 11, (n, 2), generator=g),
+            "seq": torch.randint(0, 60, (n, 4), generator=g), "ustats": torch.rand(n, 3, generator=g), "scen": scen}
+    item = {"vid": torch.randint(1, 60, (n,), generator=g), "ifields": torch.randint(0, 11, (n, 2), generator=g),
+            "istats": torch.rand(n, 5, generator=g), "scen": scen}
+    return user, item
+
+
+def _pair(seed_source: int = 1, seed_target: int = 2) -> tuple[RetrievalModel, RetrievalModel]:
+    torch.manual_seed(seed_source)
+    source = RetrievalModel(ModelConfig(**CFG))
+    torch.manual_seed(seed_target)
+    return source, RetrievalModel(ModelConfig(**CFG))
+
+
+def test_adapter_at_zero_leaves_the_target_unchanged() -> None:
+    source, target = _pair()
+    model = CTNet(source, copy.deepcopy(target))
+    u, i = _batches()
+    with torch.no_grad():
+        assert torch.equal(model.user_vectors(u)[0], target.user_vectors(u)[0])
+        assert torch.equal(model.item_vectors(i)[0], target.item_vectors(i)[0])
+
+
+def test_source_gets_no_gradient_and_stays_bit_identical_after_a_target_step() -> None:
+    source, target = _pair()
+    before = copy.deepcopy(source.state_dict())
+    model = CTNet(source, target)
+    model.train()
+    assert not model.source.training                                   # the source stays a fixed function
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(trainable, lr=0.5)
+    u, i = _batches()
+    for _ in range(3):
+        opt.zero_grad()
+        loss = -(model.user_vectors(u)[0] * model.item_vectors(i)[0]).sum()
+        loss.backward()
+        opt.step()
+    assert all(p.grad is None for p in model.source.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in model.source.state_dict().items())
+    # the adapters did learn: the zero-initialised value maps moved
+    assert any(a.value.weight.abs().sum() > 0 for a in model.user_adapters)
+
+
+def test_the_adapter_reads_the_source() -> None:
+    """Once an adapter is non-zero, a different source changes the target's vectors."""
+    source, target = _pair()
+    model = CTNet(source, target)
+    with torch.no_grad():
+        for a in model.user_adapters:
+            a.value.weight.normal_()
+    u, _ = _batches()
+    other, _ = _pair(seed_source=7)
+    swapped = CTNet(other, target)
+    swapped.user_adapters.load_state_dict(model.user_adapters.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(model.user_vectors(u)[0], swapped.user_vectors(u)[0])
+
+
+def test_gated_adapter_is_zero_at_start() -> None:
+    assert torch.equal(GatedAdapter(4)(torch.randn(3, 4)), torch.zeros(3, 4))
+
+
+def test_source_and_target_must_be_plain_two_towers() -> None:
+    source, _ = _pair()
+    with pytest.raises(ValueError, match="arch dssm"):
+        CTNet(source, RetrievalModel(ModelConfig(**{**CFG, "arch": "sass"})))

@@ -1,0 +1,81 @@
+"""The ctnet row through the stage entry points: trained, indexed per scenario, scored, published as the
+challenger, served per scenario, and continued on an incremental day (tiny synthetic project)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from support import cwd
+
+from pipelines import evaluate, index, train
+from sass_retrieval.models.ctnet import CTNet
+from sass_retrieval.train.checkpoint import CheckpointError
+
+pytestmark = pytest.mark.slow
+
+
+def _set(path: Path, **sections) -> None:
+    params = yaml.safe_load(path.read_text())
+    for sec, values in sections.items():
+        params[sec].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def ctnet_project(built_project: Path, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ctnet") / "p"
+    shutil.copytree(built_project, root, symlinks=True)
+    with cwd(root):
+        _set(Path("params.yaml"), publish={"challenger": "ctnet"}, finetune={"early_stopping": False})
+        assert train.main(["--row", "ctnet", "--no-progress"]) == 0
+        for s in ("s0", "s1", "s2"):
+            assert index.main(["--scenario", s]) == 0
+        assert evaluate.main([]) == 0
+    return root
+
+
+def test_ctnet_row_is_trained_indexed_and_scored_per_scenario(ctnet_project: Path) -> None:
+    report = json.loads((ctnet_project / "models/ctnet/report.json").read_text())["report"]
+    large, targets = report["source_scenario"], report["targets"]
+    assert sorted([large, *targets]) == ["s0", "s1", "s2"]
+    assert (ctnet_project / "models/ctnet/source.pt").exists()
+    assert all((ctnet_project / f"models/ctnet/model_{s}.pt").exists() for s in targets)
+    assert all((ctnet_project / f"indexes/ctnet/{s}/index.faiss").exists() for s in ("s0", "s1", "s2"))
+    metrics = json.loads((ctnet_project / "metrics/metrics.json").read_text())
+    assert "ctnet" in json.dumps(metrics)
+
+
+def test_published_ctnet_is_served_per_scenario_and_continues_the_next_day(ctnet_project: Path, tmp_path: Path) -> None:
+    from sass_retrieval.publish import SERVED_FILE, install_version, point_current
+    from sass_retrieval.serve.loader import load_version
+
+    root = tmp_path / "p"
+    shutil.copytree(ctnet_project, root, symlinks=True)
+    with cwd(root):
+        # installed the way the publish stage installs a winning challenger (the gate's choice is tested elsewhere)
+        published = Path("published")
+        version = install_version(published, "ctnet-day1", {"models/ctnet": Path("models/ctnet"),
+                                                            "indexes": Path("indexes/ctnet")},
+                                  {SERVED_FILE: json.dumps({"row": "ctnet"}) + "\n"})
+        point_current(published, version)
+        current = published / "current"
+        version = load_version(current.resolve(), Path("data/features"), Path("data/store"))
+        report = json.loads(Path("models/ctnet/report.json").read_text())["report"]
+        assert version.row == "ctnet"
+        assert all(isinstance(version.models[s], CTNet) for s in report["targets"])
+        assert not isinstance(version.models[report["source_scenario"]], CTNet)
+        # the next day, incremental: the targets continue from the published ones over today's source
+        _set(Path("params.yaml"), train={"mode": "incremental", "incremental_epochs": 1, "incremental_days": 1})
+        assert train.main(["--row", "ctnet", "--no-progress"]) == 0
+        meta = json.loads(Path("models/ctnet/source.pt.json").read_text())["meta"]
+        assert meta["warm_start"].endswith("published/current/models/ctnet")
+        # a published ctnet folder that lost its source fails the training stage by name; publish stays
+        kept = current.resolve()
+        (kept / "models/ctnet/source.pt").unlink()
+        with pytest.raises(CheckpointError, match="source.pt"):
+            train.main(["--row", "ctnet", "--no-progress"])
+        assert current.resolve() == kept
