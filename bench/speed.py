@@ -1,7 +1,7 @@
 """Speed: wall time of every stage of the daily pipeline on KuaiRand-Pure (dev window), and training
 throughput of pretraining and fine-tuning for dssm_mixed and sass beside torch-rechub's DSSM.
 
-    python bench/speed.py --threads 2
+    python bench/speed.py            # threads: params.yaml train.threads (--threads N to override)
 
 The first day trains on the whole window from scratch (``train.mode: full``, the default); the second day
 (``--incremental-day``, on by default) runs every stage again in ``train.mode: incremental``: it warm-starts
@@ -108,7 +108,7 @@ def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[s
 
 def main(argv: list[str] | None = None) -> int:
     p = bench_parser(__doc__, "speed")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="default: params.yaml train.threads")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--stages", action=argparse.BooleanOptionalAction, default=True,
                    help="time every stage of dvc.yaml first (--no-stages: throughput only, on a prepared --work)")
@@ -117,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--incremental-day", action=argparse.BooleanOptionalAction, default=True,
                    help="after the first (full) day, time the next day in train.mode=incremental")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    args.threads = args.threads or int(params["train"]["threads"])
+    torch.set_num_threads(args.threads)
     params["data"] = {**params["data"], "source": "kuairand", "kuairand_dir": str(Path(args.data_dir).resolve())}
     params["window"] = {"end_date": 20220505, "train_days": 8, "test_days": 3}
     params["scenarios"] = {"names": NAMES, "min_scenario_rows": 1000}
