@@ -4,12 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+ASSETS := report-assets
 # Passive OpenMP waiting: spinning threads of parallel processes starve each other (src/sass_retrieval/__init__.py).
 export OMP_WAIT_POLICY = PASSIVE
 
 .PHONY: install run test test-fast lint bench-quality bench-speed bench-scale bench-index airflow dag-graph clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(ASSETS)/node_modules/.package-lock.json
 
 # torch is pinned and installed first: an unpinned torch pulls gigabytes of CUDA wheels.
 $(VENV)/.installed: pyproject.toml
@@ -18,6 +19,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
+
+# The Data Docs' CDN files, exact versions from the npm registry (package-lock.json), copied next to the
+# docs by src/sass_retrieval/data/offline_assets.py so the reports open offline (docs/offline-reports.md).
+$(ASSETS)/node_modules/.package-lock.json: $(ASSETS)/package.json $(ASSETS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then cd $(ASSETS) && npm ci --silent || echo "warning: npm ci failed: Data Docs will load their scripts and styles from the network"; \
+	else echo "warning: npm not found: Data Docs will load their scripts and styles from the network (docs/offline-reports.md)"; fi
 
 # dvc.yaml commands say `python -m pipelines.<stage>`: the venv's bin goes first on PATH.
 run: install

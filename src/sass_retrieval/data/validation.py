@@ -13,7 +13,8 @@ fails the run before any feature or model stage sees bad data. It works in three
    known-user / known-video flags.
 3. **Expect.** Three suites (``interactions``, ``users``, ``items``) run in an ephemeral GE context
    on pandas dataframes; the results go to ``report_dir/summary.json`` and to GE Data Docs under
-   ``report_dir/data_docs/``. Any failure raises :class:`ValidationFailed` after the report is
+   ``report_dir/data_docs/``, which open offline (:mod:`.offline_assets` copies their CDN files
+   next to them). Any failure raises :class:`ValidationFailed` after the report is
    written; its message has one line per failed expectation.
 
 Great Expectations is imported lazily inside the functions: importing it takes seconds and most
@@ -529,6 +530,17 @@ def _run_suite(ctx, name: str, batch: pd.DataFrame, expectations: list, run_name
                   run_id=RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC)))
 
 
+def _localize_docs(docs_dir: Path) -> None:
+    """Point the Data Docs at local copies of their CDN files (:mod:`.offline_assets`); a problem
+    there is logged, never a reason to stop a run whose data passed."""
+    from .offline_assets import AssetError, localize
+
+    try:
+        localize(docs_dir)
+    except (AssetError, OSError) as exc:
+        log.warning("Data Docs keep (some of) their CDN links: %s", exc)
+
+
 # ---- entry point --------------------------------------------------------------------------------
 
 
@@ -591,6 +603,7 @@ def validate_store(store: Path, dates: list[int], known_scenarios: list[str], ru
             suites[name] = entry
             failures += pre_failures[name] + fails
         ctx.build_data_docs(site_names=[SITE_NAME])
+    _localize_docs(docs_dir)
 
     suites[INTERACTIONS.name]["days"] = {str(d): n for d, n in day_rows.items()}
     suites[INTERACTIONS.name]["median_rows_per_day"] = _jsonable(median)
