@@ -15,6 +15,11 @@
   model stays in service. Exit codes 2 (bad input: the data does not validate), 3 (bad config:
   params.yaml does not validate, the ``params`` stage right after ``configure``) and 4 (a missing
   prerequisite) are not retried (``sass_retrieval.errors``, docs/errors.md).
+- The task of the ``publish`` stage announces a published version as the Airflow Asset
+  ``sass_published_model`` (uri ``sass://published-model``), through its outlet, the AssetAlias
+  ``sass_published_model_events``: one event per publish, none when the gate keeps the model in service.
+  The event's metadata: version, path, row, macro NDCG@50, dvc.lock hash, git commit, the day's tag
+  (``sass_retrieval.orchestration.assets``; consumer example: dags/sass_serving_reload.py).
 - ``end_date`` 'auto' (the source's last day) is resolved by ``record_run`` after the stages ran, so
   that day is recorded under its date. On the embedded synthetic default any day works: ingest
   generates the days of the run's window (deterministically, per day), so an unpaused DAG runs daily.
@@ -39,10 +44,16 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 from sass_retrieval.orchestration import dvc_graph  # noqa: E402  (reads a JSON cache; DVC runs in a subprocess)
+from sass_retrieval.orchestration.assets import (  # noqa: E402  (no heavy import)
+    PUBLISH_STAGE,
+    published_model_alias,
+    published_model_asset,
+)
 
 DAG_ID = "sass_daily"
 CONFIGURE, RECORD = "configure", "record_run"
 GROUPS = dvc_graph.task_groups(dvc_graph.load_graph(ROOT))
+PUBLISHED_MODEL, PUBLISHED_EVENTS = published_model_asset(), published_model_alias()
 log = logging.getLogger("sass.dag")
 
 default_args = {
@@ -72,6 +83,22 @@ def _run(stage: str) -> None:
         if exc.final:
             raise _fail(exc) from exc
         raise
+
+
+def _announce_publish() -> None:
+    """After the publish stage: an event for the published-model Asset, through the task's alias outlet,
+    only when the stage published a version (nothing changed otherwise, and an asset event would make every
+    consumer reload for nothing). Airflow 3 emits an event for every declared Asset outlet of a successful
+    task; an alias emits only the events added to it, hence the alias."""
+    from sass_retrieval.orchestration.assets import published_asset_extra
+
+    extra = published_asset_extra(ROOT)
+    if extra is None:
+        log.info("publish kept the model in service: no %s event", PUBLISHED_MODEL.name)
+        return
+    get_current_context()["outlet_events"][PUBLISHED_EVENTS].add(PUBLISHED_MODEL, extra=extra)
+    log.info("asset event %s: version %s (%s, macro NDCG@50 %s)", PUBLISHED_MODEL.name, extra["version"],
+             extra["row"], extra["ndcg@50"])
 
 
 with DAG(
@@ -115,6 +142,8 @@ with DAG(
     @task
     def run_stage(stage: str) -> None:
         _run(stage)
+        if stage == PUBLISH_STAGE:
+            _announce_publish()
 
     @task(map_index_template="{{ stage_item }}")
     def run_item(group: str, item: str) -> None:
@@ -139,7 +168,9 @@ with DAG(
         if g.mapped:
             t = run_item.override(task_id=g.name).partial(group=g.name).expand(item=list(g.items))
         else:
-            t = run_stage.override(task_id=g.name)(stage=g.name)
+            # publish's outlet is an alias: it emits an event for the Asset only when a version was published
+            outlets = [PUBLISHED_EVENTS] if g.name == PUBLISH_STAGE else []
+            t = run_stage.override(task_id=g.name, outlets=outlets)(stage=g.name)
         tasks[g.name] = t
         for up in g.upstream:
             tasks[up] >> t
