@@ -132,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], help="override params, e.g. ctnet.source=all")
     p.add_argument("--params", default=str(ROOT / "params.yaml"))
     args = p.parse_args(argv)
-    prov = provenance(sys.argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune",
                   "sass_retrieval.train.ctnet"):
@@ -142,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         k, v = kv.split("=", 1)
         set_dotted(params, k, yaml.safe_load(v))
     torch.set_num_threads(int(params["train"]["threads"]))
+    prov = provenance(sys.argv)   # after the thread count is set: it records torch's threads
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     store = work / "store"

@@ -83,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", default=str(ROOT / "params.yaml"))
     p.add_argument("--title", default="Quality on KuaiRand-Pure (BENCHMARK.md), rolling-origin")
     args = p.parse_args(argv)
-    prov = provenance(sys.argv)  # at start: the code that produced the numbers, not what is checked out later
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -91,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in parse_sets(args.set):
         set_dotted(params, k, v)
     torch.set_num_threads(int(params["train"]["threads"]))
+    # at start (the code that produced the numbers, not what is checked out later), after the thread count
+    prov = provenance(sys.argv)
     work = Path(args.work)
     rows = [r for r in args.rows.split(",") if r]
     declared = args.scenarios.split(",") + ["other"]
