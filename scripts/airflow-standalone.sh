@@ -64,4 +64,11 @@ Backfill days:     airflow backfill create --dag-id sass_daily --from-date 2022-
 EOF
 
 cd "$PROJECT_DIR"
-exec airflow standalone
+# `airflow standalone` does not pass SIGTERM on to the api-server, scheduler, triggerer and workers it starts
+# (they were left running as orphans): run it as its own process group and stop the whole group.
+set -m
+airflow standalone &
+pid=$!
+stop() { kill -TERM -- "-$pid" 2>/dev/null; sleep 10; kill -KILL -- "-$pid" 2>/dev/null; }
+trap stop TERM INT
+wait "$pid"

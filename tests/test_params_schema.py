@@ -235,7 +235,7 @@ def test_dvc_exp_run_with_a_misspelt_key_fails_at_once(tmp_path: Path) -> None:
     res = _dvc(project, "exp", "run", "-S", "+finetune.temprature=0.5")
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "params.yaml: finetune.temprature: unknown key (did you mean finetune.temperature?)" in out.splitlines()
+    assert "error: params.yaml: finetune.temprature: unknown key (did you mean finetune.temperature?)" in out.splitlines()
     assert "failed to reproduce 'params'" in out and "exited with 3" in out
     assert "Running stage 'ingest'" not in out and not (project / "data/store").exists()
     # a bad value of a known key: the same stop, naming the key, the value and the bound
@@ -243,5 +243,5 @@ def test_dvc_exp_run_with_a_misspelt_key_fails_at_once(tmp_path: Path) -> None:
     res = _dvc(project, "exp", "run", "-S", "finetune.lr=-1")
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "params.yaml: finetune.lr: -1 is not allowed: must be > 0" in out.splitlines()
+    assert "error: params.yaml: finetune.lr: -1 is not allowed: must be > 0" in out.splitlines()
     assert "Running stage 'ingest'" not in out and not (project / "data/store").exists()

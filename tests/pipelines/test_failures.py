@@ -64,8 +64,9 @@ def test_missing_column_stops_the_run_and_keeps_the_published_model(project: Pat
 def _as_dvc_project(root: Path) -> None:
     """The built project as a DVC pipeline: the real dvc.yaml and the code its stages depend on."""
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    for folder in ("pipelines", "src/sass_retrieval"):
-        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    for folder in ("pipelines", "src/sass_retrieval", "report-assets"):   # report-assets: validate's lock-file dep
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "node_modules"),
+                        dirs_exist_ok=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
 
 

@@ -67,7 +67,10 @@ GIT_NAME, GIT_EMAIL = "sass-daily", "sass-daily@localhost"   # only when git has
 # .dvc/config (the remote) and .dvcignore make the tag a DVC repository of its own for `dvc get --rev`.
 RECORDED_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "metrics/metrics.json", "reports/publish.json",
                   "plots/per_scenario.json", "plots/metric_vs_k.json", "plots/table.md",
-                  ".dvc/config", ".dvc/.gitignore", ".dvcignore")
+                  ".dvc/config", ".dvc/.gitignore", ".dvcignore",
+                  # what DVC writes beside the outputs in those folders (e.g. metrics/per_pair.npz is an output):
+                  # committed with the day so the workspace is clean after a recorded run
+                  "metrics/.gitignore", "plots/.gitignore", "reports/.gitignore")
 REQUIRED_FILES = ("dvc.lock", "params.yaml")
 RESTORED_PREFIXES = ("models", "indexes")
 _DAY = re.compile(r"^\d{8}$")
