@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sass_retrieval.models.tower import ScenarioLinear, Tower, grouped_linear, segmented_linear
+from sass_retrieval.models.tower import ScenarioLinear, Tower, segmented_linear
 
 
 def per_scenario_loop(layer: ScenarioLinear, x: torch.Tensor, scen: torch.Tensor) -> torch.Tensor:
@@ -38,14 +38,15 @@ def test_batched_scenario_layer_equals_the_per_scenario_loop(mode: str) -> None:
     assert torch.allclose(x1.grad, x2.grad, atol=1e-5)
 
 
-def test_segmented_layer_on_sorted_rows_equals_the_grouped_layer() -> None:
+def test_segmented_layer_on_sorted_rows_equals_the_per_scenario_loop() -> None:
     torch.manual_seed(2)
-    w, b = torch.randn(4, 7, 11), torch.randn(4, 7)
+    layer = ScenarioLinear(4, 11, 7)
     scen = torch.sort(torch.randint(0, 4, (40,)))[0]
     scen[scen == 2] = 1                                    # a scenario with no rows
     x = torch.randn(40, 11)
     counts = torch.bincount(scen, minlength=4).tolist()
-    assert torch.allclose(segmented_linear(x, counts, w, b), grouped_linear(x, scen, w, b), atol=1e-6)
+    w, b = layer.scenario_weights()
+    assert torch.allclose(segmented_linear(x, counts, w, b), per_scenario_loop(layer, x, scen), atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["full", "star"])

@@ -16,40 +16,40 @@ from torch import nn
 from .transfer import AdaptiveGates
 
 
-def grouped_linear(x: torch.Tensor, scen: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row i gets ``w[scen[i]] @ x[i] + b[scen[i]]``, every scenario in one batched matmul.
-
-    Rows are grouped by scenario into a zero-padded ``(S, max rows, d_in)`` tensor and multiplied by the
-    ``(S, d_in, d_out)`` weights with one ``baddbmm``. The alternatives cost more on a CPU: a Python loop of
-    per-scenario matmuls pays dispatch and indexing per scenario, and one wide GEMM against every
-    scenario's weights computes S outputs per row to keep one (in a microbenchmark of this session the
-    padded form was 1.5-3x faster than the wide GEMM at the item tower's shapes; bench/results/speed.md has the
-    resulting end-to-end throughput).
-    """
-    s = w.shape[0]
+def scenario_blocks(scen: torch.Tensor, n_scenarios: int) -> tuple[torch.Tensor | None, list[int]]:
+    """The permutation that sorts rows by scenario (None when they already are) and the rows per scenario:
+    what :func:`segmented_linear` needs. Computed once per tower call, not per layer."""
     order = torch.argsort(scen, stable=True)
-    grp = scen[order]
-    counts = torch.bincount(scen, minlength=s)
-    pos = torch.arange(len(scen), device=x.device) - (torch.cumsum(counts, 0) - counts)[grp]
-    padded = x.new_zeros(s, int(counts.max()) if len(scen) else 0, x.shape[1]).index_put((grp, pos), x[order])
-    out = torch.baddbmm(b.unsqueeze(1), padded, w.transpose(1, 2))[grp, pos]
-    return out.new_empty(out.shape).index_copy(0, order, out)
+    already = bool((order[1:] > order[:-1]).all()) if len(order) > 1 else True
+    counts = torch.bincount(scen, minlength=n_scenarios).tolist()
+    return (None if already else order), counts
+
+
+def unsort(order: torch.Tensor | None, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Rows computed in ``scenario_blocks`` order, back in the caller's order."""
+    if order is None:
+        return tensors
+    inverse = torch.empty_like(order).index_copy_(0, order, torch.arange(len(order), device=order.device))
+    return tuple(t[inverse] for t in tensors)
 
 
 def segmented_linear(x: torch.Tensor, counts: list[int], w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``grouped_linear`` for rows already sorted by scenario (``counts[s]`` rows of scenario s, in order).
+    """Row i gets ``w[s] @ x[i] + b[s]`` for its scenario s, rows sorted by scenario (``counts[s]`` of scenario s).
 
-    Each scenario's rows are a contiguous view, so a scenario costs one ``addmm`` on exactly its rows: no
-    padding to the largest scenario (the item tower's batch is ~1/3 one scenario, so padding roughly doubled
-    the work), no scatter into a padded buffer and no gather back. The tower sorts its rows once per forward
-    and un-sorts its outputs once, instead of every layer doing both.
+    Each scenario's rows are a contiguous view, so a scenario costs one ``addmm`` on exactly its rows. This
+    replaced a zero-padded ``(S, max rows, d_in)`` ``baddbmm``: padding to the largest scenario roughly doubled
+    the item tower's work (its batch is ~1/3 one scenario), and the scatter into the padded buffer and the
+    gather back were paid at every layer. The tower sorts its rows once per forward (scenario_blocks) and
+    restores their order once (unsort).
     """
     parts = [torch.addmm(b[s], chunk, w[s].T) for s, chunk in enumerate(x.split(counts)) if counts[s]]
+    if not parts:
+        return x.new_zeros(0, w.shape[1])
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 class ScenarioLinear(nn.Module):
-    """One linear layer per scenario, all scenarios computed in one batched matmul (grouped_linear).
+    """One linear layer per scenario, every scenario's rows in one contiguous block (segmented_linear).
 
     ``mode`` chooses how a scenario's weight is formed (DESIGN.md keeps the gates; these are the
     scenario layer's parameterisations measured in bench/ablations.py):
@@ -101,7 +101,8 @@ class ScenarioLinear(nn.Module):
         return base.weight.unsqueeze(0) + self.weight @ self.down, base.bias.unsqueeze(0) + self.bias
 
     def forward(self, x: torch.Tensor, scen: torch.Tensor, counts: list[int] | None = None) -> torch.Tensor:
-        """``counts``: the rows are sorted by scenario, ``counts[s]`` of scenario s (see segmented_linear)."""
+        """``counts``: the rows are already sorted by scenario, ``counts[s]`` of scenario s (the tower sorts once
+        for all its layers); without it the layer sorts and restores the rows itself."""
         if self.mode == "lowrank":
             base = self.shared[0]
             r, s = self.rank, self.n_scenarios
@@ -112,7 +113,8 @@ class ScenarioLinear(nn.Module):
         w, b = self.scenario_weights()
         if counts is not None:
             return segmented_linear(x, counts, w, b)
-        return grouped_linear(x, scen, w, b)
+        order, counts = scenario_blocks(scen, self.n_scenarios)
+        return unsort(order, segmented_linear(x if order is None else x[order], counts, w, b))[0]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         # checkpoints written before the batched layer hold one nn.Linear per scenario (layers.<s>.*)
@@ -176,11 +178,9 @@ class Tower(nn.Module):
             return e, e
         # Sort the rows by scenario once, so every scenario layer works on contiguous row blocks, and
         # restore the caller's order once at the end (the whole tower is row-wise, so the order is free).
-        order = torch.argsort(scen, stable=True)
-        sorted_already = bool((order[1:] > order[:-1]).all()) if len(order) > 1 else True
-        if not sorted_already:
+        order, counts = scenario_blocks(scen, self.scenario_net[0].n_scenarios)
+        if order is not None:
             x, scen, bias_x = x[order], scen[order], bias_x[order]
-        counts = torch.bincount(scen, minlength=self.scenario_net[0].n_scenarios).tolist()
         if self.use_bias:
             b = self.bias_net(torch.cat([self.scenario_emb(scen), bias_x], dim=-1))
         else:
@@ -194,8 +194,5 @@ class Tower(nn.Module):
             h = h + self.bias_proj(b)
         if self.residual:
             h = h + g
-        h, g = F.normalize(h, dim=-1), F.normalize(g, dim=-1)
-        if not sorted_already:
-            inverse = torch.empty_like(order).index_copy_(0, order, torch.arange(len(order), device=order.device))
-            h, g = h[inverse], g[inverse]
+        h, g = unsort(order, F.normalize(h, dim=-1), F.normalize(g, dim=-1))
         return h, g
