@@ -183,12 +183,17 @@ class FeatureBank:
         return stats
 
 
-def split_scenarios(features_dir: Path) -> list[str]:
-    """The scenarios the split stage wrote, in the bank's order (without loading the bank)."""
+def read_split_meta(features_dir: Path) -> dict:
+    """The meta.json the split stage wrote (data.features.split_meta; every scenario folder holds the same one)."""
     metas = sorted(Path(features_dir).glob("*/meta.json"))
     if not metas:
         raise FileNotFoundError(f"{features_dir}: no split output (*/meta.json); run the split stage first")
-    return list(json.loads(metas[0].read_text())["scenarios"])
+    return json.loads(metas[0].read_text())
+
+
+def split_scenarios(features_dir: Path) -> list[str]:
+    """The scenarios the split stage wrote, in the bank's order (without loading the bank)."""
+    return list(read_split_meta(features_dir)["scenarios"])
 
 
 def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg: ModelConfig,
@@ -200,10 +205,7 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
     the id universe, and so every serving vector, stays the same.
     """
     features_dir = Path(features_dir)
-    metas = sorted(features_dir.glob("*/meta.json"))
-    if not metas:
-        raise FileNotFoundError(f"{features_dir}: no split output (*/meta.json); run the split stage first")
-    meta = json.loads(metas[0].read_text())
+    meta = read_split_meta(features_dir)
     scenarios = scenarios or meta["scenarios"]
     train_dates = [int(d) for d in meta["train_dates"]]
     seq_len = int(meta["seq_len"])
