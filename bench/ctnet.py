@@ -87,8 +87,9 @@ def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days:
         label = f"{str(day)[4:]} (train {train_days}d)"
         prep = prepare_window(store, work / "features", make_window(day, train_days, 1), declared, min_rows, seq_len)
         kept: dict = {}
-        res = run_rows(prep, copy.deepcopy(params), BASELINES, seed, work / "rows", keep_models=kept)
         slices, bank = evaluation_slices(prep), window_bank(prep, params)
+        res = run_rows(prep, copy.deepcopy(params), BASELINES, seed, work / "rows", keep_models=kept,
+                       slices=slices, bank=bank)
         for row, (overrides, one_time) in CONTINUAL.items():
             if i == 0 and row == "ctnet_one_time":      # identical to ctnet on the first day
                 state[row], res[row] = state["ctnet"], copy.deepcopy(res["ctnet"])

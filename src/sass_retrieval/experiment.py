@@ -118,20 +118,22 @@ def score(slices: dict[str, Any], rec: Any, info: dict[str, Any] | None = None) 
 
 
 def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int, work: Path,
-             progress: bool = False, keep_models: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+             progress: bool = False, keep_models: dict[str, Any] | None = None,
+             slices: dict[str, Any] | None = None, bank: Any = None) -> dict[str, dict[str, Any]]:
     """Train and evaluate the given reference rows for one seed; returns row -> protocol results + timings.
 
     Each row's result is the protocol's (``per_scenario``, ``macro``, ``micro``) on every evaluation pair,
     with ``per_pair`` values for the paired bootstrap, plus ``slices``: the same for each evaluation slice
     (evaluate.slices), scored from the same rankings. ``keep_models`` (a dict) receives each row's recommender,
-    for scoring the same models on another window.
+    for scoring the same models on another window. ``slices`` and ``bank``: the window's, when the caller has
+    them already (evaluation_slices, window_bank), so they are not built twice.
     """
     from .evaluate.embedding_recommender import EmbeddingRecommender
     from .evaluate.popular import PopularRecommender
     from .train.recipes import run_pretraining, train_row
 
-    slices = evaluation_slices(prep)
-    bank = window_bank(prep, params)
+    slices = slices if slices is not None else evaluation_slices(prep)
+    bank = bank if bank is not None else window_bank(prep, params)
     out: dict[str, dict[str, Any]] = {}
     pretrained = None
     for row in rows:
