@@ -1,0 +1,52 @@
+"""bench/serve_bench.py's load client: it counts what it sent, what failed and what the server said it took."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from support import load_bench
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"   # keep-alive, as uvicorn serves
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        q = parse_qs(urlsplit(self.path).query)
+        user = int(q["user"][0])
+        if user % 5 == 0:            # every fifth user: a server error the client must count, not time
+            body, status = b'{"error": "boom"}', 500
+        else:
+            body = json.dumps({"items": [1, 2], "fallback": "popular" if user % 2 else None,
+                               "took_ms": 0.5}).encode()
+            status = 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_drive_counts_requests_errors_and_fallbacks() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        users = np.arange(1, 11)            # 2 of 10 users (5, 10) fail; 5 of 10 (odd) fall back
+        out = load_bench("serve_bench").drive(f"http://127.0.0.1:{server.server_port}", "s0", users, k=2,
+                                             requests=200, rate=0, duration=30, concurrency=3, seed=1)
+    finally:
+        server.shutdown()
+    picks = np.random.default_rng(1).choice(users, size=200)
+    assert out["sent"] == 200
+    assert out["errors"] == int((picks % 5 == 0).sum())
+    assert out["ok"] == 200 - out["errors"]
+    assert out["fallbacks"] == int(((picks % 2 == 1) & (picks % 5 != 0)).sum())
+    assert out["server_p99_ms"] == 0.5
+    assert 0 < out["p50_ms"] <= out["p99_ms"]
