@@ -2,7 +2,7 @@
 
     sass params | ingest | validate | split | pretrain | train | index | evaluate | report | publish
     sass recommend --user 42 --scenario 1 --k 20
-    sass runs list | sass runs restore YYYYMMDD
+    sass runs list | sass runs restore YYYYMMDD|run-YYYYMMDD-NN
     sass run [ARGS]     # = dvc repro [ARGS] under the workspace's run lock
     sass --debug ...    # the traceback of an error too (or SASS_DEBUG=1); exit codes: docs/errors.md
 
@@ -27,7 +27,7 @@ COMMANDS = {
     "publish": ("pipelines.publish", "publish gate and atomic swap"),
     "recommend": ("pipelines.recommend", "top-K items for a user in a scenario from the published index"),
     "serve": ("pipelines.serve", "HTTP retrieval service over the published indexes (127.0.0.1 by default)"),
-    "runs": ("pipelines.runs", "list past daily runs with metrics, restore one day's model and indexes"),
+    "runs": ("pipelines.runs", "list recorded runs (one line each) with metrics, restore a day's or a run's models"),
     "run": (None, "dvc repro [ARGS]: the whole pipeline (or the named stages), refused while another run holds "
                   "the workspace"),
 }

@@ -282,6 +282,8 @@ def test_dags_test_runs_stages_and_records_the_day(tmp_path: Path, migrated_home
     assert {"dvc.lock", "params.yaml", "metrics/metrics.json", "reports/publish.json"} <= files
     assert "end_date: 20220430" in git("show", "day-20220430:params.yaml")
     assert json.loads(git("tag", "-l", "--format=%(contents)", "day-20220430"))["pushed"] is True
+    meta = json.loads(git("tag", "-l", "--format=%(contents)", "run-20220430-01"))   # the run's own tag
+    assert meta["run_tag"] == "run-20220430-01" and meta["dag_id"] == "sass_daily" and meta["run_id"]
     assert any((project / ".dvc_remote").rglob("*.dir"))
 
 
@@ -297,7 +299,9 @@ def test_a_triggered_end_date_is_run_and_recorded(tmp_path: Path, migrated_home:
     assert {s for s, _ in states.values()} == {"success"}, states
     assert f"end_date: {end_date}" in (project / "params.yaml").read_text()
     git = lambda *a: subprocess.run(["git", *a], cwd=project, capture_output=True, text=True, check=True).stdout  # noqa: E731
-    assert git("tag", "-l").split() == [f"day-{day}"]
+    assert git("tag", "-l").split() == [f"day-{day}", f"run-{day}-01"]
+    meta = json.loads(git("tag", "-l", "--format=%(contents)", f"run-{day}-01"))   # the run's own tag
+    assert meta["end_date"] == end_date and meta["day"] == day and meta["run_id"] and meta["recorded_at"]
     meta = json.loads(git("tag", "-l", "--format=%(contents)", f"day-{day}"))
     assert meta["day"] == day and meta.get("end_date", day) == end_date
 

@@ -296,12 +296,15 @@ def test_rerecording_a_day_moves_its_tag_and_commits_only_the_run_files(project:
     runs.record_run(project, "20220501", {"attempt": 2}, push=False)
     assert json.loads(sh("git", "tag", "-l", "--format=%(contents)", "day-20220501", cwd=project))["attempt"] == 2
     assert sh("git", "rev-parse", "day-20220501^{commit}", cwd=project) != first
-    assert sh("git", "tag", "-l", cwd=project).split() == ["day-20220501"]
+    # the day tag moved; each run keeps its own tag
+    assert sh("git", "tag", "-l", cwd=project).split() == ["day-20220501", "run-20220501-01", "run-20220501-02"]
+    assert sh("git", "rev-parse", "run-20220501-01^{commit}", cwd=project) == first
     assert "notes.txt" not in sh("git", "ls-files", cwd=project)
     # the same files again: no new commit, the tag stays on it
     head = sh("git", "rev-parse", "HEAD", cwd=project)
     runs.record_run(project, "20220501", {"attempt": 3}, push=False)
     assert sh("git", "rev-parse", "HEAD", cwd=project) == head
+    assert sh("git", "rev-parse", "run-20220501-03^{commit}", cwd=project) == head  # a run of its own, same commit
 
 
 def test_sass_runs_cli(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -320,4 +323,149 @@ def test_sass_runs_cli(project: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert run_main(cli.main, ["--root", str(project), "restore", "19990101"]) == EXIT_MISSING
     assert capsys.readouterr().err.startswith("error: no recorded run 19990101")
     assert run_main(cli.main, ["--root", str(project), "restore", "yesterday"]) == EXIT_BAD_INPUT
-    assert capsys.readouterr().err.splitlines() == ["error: not a day: 'yesterday' (want YYYYMMDD or an ISO date)"]
+    assert capsys.readouterr().err.splitlines() == [
+        "error: not a day or run: 'yesterday' (want YYYYMMDD, an ISO date or a run tag run-YYYYMMDD-NN)"]
+
+
+def git_as_test(root: Path, *args: str) -> str:
+    return sh("git", "-c", "user.name=test", "-c", "user.email=test@localhost", *args, cwd=root)
+
+
+def tag_meta(root: Path, tag: str) -> dict:
+    return json.loads(sh("git", "tag", "-l", "--format=%(contents)", tag, cwd=root))
+
+
+def test_every_run_of_a_day_lists_and_restores_by_its_run_tag(project: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue: two runs landing on one day showed as one row. Each run now has its own immutable tag."""
+    from pipelines import runs as cli
+
+    set_version(project, 1)
+    run_all(project)
+    runs.record_run(project, "20220501", {"run_id": "scheduled__2022-05-01T02:00:00+00:00"}, push=False)
+    run1 = sh("git", "rev-parse", "run-20220501-01", cwd=project)   # the tag object itself
+    set_version(project, 2)
+    run_all(project)
+    assert runs.record_run(project, "20220501", {"run_id": "manual__2026-03-11T09:00:00+00:00"},
+                           push=False) == "day-20220501"
+    runs.record_run(project, "20220502", push=False)
+
+    # two tags for the two runs of the day, on different commits; the first one was not touched
+    assert sh("git", "tag", "-l", "run-*", cwd=project).split() == ["run-20220501-01", "run-20220501-02",
+                                                                     "run-20220502-01"]
+    assert sh("git", "rev-parse", "run-20220501-01", cwd=project) == run1
+    c1, c2, day = (sh("git", "rev-parse", f"{t}^{{commit}}", cwd=project)
+                   for t in ("run-20220501-01", "run-20220501-02", "day-20220501"))
+    assert c1 != c2 and day == c2  # the day tag is the day's latest run
+    m1, m2 = tag_meta(project, "run-20220501-01"), tag_meta(project, "run-20220501-02")
+    assert m1["run_id"].startswith("scheduled__") and m1["run_tag"] == "run-20220501-01"
+    assert m1["end_date"] == "20220501" and m1["recorded_at"] and m1["day"] == "20220501"
+    assert tag_meta(project, "day-20220501") == m2   # the same message on the run's and the day's tag
+    assert runs.current_run_tag(project, "20220501") == "run-20220501-02"
+
+    listed = runs.list_runs(project)
+    assert [(r.day, r.run_tag, r.current) for r in listed] == [("20220501", "run-20220501-01", False),
+                                                               ("20220501", "run-20220501-02", True),
+                                                               ("20220502", "run-20220502-01", True)]
+    assert [r.tag for r in listed] == [r.run_tag for r in listed]
+    assert listed[0].run_id == "scheduled__2022-05-01T02:00:00+00:00" and listed[2].run_id is None
+    assert [r.ndcg50["sass"] for r in listed] == pytest.approx([0.21, 0.22, 0.22])
+    assert [r.version for r in listed] == ["v1", "v2", "v2"]
+    assert all(r.recorded_at for r in listed)
+    table = runs.format_runs(listed).splitlines()
+    assert table[0].split() == ["day", "run", "recorded", "(UTC)", "popular", "ndcg@50", "sass", "ndcg@50",
+                                "published", "version"]
+    body = [line for line in table[2:] if line[3:11].isdigit()]
+    assert len(body) == 3
+    assert [line.split()[:3] for line in body] == [["20220501", "01", "scheduled"], ["*", "20220501", "02"],
+                                                   ["*", "20220502", "01"]]
+    assert "manual" in body[1] and "0.2100" in body[0] and "v1" in body[0] and "0.2200" in body[1]
+    assert table[-1].startswith("* the day's current run")
+
+    # a rerun with identical files: no new commit, but a run (and a tag) of its own
+    runs.record_run(project, "20220501", {"run_id": "manual__2026-03-11T10:00:00+00:00"}, push=False)
+    assert sh("git", "rev-parse", "run-20220501-03^{commit}", cwd=project) == c2
+    assert sh("git", "rev-parse", "run-20220501-01", cwd=project) == run1
+    listed = runs.list_runs(project)
+    assert [(r.run_tag, r.current) for r in listed if r.day == "20220501"] == [
+        ("run-20220501-01", False), ("run-20220501-02", False), ("run-20220501-03", True)]
+    assert len([line for line in runs.format_runs(listed).splitlines() if "20220501" in line]) == 3
+
+    # restore and diff take a run tag as well as a day (the day's current run)
+    runs.restore(project, "run-20220501-01", to=tmp_path / "first")
+    assert (tmp_path / "first/models/sass/content.txt").read_text() == "models/sass version 1\n"
+    assert (tmp_path / "first/indexes/s2/sub/more.bin").read_bytes() == bytes(range(6))
+    runs.restore(project, "20220501", to=tmp_path / "current")
+    assert (tmp_path / "current/models/sass/content.txt").read_text() == "models/sass version 2\n"
+    assert "restored run run-20220501-01 (git tag run-20220501-01" in runs.format_restored(
+        "run-20220501-01", [], tmp_path / "first")
+    diff = runs.diff_runs(project, "run-20220501-01", "20220501")
+    assert "run-20220501-01" in diff.splitlines()[0] and "+0.0100" in diff
+    assert cli.main(["--root", str(project), "diff", "run-20220501-01", "run-20220501-02"]) == 0
+    assert "+0.0100" in capsys.readouterr().out
+    assert cli.main(["--root", str(project), "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    as_json = json.loads(out[out.index("["):])
+    assert [(r["run_tag"], r["current"]) for r in as_json][:2] == [("run-20220501-01", False),
+                                                                   ("run-20220501-02", False)]
+    assert as_json[0]["run_id"] == "scheduled__2022-05-01T02:00:00+00:00" and as_json[0]["recorded_at"]
+
+    # an unknown run tag, a malformed one: one line each, with the project's exit codes
+    with pytest.raises(runs.MissingFile, match=r"runs of 20220501: run-20220501-01, run-20220501-02, run-20220501-03"):
+        runs.restore(project, "run-20220501-09")
+    assert run_main(cli.main, ["--root", str(project), "restore", "run-20220501-09"]) == EXIT_MISSING
+    assert capsys.readouterr().err.splitlines() == [
+        "error: no recorded run run-20220501-09 (no git tag run-20220501-09; runs of 20220501: run-20220501-01, "
+        "run-20220501-02, run-20220501-03)"]
+    assert run_main(cli.main, ["--root", str(project), "diff", "20220501", "run-20220503-01"]) == EXIT_MISSING
+    assert capsys.readouterr().err.splitlines() == [
+        "error: no recorded run run-20220503-01 (no git tag run-20220503-01; runs of 20220503: none)"]
+    assert run_main(cli.main, ["--root", str(project), "restore", "run-2022-05-01"]) == EXIT_BAD_INPUT
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_runs_recorded_before_run_tags_still_list(project: Path, tmp_path: Path) -> None:
+    """A day recorded by the earlier record_run (a day- tag only) is one row; recording that day again keeps
+    it as a run of its own (a run tag on its commit) before the day tag moves."""
+    run_all(project)
+    runs.record_run(project, "20220430", push=False)
+    # what the earlier record_run left: the day tag with its metadata, no run tag
+    old = {"day": "20220430", "recorded_at": "2022-05-01T03:00:00+00:00", "pushed": False,
+           "run_id": "scheduled__2022-04-30T02:00:00+00:00"}
+    git_as_test(project, "tag", "-d", "run-20220430-01")
+    git_as_test(project, "tag", "-f", "-a", "day-20220430", "-m", json.dumps(old), "day-20220430^{commit}")
+    old_commit = sh("git", "rev-parse", "day-20220430^{commit}", cwd=project)
+    set_version(project, 2)
+    run_all(project)
+    runs.record_run(project, "20220501", push=False)
+
+    listed = runs.list_runs(project)
+    assert [(r.day, r.tag, r.run_tag, r.current) for r in listed] == [
+        ("20220430", "day-20220430", None, True), ("20220501", "run-20220501-01", "run-20220501-01", True)]
+    assert listed[0].recorded_at == old["recorded_at"] and listed[0].run_id == old["run_id"]
+    assert listed[0].version == "v1"
+    table = runs.format_runs(listed).splitlines()
+    assert any(line.split()[:4] == ["*", "20220430", "-", "scheduled"] for line in table), table
+    assert len([line for line in table if "2022043" in line or "20220501" in line]) == 2
+    runs.restore(project, "20220430", to=tmp_path / "old")
+    assert (tmp_path / "old/models/sass/content.txt").read_text() == "models/sass version 1\n"
+
+    # the old day is recorded again: its earlier run gets a run tag first, so both stay listed
+    runs.record_run(project, "20220430", push=False)
+    assert sh("git", "rev-parse", "run-20220430-01^{commit}", cwd=project) == old_commit
+    kept = tag_meta(project, "run-20220430-01")
+    assert kept["run_id"] == old["run_id"] and kept["tagged_from"] == "day-20220430"
+    assert runs.current_run_tag(project, "20220430") == "run-20220430-02"
+    listed = runs.list_runs(project)
+    assert [(r.run_tag, r.current) for r in listed] == [("run-20220430-01", False), ("run-20220501-01", True),
+                                                        ("run-20220430-02", True)]
+
+
+def test_run_tags_are_valid_git_refs_and_sort_by_number() -> None:
+    assert runs.run_tag_name("20220501", 1) == "run-20220501-01"
+    assert runs.run_tag_name("2022-05-01", 12) == "run-20220501-12"
+    assert runs.run_tag_name("20220501", 100) == "run-20220501-100"
+    for name in ("run-20220501-01", "run-20220501-100"):
+        assert subprocess.run(["git", "check-ref-format", f"refs/tags/{name}"]).returncode == 0
+    with pytest.raises(runs.NotADay):
+        runs.resolve_run(Path("/nonexistent"), "run-20220501")

@@ -23,14 +23,25 @@ The run's day (``end_date_for`` / ``set_window_end`` / ``resolve_day``)
     store), so the day is tagged under its date.
 
 Daily versions (``record_run``, ``list_runs``, ``restore``): the way DVC users version
-    Each recorded day is a git commit of dvc.yaml, dvc.lock, params.yaml, metrics/metrics.json,
-    reports/publish.json and the plot data, tagged ``day-YYYYMMDD`` (annotated: the tag message is the run's
-    metadata as JSON), after ``dvc push`` sent the cache to the default remote. dvc.lock names every model
-    and index by content hash, so the tag is enough to compare and restore any day with DVC's own commands:
-    ``dvc metrics diff day-A day-B``, ``dvc plots diff day-A day-B``, ``git checkout day-X && dvc checkout``,
-    ``dvc get . models/sass --rev day-X``. ``sass runs list | diff | restore`` are thin views over those tags
-    (``restore`` is ``dvc get --rev``). A workspace that is not a git repository is ``git init``-ed on its
-    first record, and DVC's ``core.no_scm`` is switched off.
+    Each recorded run is a git commit of dvc.yaml, dvc.lock, params.yaml, metrics/metrics.json,
+    reports/publish.json and the plot data, made after ``dvc push`` sent the cache to the default remote,
+    with two annotated tags whose message is the run's metadata as JSON (day, end_date as requested,
+    recorded_at, pushed, the Airflow run_id and data interval, run_tag):
+
+    - ``run-YYYYMMDD-NN``, the run's own tag: NN numbers the day's runs from 01 (zero-padded, so a day's
+      tags sort by name). It is created with ``git tag`` without ``-f``, never moved: two runs of one day
+      are two tags, even when their files are identical (both then name the same commit).
+    - ``day-YYYYMMDD``, the day's current run: the latest run recorded for that day, moved by each rerun.
+
+    dvc.lock names every model and index by content hash, so a tag is enough to compare and restore any
+    run with DVC's own commands: ``dvc metrics diff day-A day-B`` (or two runs of a day: ``run-A-01 run-A-02``),
+    ``dvc plots diff``, ``git checkout day-X && dvc checkout``, ``dvc get . models/sass --rev day-X``. ``sass runs list |
+    diff | restore`` are thin views over those tags (``restore`` is ``dvc get --rev``): ``list`` shows one
+    line per run tag, ordered by ``recorded_at``, with the day's current run marked; ``diff`` and ``restore``
+    take a day (its current run) or a run tag. A run recorded before run tags existed (a ``day-`` tag only)
+    lists as one row; when its day is recorded again it first gets a run tag of its own, so it stays listed.
+    A workspace that is not a git repository is ``git init``-ed on its first record, and DVC's
+    ``core.no_scm`` is switched off.
 """
 
 from __future__ import annotations
@@ -61,7 +72,8 @@ from .dvc_graph import load_graph
 log = logging.getLogger("sass.orchestration")
 
 LOCK_FILE = ".dvc/tmp/sass-orchestration.lock"
-TAG_PREFIX = "day-"
+TAG_PREFIX = "day-"      # the day's current run: moved by a rerun of the day
+RUN_PREFIX = "run-"      # one per run, run-YYYYMMDD-NN: created once, never moved
 GIT_NAME, GIT_EMAIL = "sass-daily", "sass-daily@localhost"   # only when git has no identity configured
 # What a day's git commit holds (DVC's cached outputs are named by hash in dvc.lock, never committed).
 # .dvc/config (the remote) and .dvcignore make the tag a DVC repository of its own for `dvc get --rev`.
@@ -74,6 +86,7 @@ RECORDED_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "metrics/metrics.json",
 REQUIRED_FILES = ("dvc.lock", "params.yaml")
 RESTORED_PREFIXES = ("models", "indexes")
 _DAY = re.compile(r"^\d{8}$")
+_RUN_TAG = re.compile(r"^run-(\d{8})-(\d{2,})$")
 
 
 class StageFailed(RuntimeError):
@@ -287,12 +300,15 @@ def ensure_git(root: str | Path, logger: logging.Logger | None = None) -> bool:
 
 def record_run(root: str | Path, day: str, meta: Mapping[str, Any] | None = None, *, push: bool = True,
                logger: logging.Logger | None = None) -> str:
-    """Record this run as day ``day`` (YYYYMMDD, or 'auto': :func:`resolve_day`): ``dvc push``, then a git commit of the run's text files (dvc.lock,
-    dvc.yaml, params.yaml, metrics, publish decision, plot data: :data:`RECORDED_FILES`) and the annotated
-    tag ``day-YYYYMMDD`` on it, whose message is ``meta`` as JSON. Returns the tag.
+    """Record this run as day ``day`` (YYYYMMDD, or 'auto': :func:`resolve_day`): ``dvc push``, then a git
+    commit of the run's text files (dvc.lock, dvc.yaml, params.yaml, metrics, publish decision, plot data:
+    :data:`RECORDED_FILES`), the run's own annotated tag ``run-YYYYMMDD-NN`` (created once, never moved) and
+    the day's tag ``day-YYYYMMDD`` (moved onto this run), both with ``meta`` as JSON (plus ``day``,
+    ``end_date`` as requested, ``recorded_at``, ``pushed``, ``run_tag``). Returns the day's tag; the run's
+    tag is :func:`current_run_tag` of it.
 
-    Only those paths are committed (other changes in the workspace stay as they are). A rerun of the same
-    day moves its tag. A workspace that is not a git repository is ``git init``-ed first.
+    Only those paths are committed (other changes in the workspace stay as they are); a run whose files did
+    not change tags the existing commit. A workspace that is not a git repository is ``git init``-ed first.
     """
     logger = logger or log
     root = Path(root).resolve()
@@ -301,8 +317,8 @@ def record_run(root: str | Path, day: str, meta: Mapping[str, Any] | None = None
     if missing:
         raise MissingFile(f"can not record run {day}: missing {', '.join(missing)} in {root}")
     ensure_git(root, logger)
-    info = {"day": day, "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "pushed": False, **({"end_date": requested} if requested != day else {}), **dict(meta or {})}
+    info = {"day": day, "end_date": requested, "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "pushed": False, **dict(meta or {})}
     if push:
         with dvc_lock(root):
             dvc(root, "push", "--quiet", logger=logger)
@@ -316,10 +332,86 @@ def record_run(root: str | Path, day: str, meta: Mapping[str, Any] | None = None
     if staged or not has_head:
         git(root, "commit", "-q", "--allow-empty", "--no-verify", "-m", f"day {day}: dvc.lock, params and metrics",
             "--only", "--", *files, identity=True)
+    commit = git(root, "rev-parse", "HEAD").strip()
     tag = TAG_PREFIX + day
-    git(root, "tag", "-f", "-a", tag, "-m", json.dumps(info, sort_keys=True, default=str), identity=True)
-    logger.info("recorded run %s as git tag %s (%s)", day, tag, ", ".join(files))
+    _keep_untagged_run(root, day, logger)
+    run_tag, message = _create_run_tag(root, day, commit, info)
+    git(root, "tag", "-f", "-a", tag, "-m", message, commit, identity=True)
+    logger.info("recorded run %s as git tags %s and %s (%s)", day, run_tag, tag, ", ".join(files))
     return tag
+
+
+def current_run_tag(root: str | Path, day: str) -> str | None:
+    """The run tag ``day-YYYYMMDD`` (or a day) currently points to; None for a day recorded before run tags
+    or not recorded."""
+    tag, _ = _parse_ref(day)
+    found = _read_tags(Path(root), tag).get(tag)
+    run_tag = found.meta.get("run_tag") if found else None
+    return str(run_tag) if run_tag and _tag_exists(Path(root), str(run_tag)) else None
+
+
+def run_tag_name(day: str, number: int) -> str:
+    """``run-YYYYMMDD-NN``: NN counts the day's runs from 01 (zero-padded, so the tags of a day sort by name
+    up to 99 runs; a 100th is ``-100`` and still sorts right by number, as :func:`list_runs` does)."""
+    return f"{RUN_PREFIX}{as_day(day)}-{number:02d}"
+
+
+def _create_run_tag(root: Path, day: str, commit: str, info: Mapping[str, Any]) -> tuple[str, str]:
+    """Create the next free ``run-YYYYMMDD-NN`` on ``commit`` (``git tag`` without ``-f``: an existing tag is
+    never touched; a name taken meanwhile by another recorder moves on to the next number)."""
+    for _ in range(1000):
+        numbers = [int(m.group(2)) for t in git(root, "tag", "-l", f"{RUN_PREFIX}{day}-*", check=False).split()
+                   if (m := _RUN_TAG.match(t)) and m.group(1) == day]
+        name = run_tag_name(day, max(numbers, default=0) + 1)
+        message = json.dumps({**info, "run_tag": name}, sort_keys=True, default=str)
+        try:
+            git(root, "tag", "-a", name, "-m", message, commit, identity=True)
+            return name, message
+        except RuntimeError:
+            if not _tag_exists(root, name):
+                raise
+    raise RuntimeError(f"could not create a run tag for day {day}")
+
+
+def _keep_untagged_run(root: Path, day: str, logger: logging.Logger) -> None:
+    """Before the day's tag moves: a run recorded before run tags existed (its ``day-`` tag names no
+    existing ``run-`` tag) gets its own run tag on its commit, with its metadata, so it still lists."""
+    day_tag = _read_tags(root, TAG_PREFIX + day).get(TAG_PREFIX + day)
+    if day_tag is None or (day_tag.meta.get("run_tag") and _tag_exists(root, str(day_tag.meta["run_tag"]))):
+        return
+    name, _ = _create_run_tag(root, day, day_tag.commit, {**day_tag.meta, "tagged_from": day_tag.name})
+    logger.info("kept the earlier run of %s (tag %s, recorded before run tags) as %s", day, day_tag.name, name)
+
+
+def _tag_exists(root: Path, name: str) -> bool:
+    return subprocess.run(["git", "rev-parse", "-q", "--verify", f"refs/tags/{name}"], cwd=root,
+                          capture_output=True).returncode == 0
+
+
+@dataclass
+class _Tag:
+    name: str
+    commit: str
+    tagged_at: str
+    meta: dict[str, Any]
+
+
+def _read_tags(root: Path, *patterns: str) -> dict[str, _Tag]:
+    """Tags matching ``patterns`` (fnmatch, under refs/tags/) -> commit, tagger date and JSON message, with
+    one ``git for-each-ref``."""
+    fmt = "%(refname:strip=2)%1f%(objectname)%1f%(*objectname)%1f%(taggerdate:iso-strict)%1f%(contents)%1e"
+    out = git(root, "for-each-ref", f"--format={fmt}", *[f"refs/tags/{p}" for p in patterns], check=False)
+    tags: dict[str, _Tag] = {}
+    for record in out.split("\x1e"):
+        fields = record.strip("\n").split("\x1f")
+        if len(fields) != 5:
+            continue
+        name, obj, peeled, tagged_at, contents = fields
+        meta: Any = None
+        with contextlib.suppress(ValueError):
+            meta = json.loads(contents.strip() or "null")
+        tags[name] = _Tag(name, peeled or obj, tagged_at, meta if isinstance(meta, dict) else {})
+    return tags
 
 
 # ---------------------------------------------------------------- listing
@@ -327,13 +419,28 @@ def record_run(root: str | Path, day: str, meta: Mapping[str, Any] | None = None
 @dataclass
 class RunInfo:
     day: str
-    tag: str
+    tag: str            # the git tag naming this run: its run tag, or the day tag of a run recorded before them
     ndcg50: dict[str, float | None] = field(default_factory=dict)   # reference row -> macro NDCG@50
     published: bool | None = None
     version: str | None = None
     winner: str | None = None
     reason: str | None = None
     pushed: bool | None = None
+    run_tag: str | None = None       # run-YYYYMMDD-NN; None for a run recorded before run tags
+    run_id: str | None = None        # the Airflow run id, when the run was recorded by the DAG
+    recorded_at: str | None = None   # ISO timestamp (UTC) of the record
+    current: bool = True             # the day's current run: what day-YYYYMMDD points to
+    end_date: str | None = None      # the end_date the run was recorded with (YYYYMMDD or auto)
+
+    @property
+    def day_tag(self) -> str:
+        return TAG_PREFIX + self.day
+
+    @property
+    def number(self) -> int:
+        """The run's number within its day (0 for a run recorded before run tags)."""
+        m = _RUN_TAG.match(self.run_tag or "")
+        return int(m.group(2)) if m else 0
 
 
 def _show_json(root: Path, rev: str, path: str) -> Any:
@@ -365,59 +472,148 @@ def recorded_days(root: str | Path) -> list[str]:
     return sorted(t[len(TAG_PREFIX):] for t in tags if _DAY.match(t[len(TAG_PREFIX):]))
 
 
+def _utc(stamp: str | None) -> dt.datetime | None:
+    try:
+        when = dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
+def _contents(root: Path, commit: str) -> dict[str, Any]:
+    """What a run's commit says: macro NDCG@50 per reference row (params.yaml's order) and the publish decision."""
+    found: dict[str, Any] = {"ndcg50": {}}
+    metrics = _show_json(root, commit, "metrics/metrics.json") or {}
+    rows = metrics.get("rows") or ({"sass": metrics["sass"]} if "sass" in metrics else {})
+    params = subprocess.run(["git", "show", f"{commit}:params.yaml"], cwd=root, capture_output=True, text=True)
+    order = _declared_rows(params.stdout)
+    for row in sorted(rows, key=lambda r: (order.index(r) if r in order else len(order), r)):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            found["ndcg50"][row] = float(rows[row]["macro"]["ndcg@50"])
+    pub = _show_json(root, commit, "reports/publish.json")
+    if isinstance(pub, dict):
+        found.update(published=bool(pub.get("publish")), version=pub.get("version"), reason=pub.get("reason"),
+                     winner=pub.get("winner"))
+    return found
+
+
 def list_runs(root: str | Path) -> list[RunInfo]:
+    """One :class:`RunInfo` per recorded run, in the order they were recorded (``recorded_at``; a day's runs
+    by number). Every ``run-YYYYMMDD-NN`` tag is a run; a ``day-`` tag that names no existing run tag (a run
+    recorded before run tags) is one too. ``current``: the run ``day-YYYYMMDD`` points to."""
     root = Path(root)
+    if not is_git_root(root):
+        return []
+    tags = _read_tags(root, f"{TAG_PREFIX}*", f"{RUN_PREFIX}*")
+    day_tags = {t.name[len(TAG_PREFIX):]: t for t in tags.values()
+                if t.name.startswith(TAG_PREFIX) and _DAY.match(t.name[len(TAG_PREFIX):])}
+    run_tags = {t.name: t for t in tags.values() if _RUN_TAG.match(t.name)}
+    entries: list[tuple[_Tag, str, str | None, bool]] = []   # (tag, day, run tag, current)
+    for name, t in run_tags.items():
+        day = name[len(RUN_PREFIX):len(RUN_PREFIX) + 8]
+        entries.append((t, day, name, day in day_tags and day_tags[day].meta.get("run_tag") == name))
+    for day, t in day_tags.items():
+        if t.meta.get("run_tag") not in run_tags:
+            entries.append((t, day, None, True))
+    cache: dict[str, dict[str, Any]] = {}   # runs of identical files share a commit
     out: list[RunInfo] = []
-    for day in recorded_days(root):
-        tag = TAG_PREFIX + day
-        info = RunInfo(day=day, tag=tag)
-        metrics = _show_json(root, tag, "metrics/metrics.json") or {}
-        rows = metrics.get("rows") or ({"sass": metrics["sass"]} if "sass" in metrics else {})
-        params = subprocess.run(["git", "show", f"{tag}:params.yaml"], cwd=root, capture_output=True, text=True)
-        order = _declared_rows(params.stdout)
-        for row in sorted(rows, key=lambda r: (order.index(r) if r in order else len(order), r)):
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                info.ndcg50[row] = float(rows[row]["macro"]["ndcg@50"])
-        pub = _show_json(root, tag, "reports/publish.json")
-        if isinstance(pub, dict):
-            info.published = bool(pub.get("publish"))
-            info.version, info.reason, info.winner = pub.get("version"), pub.get("reason"), pub.get("winner")
-        with contextlib.suppress(ValueError):
-            meta = json.loads(git(root, "tag", "-l", "--format=%(contents)", tag, check=False) or "{}")
-            info.pushed = meta.get("pushed") if isinstance(meta, dict) else None
+    for t, day, run_tag, current in entries:
+        if t.commit not in cache:
+            cache[t.commit] = _contents(root, t.commit)
+        run_id = t.meta.get("run_id")
+        info = RunInfo(day=day, tag=t.name, run_tag=run_tag, current=current, pushed=t.meta.get("pushed"),
+                       run_id=None if run_id is None else str(run_id),
+                       recorded_at=t.meta.get("recorded_at") or t.tagged_at or None,
+                       end_date=None if t.meta.get("end_date") is None else str(t.meta["end_date"]),
+                       **{k: (dict(v) if isinstance(v, dict) else v) for k, v in cache[t.commit].items()})
         out.append(info)
-    return out
+    never = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return sorted(out, key=lambda r: (_utc(r.recorded_at) or never, r.day, r.number))
+
+
+def _short_run_id(run_id: str | None) -> str:
+    """Airflow's ``scheduled__2022-05-01T02:00:00+00:00`` -> ``scheduled`` (the time is in "recorded"); a
+    custom run id is cut to 24 characters."""
+    if not run_id:
+        return ""
+    kind, sep, _ = run_id.partition("__")
+    return kind if sep and kind else (run_id if len(run_id) <= 24 else run_id[:23] + "~")
 
 
 def format_runs(runs: Sequence[RunInfo]) -> str:
-    """A table: day, macro NDCG@50 of every reference row, published or not (which row), version."""
+    """A table, one line per run: the day's current run marked ``*``, day, run (number within the day and
+    the Airflow run kind), when it was recorded (UTC), macro NDCG@50 of every reference row, published or
+    not (which row), version."""
     if not runs:
-        return f"no runs recorded yet (git tags {TAG_PREFIX}YYYYMMDD are written by the DAG's record_run task)"
+        return (f"no runs recorded yet (git tags {RUN_PREFIX}YYYYMMDD-NN and {TAG_PREFIX}YYYYMMDD are written by "
+                "the DAG's record_run task)")
     rows: list[str] = []
     for r in runs:
         rows += [k for k in r.ndcg50 if k not in rows]
-    header = ["day", *[f"{row} ndcg@50" for row in rows], "published", "version"]
+    header = ["", "day", "run", "recorded (UTC)", *[f"{row} ndcg@50" for row in rows], "published", "version"]
     lines = [header]
     for r in runs:
         pub = "-" if r.published is None else (f"yes ({r.winner})" if r.published and r.winner else
                                                 "yes" if r.published else "no")
-        lines.append([r.day, *[("-" if r.ndcg50.get(row) is None else f"{r.ndcg50[row]:.4f}") for row in rows],
+        number = r.run_tag[len(RUN_PREFIX) + 9:] if r.run_tag else "-"
+        run = " ".join(x for x in (number, _short_run_id(r.run_id)) if x)
+        when = _utc(r.recorded_at)
+        lines.append(["*" if r.current else "", r.day, run, when.strftime("%Y-%m-%d %H:%M:%S") if when else "-",
+                      *[("-" if r.ndcg50.get(row) is None else f"{r.ndcg50[row]:.4f}") for row in rows],
                       pub, r.version or "-"])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     text = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
+    text.insert(1, "  ".join(("-" if i else " ") * w for i, w in enumerate(widths)))
+    text.append(f"* the day's current run ({TAG_PREFIX}YYYYMMDD, `sass runs restore YYYYMMDD`); any run: "
+                f"`sass runs restore {RUN_PREFIX}YYYYMMDD-NN`")
     return "\n".join(text)
 
 
-def diff_runs(root: str | Path, a: str, b: str) -> str:
-    """Macro metrics of every reference row, day a vs day b (``dvc metrics diff day-A day-B`` shows every metric)."""
+def _parse_ref(ref: str) -> tuple[str, str]:
+    """A day (YYYYMMDD, an ISO date, ``day-YYYYMMDD``) or a run tag -> (git tag, label); raises NotADay."""
+    s = str(ref).strip()
+    if _RUN_TAG.match(s):
+        return s, s
+    if s.startswith(TAG_PREFIX) and _DAY.match(s[len(TAG_PREFIX):]):
+        s = s[len(TAG_PREFIX):]
+    try:
+        day = as_day(s)
+    except NotADay:
+        raise NotADay(f"not a day or run: {ref!r} (want YYYYMMDD, an ISO date or a run tag "
+                      f"{RUN_PREFIX}YYYYMMDD-NN)") from None
+    return TAG_PREFIX + day, day
+
+
+def resolve_run(root: str | Path, ref: str) -> tuple[str, str]:
+    """``ref`` -> (git tag, label): a day is its current run (``day-YYYYMMDD``), ``run-YYYYMMDD-NN`` that run.
+    Raises NotADay (neither) or MissingFile (no such recorded run)."""
     root = Path(root)
-    out = [f"{'row':<12} {'metric':<14} {as_day(a):>10} {as_day(b):>10} {'change':>9}"]
-    ma = _show_json(root, TAG_PREFIX + as_day(a), "metrics/metrics.json") or {}
-    mb = _show_json(root, TAG_PREFIX + as_day(b), "metrics/metrics.json") or {}
+    tag, label = _parse_ref(ref)
+    if tag.startswith(RUN_PREFIX):
+        if not is_git_root(root) or not _tag_exists(root, tag):
+            day = label[len(RUN_PREFIX):len(RUN_PREFIX) + 8]
+            same_day = git(root, "tag", "-l", f"{RUN_PREFIX}{day}-*", check=False).split() if is_git_root(root) else []
+            known = ", ".join(t for t in same_day if _RUN_TAG.match(t)) or "none"
+            raise MissingFile(f"no recorded run {label} (no git tag {tag}; runs of {day}: {known})")
+        return tag, label
+    days = recorded_days(root)
+    if label not in days:
+        raise MissingFile(f"no recorded run {label} (no git tag {tag}; recorded runs: {', '.join(days) or 'none'})")
+    return tag, label
+
+
+def diff_runs(root: str | Path, a: str, b: str) -> str:
+    """Macro metrics of every reference row, run a vs run b, each a day (its current run) or a run tag
+    (``dvc metrics diff day-A run-B-NN`` shows every metric)."""
+    root = Path(root)
+    (tag_a, la), (tag_b, lb) = resolve_run(root, a), resolve_run(root, b)
+    wa, wb = max(10, len(la)), max(10, len(lb))
+    out = [f"{'row':<12} {'metric':<14} {la:>{wa}} {lb:>{wb}} {'change':>9}"]
+    ma = _show_json(root, tag_a, "metrics/metrics.json") or {}
+    mb = _show_json(root, tag_b, "metrics/metrics.json") or {}
     if not ma or not mb:
-        raise MissingFile(f"metrics missing for {a if not ma else b} (no tag {TAG_PREFIX}{as_day(a if not ma else b)} "
-                                "with metrics/metrics.json)")
+        raise MissingFile(f"metrics missing for {la if not ma else lb} (tag {tag_a if not ma else tag_b} has no "
+                          "metrics/metrics.json)")
     for row in dict.fromkeys([*ma.get("rows", {}), *mb.get("rows", {})]):
         macro_a = (ma.get("rows", {}).get(row) or {}).get("macro", {})
         macro_b = (mb.get("rows", {}).get(row) or {}).get("macro", {})
@@ -426,7 +622,7 @@ def diff_runs(root: str | Path, a: str, b: str) -> str:
             fa = "-" if va is None else f"{va:.4f}"
             fb = "-" if vb is None else f"{vb:.4f}"
             ch = "-" if va is None or vb is None else f"{vb - va:+.4f}"
-            out.append(f"{row:<12} {metric:<14} {fa:>10} {fb:>10} {ch:>9}")
+            out.append(f"{row:<12} {metric:<14} {fa:>{wa}} {fb:>{wb}} {ch:>9}")
     return "\n".join(out)
 
 
@@ -456,9 +652,10 @@ def lock_outputs(lock: Mapping[str, Any], prefixes: Sequence[str] = RESTORED_PRE
 
 def restore(root: str | Path, day: str, to: str | Path | None = None, *, remote: str | None = None,
             prefixes: Sequence[str] = RESTORED_PREFIXES) -> list[Restored]:
-    """Bring back ``day``'s ``models/`` and ``indexes/`` with ``dvc get <root> <prefix> --rev day-YYYYMMDD``.
+    """Bring back a run's ``models/`` and ``indexes/`` with ``dvc get <root> <prefix> --rev <tag>``: ``day`` is
+    a day (YYYYMMDD: its current run, tag ``day-YYYYMMDD``) or a run tag (``run-YYYYMMDD-NN``).
 
-    DVC reads the objects named by that day's dvc.lock from the local cache, or else from the remote
+    DVC reads the objects named by that run's dvc.lock from the local cache, or else from the remote
     (``remote`` or the default one). ``to=DIR`` writes ``DIR/models`` and ``DIR/indexes``; ``to=None``
     swaps them into the workspace atomically (dvc.lock then still describes the latest run: `dvc checkout`
     brings it back). The DVC way to restore a whole day is ``git checkout day-YYYYMMDD && dvc checkout``.
@@ -466,11 +663,7 @@ def restore(root: str | Path, day: str, to: str | Path | None = None, *, remote:
     import yaml
 
     root = Path(root).resolve()
-    day = as_day(day)
-    tag = TAG_PREFIX + day
-    if day not in recorded_days(root):
-        known = ", ".join(recorded_days(root)) or "none"
-        raise MissingFile(f"no recorded run {day} (no git tag {tag}; recorded runs: {known})")
+    tag, _ = resolve_run(root, day)
     lock = yaml.safe_load(git(root, "show", f"{tag}:dvc.lock")) or {}
     outs = [o["path"] for _, o in lock_outputs(lock, prefixes)]
     if not outs:
@@ -506,8 +699,8 @@ def restore(root: str | Path, day: str, to: str | Path | None = None, *, remote:
 
 
 def format_restored(day: str, restored: Sequence[Restored], to: str | Path | None) -> str:
-    lines = [f"restored run {as_day(day)} (git tag {TAG_PREFIX}{as_day(day)}, dvc get; "
-             f"{'into ' + str(to) if to else 'into the workspace'}):"]
+    tag, label = _parse_ref(day)
+    lines = [f"restored run {label} (git tag {tag}, dvc get; {'into ' + str(to) if to else 'into the workspace'}):"]
     for r in restored:
         lines.append(f"  {r.path:<8} {r.files:>4} files  {r.bytes / 1e6:8.2f} MB  -> {r.destination}  "
                      f"({', '.join(r.outputs)})")
