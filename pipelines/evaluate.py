@@ -153,6 +153,43 @@ def macro_note(reported: list[str], skipped: dict[str, dict]) -> str:
     return note
 
 
+MULTITASK_ROW = "sass_mt"
+
+
+def objective_tables(recs: dict[str, object], train, test, reported: list[str], ks: list[int],
+                     min_pairs: int) -> dict[str, dict]:
+    """Every row scored with each non-click objective's ground truth (clicks are the main table), for the
+    scenarios with at least ``min_pairs`` pairs for it; the multi-task row also at that objective's weight alone.
+
+    ``{objective: {"scenarios": [...], "pairs": {s: n}, "too_few": {s: n}, "rows": {row: protocol result}}}``."""
+    from sass_retrieval.data.schema import OBJECTIVES
+    from sass_retrieval.evaluate.protocol import build_eval_set, evaluate
+
+    out: dict[str, dict] = {}
+    model = recs[MULTITASK_ROW].models[reported[0]] if reported else None
+    for name, col in OBJECTIVES.items():
+        if name == "click":
+            continue
+        full = build_eval_set(train, test, reported, label=col)
+        pairs = {s: len(full.pairs[s]) for s in reported}
+        keep = [s for s in reported if pairs[s] >= min_pairs]
+        entry = {"scenarios": keep, "pairs": {s: pairs[s] for s in keep},
+                 "too_few": {s: n for s, n in pairs.items() if n < min_pairs}, "rows": {}}
+        if keep:
+            es = build_eval_set(train, test, keep, label=col)
+            for row, rec in recs.items():
+                entry["rows"][row] = evaluate(es, rec, ks)
+            default = model.weights.clone()
+            try:   # the same model and indexes at this objective's weight alone: what a request can ask for
+                model.set_weights({name: 1.0})
+                entry["rows"][f"{MULTITASK_ROW} ({name} only)"] = evaluate(es, recs[MULTITASK_ROW], ks)
+            finally:
+                model.weights.copy_(default)
+        out[name] = entry
+        log.info("objective %s: %d scenario(s) with >= %d pairs %s", name, len(keep), min_pairs, keep)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
@@ -203,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             by_slice[name][row] = r
 
     challenger = str(get(run.params, "publish.challenger"))
+    recs: dict[str, object] = {}
     for row in daily_and_benchmark_rows(run.params):
         t = time.perf_counter()
         if row == "popular":
@@ -214,8 +252,11 @@ def main(argv: list[str] | None = None) -> int:
                 indexes = {s: load_index(safe_path(args.indexes) / row / s / "index.faiss") for s in reported}
             rec = EmbeddingRecommender(models, bank, IndexConfig.from_params(run.params), indexes)
         keep(row, score(rec))
+        recs[row] = rec
         log.info("%s: macro NDCG@50 %.4f (%.1fs)", row, by_slice["all"][row]["macro"]["ndcg@50"],
                  time.perf_counter() - t)
+    objectives = (objective_tables(recs, train, test, reported, ks, int(get(run.params, "evaluate.objective_min_pairs")))
+                  if MULTITASK_ROW in recs else {})
     published = _published_on_this_window(run, bank, es, ks, EmbeddingRecommender,
                                           lambda _es, rec, _ks: score(rec))
     if published is not None:
@@ -242,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                "slice_definition": {"cold_max": cold_max, "cold_min_other": cold_min_other,
                                     "tail_median_clicks": tail_median},
                "significance": significance,
+               "objectives": objectives,
                "significance_config": {"reference": reference, "metric": metric, **boot,
                                        "method": "paired percentile bootstrap over evaluation pairs, "
                                                  "stratified by scenario; diff = reference - row"}}

@@ -51,8 +51,16 @@ def previous_fingerprint(store: Path) -> dict[str, Any] | None:
 
 
 def ingest_synthetic(old: Path, new: Path, cfg: SyntheticConfig, days: list[int]) -> dict[str, Any]:
-    """Carry over the requested days the old store holds for the same generator config; generate the others."""
-    carried = carry_days(old, new, days) if previous_fingerprint(old) == fingerprint(cfg) else []
+    """Carry over the requested days the old store holds for the same generator config; generate the others.
+
+    A store written by another config or generator version (e.g. before the feedback labels existed) keeps
+    nothing: every day is generated again, and the log says why."""
+    before, now = previous_fingerprint(old), fingerprint(cfg)
+    if before is not None and before != now:
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        log.info("previous store %s was generated with another generator config or version (differs in: %s): "
+                 "regenerating every requested day", old, ", ".join(changed))
+    carried = carry_days(old, new, days) if before == now else []
     missing = [d for d in days if d not in carried]
     summary = generate(new, cfg, progress=PROGRESS, dates=missing)   # users and items too, from the seed alone
     log.info("synthetic feed %s .. %s: %d day(s) kept from the previous store, %d generated", days[0], days[-1],

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--row", default=None, help="with a workspace (not a published version): the row to serve "
                                                "(default sass)")
     p.add_argument("--features", default="data/features")
+    p.add_argument("--weights", default=None,
+                   help="objective weights of a multi-objective version (row sass_mt), e.g. click=1,long_view=0.5; "
+                        "default: the weights it was published with (multitask.weights)")
     args = p.parse_args(argv)
     from sass_retrieval.serve.loader import MAX_K, VersionLoadError, load_version
     from sass_retrieval.serve.query import recommend
@@ -48,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario not in version.routes:
         print(f"recommend: unknown scenario {args.scenario!r}; known: {version.bank.scenarios}", file=sys.stderr)
         return 2
-    rec = recommend(version, args.user, args.scenario, args.k)
+    try:
+        rec = recommend(version, args.user, args.scenario, args.k, args.weights)
+    except ValueError as exc:   # weights: unknown objective, negative, or a single-objective version
+        print(f"recommend: --weights: {exc}", file=sys.stderr)
+        return 2
     if rec.fallback:
         print(f"recommend: user {args.user} {rec.reason} in {args.scenario}: the scenario's popular list",
               file=sys.stderr)
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
            for r, (v, s) in enumerate(zip(rec.items, rec.scores, strict=True))]
     print(json.dumps({"user": args.user, "scenario": args.scenario, "source": str(base), "row": version.row,
                       "version": version.run_id, "fallback": rec.fallback, "reason": rec.reason,
-                      "served_by": rec.served_by, "items": out},
+                      "served_by": rec.served_by, "weights": args.weights, "items": out},
                      indent=2))
     return 0
 

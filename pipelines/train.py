@@ -1,4 +1,4 @@
-"""Stage `train`: fine-tune one reference row (sass, sass_base, dssm_mixed, dssm_single, ctnet).
+"""Stage `train`: fine-tune one reference row (sass, sass_base, dssm_mixed, dssm_single, ctnet, sass_mt).
 
 Layouts under models/<row>/: ``model.pt`` (one model for every scenario), ``model_<s>.pt`` per scenario
 (dssm_single), ctnet: ``source.pt`` (serves the largest scenario) and a target ``model_<s>.pt`` per other
@@ -28,7 +28,7 @@ log = logging.getLogger("train")
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
-    p.add_argument("--row", required=True, choices=["sass", "sass_base", "dssm_mixed", "dssm_single", "ctnet"])
+    p.add_argument("--row", required=True, choices=["sass", "sass_base", "dssm_mixed", "dssm_single", "ctnet", "sass_mt"])
     p.add_argument("--features", default="data/features")
     p.add_argument("--pretrained", default="models/pretrain/model.pt", help="stage-1 checkpoint (row sass)")
     p.add_argument("--out", default=None, help="default: models/<row>")

@@ -141,3 +141,11 @@ def load_bench(script: str):
         sys.modules[name] = module  # dataclasses resolve their module through sys.modules
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def warm_user(project: dict, scenario: str = "s0") -> int:
+    """A user with behaviour in ``scenario`` of a served test project (the model, not the popular list, answers)."""
+    import pandas as pd
+
+    users = pd.read_parquet(project["features"] / scenario / "users.parquet")
+    return int(users.loc[users["exp_count"] > 0, "user_id"].iloc[0])

@@ -121,7 +121,7 @@ def test_bad_choice_lists_the_choices() -> None:
     assert problems_of(train__mode="daily")[0].endswith("must be one of full, incremental")
     assert problems_of(evaluate__rows=["popular", "sas"]) == [
         "params.yaml: evaluate.rows[1]: 'sas' is not allowed: must be one of popular, dssm_mixed, dssm_single, "
-        "sass_base, sass, ctnet (did you mean sass?)"]
+        "sass_base, sass, ctnet, sass_mt (did you mean sass?)"]
 
 
 def test_refit_takes_its_modes_and_the_legacy_booleans() -> None:
@@ -183,6 +183,11 @@ def test_choices_are_the_codes_choices() -> None:
     assert choices(params_schema.Index, "kind") == KINDS
     assert choices(params_schema.Model, "scenario_layer") == ScenarioLinear.MODES
     assert params_schema.ROWS == ROWS
+    from sass_retrieval.data.schema import OBJECTIVES
+
+    assert tuple(OBJECTIVES) == params_schema.OBJECTIVE_NAMES
+    assert choices(params_schema.Finetune, "objective") == tuple(OBJECTIVES)
+    assert tuple(params_schema.ObjectiveWeights.model_fields) == tuple(OBJECTIVES)
     assert {refit_mode(v) for v in params_schema.REFIT_CHOICES} == set(params_schema.REFIT_CHOICES)
 
 

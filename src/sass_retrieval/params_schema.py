@@ -43,6 +43,8 @@ from .config import ConfigError
 
 # ---------------------------------------------------------------- value types
 
+OBJECTIVE_NAMES = ("click", "long_view", "like")   # data.schema.OBJECTIVES' names (pandas-free import here)
+
 
 @dataclass(frozen=True)
 class Allowed:
@@ -167,6 +169,7 @@ class Validation(Section):
     min_day_ratio: NonNeg
     time_slack_hours: NonNeg
     min_time_consistency: Fraction
+    min_play_time_consistency: Fraction
 
 
 class Features(Section):
@@ -228,6 +231,25 @@ class Finetune(Section):
     refit: Refit
     max_steps_per_epoch: NonNegInt
     recent_days: NonNegInt
+    objective: Literal[OBJECTIVE_NAMES]  # type: ignore[valid-type]
+
+
+class ObjectiveWeights(Section):
+    """One non-negative weight per objective (data.schema.OBJECTIVES; tests check the names agree)."""
+
+    model_config = ConfigDict(extra="forbid")
+    click: NonNeg
+    long_view: NonNeg
+    like: NonNeg
+
+
+class Multitask(Section):
+    """The sass_mt row (models.multitask): one head per objective on the sass towers, per-request weights."""
+
+    model_config = ConfigDict(extra="forbid")
+    loss_weights: ObjectiveWeights     # lambda_k of each objective's retrieval loss
+    weights: ObjectiveWeights          # the serving weights w when a request names none
+    head_dim: PosInt
 
 
 class Ctnet(Section):
@@ -262,8 +284,8 @@ class Index(Section):
     seed: int
 
 
-ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet")
-BENCHMARK_ROWS = ("dssm_mixed", "dssm_single", "sass_base", "ctnet")
+ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet", "sass_mt")
+BENCHMARK_ROWS = ("dssm_mixed", "dssm_single", "sass_base", "ctnet", "sass_mt")
 CHALLENGERS = ("dssm_mixed", "sass_base", "ctnet")  # indexed and served per scenario like the candidate sass
 
 
@@ -273,6 +295,7 @@ class Evaluate(Section):
     rows: Annotated[list[Literal[ROWS]], Field(min_length=1), AfterValidator(_unique)]  # type: ignore[valid-type]
     # trained (stage reference@<row>) and scored only on demand: the benchmark, not the daily path
     benchmark_rows: Annotated[list[Literal[BENCHMARK_ROWS]], AfterValidator(_unique)]  # type: ignore[valid-type]
+    objective_min_pairs: PosInt
     cold_max: NonNegInt
     cold_min_other: NonNegInt
     n_boot: PosInt
@@ -300,6 +323,7 @@ class Params(Section):
     pretrain: Pretrain
     finetune: Finetune
     ctnet: Ctnet
+    multitask: Multitask
     train: Train
     index: Index
     evaluate: Evaluate

@@ -7,23 +7,26 @@ import pytest
 from sass_retrieval.data.features import (
     PAD,
     SkippedScenario,
+    history_before_day,
     pretrain_pairs,
     scenario_map,
     sequence_matrix,
     serving_scenario,
-    skipped_scenarios,
     skipped_markers,
+    skipped_scenarios,
     split_scenario,
 )
+from sass_retrieval.data.schema import OBJECTIVES, SchemaError
 
 USERS = pd.DataFrame({"user_id": [1, 2], "active_degree": ["a", "b"]})
 ITEMS = pd.DataFrame({"video_id": [10, 11, 12, 13], "tag": [1, 2, 3, 4]})
 DATES = [20220425, 20220426, 20220427]
 
 
-def _log(rows: list[tuple[int, int, int, int, int]]) -> pd.DataFrame:
-    """rows of (user, video, date, time_ms, click) in one scenario."""
-    df = pd.DataFrame(rows, columns=["user_id", "video_id", "date", "time_ms", "is_click"])
+def _log(rows: list[tuple[int, ...]]) -> pd.DataFrame:
+    """rows of (user, video, date, time_ms, click[, long_view[, like]]) in one scenario; omitted labels are 0."""
+    full = [(*r, *(0,) * (7 - len(r))) for r in rows]
+    df = pd.DataFrame(full, columns=["user_id", "video_id", "date", "time_ms", "is_click", "long_view", "is_like"])
     df["scenario"] = "s"
     return df
 
@@ -149,3 +152,80 @@ def test_no_test_window_rows_reach_the_split(tiny_project) -> None:
         assert pos["date"].max() <= w.train_end
         daily = pd.read_parquet(tiny_project["features"] / s / "item_daily.parquet")
         assert set(daily["date"]) <= set(w.train_dates)
+
+
+# ---- positives of every objective (schema.OBJECTIVES)
+
+# user 1 clicks 10 on 0425 and 13 on 0426; the other positives are a long view or a like without a click
+MULTI = _log([
+    (1, 10, 20220425, 1, 1, 1, 0), (1, 11, 20220425, 2, 0), (1, 12, 20220426, 3, 0, 1, 0),
+    (1, 13, 20220426, 4, 1), (1, 11, 20220427, 5, 0, 0, 1), (1, 10, 20220427, 6, 1, 1, 1),
+    (2, 11, 20220426, 7, 0, 1, 0), (2, 12, 20220427, 8, 0),
+])
+
+
+def test_positives_are_the_union_of_the_objectives_with_their_labels() -> None:
+    f = split_scenario(MULTI, USERS, ITEMS, DATES, seq_len=3)
+    pos = f.positives
+    assert list(pos.columns[:6]) == ["user_id", "video_id", "date", "is_click", "long_view", "is_like"]
+    assert all(str(pos[c].dtype) == "int8" for c in OBJECTIVES.values())
+    # every row positive for some objective, in (user, time, video) order, with the source row's labels
+    assert pos[["user_id", "video_id", "date", "is_click", "long_view", "is_like"]].values.tolist() == [
+        [1, 10, 20220425, 1, 1, 0], [1, 12, 20220426, 0, 1, 0], [1, 13, 20220426, 1, 0, 0],
+        [1, 11, 20220427, 0, 0, 1], [1, 10, 20220427, 1, 1, 1], [2, 11, 20220426, 0, 1, 0]]
+    seq = pos[[f"seq_{i}" for i in range(3)]].values.tolist()
+    # click histories as of before the row's day, for every objective's rows
+    assert seq == [[PAD, PAD, PAD], [PAD, PAD, 10], [PAD, PAD, 10], [PAD, 10, 13], [PAD, 10, 13], [PAD, PAD, PAD]]
+    assert pos[["exp_count", "click_count"]].values.tolist() == [[0, 0], [2, 1], [2, 1], [4, 2], [4, 2], [0, 0]]
+
+
+def test_the_click_rows_of_the_union_are_the_click_positives_unchanged() -> None:
+    """Filtering is_click == 1 gives, bit for bit, the positives of the same log without the other labels."""
+    multi = split_scenario(MULTI, USERS, ITEMS, DATES, seq_len=3).positives
+    clicks_only = split_scenario(MULTI.assign(long_view=0, is_like=0), USERS, ITEMS, DATES, seq_len=3).positives
+    assert (clicks_only["is_click"] == 1).all()
+    got = multi[multi["is_click"] == 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got.drop(columns=["long_view", "is_like"]),
+                                  clicks_only.drop(columns=["long_view", "is_like"]))
+    # the other tables do not depend on the extra labels at all
+    a = split_scenario(MULTI, USERS, ITEMS, DATES, seq_len=3)
+    b = split_scenario(MULTI.assign(long_view=0, is_like=0), USERS, ITEMS, DATES, seq_len=3)
+    for name in ("users", "items", "item_daily", "exposure_dist"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
+
+
+def test_a_log_without_an_objective_label_is_refused() -> None:
+    with pytest.raises(SchemaError, match="is_like"):
+        split_scenario(MULTI.drop(columns="is_like"), USERS, ITEMS, DATES, seq_len=3)
+
+
+def test_history_before_day_cuts_by_date_even_out_of_time_order() -> None:
+    # KuaiRand dates some 23:xx exposures on the next day: a click dated 0426 may precede one dated 0425
+    clicks = pd.DataFrame({"user_id": [1, 1, 1], "video_id": [10, 11, 12], "time_ms": [1, 2, 3],
+                           "date": [20220426, 20220425, 20220426]})
+    rows = pd.DataFrame({"user_id": [1, 1, 9], "date": [20220426, 20220427, 20220426]})
+    assert history_before_day(clicks, rows, 3).tolist() == [[PAD, PAD, 11], [11, 10, 12], [PAD, PAD, PAD]]
+
+
+def _naive_histories(train: pd.DataFrame, pos: pd.DataFrame, seq_len: int) -> list[list[int]]:
+    """Row by row: the user's last seq_len clicks (time order) on days before the row's date."""
+    clicks = train[train["is_click"] == 1].sort_values(["user_id", "time_ms", "video_id"])
+    by_user = {u: list(zip(g["date"], g["video_id"], strict=True)) for u, g in clicks.groupby("user_id")}
+    out = []
+    for u, d in zip(pos["user_id"], pos["date"], strict=True):
+        hist = [v for day, v in by_user.get(u, []) if day < d][-seq_len:]
+        out.append([PAD] * (seq_len - len(hist)) + hist)
+    return out
+
+
+def test_no_positive_history_holds_a_click_of_its_own_day_or_later(tiny_project) -> None:
+    from sass_retrieval.data.store import read_interactions
+
+    w = tiny_project["window"]
+    train = read_interactions(tiny_project["store"], w.train_start, w.train_end)
+    for s in tiny_project["scenarios"]:
+        pos = pd.read_parquet(tiny_project["features"] / s / "positives.parquet")
+        assert (pos["is_click"] == 0).any() and (pos["is_click"] == 1).any()   # both kinds are checked
+        seq_len = sum(c.startswith("seq_") for c in pos.columns)
+        got = pos[[f"seq_{i}" for i in range(seq_len)]].values.tolist()
+        assert got == _naive_histories(train[train["scenario"] == s], pos, seq_len), s

@@ -7,15 +7,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sass_retrieval.data.schema import day_dir, stored_dates
-from sass_retrieval.data.store import DayWriter, MissingDays, carry_days, require_days, staged_store
+from sass_retrieval.data.schema import FEEDBACK_COLUMNS, SchemaError, day_dir, stored_dates
+from sass_retrieval.data.store import (
+    DayWriter,
+    MissingDays,
+    carry_days,
+    read_interactions,
+    require_days,
+    staged_store,
+)
 from sass_retrieval.errors import EXIT_BAD_INPUT, exit_code
 
 
 def _rows(date: int, n: int = 3) -> pd.DataFrame:
     return pd.DataFrame({"user_id": range(n), "video_id": range(n), "date": [date] * n, "time_ms": range(n),
-                         "scenario": ["s0"] * n, "is_click": [1] * n, "play_time_ms": [1] * n,
-                         "duration_ms": [2] * n, "is_rand": [0] * n})
+                         "scenario": ["s0"] * n, "is_click": [1] * n, **{c: [0] * n for c in FEEDBACK_COLUMNS},
+                         "play_time_ms": [1] * n, "duration_ms": [2] * n, "is_rand": [0] * n})
 
 
 def _store(path: Path, dates: list[int]) -> Path:
@@ -61,3 +68,29 @@ def test_missing_days_name_the_source_and_the_days(tmp_path: Path) -> None:
     assert exit_code(info.value) == EXIT_BAD_INPUT
     with pytest.raises(MissingDays, match="no rows for any day"):
         require_days(tmp_path / "empty", None, "x.csv")
+
+
+def _drop_feedback(store: Path, date: int) -> Path:
+    """Rewrite a day as a store from before the feedback labels wrote it (no feedback columns)."""
+    part = next(day_dir(store, date).glob("*.parquet"))
+    pd.read_parquet(part).drop(columns=list(FEEDBACK_COLUMNS)).to_parquet(part, index=False)
+    return part
+
+
+def test_a_day_written_before_the_feedback_labels_is_named_not_a_pyarrow_error(tmp_path: Path) -> None:
+    store = _store(tmp_path / "store", [20220501, 20220502])
+    part = _drop_feedback(store, 20220502)
+    assert len(read_interactions(store, 20220501, 20220501)) == 3
+    assert len(read_interactions(store, columns=["user_id", "is_click"])) == 6      # what it has still reads
+    with pytest.raises(SchemaError) as info:
+        read_interactions(store)
+    assert str(part) in str(info.value) and "long_view" in str(info.value) and "ingest" in str(info.value)
+
+
+def test_days_in_an_older_schema_are_not_carried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    old = _store(tmp_path / "old", [20220501, 20220502])
+    _drop_feedback(old, 20220501)
+    with caplog.at_level("WARNING"):
+        assert carry_days(old, tmp_path / "new", [20220501, 20220502]) == [20220502]
+    assert stored_dates(tmp_path / "new") == [20220502]
+    assert "lack canonical interaction column(s)" in caplog.text and "20220501" in caplog.text

@@ -13,13 +13,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sass_retrieval.data.schema import INTERACTIONS, ITEMS, USERS, day_dir, stored_dates
+from sass_retrieval.data.schema import (
+    FEEDBACK_COLUMNS,
+    INTERACTIONS,
+    ITEMS,
+    LONG_VIEW_MS,
+    USERS,
+    day_dir,
+    stored_dates,
+)
 from sass_retrieval.data.store import read_interactions, read_items, read_users
 from sass_retrieval.data.synthetic import (
+    GENERATOR_VERSION,
     SyntheticConfig,
     build_world,
     date_of_time_ms,
     day_start_ms,
+    fingerprint,
     generate,
 )
 
@@ -226,3 +236,85 @@ def test_days_outside_the_range_look_like_the_range(tmp_path: Path) -> None:
     assert (date_of_time_ms(b["time_ms"].to_numpy()) == b["date"].to_numpy()).all()
     shares = lambda df: df["scenario"].value_counts(normalize=True)  # noqa: E731
     assert (shares(a) - shares(b)).abs().max() < 0.05
+
+
+# ---- feedback labels beyond the click
+
+# The columns that existed before the feedback labels, hashed over FROZEN's rows (three days of the range
+# and one live day, so both kinds of day stream are covered). EXISTING_HASH was computed ONCE with
+# `_existing_hash` from the generator as it was before the feedback labels were added (synthetic.py
+# without FEEDBACK_STREAM); it must never be recomputed to make this test pass: a mismatch means a change
+# moved a draw of the existing columns, so every stored synthetic day (and every benchmark on one) shifts.
+FROZEN = SyntheticConfig(seed=7, users=120, items=60, days=3, rows=3_000, chunk_rows=700,
+                         scenarios=("s0", "s1", "s2"), start_date=20220425)
+FROZEN_DATES = [*FROZEN.dates, 20260302]
+EXISTING = {"user_id": "<i8", "video_id": "<i8", "date": "<i4", "time_ms": "<i8", "scenario": None,
+            "is_click": "i1", "duration_ms": "<i8", "is_rand": "i1"}
+EXISTING_ROWS = 4020
+EXISTING_HASH = "7eceb012e6f6114d3ae15270d4d4be9d608c18e3f631c5dfcf3a58533c1836c3"
+
+
+def _existing_hash(df: pd.DataFrame) -> str:
+    """sha256 over the existing columns in a fixed byte layout (little-endian values, scenario as text)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for col, dtype in EXISTING.items():
+        h.update(col.encode())
+        if dtype is None:
+            h.update("\n".join(df[col].astype(str)).encode())
+        else:
+            h.update(np.ascontiguousarray(df[col].to_numpy().astype(dtype)).tobytes())
+    return h.hexdigest()
+
+
+def test_the_feedback_labels_move_no_draw_of_the_existing_columns(tmp_path: Path) -> None:
+    generate(tmp_path, FROZEN, progress=False, dates=FROZEN_DATES)
+    df = read_interactions(tmp_path)
+    assert len(df) == EXISTING_ROWS
+    assert _existing_hash(df) == EXISTING_HASH
+
+
+def _affinity(df: pd.DataFrame, cfg: SyntheticConfig) -> np.ndarray:
+    """Each row's scenario affinity for its item's topic: the term that drives the click."""
+    world, _, _ = build_world(cfg)
+    scen = pd.Categorical(df["scenario"], categories=list(cfg.scenarios)).codes
+    theta = world.scenario_theta(df["user_id"].to_numpy(), scen)
+    return theta[np.arange(len(df)), world.item_topic[df["video_id"].to_numpy()]]
+
+
+def test_feedback_labels_come_from_the_same_latent_world(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    _, _, df = tiny
+    assert all(set(df[c].unique()) <= {0, 1} for c in FEEDBACK_COLUMNS)
+    click, lv = df["is_click"] == 1, df["long_view"] == 1
+    # KuaiRand-like rates: long views mostly after a click, likes rarer, the rest rarer still
+    assert 0.15 < df["long_view"].mean() < 0.45
+    assert df["long_view"][click].mean() > 0.5 and df["long_view"][~click].mean() < 0.02
+    assert 0.005 < df["is_like"].mean() < 0.04 and df["is_like"][lv].mean() > 3 * df["is_like"][~lv].mean()
+    for c in ("is_follow", "is_comment", "is_forward", "is_hate", "is_profile_enter"):
+        assert df[c].sum() > 0 and df[c].mean() < 0.05, c
+    # among clicked rows the strong matches are long-viewed more often, and liked far more often
+    aff = _affinity(df, TINY)
+    strong = aff > np.median(aff[click])
+    lv_lift = df["long_view"][click & strong].mean() / df["long_view"][click & ~strong].mean()
+    like_lift = df["is_like"][click & strong].mean() / df["is_like"][click & ~strong].mean()
+    assert lv_lift > 1.2 and like_lift > lv_lift
+    # a hate lands on poor matches
+    assert aff[df["is_hate"] == 1].mean() < 0.75 * aff.mean()
+
+
+def test_play_time_agrees_with_long_view(tiny: tuple[Path, dict, pd.DataFrame]) -> None:
+    _, _, df = tiny
+    lv, play = df["long_view"] == 1, df["play_time_ms"]
+    need = np.minimum(LONG_VIEW_MS, df["duration_ms"])
+    assert (play[lv] >= need[lv]).all() and (play[lv] > 0).all()   # >= 18 s, or the whole (shorter) video
+    assert (play[~lv] < LONG_VIEW_MS).all()
+    assert (play >= 0).all()
+
+
+def test_the_fingerprint_changes_with_the_generator_and_the_columns() -> None:
+    fp = fingerprint(TINY)
+    assert fp["generator"] == GENERATOR_VERSION and fp["columns"] == INTERACTIONS.names
+    assert "long_view" in fp["columns"]
+    before = {k: v for k, v in fp.items() if k not in ("generator", "columns")}   # a store from before
+    assert before != fp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -11,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sass_retrieval.data.schema import INTERACTIONS, ITEMS, USERS, day_dir, table_path
+from sass_retrieval.config import ConfigError
+from sass_retrieval.data.schema import FEEDBACK_COLUMNS, INTERACTIONS, ITEMS, USERS, day_dir, table_path
 from sass_retrieval.data.store import DayWriter, write_table
 from sass_retrieval.data.validation import ValidationFailed, ValidationRules, validate_store
 
@@ -34,6 +36,7 @@ def day_rows(date: int, n: int = ROWS_PER_DAY, seed: int = 0) -> pd.DataFrame:
     start_ms = int(day.timestamp() * 1000)
     # distinct timestamps keep (user, video, time_ms, scenario) unique
     offsets = np.sort(rng.choice(86_400_000, size=n, replace=False))
+    play = rng.integers(0, 60_000, n)
     return pd.DataFrame({
         "user_id": rng.integers(0, N_USERS, n),
         "video_id": rng.integers(0, N_ITEMS, n),
@@ -41,7 +44,9 @@ def day_rows(date: int, n: int = ROWS_PER_DAY, seed: int = 0) -> pd.DataFrame:
         "time_ms": start_ms + offsets,
         "scenario": rng.choice(SCENARIOS, n),
         "is_click": rng.integers(0, 2, n),
-        "play_time_ms": rng.integers(0, 60_000, n),
+        "long_view": (play >= 18_000).astype(int),          # the play-time rule holds on every row
+        **{c: (rng.random(n) < 0.05).astype(int) for c in FEEDBACK_COLUMNS if c != "long_view"},
+        "play_time_ms": play,
         "duration_ms": rng.integers(5_000, 60_000, n),
         "is_rand": rng.integers(0, 2, n),
     })
@@ -143,10 +148,19 @@ def test_valid_store_passes_and_writes_report(tmp_path):
 
 
 def test_rules_from_params():
-    rules = ValidationRules.from_params({"validation": {"min_rows_per_day": 5, "max_duplicate_rate": 0.1}})
+    rules = ValidationRules.from_params({"validation": {"min_rows_per_day": 5, "max_duplicate_rate": 0.1,
+                                                        "min_play_time_consistency": 0.99}})
     assert rules.min_rows_per_day == 5 and rules.max_duplicate_rate == 0.1
+    assert rules.min_play_time_consistency == 0.99
     assert rules.max_unknown_id_rate == ValidationRules().max_unknown_id_rate
     assert ValidationRules.from_params({}) == ValidationRules()
+    # the shipped params.yaml sets every rule (so a default here never silently decides a run)
+    import yaml
+
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())["validation"]
+    assert set(shipped) == {f.name for f in dataclasses.fields(ValidationRules)}
+    with pytest.raises(ConfigError, match="min_play_time_consistency"):
+        ValidationRules.from_params({"validation": {"min_play_time_consistency": 1.5}})
 
 
 # ---- one test per bad-input class ---------------------------------------------------------------
@@ -191,6 +205,45 @@ def test_labels_outside_0_1(tmp_path):
     store = make_store(tmp_path, days={DATES[0]: frame, **{d: day_rows(d) for d in DATES[1:]}})
     expect_failure(store, tmp_path, "interactions", f"day {DATES[0]}", "column is_click",
                    "expect_column_values_to_be_in_set")
+
+
+def test_feedback_label_outside_0_1_names_the_column(tmp_path):
+    frame = day_rows(DATES[1])
+    frame.loc[:4, "long_view"] = 2
+    store = make_store(tmp_path, days={**{d: day_rows(d) for d in DATES}, DATES[1]: frame})
+    msg = expect_failure(store, tmp_path, "interactions", f"day {DATES[1]} (5 rows)", "column long_view",
+                         "expect_column_values_to_be_in_set", "value_set=[0, 1]")
+    assert len(msg.splitlines()) == 1
+
+
+def test_play_time_contradicting_long_view_fails_naming_the_rule(tmp_path):
+    frame = day_rows(DATES[2])
+    frame.loc[:2, ["long_view", "play_time_ms"]] = [1, 0]          # a long view never played
+    frame.loc[3:5, ["long_view", "play_time_ms"]] = [0, 30_000]    # 30 s watched, yet no long view
+    store = make_store(tmp_path, days={**{d: day_rows(d) for d in DATES}, DATES[2]: frame})
+    msg = expect_failure(store, tmp_path, "interactions", f"day {DATES[2]} (6 rows)",
+                         "column long_view_play_time_consistent", "expect_column_values_to_be_in_set",
+                         "long_view=1 play_time_ms=0", "long_view=0 play_time_ms=30000", "mostly=0.999")
+    assert len(msg.splitlines()) == 1
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    rule = summary["suites"]["interactions"]["derived_columns"]["long_view_play_time_consistent"]
+    assert "long_view == 0 or play_time_ms > 0" in rule and "long_view == 1 or play_time_ms < 18000" in rule
+
+
+def test_play_time_rule_is_a_share_of_rows(tmp_path):
+    frame = day_rows(DATES[0])
+    frame.loc[:2, ["long_view", "play_time_ms"]] = [1, 0]          # 3 of 600 rows: 0.5 %
+    store = make_store(tmp_path, days={**{d: day_rows(d) for d in DATES}, DATES[0]: frame})
+    assert run(store, tmp_path, min_play_time_consistency=0.99)["success"] is True
+    expect_failure(store, tmp_path, "column long_view_play_time_consistent", "mostly=0.999")
+
+
+def test_negative_play_time(tmp_path):
+    frame = day_rows(DATES[0])
+    frame.loc[:1, ["long_view", "play_time_ms"]] = [0, -5]
+    store = make_store(tmp_path, days={**{d: day_rows(d) for d in DATES}, DATES[0]: frame})
+    expect_failure(store, tmp_path, "interactions", f"day {DATES[0]} (2 rows)", "column play_time_ms",
+                   "expect_column_values_to_be_between", "min_value=0")
 
 
 def test_unknown_scenario(tmp_path):

@@ -66,6 +66,18 @@ def test_pair_needs_a_test_click_in_that_scenario():
     assert es.truth["b"] == [{201}]
 
 
+def test_label_chooses_the_ground_truth_and_keeps_the_train_click_removal():
+    train = frame([(1, 100, "a", 1), (2, 100, "a", 0)])
+    test = frame([(1, 100, "a", 1), (1, 101, "a", 1), (1, 102, "a", 0), (2, 103, "a", 1), (2, 104, "a", 0)])
+    test["long_view"] = [1, 0, 1, 0, 1]   # 102 and 104: long-viewed without a click; 100: clicked in train
+    es = build_eval_set(train, test, ["a"], label="long_view")
+    assert es.pairs["a"].tolist() == [1, 2]
+    assert es.truth["a"] == [{102}, {104}]
+    assert es.pools["a"].tolist() == build_eval_set(train, test, ["a"]).pools["a"].tolist()
+    with pytest.raises(ValueError, match="is_like"):
+        build_eval_set(train, test, ["a"], label="is_like")
+
+
 def test_truth_excludes_videos_clicked_in_train_in_any_scenario():
     train = frame(
         [

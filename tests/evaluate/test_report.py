@@ -482,3 +482,25 @@ def test_skipped_scenarios_are_listed_with_why_and_what_serves_them() -> None:
     # a run without skipped scenarios has no such section
     plain = sections(RunReport(generated=NOW.isoformat(), metrics=metrics_json({"sass": 0.3})), {})
     assert not [b for b in plain if isinstance(b, Heading) and b.text == "Scenarios skipped today"]
+
+
+def test_objective_tables_show_every_row_and_name_the_scenarios_left_out() -> None:
+    m = metrics_json({"popular": 0.2, "sass": 0.3, "sass_mt": 0.31})
+    rows = {r: row_result(b) for r, b in (("popular", 0.1), ("sass", 0.2), ("sass_mt", 0.25),
+                                          ("sass_mt (long_view only)", 0.27))}
+    for r in rows.values():
+        r["per_scenario"].pop("s1")
+    m["objectives"] = {"long_view": {"scenarios": ["s0"], "pairs": {"s0": 140}, "too_few": {"s1": 12},
+                                     "rows": rows}}
+    blocks = sections(RunReport(generated=NOW.isoformat(), metrics=m), {})
+    i = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Ground truth: long_view")
+    note, table = blocks[i + 1], blocks[i + 2]
+    assert "s1 (12)" in note.text
+    assert table.header == ["row", "s0 (140 pairs)", "macro"]
+    names = [r[0].text for r in table.rows]
+    assert set(names) == {"popular", "sass (candidate)", "sass_mt", "sass_mt (long_view only)"}
+    best = [r for r in table.rows if r[-1].bold]
+    assert [r[0].text for r in best] == ["sass_mt (long_view only)"]
+    # without the multi-task row there is no such section
+    plain = sections(RunReport(generated=NOW.isoformat(), metrics=metrics_json({"sass": 0.3})), {})
+    assert not [b for b in plain if isinstance(b, Heading) and b.text.startswith("Other objectives")]

@@ -19,7 +19,7 @@ from support import cwd, write_project
 from pipelines import ingest
 from sass_retrieval.config import load_params, update_params_file
 from sass_retrieval.data.kuairand import ITEM_FILE, LOG_COLUMNS, USER_FILE
-from sass_retrieval.data.schema import stored_dates
+from sass_retrieval.data.schema import FEEDBACK_COLUMNS, stored_dates
 from sass_retrieval.data.store import read_interactions
 from sass_retrieval.data.synthetic import SyntheticConfig, generate
 from sass_retrieval.errors import EXIT_BAD_INPUT
@@ -48,6 +48,27 @@ def test_the_synthetic_feed_writes_the_window_of_any_day_and_generates_only_what
     for day in (20260307, 20260311):
         pd.testing.assert_frame_equal(read_interactions(root / "data/store", day, day),
                                       read_interactions(tmp_path / "fresh", day, day))
+
+
+def test_a_store_from_before_the_feedback_labels_is_regenerated_not_carried(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A synthetic store written by the previous generator (no feedback columns, an older fingerprint in
+    ingest.json) must not be kept day by day: validation would reject every file of it."""
+    root = write_project(tmp_path / "p", window__end_date=20260310)
+    store = root / "data/store"
+    with cwd(root):
+        assert ingest.main([]) == 0
+    fresh = read_interactions(store)
+    summary = _summary(root)
+    summary["synthetic"] = {k: v for k, v in summary["synthetic"].items() if k not in ("generator", "columns")}
+    (store / "ingest.json").write_text(json.dumps(summary))
+    for part in store.glob("interactions/date=*/*.parquet"):
+        pd.read_parquet(part).drop(columns=list(FEEDBACK_COLUMNS)).to_parquet(part, index=False)
+    with cwd(root), caplog.at_level("INFO", logger="ingest"):
+        assert ingest.main([]) == 0
+    assert _summary(root)["kept"] == [] and _summary(root)["generated"] == stored_dates(store)
+    assert "another generator config or version (differs in: columns, generator)" in caplog.text
+    pd.testing.assert_frame_equal(read_interactions(store), fresh)
 
 
 def test_auto_is_the_generators_fixed_range(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from support import cwd
+from support import cwd, warm_user
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +24,6 @@ def client(served_project: dict):
                                    store=served_project["store"], reload_interval=0))
     with TestClient(app) as c:
         yield c
-
-
-def warm_user(project: dict, scenario: str = "s0") -> int:
-    users = pd.read_parquet(project["features"] / scenario / "users.parquet")
-    return int(users.loc[users["exp_count"] > 0, "user_id"].iloc[0])
 
 
 def test_a_known_user_gets_k_ids_from_the_scenario_index_best_first(client, served_project: dict) -> None:

@@ -247,8 +247,8 @@ def _per_scenario_loss(model, bank, samplers, pos, idx, s, rng) -> torch.Tensor:
 
 
 def test_batched_loss_equals_the_per_scenario_loss(tiny_bank) -> None:
-    """batch_loss scores every row against every scenario's negatives in one matmul and masks the other
-    scenarios' columns: the same sampled softmax as one loss per scenario."""
+    """batch_loss scores each scenario's block of rows against its block of negatives (one matmul per block):
+    the same sampled softmax as one loss per scenario."""
     import numpy as np
 
     from sass_retrieval.train.finetune import _positives, batch_loss
@@ -266,3 +266,63 @@ def test_batched_loss_equals_the_per_scenario_loss(tiny_bank) -> None:
     batched = batch_loss(model, bank, samplers, pos, idx, s, np.random.default_rng(5))
     reference = _per_scenario_loss(model, bank, samplers, pos, idx, s, np.random.default_rng(5))
     assert torch.allclose(batched, reference, atol=1e-5), (float(batched), float(reference))
+
+
+def test_single_objective_rows_train_on_that_objectives_positives(tiny_bank, tmp_path) -> None:
+    import numpy as np
+
+    from sass_retrieval.data.schema import OBJECTIVES
+    from sass_retrieval.train.finetune import _positives
+
+    bank, cfg = tiny_bank
+    days = set(range(len(bank.train_dates)))
+    click = _positives(bank, bank.scenarios, days)
+    for k, name in enumerate(OBJECTIVES):
+        pos = _positives(bank, bank.scenarios, days, name)
+        assert len(pos["user"]) == sum(int((bank.per[s].mt_labels[:, k] == 1).sum()) for s in bank.scenarios)
+        if name == "click":                      # the same rows as the click positives, in the same order
+            assert all(np.array_equal(pos[c], click[c]) for c in click)
+    lv = _positives(bank, bank.scenarios, days, "long_view")
+    assert 0 < len(lv["user"]) < len(click["user"]) + len(lv["user"])
+    labelled = _positives(bank, bank.scenarios, days, labels=True)
+    assert labelled["labels"].shape == (len(labelled["user"]), len(OBJECTIVES)) and labelled["labels"].any(1).all()
+    torch.manual_seed(0)
+    report = finetune(RetrievalModel(cfg), bank, _ft(2, objective="long_view"), tmp_path)
+    assert report["refit"]["steps"] > 0
+    with pytest.raises(ValueError, match="finetune.objective"):
+        _ft(1, objective="watch")
+
+
+def test_multitask_loss_is_the_lambda_weighted_sum_of_objective_losses(tiny_bank, tmp_path) -> None:
+    import numpy as np
+
+    from sass_retrieval.models.multitask import MultiTaskModel
+    from sass_retrieval.train.finetune import _positives, embed_batch, multitask_batch_loss, scored_loss
+    from sass_retrieval.train.sampler import NegativeSampler
+
+    bank, cfg = tiny_bank
+    torch.manual_seed(0)
+    model = MultiTaskModel(RetrievalModel(cfg), ["click", "long_view", "like"], 8).eval()
+    s = _ft(1)
+    samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
+                for n in bank.scenarios}
+    pos = _positives(bank, bank.scenarios, set(range(len(bank.train_dates))), labels=True)
+    idx = np.random.default_rng(0).permutation(np.nonzero(pos["day"] == pos["day"][0])[0])[:200]
+    assert pos["labels"][idx, 1].any() and not pos["labels"][idx, 0].all()   # long views, and rows without a click
+    eb = embed_batch(model, bank, samplers, pos, idx, s, np.random.default_rng(5), model.objective_vectors)
+    (u_s, u_g), (i_s, i_g) = eb.user, eb.item
+    labels = torch.from_numpy(pos["labels"][idx][eb.rows.numpy()] == 1)
+    parts = [scored_loss(eb, u_s[:, k], i_s[:, k], s, labels[:, k])
+             + s.aux_weight * scored_loss(eb, u_g[:, k], i_g[:, k], s, labels[:, k]) for k in range(3)]
+    for lam in ({"click": 1.0, "long_view": 0.0, "like": 0.0}, {"click": 1.0, "long_view": 2.0, "like": 0.5}):
+        s.objective_weights = lam
+        got = multitask_batch_loss(model, bank, samplers, pos, idx, s, np.random.default_rng(5))
+        want = sum(w * p for w, p in zip(lam.values(), parts, strict=True))
+        assert torch.allclose(got, want, atol=1e-5), (float(got), float(want))
+    # the whole row trains: its loss falls
+    torch.manual_seed(0)
+    model = MultiTaskModel(RetrievalModel(cfg), ["click", "long_view", "like"], 8)
+    s = _ft(4)
+    s.objective_weights = {"click": 1.0, "long_view": 1.0, "like": 0.5}
+    losses = finetune(model, bank, s, tmp_path)["refit"]["epoch_loss"]
+    assert losses[-1] < losses[0] * 0.9

@@ -8,6 +8,12 @@ behavioural feature exists once per scenario. Two snapshots matter:
   the same day's snapshot, otherwise "newer counts" would be a shortcut to tell negatives apart);
 * the serving snapshot (all training days), used for pretraining views, the index and evaluation.
 Test-window rows never enter this module: the caller passes training rows only.
+
+Positives are per objective (``schema.OBJECTIVES``: click, long view, like): ``positives.parquet`` holds every
+training row positive for ANY objective, with each objective's label, so one table serves the click-only
+rows (filter ``is_click == 1``: exactly the clicked rows, in the same order) and multi-objective training.
+Whatever the objective, the features stay CLICK features: a row's history is its user's clicks before the
+row's day, and the counts are exposures and clicks.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .schema import OBJECTIVES, SchemaError
 
 OTHER = "other"
 PAD = -1  # padding id in click sequences
@@ -230,12 +238,69 @@ def seq_columns(seq_len: int) -> list[str]:
     return [f"seq_{i}" for i in range(seq_len)]
 
 
+def history_before_day(clicks: pd.DataFrame, rows: pd.DataFrame, seq_len: int) -> np.ndarray:
+    """Last ``seq_len`` clicked videos of each row's user on days strictly before the row's ``date``.
+
+    For the positives that are not clicks (a long view or a like without a click); a click row keeps the
+    history :func:`sequence_matrix` gives it, which this equals whenever a user's dates follow time order.
+    The cut is by ``date`` alone (clicks ordered by user, date, time), so no click of the row's day or later
+    can enter even where they do not (KuaiRand dates some 23:xx rows on the next day). Left-padded with PAD.
+    """
+    out = np.full((len(rows), seq_len), PAD, dtype=np.int64)
+    if len(clicks) == 0 or len(rows) == 0:
+        return out
+    cu, cd = clicks["user_id"].to_numpy(np.int64), clicks["date"].to_numpy(np.int64)
+    order = np.lexsort((clicks["video_id"].to_numpy(), clicks["time_ms"].to_numpy(), cd, cu))
+    users, rank = np.unique(cu[order], return_inverse=True)
+    key = rank.astype(np.int64) * 10**8 + cd[order]              # (user, date) sorted; dates are YYYYMMDD
+    ru = rows["user_id"].to_numpy(np.int64)
+    pos = np.minimum(np.searchsorted(users, ru), len(users) - 1)
+    known = users[pos] == ru
+    row_key = pos.astype(np.int64) * 10**8
+    start = np.searchsorted(key, row_key, side="left")
+    end = np.searchsorted(key, row_key + rows["date"].to_numpy(np.int64), side="left")
+    end = np.where(known, end, start)                             # a user without clicks: no history
+    idx = end[:, None] + np.arange(-seq_len, 0)[None, :]
+    videos = clicks["video_id"].to_numpy(np.int64)[order]
+    return np.where(idx >= start[:, None], videos[np.clip(idx, 0, len(videos) - 1)], PAD).astype(np.int64)
+
+
+def _require_labels(train: pd.DataFrame) -> list[str]:
+    """The objectives' label columns (OBJECTIVES order); a frame without one fails rather than defaulting to 0."""
+    labels = list(OBJECTIVES.values())
+    missing = [c for c in labels if c not in train.columns]
+    if missing:
+        raise SchemaError(f"training rows: missing objective label column(s) {missing} (schema.OBJECTIVES)")
+    return labels
+
+
+def objective_positives(train: pd.DataFrame, clicks: pd.DataFrame, seq_len: int) -> pd.DataFrame:
+    """The rows positive for any objective, in ``train``'s order, with their labels and as-of-day click history.
+
+    ``train`` is sorted by (user_id, time_ms, video_id) and ``clicks`` is its clicked rows; both are filters of
+    that order, so the union's click rows are ``clicks`` in order and take ``sequence_matrix``'s histories
+    unchanged (the click-only rows stay bit-identical); the other rows get :func:`history_before_day`.
+    """
+    labels = _require_labels(train)
+    union = train[train[labels].eq(1).any(axis=1)].reset_index(drop=True)
+    out = union[["user_id", "video_id", "date"]].copy()
+    for c in labels:
+        out[c] = union[c].astype("int8")
+    seq = np.empty((len(union), seq_len), dtype=np.int64)
+    clicked = (union["is_click"] == 1).to_numpy()
+    _, seq[clicked] = sequence_matrix(clicks, seq_len, before_day=True)
+    seq[~clicked] = history_before_day(clicks, union[~clicked], seq_len)
+    out[seq_columns(seq_len)] = seq
+    return out
+
+
 @dataclass
 class ScenarioFeatures:
     users: pd.DataFrame        # serving snapshot: user_id, statics, seq_*, exp_count, click_count, ctr
     items: pd.DataFrame        # serving snapshot (the scenario's candidate pool): video_id, statics, counts
     item_daily: pd.DataFrame   # video_id, date, exp/click counts before each train day, *_recent: the day before
-    positives: pd.DataFrame    # user_id, video_id, date, seq_*, exp_count, click_count, ctr (as of before date)
+    positives: pd.DataFrame    # rows positive for any objective: user_id, video_id, date, the OBJECTIVES labels,
+    #                            seq_* (clicks), exp_count, click_count, ctr (as of before date)
     exposure_dist: pd.DataFrame  # video_id, exposures, prob (negative sampling space)
 
 
@@ -276,10 +341,8 @@ def split_scenario(train: pd.DataFrame, users_static: pd.DataFrame, items_static
     item_daily = add_rates(item_daily.astype({"exp_count": "int64", "click_count": "int64", "exp_recent": "int64",
                                               "clk_recent": "int64", "date": "int32"}))
 
-    _, pos_seq = sequence_matrix(clicks, seq_len, before_day=True)
-    positives = clicks[["user_id", "video_id", "date"]].copy()
-    positives[seq_columns(seq_len)] = pos_seq
-    u_before = _counts_before(train, "user_id", sorted(set(clicks["date"].tolist())))
+    positives = objective_positives(train, clicks, seq_len)
+    u_before = _counts_before(train, "user_id", sorted(set(positives["date"].tolist())))
     positives = positives.merge(u_before, on=["user_id", "date"], how="left")
     positives[["exp_count", "click_count"]] = positives[["exp_count", "click_count"]].fillna(0).astype("int64")
     positives = add_rates(positives)
@@ -329,7 +392,11 @@ def write_scenario_split(out: Path, train: pd.DataFrame, scenario: str, users: p
     out.mkdir(parents=True, exist_ok=True)
     for key in SPLIT_TABLES:
         getattr(f, key).to_parquet(out / f"{key}.parquet", index=False)
-    stats = {"rows": len(part), "users": len(f.users), "items": len(f.items), "positives": len(f.positives),
+    pos = f.positives
+    stats = {"rows": len(part), "users": len(f.users), "items": len(f.items),
+             "positives": int((pos["is_click"] == 1).sum()),      # the clicks, as before the other objectives
+             "objective_positives": {name: int((pos[col] == 1).sum()) for name, col in OBJECTIVES.items()},
+             "positive_rows": len(pos),                           # rows positive for any objective
              "reported": scenario in meta["reported"]}
     _write_json(out / "stats.json", stats)
     _write_json(out / "meta.json", meta)

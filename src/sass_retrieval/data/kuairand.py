@@ -2,8 +2,10 @@
 
 Reads ``log_standard_*.csv`` (one file or several, as in the full release), ``user_features_pure.csv``
 and ``video_features_basic_pure.csv`` with their official column names, maps them onto the canonical
-schema and writes the store. The logs are read in chunks so the full release (millions of rows)
-ingests with bounded memory.
+schema and writes the store. Every feedback label the canonical table keeps (``schema.FEEDBACK_COLUMNS``:
+``long_view``, ``is_like``, ...) is a required log column, read under its official name: a release without
+one fails with the file and the column named rather than a store whose labels silently default to 0. The
+logs are read in chunks so the full release (millions of rows) ingests with bounded memory.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import BadInputError
-from .schema import INTERACTIONS, ITEMS, USER_CATEGORICAL, USER_PROFILE_CODES, USERS, SchemaError
+from .schema import (
+    FEEDBACK_COLUMNS,
+    INTERACTIONS,
+    ITEMS,
+    USER_CATEGORICAL,
+    USER_PROFILE_CODES,
+    USERS,
+    SchemaError,
+)
 from .store import DayWriter, write_table
 
 log = logging.getLogger(__name__)
@@ -31,6 +41,7 @@ LOG_COLUMNS = {
     "date": "int64",
     "time_ms": "int64",
     "is_click": "int64",
+    **{c: "int64" for c in FEEDBACK_COLUMNS},
     "play_time_ms": "float64",
     "duration_ms": "float64",
     "is_rand": "float64",
@@ -89,6 +100,7 @@ def log_chunk_to_canonical(chunk: pd.DataFrame) -> pd.DataFrame:
             "time_ms": chunk["time_ms"].astype("int64"),
             "scenario": chunk["tab"].astype("int64").astype(str).astype("string"),
             "is_click": chunk["is_click"].astype("int8"),
+            **{c: chunk[c].astype("int8") for c in FEEDBACK_COLUMNS},
             "play_time_ms": chunk["play_time_ms"].fillna(0).astype("int64"),
             "duration_ms": chunk["duration_ms"].fillna(0).astype("int64"),
             "is_rand": chunk["is_rand"].fillna(0).astype("int8"),

@@ -4,6 +4,10 @@ Every source (the KuaiRand importer, the synthetic generator) writes exactly the
 dtypes, so that validation, the feature split and the models never need to know where data came
 from. Interactions are stored as daily partitions ``interactions/date=YYYYMMDD/part-*.parquet``
 so a daily run reads only its window and a re-ingested day replaces its folder as a whole.
+
+Besides the click, an exposure carries KuaiRand's other 0/1 feedback labels (``FEEDBACK_COLUMNS``: long
+view, like, follow, comment, forward, hate, profile enter) and its watch time; ``OBJECTIVES`` names the
+labels the retrieval models may be trained and evaluated on.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
 from ..errors import BadInputError
 
 
@@ -54,11 +59,34 @@ INTERACTIONS = Table(
         Column("time_ms", "int64", "exposure timestamp, milliseconds since the epoch"),
         Column("scenario", "string", "raw scenario name (KuaiRand: the tab number as text)"),
         Column("is_click", "int8", "label: 1 clicked, 0 exposed and not clicked"),
+        Column("long_view", "int8", "label: 1 watched >= 18 s or to the end (see validation's play-time rule)"),
+        Column("is_like", "int8", "label: 1 liked"),
+        Column("is_follow", "int8", "label: 1 followed the author from this exposure"),
+        Column("is_comment", "int8", "label: 1 commented"),
+        Column("is_forward", "int8", "label: 1 forwarded (shared)"),
+        Column("is_hate", "int8", "label: 1 marked 'not interested' (negative feedback)"),
+        Column("is_profile_enter", "int8", "label: 1 entered the author's profile"),
         Column("play_time_ms", "int64", "watch time of the exposure in ms (0 when not played)"),
         Column("duration_ms", "int64", "video length in ms at exposure time"),
         Column("is_rand", "int8", "1 when the exposure was randomly inserted by the platform"),
     ),
 )
+
+FEEDBACK_COLUMNS = ("long_view", "is_like", "is_follow", "is_comment", "is_forward", "is_hate", "is_profile_enter")
+"""The 0/1 feedback labels logged besides the click (KuaiRand's names); every label column is ``is_click`` plus these."""
+
+LONG_VIEW_MS = 18_000
+"""KuaiRand's long view: at least this much watched, or the whole video when it is shorter. The play-time rule
+that validation checks and the synthetic generator obeys is stated in ``data.validation``'s docstring."""
+
+OBJECTIVES: dict[str, str] = {"click": "is_click", "long_view": "long_view", "like": "is_like"}
+"""The retrieval objectives, objective name -> its 0/1 label column of INTERACTIONS, in the order of every
+per-objective array (the bank's ``mt_labels`` columns, the split's positives' label columns).
+
+Click stays first and stays the objective the existing rows train on; a long view (>= 18 s watched) and a
+like are the engagement signals a click alone misses (a click on a clickbait thumbnail followed by a swipe
+counts as much as a video watched to its end). The one place these are named: the split, the bank and
+evaluation read the list from here, so adding an objective is one line."""
 
 USER_CATEGORICAL = (
     "active_degree",

@@ -10,6 +10,7 @@ store as it was.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -26,6 +27,7 @@ from .schema import (
     INTERACTIONS,
     ITEMS,
     USERS,
+    SchemaError,
     Table,
     conform,
     day_dir,
@@ -33,6 +35,8 @@ from .schema import (
     stored_dates,
     table_path,
 )
+
+log = logging.getLogger(__name__)
 
 
 class MissingDays(BadInputError, ValueError):
@@ -92,14 +96,29 @@ class DayWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
+def missing_columns(path: Path, columns: Iterable[str] | None = None) -> list[str]:
+    """The interaction columns (default: all canonical ones) a part file lacks, from its footer alone.
+
+    A part written before a column joined the schema (e.g. a store from before the feedback labels) lacks it;
+    naming it here beats pyarrow's bare "No match for FieldRef" deep inside a later stage."""
+    have = set(pq.read_schema(path).names)
+    return [c for c in (INTERACTIONS.names if columns is None else columns) if c not in have]
+
+
 def read_interactions(store: Path, start: int | None = None, end: int | None = None,
                       columns: Iterable[str] | None = None) -> pd.DataFrame:
-    """Read the days in [start, end] (inclusive, YYYYMMDD) in canonical dtypes."""
+    """Read the days in [start, end] (inclusive, YYYYMMDD) in canonical dtypes.
+
+    A part file without a requested column raises :class:`SchemaError` naming the file and the columns."""
     dates = [d for d in stored_dates(store) if (start is None or d >= start) and (end is None or d <= end)]
     cols = list(columns) if columns is not None else INTERACTIONS.names
     frames = []
     for d in dates:
         for f in sorted(day_dir(store, d).glob("*.parquet")):
+            missing = missing_columns(f, cols)
+            if missing:
+                raise SchemaError(f"{f}: table 'interactions' is missing column(s) {missing} (written before "
+                                  f"they joined the schema? re-ingest the store: the ingest stage regenerates it)")
             frames.append(pd.read_parquet(f, columns=cols))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=INTERACTIONS.dtypes[c]) for c in cols})
@@ -133,13 +152,24 @@ def staged_store(store: Path) -> Iterator[Path]:
     swap_dir(new, store)
 
 
+def current_days(store: Path, dates: Iterable[int]) -> list[int]:
+    """Those of ``dates`` that ``store`` holds in the current schema (every part has every canonical column)."""
+    have = set(stored_dates(store)) if Path(store).is_dir() else set()
+    found = sorted(set(int(d) for d in dates) & have)
+    stale = [d for d in found if any(missing_columns(f) for f in day_dir(store, d).glob("*.parquet"))]
+    if stale:
+        log.warning("%s: %d day(s) (%s..%s) lack canonical interaction column(s) (written before they joined "
+                    "the schema): not kept", store, len(stale), stale[0], stale[-1])
+    return [d for d in found if d not in stale]
+
+
 def carry_days(old: Path, new: Path, dates: Iterable[int]) -> list[int]:
     """Copy the partitions of ``dates`` that the store ``old`` holds into ``new``; returns the days carried.
 
     Part files are never modified after they are written, so a hard link is a copy (a copy where the
-    file system can not link)."""
-    have = set(stored_dates(old)) if Path(old).is_dir() else set()
-    carried = sorted(set(int(d) for d in dates) & have)
+    file system can not link). A day written in an older schema is not carried (:func:`current_days`): the
+    caller sees it missing and writes it anew, rather than validation rejecting it later."""
+    carried = current_days(old, dates)
     for date in carried:
         src, dst = day_dir(old, date), day_dir(new, date)
         dst.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,11 @@ tables the importer writes (``schema.INTERACTIONS``, ``USERS``, ``ITEMS``):
 - Side attributes leak the latent state the way real ones do: ``profile_0`` is the dominant topic with
   noise, ``tag`` the item's topic with noise, authors specialise in a topic, ``active_degree`` and the
   range buckets follow activity.
+- The other feedback labels (``schema.FEEDBACK_COLUMNS``) come from the same affinity: a long view is
+  likely after a click and likelier the better the match, a like rarer and more affinity-driven still
+  (mostly after a long view), follow / comment / forward / profile enter rare, a hate rare and most
+  likely on a poor match. The play time agrees with the long view (>= 18 s, or the whole video when it is
+  shorter; under 18 s otherwise), the rule validation checks.
 - About 2% of rows are exact duplicates and ~1% are random exposures (``is_rand``), like the real log;
   a share of items is uploaded during the window, so later days carry ids earlier days never saw.
 
@@ -31,7 +36,8 @@ handed to ``DayWriter``, so memory is bounded by ``chunk_rows`` plus the per-use
 whatever the total row count. Every random stream is derived from ``(seed, purpose, day, chunk)``, so
 the same config always writes the same tables, and a day's rows never depend on which other days were
 generated: the latent world (users, items, tastes) comes from the seed alone, each day from
-``(seed, day)``.
+``(seed, day)``. A new kind of column gets a purpose of its own (the feedback labels: ``FEEDBACK_STREAM``)
+so that adding it moves no draw of the columns that existed before.
 
 A daily feed: ``generate(..., dates=[...])`` writes any days, not only the configured range
 ``[start_date, start_date + days)``. A day after the range shows the whole catalogue and the range's
@@ -54,7 +60,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .schema import INTERACTIONS, ITEMS, USERS
+from .schema import FEEDBACK_COLUMNS, INTERACTIONS, ITEMS, LONG_VIEW_MS, USERS
 from .store import DayWriter, write_table
 
 log = logging.getLogger(__name__)
@@ -495,8 +501,9 @@ class _DayTables:
 
 
 def _exposures(world: World, tables: _DayTables, rng: np.random.Generator, users: np.ndarray,
-               scen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Items shown to (user, scenario) rows and their click logit without the scenario offset."""
+               scen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Items shown to (user, scenario) rows, their click logit without the scenario offset, and the
+    log affinity term of that logit (``log(affinity + AFFINITY_FLOOR)``), which the feedback labels reuse."""
     n = len(users)
     theta_s = world.scenario_theta(users, scen)
     p = PERSONALISATION * theta_s + (1.0 - PERSONALISATION) * tables.topic_prior[scen]
@@ -509,10 +516,11 @@ def _exposures(world: World, tables: _DayTables, rng: np.random.Generator, users
     if is_rand.any():
         items[is_rand] = tables.sample_random(rng, scen[is_rand])
     affinity = theta_s[np.arange(n), world.item_topic[items]]
-    logit = (AFFINITY_WEIGHT * np.log(affinity + AFFINITY_FLOOR)
+    log_affinity = np.log(affinity + AFFINITY_FLOOR)
+    logit = (AFFINITY_WEIGHT * log_affinity
              + POPULARITY_WEIGHT * world.pop_z[scen, items]
              + world.item_quality[items] + world.user_bias[users])
-    return items, is_rand, logit
+    return items, is_rand, logit, log_affinity
 
 
 def _calibrate(logits: list[np.ndarray], target: np.ndarray) -> np.ndarray:
@@ -562,7 +570,7 @@ def build_world(cfg: SyntheticConfig) -> tuple[World, pd.DataFrame, pd.DataFrame
             continue
         pu = np.searchsorted(col, rng.random(PILOT_ROWS_PER_SCENARIO) * col[-1], side="right")
         pu = pu.clip(0, cfg.users - 1)
-        _, _, lg = _exposures(world, tables, rng, pu, np.full(len(pu), s))
+        _, _, lg, _ = _exposures(world, tables, rng, pu, np.full(len(pu), s))
         logits.append(lg)
     offsets = _calibrate(logits, target)
     world = dataclasses.replace(world, click_offset=offsets)
@@ -649,6 +657,77 @@ def _plan_day(cfg: SyntheticConfig, date: int, range_rows: np.ndarray) -> _DayPl
     return dataclasses.replace(plan, rows=n_day, chunks=[c for c in chunks if c[2].sum() > 0])
 
 
+# ---- feedback beyond the click --------------------------------------------------------------------
+# Purpose number of the feedback labels' random stream (per day and chunk, like the chunk's own stream 10;
+# a day outside the range uses purpose + LIVE_STREAM). A stream of its own is what keeps every column the
+# store had before these labels (ids, times, clicks, durations) byte-identical for the same config.
+FEEDBACK_STREAM = 11
+# The log affinity where a label's logit is its base: a row whose item is on the user's main topic.
+AFFINITY_REF = math.log(0.5 + AFFINITY_FLOOR)
+
+
+@dataclass(frozen=True)
+class _Label:
+    """``logit = base + if_click * click + if_long_view * long_view + affinity * (log_affinity - AFFINITY_REF)``.
+
+    The affinity is the one that drives the click, so the labels agree with the click about what a user
+    likes while adding their own signal: among clicked rows a long view, and more so a like, marks the
+    strong matches; a hate marks the weak ones.
+    """
+
+    base: float
+    if_click: float = 0.0
+    if_long_view: float = 0.0
+    affinity: float = 0.0
+
+
+# Rates near KuaiRand-Pure's: long view 0.31 (0.70 of the clicks, a few of the skips), like 0.017 (mostly
+# after a long view), profile enter 0.019, comment 0.0025, follow 0.0013, forward 0.0008, hate 0.0008.
+FEEDBACK_LABELS = {  # one per schema.FEEDBACK_COLUMNS; drawn in that order, long_view (which the others use) first
+    "long_view": _Label(base=-5.6, if_click=7.0, affinity=1.2),
+    "is_like": _Label(base=-5.4, if_click=1.0, if_long_view=1.3, affinity=1.8),
+    "is_follow": _Label(base=-7.6, if_click=1.0, if_long_view=1.0, affinity=1.2),
+    "is_comment": _Label(base=-7.1, if_click=1.0, if_long_view=1.2, affinity=1.0),
+    "is_forward": _Label(base=-8.0, if_click=1.0, if_long_view=1.0, affinity=1.0),
+    "is_hate": _Label(base=-8.8, affinity=-1.0),
+    "is_profile_enter": _Label(base=-4.9, if_click=1.2, if_long_view=0.8, affinity=0.8),
+}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _feedback(rng: np.random.Generator, click: np.ndarray, log_affinity: np.ndarray, duration: np.ndarray,
+              play: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The feedback labels of ``FEEDBACK_COLUMNS`` per row, and the play time made consistent with long_view.
+
+    Every draw has the rows' length and a fixed order, so a label's draws never depend on another's
+    values. The play-time rule (``validation``): a long view has ``play >= min(LONG_VIEW_MS, duration)``,
+    any other row ``play < LONG_VIEW_MS``. The click's play time already satisfies it for most rows; only
+    the rows that contradict their drawn long view get a new play time (from this stream too).
+    """
+    n = len(click)
+    uniform = rng.random((len(FEEDBACK_COLUMNS), n))
+    stretch = np.abs(rng.normal(0.0, 0.5, n))
+    share = rng.uniform(0.1, 0.95, n)
+    labels: dict[str, np.ndarray] = {}
+    centred = log_affinity - AFFINITY_REF
+    for u, name in zip(uniform, FEEDBACK_COLUMNS, strict=True):
+        lab = FEEDBACK_LABELS[name]
+        long_view = labels.get("long_view", np.zeros(n, dtype=bool))
+        logit = lab.base + lab.if_click * click + lab.if_long_view * long_view + lab.affinity * centred
+        labels[name] = u < _sigmoid(logit)
+    need = np.minimum(LONG_VIEW_MS, duration)
+    long_view = labels["long_view"]
+    # a long view watched at least the threshold (the whole video when shorter), up to ~2.5x with replays
+    longer = np.maximum(need, np.minimum(np.ceil(need * np.exp(stretch)), 2.5 * duration)).astype(np.int64)
+    shorter = np.floor(need * share).astype(np.int64)  # a view that stopped before the threshold
+    play = np.where(long_view & (play < need), longer, play)
+    play = np.where(~long_view & (play >= LONG_VIEW_MS), shorter, play)
+    return labels, play
+
+
 def _chunk(cfg: SyntheticConfig, world: World, tables: _DayTables, day: _DayPlan, slices: np.ndarray,
            counts: np.ndarray, n_slices: int, chunk_no: int) -> pd.DataFrame:
     rng = day.rng(cfg.seed, 10, chunk_no)
@@ -668,7 +747,7 @@ def _chunk(cfg: SyntheticConfig, world: World, tables: _DayTables, day: _DayPlan
     flat = np.searchsorted(world.joint_cum, rng.random(base), side="right").clip(0, len(world.joint_cum) - 1)
     s_count = len(cfg.scenarios)
     users, scen = flat // s_count, flat % s_count
-    items, is_rand, logit = _exposures(world, tables, rng, users, scen)
+    items, is_rand, logit, log_affinity = _exposures(world, tables, rng, users, scen)
     p_click = 1.0 / (1.0 + np.exp(-(logit + world.click_offset[scen])))
     click = rng.random(base) < p_click
     duration = world.item_duration_ms[items]
@@ -676,6 +755,8 @@ def _chunk(cfg: SyntheticConfig, world: World, tables: _DayTables, day: _DayPlan
     ratio = np.exp(rng.normal(math.log(0.55), 0.7, base) + 0.15 * np.clip(logit, -3, 3)).clip(0, 2.5)
     glance = np.where(rng.random(base) < 0.9, np.exp(rng.normal(math.log(1800), 0.8, base)), 0.0)
     play = np.where(click, ratio * duration, np.minimum(glance, duration)).astype(np.int64)
+    # Feedback beyond the click, from a stream of its own: no draw of `rng` (above or below) moves.
+    labels, play = _feedback(day.rng(cfg.seed, FEEDBACK_STREAM, chunk_no), click, log_affinity, duration, play)
 
     idx = np.arange(base)
     if n_dup:
@@ -693,16 +774,29 @@ def _chunk(cfg: SyntheticConfig, world: World, tables: _DayTables, day: _DayPlan
         "time_ms": row_time.astype(np.int64),
         "scenario": pd.array(names[scen[idx]], dtype="string"),
         "is_click": click[idx].astype(np.int8),
+        **{name: labels[name][idx].astype(np.int8) for name in FEEDBACK_COLUMNS},
         "play_time_ms": play[idx],
         "duration_ms": duration[idx].astype(np.int64),
         "is_rand": is_rand[idx].astype(np.int8),
     })[INTERACTIONS.names]
 
 
+# Version of what the generator writes for a given config and day: bump it whenever a day's rows change
+# for the same config (2: the feedback labels of schema.FEEDBACK_COLUMNS and the play time that follows
+# long_view). A store written by another version is regenerated, never carried over (``fingerprint``).
+GENERATOR_VERSION = 2
+
+
 def fingerprint(cfg: SyntheticConfig) -> dict[str, Any]:
     """What a generated day depends on besides its date: two stores with the same fingerprint hold the
-    same rows for a day, so a day one of them has need not be generated again (the daily feed)."""
-    return {**dataclasses.asdict(cfg), "scenarios": list(cfg.scenarios)}
+    same rows for a day, so a day one of them has need not be generated again (the daily feed).
+
+    Besides the config it holds the generator's version and the canonical interaction columns, so a store
+    written before a change of either (e.g. one without the feedback labels) never matches: its days are
+    generated again instead of being carried into a store that validation would then reject file by file.
+    """
+    return {**dataclasses.asdict(cfg), "scenarios": list(cfg.scenarios), "generator": GENERATOR_VERSION,
+            "columns": list(INTERACTIONS.names)}
 
 
 def generate(store: Path, cfg: SyntheticConfig, progress: bool = True, dates: list[int] | None = None) -> dict:

@@ -9,13 +9,25 @@ fails the run before any feature or model stage sees bad data. It works in three
 2. **Derive.** Rules that are not a property of a single stored column are turned into per-row
    columns with pandas, so that a plain built-in GE expectation can check them (see
    ``DERIVED_COLUMNS``): the row's day size and its ratio to the window's median day, the hours
-   between the row's ``date`` (00:00 UTC+8) and its ``time_ms``, a duplicate flag and
-   known-user / known-video flags.
+   between the row's ``date`` (00:00 UTC+8) and its ``time_ms``, a duplicate flag, known-user /
+   known-video flags and the play-time rule's flag (below).
 3. **Expect.** Three suites (``interactions``, ``users``, ``items``) run in an ephemeral GE context
    on pandas dataframes; the results go to ``report_dir/summary.json`` and to GE Data Docs under
    ``report_dir/data_docs/``, which open offline (:mod:`.offline_assets` copies their CDN files
    next to them). Any failure raises :class:`ValidationFailed` after the report is
    written; its message has one line per failed expectation.
+
+Labels: ``is_click`` and every feedback label (``schema.FEEDBACK_COLUMNS``: ``long_view``, ``is_like``, ...)
+must be non-null and in {0, 1}; ``play_time_ms`` must be >= 0.
+
+The play-time rule: a long view is at least 18 s watched (``schema.LONG_VIEW_MS``) or the whole video when it
+is shorter, so a row must satisfy ``long_view == 0 or play_time_ms > 0`` and ``long_view == 1 or
+play_time_ms < 18000``. The derived flag ``long_view_play_time_consistent`` holds both, and at least
+``validation.min_play_time_consistency`` of the rows must have it. Only this weak form is checked: on
+KuaiRand-Pure it holds for every row (no row has ``long_view == 0`` and 18 s watched; the shortest long view
+is 5 s), while the strong form (``play_time_ms >= min(18000, duration_ms)`` for a long view) fails for 433
+rows whose logged play time ends a little before the logged duration. The synthetic generator obeys the
+strong form.
 
 Great Expectations is imported lazily inside the functions: importing it takes seconds and most
 users of this module (the CLI's help, the DAG parser) never validate anything.
@@ -41,13 +53,14 @@ import pandas as pd
 
 from ..config import ConfigError
 from ..errors import BadInputError
-from .schema import INTERACTIONS, ITEMS, USERS, Table, day_dir, table_path
+from .schema import FEEDBACK_COLUMNS, INTERACTIONS, ITEMS, LONG_VIEW_MS, USERS, Table, day_dir, table_path
 
 log = logging.getLogger(__name__)
 
 SITE_NAME = "sass_validation"
 SUITE_NAMES = (INTERACTIONS.name, USERS.name, ITEMS.name)
-NOT_NULL = ("user_id", "video_id", "date", "time_ms", "scenario", "is_click")
+LABELS = ("is_click", *FEEDBACK_COLUMNS)   # every 0/1 label column
+NOT_NULL = ("user_id", "video_id", "date", "time_ms", "scenario", *LABELS)
 DUPLICATE_KEY = ("user_id", "video_id", "time_ms", "scenario")
 UTC8_OFFSET_MS = 8 * 3600 * 1000
 HOUR_MS = 3600 * 1000
@@ -63,7 +76,10 @@ DERIVED_COLUMNS = {
     "is_duplicate": f"1 when an earlier row has the same {list(DUPLICATE_KEY)}",
     "user_known": "1 when user_id is in the users table",
     "video_known": "1 when video_id is in the items table",
+    "long_view_play_time_consistent": f"1 when (long_view == 0 or play_time_ms > 0) and (long_view == 1 or "
+                                      f"play_time_ms < {LONG_VIEW_MS})",
 }
+PLAY_RULE = "long_view_play_time_consistent"
 
 
 class ValidationFailed(BadInputError, RuntimeError):
@@ -91,6 +107,8 @@ class ValidationRules:
     time_slack_hours: float = 1.0
     # share of rows whose time_ms must fall inside their date (with the slack above)
     min_time_consistency: float = 0.999
+    # share of rows whose play_time_ms agrees with long_view (the play-time rule, module docstring)
+    min_play_time_consistency: float = 0.999
 
     @classmethod
     def from_params(cls, params: dict) -> ValidationRules:
@@ -111,7 +129,8 @@ class ValidationRules:
         if unknown:
             log.warning("params.yaml: ignoring unknown validation key(s) %s", unknown)
         rules = cls(**kwargs)
-        for name in ("max_unknown_id_rate", "max_duplicate_rate", "min_time_consistency"):
+        for name in ("max_unknown_id_rate", "max_duplicate_rate", "min_time_consistency",
+                     "min_play_time_consistency"):
             if not 0.0 <= getattr(rules, name) <= 1.0:
                 raise ConfigError(f"params.yaml: validation.{name} must be within [0, 1]")
         if rules.min_rows_per_day < 0 or rules.min_day_ratio < 0 or rules.time_slack_hours < 0:
@@ -219,7 +238,19 @@ def _derive_interactions(df: pd.DataFrame, dates: list[int], users: pd.DataFrame
         out["user_known"] = df["user_id"].isin(users["user_id"]).astype("int8")
     if items is not None and "video_id" in df.columns and "video_id" in items.columns:
         out["video_known"] = df["video_id"].isin(items["video_id"]).astype("int8")
+    if "long_view" in df.columns and "play_time_ms" in df.columns:
+        out[PLAY_RULE] = _play_time_consistent(df["long_view"], df["play_time_ms"])
     return out, day_rows, median
+
+
+def _play_time_consistent(long_view: pd.Series, play_ms: pd.Series) -> pd.Series:
+    """The play-time rule per row (module docstring): 1 when the row's play time agrees with its long_view.
+
+    A null or non-numeric value counts as agreeing: the not-null and type expectations report those."""
+    lv = pd.to_numeric(long_view, errors="coerce")
+    play = pd.to_numeric(play_ms, errors="coerce")
+    bad = ((lv == 1) & (play <= 0)) | ((lv == 0) & (play >= LONG_VIEW_MS))
+    return (~bad.fillna(False).astype(bool)).astype("int8")
 
 
 # ---- suites -------------------------------------------------------------------------------------
@@ -239,8 +270,10 @@ def _interactions_suite(gxe, batch: pd.DataFrame, dates: list[int], known_scenar
                                                          "columns are the derived helper columns")]
     exps += _type_expectations(gxe, INTERACTIONS, present)
     exps += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in NOT_NULL if c in present]
-    if "is_click" in present:
-        exps.append(gxe.ExpectColumnValuesToBeInSet(column="is_click", value_set=[0, 1]))
+    exps += [gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[0, 1]) for c in LABELS if c in present]
+    if "play_time_ms" in present:
+        exps.append(gxe.ExpectColumnValuesToBeBetween(column="play_time_ms", min_value=0,
+                                                      notes="watch time is never negative"))
     if "scenario" in present:
         exps.append(gxe.ExpectColumnValuesToBeInSet(column="scenario", value_set=sorted(map(str, known_scenarios))))
     if "date" in present:
@@ -267,6 +300,9 @@ def _interactions_suite(gxe, batch: pd.DataFrame, dates: list[int], known_scenar
         ("video_known", lambda: gxe.ExpectColumnValuesToBeInSet(
             column="video_known", value_set=[1], mostly=1.0 - rules.max_unknown_id_rate,
             notes=f"derived: {DERIVED_COLUMNS['video_known']}; unknown share <= max_unknown_id_rate")),
+        (PLAY_RULE, lambda: gxe.ExpectColumnValuesToBeInSet(
+            column=PLAY_RULE, value_set=[1], mostly=rules.min_play_time_consistency,
+            notes=f"derived: {DERIVED_COLUMNS[PLAY_RULE]}; the play-time rule of a long view")),
         ("is_duplicate", lambda: gxe.ExpectColumnValuesToBeInSet(
             column="is_duplicate", value_set=[0], mostly=1.0 - rules.max_duplicate_rate,
             notes=f"derived: {DERIVED_COLUMNS['is_duplicate']}; duplicate share <= max_duplicate_rate")),
@@ -421,7 +457,11 @@ SAMPLE_SOURCE = {"user_known": "user_id", "video_known": "video_id"}
 
 
 def _flag_sample(kwargs: dict, batch: pd.DataFrame) -> dict | None:
-    """For a failed known-id flag, show the unknown ids themselves rather than the flag value 0."""
+    """For a failed known-id flag, show the unknown ids themselves rather than the flag value 0; for the
+    play-time rule, the offending (long_view, play_time_ms) pairs."""
+    if kwargs.get("column") == PLAY_RULE and PLAY_RULE in batch:
+        bad = batch.loc[batch[PLAY_RULE] == 0, ["long_view", "play_time_ms"]].drop_duplicates().head(10)
+        return {"sample": [f"long_view={lv} play_time_ms={p}" for lv, p in bad.itertuples(index=False)]}
     src = SAMPLE_SOURCE.get(kwargs.get("column", ""))
     if src is None or src not in batch:
         return None

@@ -14,13 +14,18 @@ from ..models.retrieval import RetrievalModel
 from ..train.bank import FeatureBank
 
 
+def vector_dim(model: RetrievalModel) -> int:
+    """The length of a model's serving vectors (a multi-task model concatenates its objectives' heads)."""
+    return int(getattr(model, "serving_dim", model.cfg.hidden))
+
+
 @torch.no_grad()
 def embed_items(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: np.ndarray,
                 batch: int = 8192) -> np.ndarray:
     model.eval()
     out = [model.item_vectors(bank.serving_item_batch(rows[i:i + batch], scenario))[0]
            for i in range(0, len(rows), batch)]
-    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, model.cfg.hidden), np.float32)
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, vector_dim(model)), np.float32)
 
 
 @torch.no_grad()
@@ -29,7 +34,7 @@ def embed_users(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: n
     model.eval()
     out = [model.user_vectors(bank.serving_user_batch(rows[i:i + batch], scenario))[0]
            for i in range(0, len(rows), batch)]
-    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, model.cfg.hidden), np.float32)
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, vector_dim(model)), np.float32)
 
 
 class EmbeddingRecommender:

@@ -90,12 +90,21 @@ def _group_sorted(users: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, li
     return u[starts], np.split(v, starts[1:])
 
 
-def build_eval_set(train: pd.DataFrame, test: pd.DataFrame, scenarios: Iterable[str]) -> EvalSet:
-    """Evaluation pairs, ground truth and pools of the reported ``scenarios`` (see module doc)."""
+def build_eval_set(train: pd.DataFrame, test: pd.DataFrame, scenarios: Iterable[str], label: str = "is_click") -> EvalSet:
+    """Evaluation pairs, ground truth and pools of the reported ``scenarios`` (see module doc).
+
+    ``label``: the test-window column that makes a video relevant (``is_click``, BENCHMARK.md's; ``long_view`` or
+    ``is_like`` score a multi-objective row per objective, data.schema.OBJECTIVES). Only the ground truth
+    changes: pairs are the users with >= 1 such video, and the removal of train-window clicks, the pools and
+    the exclusion from the ranked list stay the protocol's."""
     scenarios = [str(s) for s in scenarios]
     if len(set(scenarios)) != len(scenarios):
         raise ValueError(f"duplicate reported scenarios: {scenarios}")
     tr = _check_frame(train, "train")
+    if label != "is_click":
+        if label not in test.columns:
+            raise ValueError(f"test frame has no label column {label!r} (has {sorted(test.columns)})")
+        test = test.drop(columns="is_click").rename(columns={label: "is_click"})
     te = _check_frame(test, "test")
 
     tr_click = tr[tr["is_click"] == 1]

@@ -98,6 +98,13 @@ class RunReport:
         return {str(k): dict(v) for k, v in sk.items() if isinstance(v, dict)} if isinstance(sk, dict) else {}
 
     @property
+    def objectives(self) -> dict[str, dict]:
+        """Objective -> {scenarios, pairs, too_few, rows}: every row scored on a non-click objective's ground
+        truth (metrics.json ``objectives``, written when the multi-task row sass_mt runs; {} otherwise)."""
+        ob = (self.metrics or {}).get("objectives")
+        return {str(k): dict(v) for k, v in ob.items() if isinstance(v, dict)} if isinstance(ob, dict) else {}
+
+    @property
     def window(self) -> dict:
         return dict((self.metrics or {}).get("window") or {})
 
@@ -811,6 +818,38 @@ def _metrics(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     return blocks
 
 
+def objective_table(entry: Mapping[str, Any], metric: str = "ndcg@50") -> Table:
+    """One objective's ground truth: ``metric`` per reported scenario and macro, one line per row."""
+    scen = [str(x) for x in entry.get("scenarios", [])]
+    rows = entry.get("rows") or {}
+    names = sorted(rows, key=_row_rank)
+    columns = [(f"{x} ({fmt_count((entry.get('pairs') or {}).get(x))} pairs)",
+                [_num((((rows[n].get("per_scenario") or {}).get(x)) or {}).get(metric)) for n in names]) for x in scen]
+    columns.append(("macro", [_num((rows[n].get("macro") or {}).get(metric)) for n in names]))
+    return _value_table(names, columns)
+
+
+def _objectives(rep: RunReport) -> list[Block]:
+    """The multi-task row's other objectives: every row ranked against long-viewed (liked, ...) videos."""
+    if not rep.objectives:
+        return []
+    blocks: list[Block] = [
+        Heading("Other objectives (multi-task row sass_mt)"),
+        Text("The same rankings scored against another feedback signal of the test window: the videos the user "
+             "long-viewed, or liked, instead of clicked (removal of train-window clicks, pools and exclusions as "
+             "in the protocol). sass_mt is served at its default weights (multitask.weights) and at the "
+             "objective's weight alone, from the same index. NDCG@50; best per column in bold.")]
+    for name, entry in rep.objectives.items():
+        blocks.append(Heading(f"Ground truth: {name}", 3))
+        few = entry.get("too_few") or {}
+        if few:
+            blocks.append(Note("Not reported (fewer evaluation pairs than evaluate.objective_min_pairs): " +
+                               ", ".join(f"{s} ({fmt_count(n)})" for s, n in few.items())))
+        if entry.get("scenarios"):
+            blocks.append(objective_table(entry))
+    return blocks
+
+
 SLICE_ORDER = SLICES
 
 
@@ -1016,7 +1055,7 @@ def _champion(rep: RunReport) -> list[Block]:
 def sections(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     """The report as a list of format-neutral blocks, in page order."""
     return (_header(rep) + _validation(rep) + _data(rep) + _skipped(rep) + _training(rep, figs) + _metrics(rep, figs)
-            + _significance(rep) + _champion(rep) + _changes(rep) + _problems(rep))
+            + _objectives(rep) + _significance(rep) + _champion(rep) + _changes(rep) + _problems(rep))
 
 
 # ---- rendering ----------------------------------------------------------------------------------

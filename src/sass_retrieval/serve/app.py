@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .loader import MAX_K, LoadedVersion, load_version
-from .query import UnknownScenario, recommend
+from .query import UnknownScenario, WeightsNotSupported, recommend
 from .service import Service
 
 log = logging.getLogger(__name__)
@@ -128,12 +128,16 @@ def build_app(service: Service) -> FastAPI:
             return _error(400, "bad_request", "query parameter 'scenario' is required")
         if version is None:
             return unavailable()
+        weights = q.get("weights") or None   # e.g. click=1,long_view=0.5 (a multi-objective version)
         try:
-            rec = recommend(version, user, scenario, k)
+            rec = recommend(version, user, scenario, k, weights)
+        except (WeightsNotSupported, ValueError) as exc:
+            return _error(400, "bad_request", str(exc))
         except UnknownScenario:
             return _error(404, "unknown_scenario", f"scenario {scenario!r} has no index in version "
                                                    f"{version.run_id}", known=version.scenarios)
-        return JSONResponse({"user": user, "scenario": scenario, "k": k, "items": rec.items, "scores": rec.scores,
+        return JSONResponse({"user": user, "scenario": scenario, "k": k, "weights": weights,
+                             "items": rec.items, "scores": rec.scores,
                              "fallback": rec.fallback, "reason": rec.reason, "served_by": rec.served_by,
                              "version": version.run_id,
                              "row": version.row, "took_ms": round((time.perf_counter() - t0) * 1000, 3)})

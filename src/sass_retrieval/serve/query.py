@@ -6,11 +6,13 @@ disagree on what a user is shown, nor on when the popular fallback applies.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..models.multitask import MultiTaskModel, parse_weights, weighted_user_vector
 from .loader import MAX_K, LoadedVersion
 
 UNKNOWN_USER = "unknown_user"   # the id is in no table of the bank: a brand-new or mistyped user
@@ -31,18 +33,37 @@ class Recommendation:
                                 # that serves it on a day it was skipped (index.routing)
 
 
-def user_vectors(model: Any, bank: Any, scenario: str, rows: np.ndarray) -> np.ndarray:
+class WeightsNotSupported(ValueError):
+    """Objective weights were given for a version whose model has a single objective."""
+
+
+def user_vectors(model: Any, bank: Any, scenario: str, rows: np.ndarray,
+                 weights: Mapping[str, float] | None = None) -> np.ndarray:
     """The user tower's vectors for bank ``rows`` in ``scenario``: what evaluate's ``embed_users`` computes,
     minus its per-call ``model.eval()`` (a walk over every module; a served model is loaded in eval mode
     and never trained) and under ``inference_mode``, a stricter ``no_grad``. Together they take about 40%
-    off one user's embedding, the largest part of a request; tests check both give the same vectors."""
+    off one user's embedding, the largest part of a request; tests check both give the same vectors.
+
+    ``weights`` (a multi-task model only, models.multitask): this request's objective weights. They are
+    applied to the per-objective vectors here, never written into the shared model, so concurrent requests
+    with different weights can not see each other's."""
     import torch
 
+    batch = bank.serving_user_batch(rows, scenario)
     with torch.inference_mode():
-        return model.user_vectors(bank.serving_user_batch(rows, scenario))[0].numpy().astype(np.float32)
+        if weights is None:
+            return model.user_vectors(batch)[0].numpy().astype(np.float32)
+        if not isinstance(model, MultiTaskModel):
+            raise WeightsNotSupported("weights apply to a multi-objective model (row sass_mt); this version "
+                                      "serves a single-objective one")
+        w = parse_weights(weights, model.objectives)
+        per_objective, _ = model.objective_vectors(batch, "user")
+        query = weighted_user_vector(per_objective, torch.tensor([w[o] for o in model.objectives]))
+        return query.numpy().astype(np.float32)
 
 
-def recommend(version: LoadedVersion, user: int, scenario: str, k: int) -> Recommendation:
+def recommend(version: LoadedVersion, user: int, scenario: str, k: int,
+              weights: Mapping[str, float] | str | None = None) -> Recommendation:
     """The model's top-k for a user with features in ``scenario``; the scenario's popular list otherwise.
 
     A user without behaviour in the scenario would be embedded from static profile fields alone; the
@@ -55,13 +76,19 @@ def recommend(version: LoadedVersion, user: int, scenario: str, k: int) -> Recom
     serving = version.routes[scenario]
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
+    model = version.models[serving]
+    if weights is not None:   # checked before the popular fallback: a bad request is refused for every user
+        if not isinstance(model, MultiTaskModel):
+            raise WeightsNotSupported("weights apply to a multi-objective model (row sass_mt); this version "
+                                      f"serves row {version.row!r}")
+        weights = parse_weights(weights, model.objectives)
     row = version.user_row(user)
     if row is None or not version.warm[serving][row]:
         pop = version.popular[serving]
         return Recommendation(items=pop.ids[:k].tolist(), scores=[float(c) for c in pop.clicks[:k]],
                               fallback="popular", reason=UNKNOWN_USER if row is None else COLD_USER,
                               served_by=serving)
-    uv = user_vectors(version.models[serving], version.bank, serving, np.array([row], dtype=np.int64))
+    uv = user_vectors(model, version.bank, serving, np.array([row], dtype=np.int64), weights)
     scores, ids = search(version.indexes[serving], uv, k)
     keep = ids[0] >= 0
     return Recommendation(items=ids[0][keep].tolist(), scores=[round(float(s), 6) for s in scores[0][keep]],

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 
 from ..data.features import PAD, seq_columns
-from ..data.schema import ITEM_CATEGORICAL, USER_CATEGORICAL, USER_PROFILE_CODES
+from ..data.schema import ITEM_CATEGORICAL, OBJECTIVES, USER_CATEGORICAL, USER_PROFILE_CODES
 from ..models.hashing import hash_ids, hash_strings
 from ..models.retrieval import N_ITEM_STATS, ModelConfig
 
@@ -71,15 +72,19 @@ def seq_dtype(video_buckets: int) -> type:
     return np.int32 if video_buckets < 2**31 else np.int64
 
 
-def hash_histories(frame: pd.DataFrame, cols: list[str], buckets: int, chunk: int = 1 << 18) -> np.ndarray:
-    """Hash click-history columns block by block into one preallocated array.
+def hash_histories(frame: pd.DataFrame, cols: list[str], buckets: int, chunk: int = 1 << 18,
+                   rows: np.ndarray | None = None) -> np.ndarray:
+    """Hash click-history columns block by block into one preallocated array (of ``frame``'s ``rows``, in
+    that order, when given: reordering block by block never copies the whole frame).
 
     Hashing all rows at once holds several int64 temporaries of the whole matrix; at 30M interactions
     that transient alone was gigabytes, more than the result.
     """
-    out = np.empty((len(frame), len(cols)), dtype=seq_dtype(buckets))
-    for start in range(0, len(frame), chunk):
-        block = frame.iloc[start:start + chunk][cols].to_numpy(np.int64)  # copy one block, not all rows
+    n = len(frame) if rows is None else len(rows)
+    out = np.empty((n, len(cols)), dtype=seq_dtype(buckets))
+    for start in range(0, n, chunk):
+        part = frame.iloc[start:start + chunk] if rows is None else frame.iloc[rows[start:start + chunk]]
+        block = part[cols].to_numpy(np.int64)  # copy one block, not all rows
         out[start:start + len(block)] = hash_ids(block, "video_id", buckets, pad=PAD)
     return out
 
@@ -100,11 +105,20 @@ class ScenarioArrays:
     item_daily: np.ndarray      # [n_days, n_items, N_ITEM_STATS] as of before each training day
     pool: np.ndarray            # item rows of the candidate pool
     exposures: np.ndarray       # exposure counts aligned with pool
-    pos_user: np.ndarray        # fine-tuning positives: user rows
+    pos_user: np.ndarray        # fine-tuning positives (the clicks): user rows
     pos_item: np.ndarray        #   item rows
     pos_day: np.ndarray         #   day index into train_dates
     pos_seq: np.ndarray         #   [n, N] hashed click history before that day
     pos_stats: np.ndarray       #   [n, 3] user stats before that day
+    # Multi-objective positives: every row positive for any objective (schema.OBJECTIVES). The click rows come
+    # first, in pos_* order, so pos_* are views of the head of mt_* (no second copy of the largest arrays);
+    # then the rows positive for another objective only, in the split's order. Empty when serving_only.
+    mt_user: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mt_item: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mt_day: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    mt_seq: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    mt_stats: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    mt_labels: np.ndarray = field(default_factory=lambda: np.zeros((0, len(OBJECTIVES)), np.int8))  # OBJECTIVES order
 
 
 @dataclass
@@ -183,6 +197,22 @@ class FeatureBank:
         return stats
 
 
+def read_positives(path: Path, serving_only: bool = False) -> pd.DataFrame:
+    """A scenario's positives.parquet (rows positive for any objective) with every OBJECTIVES label column.
+
+    A split written before the other objectives holds the click rows only, without label columns: each row
+    is then a click and nothing else. ``serving_only`` reads the ids, the day and the labels only.
+    """
+    labels = list(OBJECTIVES.values())
+    have = set(pq.read_schema(path).names)
+    columns = ["user_id", "video_id", "date", *(c for c in labels if c in have)] if serving_only else None
+    p = pd.read_parquet(path, columns=columns)
+    for c in labels:
+        if c not in p:
+            p[c] = np.int8(1 if c == "is_click" else 0)
+    return p
+
+
 def read_split_meta(features_dir: Path) -> dict:
     """The meta.json the split stage wrote (data.features.split_meta; every scenario folder holds the same one)."""
     metas = sorted(Path(features_dir).glob("*/meta.json"))
@@ -210,9 +240,9 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
     train_dates = [int(d) for d in meta["train_dates"]]
     seq_len = int(meta["seq_len"])
     skipped = {"item_daily"} if serving_only else set()
-    columns = {"positives": ["user_id", "video_id", "date"]} if serving_only else {}
     frames = {s: {k: pd.DataFrame() if k in skipped else
-                  pd.read_parquet(features_dir / s / f"{k}.parquet", columns=columns.get(k))
+                  read_positives(features_dir / s / "positives.parquet", serving_only) if k == "positives" else
+                  pd.read_parquet(features_dir / s / f"{k}.parquet")
                   for k in ("users", "items", "item_daily", "positives", "exposure_dist")} for s in scenarios}
 
     user_ids = np.unique(np.concatenate([users["user_id"].to_numpy(np.int64)] +
@@ -257,17 +287,10 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
             di = np.searchsorted(np.asarray(train_dates), d["date"].to_numpy())
             daily[di, bank.item_rows(d["video_id"].to_numpy())] = item_stats_matrix(d)
         e = f["exposure_dist"]
-        p = f["positives"]
         bank.per[s] = ScenarioArrays(
             user_seq=user_seq, user_stats=user_stats, item_stats=item_stats, item_daily=daily,
             pool=bank.item_rows(e["video_id"].to_numpy()), exposures=e["exposures"].to_numpy(np.float64),
-            pos_user=bank.user_rows(p["user_id"].to_numpy()), pos_item=bank.item_rows(p["video_id"].to_numpy()),
-            pos_day=np.searchsorted(np.asarray(train_dates), p["date"].to_numpy()),
-            pos_seq=(np.zeros((0, seq_len), seq_dtype(cfg.video_buckets)) if serving_only else
-                     hash_histories(p, cols, cfg.video_buckets)),
-            pos_stats=(np.zeros((0, 3), np.float32) if serving_only else
-                       stats_matrix(p["exp_count"].to_numpy(), p["click_count"].to_numpy(), p["ctr"].to_numpy())),
-        )
+            **_positive_arrays(f["positives"], bank, cols, cfg.video_buckets))
     pairs_dir = features_dir / "pairs"
     if not serving_only and (pairs_dir / "users.parquet").exists():
         bank.user_pairs, bank.user_pair_day = _pairs(pd.read_parquet(pairs_dir / "users.parquet"), bank,
@@ -275,6 +298,31 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
         bank.item_pairs, bank.item_pair_day = _pairs(pd.read_parquet(pairs_dir / "items.parquet"), bank,
                                                      bank.item_rows)
     return bank
+
+
+def _positive_arrays(p: pd.DataFrame, bank: FeatureBank, cols: list[str], buckets: int) -> dict[str, np.ndarray]:
+    """pos_* (the click rows) and mt_* (every row) of positives read by :func:`read_positives`.
+
+    mt_* put the click rows first, in the split's order (the filter ``is_click == 1`` of the split's sorted
+    rows: exactly the click positives), then the other rows in the split's order; each pos_* array is the head
+    slice (a view) of its mt_* array: bit-identical to the click positives, at no extra memory. A serving-only
+    bank gets the ids and days of the clicks (popularity lists count them) and empty arrays for the rest."""
+    clicked = (p["is_click"] == 1).to_numpy()
+    n_click = int(clicked.sum())
+    order = np.concatenate([np.flatnonzero(clicked), np.flatnonzero(~clicked)])
+    user = bank.user_rows(p["user_id"].to_numpy()[order])
+    item = bank.item_rows(p["video_id"].to_numpy()[order])
+    day = np.searchsorted(np.asarray(bank.train_dates), p["date"].to_numpy()[order])
+    if bank.serving_only:
+        return {"pos_user": user[:n_click], "pos_item": item[:n_click], "pos_day": day[:n_click],
+                "pos_seq": np.zeros((0, len(cols)), seq_dtype(buckets)), "pos_stats": np.zeros((0, 3), np.float32),
+                "mt_seq": np.zeros((0, len(cols)), seq_dtype(buckets))}
+    seq = hash_histories(p, cols, buckets, rows=None if n_click in (0, len(p)) else order)  # None: the same order
+    stats = stats_matrix(*(p[c].to_numpy()[order] for c in ("exp_count", "click_count", "ctr")))
+    labels = p[list(OBJECTIVES.values())].to_numpy(np.int8)[order]
+    return {"pos_user": user[:n_click], "pos_item": item[:n_click], "pos_day": day[:n_click],
+            "pos_seq": seq[:n_click], "pos_stats": stats[:n_click],
+            "mt_user": user, "mt_item": item, "mt_day": day, "mt_seq": seq, "mt_stats": stats, "mt_labels": labels}
 
 
 def _pairs(df: pd.DataFrame, bank: FeatureBank, rows_of) -> tuple[np.ndarray, np.ndarray]:

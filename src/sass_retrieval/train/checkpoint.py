@@ -19,6 +19,7 @@ import torch
 
 from ..errors import MissingPrerequisiteError
 from ..models.ctnet import CTNet
+from ..models.multitask import MultiTaskModel
 from ..models.retrieval import ModelConfig, RetrievalModel
 
 
@@ -53,6 +54,8 @@ def save_checkpoint(path: Path, model: RetrievalModel | CTNet, meta: dict[str, A
 
     A CTNet stores its target and adapters only (the frozen source has its own checkpoint, see save_ctnet)."""
     path = Path(path)
+    if isinstance(model, MultiTaskModel):   # what load_model needs to rebuild the heads around the towers
+        meta = {**(meta or {}), "multitask": model.spec()}
     payload = {"model": model.adapter_state() if isinstance(model, CTNet) else model.state_dict()}
     if state is not None:
         payload["state"] = state
@@ -115,9 +118,13 @@ def load_resume(path: Path) -> dict[str, Any]:
     return payload
 
 
-def load_model(path: Path) -> tuple[RetrievalModel, dict[str, Any]]:
+def load_model(path: Path) -> tuple[RetrievalModel | MultiTaskModel, dict[str, Any]]:
+    """A row's model; a multi-task checkpoint (its manifest has a "multitask" entry) comes back with its heads."""
     manifest, payload = load_payload(path)
     model = RetrievalModel(ModelConfig.from_dict(manifest["config"]))
+    spec = manifest.get("meta", {}).get("multitask")
+    if spec is not None:
+        model = MultiTaskModel(model, spec["objectives"], spec["head_dim"], spec["weights"])
     model.load_state_dict(payload["model"])
     model.eval()
     return model, manifest

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..data.schema import OBJECTIVES
 from ..models.retrieval import RetrievalModel
 from .bank import FeatureBank, recent_days
 from .loop import LoopSettings, run_epochs, step_rng
@@ -51,7 +52,7 @@ class FinetuneSettings:
 
     KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature",
                                        "aux_weight", "early_stopping", "patience", "min_epochs", "min_delta",
-                                       "refit", "recent_days")
+                                       "refit", "recent_days", "objective")
     loop: LoopSettings
     batch_size: int
     negatives: int
@@ -67,25 +68,43 @@ class FinetuneSettings:
     min_delta: float                     # a validation gain must exceed this to count as an improvement
     refit: bool | str                    # True/"full" | "holdout" | False/"none": see the module docstring
     recent_days: int                     # train on the newest n training days only (incremental); 0 = all
+    objective: str                       # the label a single-objective row trains on (data.schema.OBJECTIVES)
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
+    objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
 
     def __post_init__(self) -> None:
         # a misspelt refit fails when the settings are read, not after the selection run has trained
         self.refit = refit_mode(self.refit)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"finetune.objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
 
 
 
-def _positives(bank: FeatureBank, scenarios: list[str], days: set[int]) -> dict[str, np.ndarray]:
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("scen", "user", "item", "day", "seq", "stats")}
+def _positives(bank: FeatureBank, scenarios: list[str], days: set[int], objective: str = "click",
+               labels: bool = False) -> dict[str, np.ndarray]:
+    """The training positives of ``scenarios`` on ``days``.
+
+    ``objective`` "click": the click positives every single-objective row trains on (``ScenarioArrays.pos_*``).
+    Another objective: the rows positive for it among the split's multi-objective rows (``mt_*``).
+    ``labels``: every multi-objective row with its (n, K) labels (OBJECTIVES order), for the multi-task loss.
+    """
+    multi = labels or objective != "click"
+    col = None if not multi or labels else list(OBJECTIVES).index(objective)
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("scen", "user", "item", "day", "seq", "stats", "labels")}
     for s in scenarios:
         a = bank.per[s]
-        m = np.isin(a.pos_day, list(days))
+        src = ((a.mt_user, a.mt_item, a.mt_day, a.mt_seq, a.mt_stats) if multi else
+               (a.pos_user, a.pos_item, a.pos_day, a.pos_seq, a.pos_stats))
+        m = np.isin(src[2], list(days))
+        if col is not None:
+            m &= a.mt_labels[:, col] == 1
         cols["scen"].append(np.full(int(m.sum()), bank.scen_index(s)))
-        cols["user"].append(a.pos_user[m])
-        cols["item"].append(a.pos_item[m])
-        cols["day"].append(a.pos_day[m])
-        cols["seq"].append(a.pos_seq[m])
-        cols["stats"].append(a.pos_stats[m])
+        for key, arr in zip(("user", "item", "day", "seq", "stats"), src, strict=True):
+            cols[key].append(arr[m])
+        if labels:
+            cols["labels"].append(a.mt_labels[m])
+    if not labels:
+        del cols["labels"]
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 
@@ -98,17 +117,32 @@ def _day_batches(days: np.ndarray, bs: int, rng: np.random.Generator) -> list[np
     return [batches[i] for i in order]
 
 
-def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, NegativeSampler],
-               pos: dict[str, np.ndarray], idx: np.ndarray, s: FinetuneSettings,
-               rng: np.random.Generator) -> torch.Tensor:
-    """Sampled-softmax (or pairwise) loss of one day's batch.
-
-    The positives and every scenario's shared negatives go through the item tower in ONE call: a tower
-    call has a fixed cost per layer (and the SASS tower has three linear maps per layer), so embedding
-    each scenario's negatives separately made the step cost grow with the number of scenarios.
+@dataclass
+class EmbeddedBatch:
+    """One day's batch through both towers, and what scoring each row against its own scenario's negatives
+    needs. Rows are kept in scenario order (``rows``: batch positions in that order), so each scenario's
+    block of rows meets its block of negatives in one matmul; losses are means over rows, so the order is free.
     """
+
+    user: Any                 # what the model's user side returned for the batch's rows (batch order)
+    item: Any                 # ... and its item side for [positives; every present scenario's negatives]
+    rows: torch.Tensor        # batch positions in scenario order
+    counts: list[int]         # rows per present scenario, in that order
+    hit: torch.Tensor         # (rows, negatives) the negative is the row's own positive: masked
+    log_q: torch.Tensor | None
+    n_pos: int
+    n_blocks: int
+
+
+def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampler], pos: dict[str, np.ndarray],
+                idx: np.ndarray, s: FinetuneSettings, rng: np.random.Generator, side) -> EmbeddedBatch:
+    """Draw each present scenario's shared negatives and run the towers: ``side(batch, "user"|"item")``.
+
+    The positives and every scenario's negatives go through the item tower in ONE call: a tower call has a
+    fixed cost per layer (and the SASS tower has three linear maps per layer), so embedding each scenario's
+    negatives separately made the step cost grow with the number of scenarios."""
     scen, day = pos["scen"][idx], int(pos["day"][idx[0]])
-    u_s, u_g = model.user_vectors(bank.user_batch(pos["user"][idx], scen, pos["seq"][idx], pos["stats"][idx]))
+    user = side(bank.user_batch(pos["user"][idx], scen, pos["seq"][idx], pos["stats"][idx]), "user")
     items = pos["item"][idx]
     present = [int(k) for k in np.unique(scen)]
     draws = [samplers[k].sample(rng, (s.negatives,)) for k in present]   # drawn in scenario order
@@ -119,34 +153,77 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
     for k in present:                            # each row's item statistics in its own scenario, that day
         m = all_scen == k
         stats[m] = bank.per[bank.scenarios[k]].item_daily[day, all_items[m]]
-    i_s_all, i_g_all = model.item_vectors(bank.item_batch(all_items, all_scen, stats))
-    # Each row is scored against its own scenario's negatives only: the rows are put in scenario order once
-    # and each scenario's block of rows meets its block of negatives in one matmul. Scoring every row against
-    # every scenario's negatives and gathering the own block (the previous way) cost one matmul per scenario
-    # present on the whole batch, and its backward a zero-filled (rows, scenarios, negatives) buffer: half of
-    # dssm_mixed's step on KuaiRand. The loss is a mean over rows, so the row order does not matter.
-    n_pos, n_neg = len(items), s.negatives
+    item = side(bank.item_batch(all_items, all_scen, stats), "item")
     block = np.searchsorted(present, scen)                               # row -> its scenario's block
     order = np.argsort(block, kind="stable")
-    counts = np.bincount(block, minlength=len(present)).tolist()
-    rows = torch.from_numpy(order)
     neg_items = np.stack([neg for neg, _ in draws])                      # (scenarios present, negatives)
-    hit = torch.from_numpy(items[order, None] == neg_items[block[order]])  # accidental hits: masked
-    log_q = (torch.from_numpy(np.log(np.stack([q for _, q in draws]) * n_neg)).float()[block[order]]
+    log_q = (torch.from_numpy(np.log(np.stack([q for _, q in draws]) * s.negatives)).float()[block[order]]
              if s.logq else None)
+    return EmbeddedBatch(user=user, item=item, rows=torch.from_numpy(order),
+                         counts=np.bincount(block, minlength=len(present)).tolist(),
+                         hit=torch.from_numpy(items[order, None] == neg_items[block[order]]), log_q=log_q,
+                         n_pos=len(items), n_blocks=len(present))
+
+
+def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: FinetuneSettings,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The retrieval loss of (n, d) user vectors against (n_pos + blocks * negatives, d) item vectors; ``keep``
+    (scenario order) limits it to some rows: an objective's loss over the rows positive for it."""
+    u = vec_u[eb.rows]
+    pos_logit = (u * vec_i[:eb.n_pos][eb.rows]).sum(-1) / s.temperature
+    negs = vec_i[eb.n_pos:].view(eb.n_blocks, s.negatives, -1)
+    every = torch.cat([chunk @ negs[k].T for k, chunk in enumerate(u.split(eb.counts))])
+    neg_logit = (every / s.temperature).masked_fill(eb.hit, float("-inf"))
+    log_q = eb.log_q
+    if keep is not None:
+        if not bool(keep.any()):
+            return vec_u.new_zeros(())
+        pos_logit, neg_logit = pos_logit[keep], neg_logit[keep]
+        log_q = None if log_q is None else log_q[keep]
+    return retrieval_loss(s.loss, pos_logit, neg_logit, None, log_q, s.margin)
+
+
+def _tower_side(model: RetrievalModel):
+    return lambda batch, side: model.user_vectors(batch) if side == "user" else model.item_vectors(batch)
+
+
+def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, NegativeSampler],
+               pos: dict[str, np.ndarray], idx: np.ndarray, s: FinetuneSettings,
+               rng: np.random.Generator) -> torch.Tensor:
+    """Sampled-softmax (or pairwise) loss of one day's batch: scenario vectors + aux_weight x global vectors.
+
+    Each row is scored against its own scenario's negatives only (``scored_loss``). Scoring every row against
+    every scenario's negatives and gathering the own block (the previous way) cost one matmul per scenario
+    present on the whole batch, and its backward a zero-filled (rows, scenarios, negatives) buffer: half of
+    dssm_mixed's step on KuaiRand."""
+    eb = embed_batch(model, bank, samplers, pos, idx, s, rng, _tower_side(model))
+    (u_s, u_g), (i_s, i_g) = eb.user, eb.item
     # dssm returns one vector as both scenario and global vector: one loss term weighted 1 + aux_weight
-    same = u_s is u_g and i_s_all is i_g_all
-    terms = [(u_s, i_s_all, 1.0 + s.aux_weight)] if same else [(u_s, i_s_all, 1.0), (u_g, i_g_all, s.aux_weight)]
-    total = torch.zeros(())
-    for vec_u, vec_i, w in terms:
-        if w == 0:
+    if u_s is u_g and i_s is i_g:
+        return (1.0 + s.aux_weight) * scored_loss(eb, u_s, i_s, s)
+    total = scored_loss(eb, u_s, i_s, s)
+    return total + s.aux_weight * scored_loss(eb, u_g, i_g, s) if s.aux_weight else total
+
+
+def multitask_batch_loss(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampler],
+                         pos: dict[str, np.ndarray], idx: np.ndarray, s: FinetuneSettings,
+                         rng: np.random.Generator) -> torch.Tensor:
+    """sum_k lambda_k x (loss of objective k over the rows positive for k), on one pass through the towers:
+    the batch holds the rows positive for any objective, every objective shares the batch's negatives."""
+    eb = embed_batch(model, bank, samplers, pos, idx, s, rng, model.objective_vectors)
+    (u_s, u_g), (i_s, i_g) = eb.user, eb.item
+    labels = torch.from_numpy(pos["labels"][idx][eb.rows.numpy()] == 1)
+    total = u_s.new_zeros(())
+    for k, name in enumerate(model.objectives):
+        lam = float(s.objective_weights.get(name, 0.0))
+        if lam == 0:
             continue
-        u = vec_u[rows]
-        pos_logit = (u * vec_i[:n_pos][rows]).sum(-1) / s.temperature
-        negs = vec_i[n_pos:].view(len(present), n_neg, -1)
-        every = torch.cat([chunk @ negs[k].T for k, chunk in enumerate(u.split(counts))])
-        neg_logit = (every / s.temperature).masked_fill(hit, float("-inf"))
-        total = total + w * retrieval_loss(s.loss, pos_logit, neg_logit, None, log_q, s.margin)
+        term = scored_loss(eb, u_s[:, k], i_s[:, k], s, labels[:, k])
+        if u_g is u_s:   # a dssm base: its one vector is both paths, as in batch_loss
+            term = (1.0 + s.aux_weight) * term
+        elif s.aux_weight:
+            term = term + s.aux_weight * scored_loss(eb, u_g[:, k], i_g[:, k], s, labels[:, k])
+        total = total + lam * term
     return total
 
 
@@ -188,15 +265,19 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
     out_dir = Path(out_dir)
     report: dict[str, Any] = {}
 
+    multi = s.objective_weights is not None
+    step_loss = multitask_batch_loss if multi else batch_loss
+
     def train_on(days: set[int], settings: LoopSettings, tag: str, on_epoch_end=None) -> dict[str, Any]:
-        pos = _positives(bank, scenarios, days)
+        pos = _positives(bank, scenarios, days, s.objective, labels=multi)
         if len(pos["user"]) == 0:
-            raise ValueError(f"fine-tuning ({tag}): no clicks in the training days for scenarios {scenarios}")
+            raise ValueError(f"fine-tuning ({tag}): no {s.objective} positives in the training days for "
+                             f"scenarios {scenarios}")
 
         def batches(epoch: int) -> Iterator[tuple[int, Any]]:
             plan = _day_batches(pos["day"], s.batch_size, step_rng(settings.seed, epoch, -1))
             for step, idx in enumerate(plan):
-                yield step, (lambda idx=idx, step=step: batch_loss(model, bank, samplers, pos, idx, s,
+                yield step, (lambda idx=idx, step=step: step_loss(model, bank, samplers, pos, idx, s,
                                                                    step_rng(settings.seed, epoch, step)))
 
         n = len(_day_batches(pos["day"], s.batch_size, np.random.default_rng(0)))
@@ -205,7 +286,7 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
 
     last = max(all_days)
     if s.early_stopping and len(all_days) > 1:
-        val = _positives(bank, scenarios, {last})
+        val = _positives(bank, scenarios, {last}, s.objective)   # a multi-task model: at its serving weights
         reported = [n for n in scenarios if n in bank.reported] or scenarios
         initial = copy.deepcopy(model.state_dict())
         best = {"score": -1.0, "epoch": 0, "state": None}

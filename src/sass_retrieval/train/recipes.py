@@ -3,7 +3,8 @@
 ``dssm_mixed``: plain two-tower on all scenarios; ``dssm_single``: one plain two-tower per scenario,
 trained on that scenario only; ``sass_base``: SASS without pretraining; ``sass``: pretraining then
 fine-tuning; ``ctnet``: a daily source and continually transferred per-scenario targets (train.ctnet).
-``popular`` needs no training and lives in evaluate.popular.
+``sass_mt``: the sass towers with one head per objective (models.multitask), trained on
+sum_k lambda_k x objective k's loss. ``popular`` needs no training and lives in evaluate.popular.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 import torch
 
 from ..config import get
+from ..data.schema import OBJECTIVES
+from ..models.multitask import MultiTaskModel
 from ..models.retrieval import ModelConfig, RetrievalModel
 from .bank import ITEM_FIELDS, USER_FIELDS, FeatureBank
 from .finetune import FinetuneSettings, finetune
@@ -24,7 +27,7 @@ from .pretrain import PretrainSettings, pretrain
 
 log = logging.getLogger(__name__)
 
-ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet")   # ctnet: train.ctnet
+ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet", "sass_mt")   # ctnet: train.ctnet
 TRAINED_ROWS = ROWS[1:]
 
 
@@ -54,9 +57,18 @@ def pretrain_settings(params: dict[str, Any], seed: int, progress: bool = True) 
 
 
 def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | None = None,
-                      progress: bool = True) -> FinetuneSettings:
+                      progress: bool = True, multitask: bool = False) -> FinetuneSettings:
+    """``multitask``: the sass_mt row's settings, every objective's loss weighted by multitask.loss_weights."""
+    weights = {k: float(v) for k, v in get(params, "multitask.loss_weights").items()} if multitask else None
     return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios,
+                            objective_weights=weights,
                             **{k: get(params, f"finetune.{k}") for k in FinetuneSettings.KEYS})
+
+
+def multitask_model(params: dict[str, Any], scenarios: list[str]) -> MultiTaskModel:
+    """The sass_mt row's model: sass towers (model section) and the multitask section's heads and weights."""
+    return MultiTaskModel(RetrievalModel(model_config(params, scenarios, "sass")), list(OBJECTIVES),
+                          int(get(params, "multitask.head_dim")), get(params, "multitask.weights"))
 
 
 def freeze_transferred(model: RetrievalModel) -> None:
@@ -118,7 +130,8 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
         return models, reports
     seed_everything(seed)
     arch = "dssm" if row == "dssm_mixed" else "sass"
-    model = RetrievalModel(model_config(params, bank.scenarios, arch))
+    model = (multitask_model(params, bank.scenarios) if row == "sass_mt" else
+             RetrievalModel(model_config(params, bank.scenarios, arch)))
     if init is not None:
         model.load_state_dict(init.state_dict())
     elif row == "sass" and bool(get(params, "finetune.load_pretrained")):
@@ -127,5 +140,5 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
         model.load_state_dict(copy.deepcopy(pretrained.state_dict()))
         if bool(get(params, "finetune.freeze_pretrained")):
             freeze_transferred(model)
-    report = finetune(model, bank, finetune_settings(params, seed, None, progress), out_dir)
+    report = finetune(model, bank, finetune_settings(params, seed, None, progress, row == "sass_mt"), out_dir)
     return {s: model for s in bank.scenarios}, report

@@ -1,0 +1,76 @@
+"""A multi-objective version (row sass_mt) served with per-request weights: one index per scenario, every weighting."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from support import cwd, warm_user
+
+pytestmark = pytest.mark.slow
+
+OBJ = ["click", "long_view", "like"]
+
+
+@pytest.fixture(scope="module")
+def mt_project(served_project: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The served project with a sass_mt model (the sass towers, fresh heads) and its indexes, built by the
+    index stage itself."""
+    from pipelines import index
+    from sass_retrieval.models.multitask import MultiTaskModel
+    from sass_retrieval.train.checkpoint import load_model, save_checkpoint
+
+    root = tmp_path_factory.mktemp("mt") / "project"
+    shutil.copytree(served_project["root"], root, symlinks=True)
+    base, _ = load_model(root / "models" / "sass" / "model.pt")
+    torch.manual_seed(0)
+    save_checkpoint(root / "models" / "sass_mt" / "model.pt", MultiTaskModel(base, OBJ, 8, {"click": 1.0}))
+    with cwd(root):
+        for s in ("s0", "s1"):
+            assert index.main(["--scenario", s, "--row", "sass_mt"]) == 0
+    return root
+
+
+def test_weights_reorder_one_index_and_match_the_weighted_sum(mt_project: Path, served_project: dict) -> None:
+    from sass_retrieval.serve.loader import load_version
+    from sass_retrieval.serve.query import recommend
+
+    v = load_version(mt_project, served_project["features"], served_project["store"], row="sass_mt",
+                     scenarios=["s0"])
+    model, index = v.models["s0"], v.indexes["s0"]
+    user = warm_user(served_project)
+    row = np.array([v.user_row(user)])
+    with torch.no_grad():
+        hu, _ = model.objective_vectors(v.bank.serving_user_batch(row, "s0"), "user")
+        pool = v.bank.per["s0"].pool
+        hi, _ = model.objective_vectors(v.bank.serving_item_batch(pool, "s0"), "item")
+    answers = {}
+    for w in ("click=1", "long_view=1", "click=1,long_view=0.5,like=0.2"):
+        rec = recommend(v, user, "s0", 10, w)
+        weights = dict.fromkeys(OBJ, 0.0) | {k: float(x) for k, x in (p.split("=") for p in w.split(","))}
+        direct = sum(weights[o] * (hu[0, k] @ hi[:, k].T) for k, o in enumerate(OBJ)).numpy()
+        assert rec.items == v.bank.item_ids[pool][np.argsort(-direct, kind="stable")[:10]].tolist()
+        assert rec.fallback is None
+        answers[w] = rec.items
+    assert answers["click=1"] != answers["long_view=1"]          # the weights change the ranking...
+    assert v.indexes["s0"] is index                              # ...of the same index
+    assert recommend(v, user, "s0", 10).items == answers["click=1"]   # no weights: the model's own (click=1)
+    with pytest.raises(ValueError, match="unknown objective 'clik'"):
+        recommend(v, user, "s0", 10, "clik=1")
+
+
+def test_the_service_takes_weights_and_refuses_them_for_a_single_objective_version(
+        mt_project: Path, served_project: dict) -> None:
+    from sass_retrieval.serve.app import ServeSettings, create_app
+
+    user = warm_user(served_project)
+    app = create_app(ServeSettings(published=served_project["published"], features=served_project["features"],
+                                   store=served_project["store"], reload_interval=0))
+    with TestClient(app) as c:
+        r = c.get("/recommend", params={"user": user, "scenario": "s0", "k": 5, "weights": "click=1"})
+        assert r.status_code == 400 and "multi-objective" in r.json()["reason"]
+        assert c.get("/recommend", params={"user": user, "scenario": "s0", "k": 5}).status_code == 200
