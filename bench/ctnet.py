@@ -34,15 +34,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from bench_cli import bench_parser  # noqa: E402
+from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipelines.base import incremental_params  # noqa: E402
-from sass_retrieval.config import make_window, set_dotted  # noqa: E402
+from sass_retrieval.config import make_window  # noqa: E402
 from sass_retrieval.data.kuairand import import_kuairand  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
@@ -130,18 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default="1,0,4,6,2", help="reported scenarios (tabs)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument("--set", action="append", default=[], help="override params, e.g. ctnet.source=all")
-    p.add_argument("--params", default=str(ROOT / "params.yaml"))
+    params_options(p, "ctnet.source=all")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune",
-                  "sass_retrieval.train.ctnet"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    params = yaml.safe_load(Path(args.params).read_text())
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        set_dotted(params, k, yaml.safe_load(v))
-    torch.set_num_threads(int(params["train"]["threads"]))
+    params = bench_params(args, ("sass_retrieval.train.ctnet",))
     prov = provenance(sys.argv)   # after the thread count is set: it records torch's threads
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -32,14 +32,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from bench_cli import bench_parser  # noqa: E402
+from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sass_retrieval.config import make_window, set_dotted  # noqa: E402
+from sass_retrieval.config import make_window  # noqa: E402
 from sass_retrieval.data.kuairand import import_kuairand  # noqa: E402
 from sass_retrieval.data.schema import OBJECTIVES  # noqa: E402
 from sass_retrieval.evaluate.protocol import build_eval_set, evaluate  # noqa: E402
@@ -183,17 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--min-pairs", type=int, default=100, help="report a scenario for an objective from this many pairs")
     p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument("--set", action="append", default=[], help="override params, e.g. multitask.head_dim=16")
-    p.add_argument("--params", default=str(ROOT / "params.yaml"))
+    params_options(p, "multitask.head_dim=16")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    params = yaml.safe_load(Path(args.params).read_text())
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        set_dotted(params, k, yaml.safe_load(v))
-    torch.set_num_threads(int(params["train"]["threads"]))
+    params = bench_params(args)
     prov = provenance(sys.argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ Writes bench/results/quality.{md,json} (and per-pair arrays to the work folder).
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import sys
 import time
@@ -27,14 +26,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from bench_cli import bench_parser  # noqa: E402
+from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sass_retrieval.config import make_window, set_dotted  # noqa: E402
+from sass_retrieval.config import make_window  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
     aggregate,
@@ -52,10 +49,6 @@ from sass_retrieval.experiment import (  # noqa: E402
 DEFAULT_WINDOWS = "20220505:3:8,20220503:1:8,20220504:1:9,20220505:1:10,20220503:1:4,20220504:1:4,20220505:1:4"
 SLICES = ("all", "scenario_cold", "tail_truth")
 REFERENCE = "sass"
-
-
-def parse_sets(items: list[str]) -> list[tuple[str, object]]:
-    return [(k, yaml.safe_load(v)) for k, v in (s.split("=", 1) for s in items)]
 
 
 def window_label(end: int, test_days: int, train_days: int) -> str:
@@ -79,17 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rows", default="popular,dssm_mixed,dssm_single,sass_base,sass")
     p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument("--set", action="append", default=[], help="override params, e.g. finetune.alpha=0")
-    p.add_argument("--params", default=str(ROOT / "params.yaml"))
+    params_options(p, "finetune.alpha=0")
     p.add_argument("--title", default="Quality on KuaiRand-Pure (BENCHMARK.md), rolling-origin")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    params = yaml.safe_load(Path(args.params).read_text())
-    for k, v in parse_sets(args.set):
-        set_dotted(params, k, v)
-    torch.set_num_threads(int(params["train"]["threads"]))
+    params = bench_params(args)
     # at start (the code that produced the numbers, not what is checked out later), after the thread count
     prov = provenance(sys.argv)
     work = Path(args.work)
