@@ -250,6 +250,7 @@ class Multitask(Section):
     loss_weights: ObjectiveWeights     # lambda_k of each objective's retrieval loss
     weights: ObjectiveWeights          # the serving weights w when a request names none
     head_dim: PosInt
+    hard_negatives: bool
 
 
 class Ctnet(Section):
@@ -286,7 +287,7 @@ class Index(Section):
 
 ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet", "sass_mt")
 BENCHMARK_ROWS = ("dssm_mixed", "dssm_single", "sass_base", "ctnet", "sass_mt")
-CHALLENGERS = ("dssm_mixed", "sass_base", "ctnet")  # indexed and served per scenario like the candidate sass
+CHALLENGERS = ("dssm_mixed", "sass_base", "ctnet", "sass_mt")  # indexed and served per scenario like the candidate sass
 
 
 class Evaluate(Section):

@@ -71,6 +71,7 @@ class FinetuneSettings:
     objective: str                       # the label a single-objective row trains on (data.schema.OBJECTIVES)
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
+    hard_negatives: bool = False         # multi-task rows: rows negative for an objective are its negatives too
 
     def __post_init__(self) -> None:
         # a misspelt refit fails when the settings are read, not after the selection run has trained
@@ -132,6 +133,8 @@ class EmbeddedBatch:
     log_q: torch.Tensor | None
     n_pos: int
     n_blocks: int
+    block: torch.Tensor | None = None   # each row's scenario block, scenario order
+    items: torch.Tensor | None = None   # each row's positive item, scenario order
 
 
 def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampler], pos: dict[str, np.ndarray],
@@ -162,19 +165,33 @@ def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampl
     return EmbeddedBatch(user=user, item=item, rows=torch.from_numpy(order),
                          counts=np.bincount(block, minlength=len(present)).tolist(),
                          hit=torch.from_numpy(items[order, None] == neg_items[block[order]]), log_q=log_q,
-                         n_pos=len(items), n_blocks=len(present))
+                         n_pos=len(items), n_blocks=len(present), block=torch.from_numpy(block[order]),
+                         items=torch.from_numpy(items[order]))
 
 
 def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: FinetuneSettings,
-                keep: torch.Tensor | None = None) -> torch.Tensor:
+                keep: torch.Tensor | None = None, hard: torch.Tensor | None = None) -> torch.Tensor:
     """The retrieval loss of (n, d) user vectors against (n_pos + blocks * negatives, d) item vectors; ``keep``
-    (scenario order) limits it to some rows: an objective's loss over the rows positive for it."""
+    (scenario order) limits it to some rows: an objective's loss over the rows positive for it.
+
+    ``hard`` (scenario order): the batch rows whose item is a negative FOR THIS OBJECTIVE although the user
+    engaged with it (clicked, not long-viewed): their items join the sampled negatives of every row of the same
+    scenario block, without log-Q (they are not drawn from the exposure sampler). They carry what separates one
+    objective from another; exposure-sampled negatives are mostly items nobody clicked, on which every objective
+    agrees."""
     u = vec_u[eb.rows]
-    pos_logit = (u * vec_i[:eb.n_pos][eb.rows]).sum(-1) / s.temperature
+    pos_items = vec_i[:eb.n_pos][eb.rows]
+    pos_logit = (u * pos_items).sum(-1) / s.temperature
     negs = vec_i[eb.n_pos:].view(eb.n_blocks, s.negatives, -1)
     every = torch.cat([chunk @ negs[k].T for k, chunk in enumerate(u.split(eb.counts))])
     neg_logit = (every / s.temperature).masked_fill(eb.hit, float("-inf"))
     log_q = eb.log_q
+    if hard is not None and bool(hard.any()):
+        usable = (eb.block[:, None] == eb.block[None, :]) & hard[None, :] & (eb.items[:, None] != eb.items[None, :])
+        extra = ((u @ pos_items.T) / s.temperature).masked_fill(~usable, float("-inf"))
+        neg_logit = torch.cat([neg_logit, extra], dim=1)
+        if log_q is not None:
+            log_q = torch.cat([log_q, log_q.new_zeros(extra.shape)], dim=1)
     if keep is not None:
         if not bool(keep.any()):
             return vec_u.new_zeros(())
@@ -218,11 +235,12 @@ def multitask_batch_loss(model: Any, bank: FeatureBank, samplers: dict[int, Nega
         lam = float(s.objective_weights.get(name, 0.0))
         if lam == 0:
             continue
-        term = scored_loss(eb, u_s[:, k], i_s[:, k], s, labels[:, k])
+        hard = ~labels[:, k] if s.hard_negatives else None
+        term = scored_loss(eb, u_s[:, k], i_s[:, k], s, labels[:, k], hard)
         if u_g is u_s:   # a dssm base: its one vector is both paths, as in batch_loss
             term = (1.0 + s.aux_weight) * term
         elif s.aux_weight:
-            term = term + s.aux_weight * scored_loss(eb, u_g[:, k], i_g[:, k], s, labels[:, k])
+            term = term + s.aux_weight * scored_loss(eb, u_g[:, k], i_g[:, k], s, labels[:, k], hard)
         total = total + lam * term
     return total
 

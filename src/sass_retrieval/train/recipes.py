@@ -62,6 +62,7 @@ def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | 
     weights = {k: float(v) for k, v in get(params, "multitask.loss_weights").items()} if multitask else None
     return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios,
                             objective_weights=weights,
+                            hard_negatives=bool(get(params, "multitask.hard_negatives")) if multitask else False,
                             **{k: get(params, f"finetune.{k}") for k in FinetuneSettings.KEYS})
 
 
