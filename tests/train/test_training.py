@@ -326,3 +326,28 @@ def test_multitask_loss_is_the_lambda_weighted_sum_of_objective_losses(tiny_bank
     s.objective_weights = {"click": 1.0, "long_view": 1.0, "like": 0.5}
     losses = finetune(model, bank, s, tmp_path)["refit"]["epoch_loss"]
     assert losses[-1] < losses[0] * 0.9
+
+
+def test_hard_negatives_come_from_the_same_scenario_block_and_never_the_rows_own_item() -> None:
+    """scored_loss with ``hard``: a row's extra negatives are the items of the same block's rows marked hard,
+    except its own positive item; with none marked it is the plain loss."""
+    from sass_retrieval.train.finetune import EmbeddedBatch, scored_loss
+    from sass_retrieval.train.losses import sampled_softmax
+
+    g = torch.Generator().manual_seed(0)
+    u = torch.nn.functional.normalize(torch.randn(4, 3, generator=g), dim=-1)
+    i = torch.nn.functional.normalize(torch.randn(4 + 2 * 2, 3, generator=g), dim=-1)   # 4 positives, 2 blocks x 2
+    eb = EmbeddedBatch(user=None, item=None, rows=torch.arange(4), counts=[2, 2], hit=torch.zeros(4, 2, dtype=torch.bool),
+                       log_q=None, n_pos=4, n_blocks=2, block=torch.tensor([0, 0, 1, 1]),
+                       items=torch.tensor([10, 11, 12, 12]))
+    s = _ft(1)
+    s.temperature, s.loss, s.negatives = 1.0, "softmax", 2
+    hard = torch.tensor([False, True, True, False])
+    negs = i[4:].view(2, 2, 3)
+    pos = (u * i[:4]).sum(-1)
+    expected = []
+    for r, extra in ((0, [1]), (1, []), (2, []), (3, [])):   # row 0 gets row 1's item; row 3 shares item 12 with row 2
+        cols = [u[r] @ negs[eb.block[r]][j] for j in range(2)] + [u[r] @ i[c] for c in extra]
+        expected.append(sampled_softmax(pos[r:r + 1], torch.stack(cols).unsqueeze(0)))
+    assert torch.allclose(scored_loss(eb, u, i, s, hard=hard), torch.stack(expected).mean(), atol=1e-6)
+    assert torch.allclose(scored_loss(eb, u, i, s, hard=torch.zeros(4, dtype=torch.bool)), scored_loss(eb, u, i, s))
