@@ -14,8 +14,9 @@ On the BENCHMARK.md dev window (train 8 days, test 05-03..05-05), per seed:
 Every row is scored through the protocol with each objective's ground truth (``build_eval_set(label=...)``:
 clicked, long-viewed, liked videos of the test window). A scenario is reported for an objective only with at
 least ``--min-pairs`` evaluation pairs. Paired bootstrap 95% CIs (pooled over seeds) of sass_mt − sass[click].
-Controllability: over an 11-point grid of the click/long_view weight (like 0) the Spearman correlation between
-the long_view weight and each objective's macro NDCG@50 (click's is reported against the click weight, 1 − a).
+Controllability: over an 11-point grid of the click/long_view weight (like 0), and of the click/like weight
+(long_view 0), the Spearman correlation between an objective's own weight and its macro NDCG@50 (click's
+weight is 1 − a).
 
 Writes bench/results/multitask.{md,json} and multitask_grid.png.
 """
@@ -45,7 +46,8 @@ from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import fmt_ci, prepare_window, provenance, window_bank, write_results  # noqa: E402
 
 METRIC = "ndcg@50"
-GRID = [round(a, 1) for a in np.linspace(0, 1, 11)]   # the long_view weight a; click weight 1 - a, like 0
+GRID = [round(a, 1) for a in np.linspace(0, 1, 11)]   # the other objective's weight a; click weight 1 - a
+GRID_OBJECTIVES = ("long_view", "like")                # one grid each: click against it, the third at 0
 
 
 def eval_sets(prep, min_pairs: int) -> dict[str, object]:
@@ -92,12 +94,14 @@ def run_seed(prep, bank, params: dict, sets: dict, seed: int, work: Path) -> dic
         rows[f"sass_mt ({label})"] = {name: evaluate(es, rec, keep_pairs=True) for name, es in sets.items()}
         logging.info("seed %d sass_mt %s: %s", seed, label,
                      {n: round(r["macro"][METRIC], 4) for n, r in rows[f"sass_mt ({label})"].items()})
-    grid = []
-    for a in GRID:
-        model.set_weights({"click": 1 - a, "long_view": a})
-        grid.append({name: float(evaluate(es, rec)["macro"][METRIC]) for name, es in sets.items()})
-    index_ids = {s: id(ix) for s, ix in rec.indexes.items()}
-    return {"rows": rows, "grid": grid, "seconds": seconds, "indexes": len(index_ids)}
+    grids: dict[str, list[dict[str, float]]] = {}
+    for other in GRID_OBJECTIVES:
+        grids[other] = []
+        for a in GRID:
+            model.set_weights({"click": 1 - a, other: a})
+            grids[other].append({name: float(evaluate(es, rec)["macro"][METRIC]) for name, es in sets.items()})
+    return {"rows": rows, "grids": grids, "seconds": seconds, "indexes": len(rec.indexes),
+            "scenarios": len(bank.scenarios)}
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -135,41 +139,49 @@ def report(per_seed: list[dict], sets: dict, params: dict, n_boot: int) -> tuple
         out += [f"| {r} | " + " | ".join(fmt_ci(comps[o][r][x]) for x in scen + ["macro"]) + " |"
                 for r in rows if r != "sass[click]"]
         out.append("")
-    grid = {o: [float(np.mean([ps["grid"][i][o] for ps in per_seed])) for i in range(len(GRID))] for o in objectives}
-    rho = {o: spearman([1 - a for a in GRID] if o == "click" else GRID, grid[o]) for o in objectives}
-    out += ["## Controllability: macro NDCG@50 along the click/long_view weight grid (like 0; mean over seeds)\n",
-            "| long_view weight a (click 1 − a) | " + " | ".join(objectives) + " |",
-            "|---:" + "|---:" * len(objectives) + "|"]
-    out += [f"| {a:.1f} | " + " | ".join(f"{grid[o][i]:.4f}" for o in objectives) + " |" for i, a in enumerate(GRID)]
-    out += ["", "Spearman correlation between an objective's own weight and its NDCG@50 along the grid (click: 1 − a, "
-            "long_view: a; like: a, which it does not weigh): " + ", ".join(f"{o} {rho[o]:+.3f}" for o in objectives) + "\n"]
+    grids, rho = {}, {}
+    for other in GRID_OBJECTIVES:
+        grid = {o: [float(np.mean([ps["grids"][other][i][o] for ps in per_seed])) for i in range(len(GRID))]
+                for o in objectives}
+        own = {"click": [1 - a for a in GRID], other: GRID}
+        grids[other], rho[other] = grid, {o: spearman(own[o], grid[o]) for o in objectives if o in own}
+        out += [f"## Controllability: macro NDCG@50 along the click/{other} weight grid (the third objective 0; "
+                "mean over seeds)\n",
+                f"| {other} weight a (click 1 − a) | " + " | ".join(objectives) + " |",
+                "|---:" + "|---:" * len(objectives) + "|"]
+        out += [f"| {a:.1f} | " + " | ".join(f"{grid[o][i]:.4f}" for o in objectives) + " |" for i, a in enumerate(GRID)]
+        out += ["", "Spearman correlation between an objective's own weight and its NDCG@50 along this grid: " +
+                ", ".join(f"{o} {r:+.3f}" for o, r in rho[other].items()) + "\n"]
     secs = {r: float(np.mean([ps["seconds"][r] for ps in per_seed])) for r in per_seed[0]["seconds"]}
     out += ["## Training seconds (mean over seeds)\n", "| model | seconds | × sass[click] |", "|---|---:|---:|"]
     out += [f"| {r} | {s:.0f} | {s / secs['sass[click]']:.2f} |" for r, s in secs.items()]
-    out += ["", f"One index per scenario served every weighting: {per_seed[0]['indexes']} indexes for "
-            f"{len(sets[objectives[0]].scenarios) if objectives else 0}+ scenarios, built once from the weight-free item vectors."]
+    out += ["", f"Every weighting above was served by {per_seed[0]['indexes']} FAISS indexes, one per scenario "
+            f"({per_seed[0]['scenarios']} scenarios, `other` included), built once from the weight-free item vectors."]
     payload = {"objectives": objectives, "rows": {r: {o: mean(r, o) for o in objectives} for r in rows},
                "per_scenario": {r: {o: {s: mean(r, o, s) for s in sets[o].scenarios} for o in objectives} for r in rows},
-               "ci_vs_sass_click": comps, "grid": {"long_view_weight": GRID, **grid}, "spearman": rho,
+               "ci_vs_sass_click": comps, "grids": {"weight": GRID, **grids}, "spearman": rho,
                "seconds": secs, "pairs": {o: {s: len(sets[o].pairs[s]) for s in sets[o].scenarios} for o in objectives},
                "params": {"multitask": params["multitask"]}}
     return "\n".join(out), payload
 
 
 def plot_grid(payload: dict, path: Path) -> None:
+    """One panel per grid: every objective's macro NDCG@50 as the other objective's weight moves from 0 to 1."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for o in payload["objectives"]:
-        ax.plot(payload["grid"]["long_view_weight"], payload["grid"][o], marker="o", label=f"{o} ground truth")
-    ax.set_xlabel("long_view weight a (click weight 1 − a), one model, one index per scenario")
-    ax.set_ylabel("macro NDCG@50")
-    ax.set_title("sass_mt: per-request weights on KuaiRand (dev window)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, len(GRID_OBJECTIVES), figsize=(10, 3.6))
+    for ax, other in zip(axes, GRID_OBJECTIVES, strict=True):
+        for o in payload["objectives"]:
+            ax.plot(payload["grids"]["weight"], payload["grids"][other][o], marker="o", label=f"{o} ground truth")
+        ax.set_xlabel(f"{other} weight a (click weight 1 − a)")
+        ax.set_ylabel("macro NDCG@50")
+        ax.set_title(f"click / {other}")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("sass_mt on KuaiRand (dev window): one model, one index per scenario, per-request weights")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
