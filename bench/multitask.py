@@ -155,8 +155,8 @@ def report(per_seed: list[dict], sets: dict, params: dict, n_boot: int) -> tuple
     secs = {r: float(np.mean([ps["seconds"][r] for ps in per_seed])) for r in per_seed[0]["seconds"]}
     out += ["## Training seconds (mean over seeds)\n", "| model | seconds | × sass[click] |", "|---|---:|---:|"]
     out += [f"| {r} | {s:.0f} | {s / secs['sass[click]']:.2f} |" for r, s in secs.items()]
-    out += ["", f"Every weighting above was served by {per_seed[0]['indexes']} FAISS indexes, one per scenario "
-            f"({per_seed[0]['scenarios']} scenarios, `other` included), built once from the weight-free item vectors."]
+    out += ["", f"Every weighting above was served by the same {per_seed[0]['indexes']} FAISS indexes, one per evaluated "
+            "scenario, built once from the weight-free item vectors."]
     payload = {"objectives": objectives, "rows": {r: {o: mean(r, o) for o in objectives} for r in rows},
                "per_scenario": {r: {o: {s: mean(r, o, s) for s in sets[o].scenarios} for o in objectives} for r in rows},
                "ci_vs_sass_click": comps, "grids": {"weight": GRID, **grids}, "spearman": rho,
