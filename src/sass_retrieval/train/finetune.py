@@ -137,16 +137,6 @@ class EmbeddedBatch:
     items: torch.Tensor | None = None   # each row's positive item, scenario order
 
 
-def _gather(tensors: tuple[torch.Tensor, ...], rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``t[rows]`` of each tensor, keeping aliases: a side that returns one tensor twice (dssm's scenario and
-    global vector) gets one gathered tensor twice, which batch_loss relies on to score it once."""
-    done: dict[int, torch.Tensor] = {}
-    for t in tensors:
-        if id(t) not in done:
-            done[id(t)] = t[rows]
-    return tuple(done[id(t)] for t in tensors)
-
-
 def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampler], pos: dict[str, np.ndarray],
                 idx: np.ndarray, s: FinetuneSettings, rng: np.random.Generator, side) -> EmbeddedBatch:
     """Draw each present scenario's shared negatives and run the towers: ``side(batch, "user"|"item")``.
@@ -166,13 +156,7 @@ def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampl
     for k in present:                            # each row's item statistics in its own scenario, that day
         m = all_scen == k
         stats[m] = bank.per[bank.scenarios[k]].item_daily[day, all_items[m]]
-    # Negatives are drawn by exposure count, so popular videos repeat within a step (on KuaiRand ~31% of the
-    # item rows are repeats). A (video, scenario) pair has one input row that day, hence one output: embed each
-    # pair once and gather; the gradient of the gather sums the repeats' gradients, as separate rows would.
-    keys = all_items.astype(np.int64) * len(bank.scenarios) + all_scen
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    unique = side(bank.item_batch(all_items[first], all_scen[first], stats[first]), "item")
-    item = _gather(unique, torch.from_numpy(inverse.reshape(-1)))
+    item = side(bank.item_batch(all_items, all_scen, stats), "item")
     block = np.searchsorted(present, scen)                               # row -> its scenario's block
     order = np.argsort(block, kind="stable")
     neg_items = np.stack([neg for neg, _ in draws])                      # (scenarios present, negatives)
