@@ -490,9 +490,12 @@ def test_objective_tables_show_every_row_and_name_the_scenarios_left_out() -> No
                                           ("sass_mt (long_view only)", 0.27))}
     for r in rows.values():
         r["per_scenario"].pop("s1")
-    m["objectives"] = {"long_view": {"scenarios": ["s0"], "pairs": {"s0": 140}, "too_few": {"s1": 12},
-                                     "rows": rows}}
+    m["objectives"] = {"like": {"scenarios": [], "pairs": {}, "too_few": {"s0": 3, "s1": 1}, "rows": {}},
+                       "long_view": {"scenarios": ["s0"], "pairs": {"s0": 140}, "too_few": {"s1": 12},
+                                     "rows": rows}}   # sorted by name, as metrics.json stores them
     blocks = sections(RunReport(generated=NOW.isoformat(), metrics=m), {})
+    heads = [b.text for b in blocks if isinstance(b, Heading) and b.text.startswith("Ground truth")]
+    assert heads == ["Ground truth: long_view", "Ground truth: like"]      # the schema's order
     i = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Ground truth: long_view")
     note, table = blocks[i + 1], blocks[i + 2]
     assert "s1 (12)" in note.text

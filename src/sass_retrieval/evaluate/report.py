@@ -35,6 +35,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from ..data.schema import OBJECTIVES
 from .slices import SLICE_DESCRIPTIONS, SLICES
 
 HEADLINE = ("ndcg@50", "hit_rate@50")
@@ -102,7 +103,11 @@ class RunReport:
         """Objective -> {scenarios, pairs, too_few, rows}: every row scored on a non-click objective's ground
         truth (metrics.json ``objectives``, written when the multi-task row sass_mt runs; {} otherwise)."""
         ob = (self.metrics or {}).get("objectives")
-        return {str(k): dict(v) for k, v in ob.items() if isinstance(v, dict)} if isinstance(ob, dict) else {}
+        if not isinstance(ob, dict):
+            return {}
+        order = list(OBJECTIVES)   # metrics.json stores them sorted by name; show them in the schema's order
+        return {str(k): dict(ob[k]) for k in sorted(ob, key=lambda k: (order.index(k) if k in order else len(order), k))
+                if isinstance(ob[k], dict)}
 
     @property
     def window(self) -> dict:
