@@ -37,6 +37,15 @@ class WeightsNotSupported(ValueError):
     """Objective weights were given for a version whose model has a single objective."""
 
 
+def request_weights(model: Any, weights: Mapping[str, float] | str, row: str) -> dict[str, float]:
+    """A request's objective weights, checked against the model that will answer it: every objective of a
+    multi-task model (models.multitask) gets a weight; a single-objective model refuses them."""
+    if not isinstance(model, MultiTaskModel):
+        raise WeightsNotSupported(f"weights apply to a multi-objective model (row sass_mt); this version serves "
+                                  f"row {row!r}")
+    return parse_weights(weights, model.objectives)
+
+
 def user_vectors(model: Any, bank: Any, scenario: str, rows: np.ndarray,
                  weights: Mapping[str, float] | None = None) -> np.ndarray:
     """The user tower's vectors for bank ``rows`` in ``scenario``: what evaluate's ``embed_users`` computes,
@@ -44,21 +53,17 @@ def user_vectors(model: Any, bank: Any, scenario: str, rows: np.ndarray,
     and never trained) and under ``inference_mode``, a stricter ``no_grad``. Together they take about 40%
     off one user's embedding, the largest part of a request; tests check both give the same vectors.
 
-    ``weights`` (a multi-task model only, models.multitask): this request's objective weights. They are
-    applied to the per-objective vectors here, never written into the shared model, so concurrent requests
-    with different weights can not see each other's."""
+    ``weights`` (:func:`request_weights`' result, a multi-task model only): this request's objective weights.
+    They are applied to the per-objective vectors here, never written into the shared model, so concurrent
+    requests with different weights can not see each other's."""
     import torch
 
     batch = bank.serving_user_batch(rows, scenario)
     with torch.inference_mode():
         if weights is None:
             return model.user_vectors(batch)[0].numpy().astype(np.float32)
-        if not isinstance(model, MultiTaskModel):
-            raise WeightsNotSupported("weights apply to a multi-objective model (row sass_mt); this version "
-                                      "serves a single-objective one")
-        w = parse_weights(weights, model.objectives)
         per_objective, _ = model.objective_vectors(batch, "user")
-        query = weighted_user_vector(per_objective, torch.tensor([w[o] for o in model.objectives]))
+        query = weighted_user_vector(per_objective, torch.tensor([weights[o] for o in model.objectives]))
         return query.numpy().astype(np.float32)
 
 
@@ -78,10 +83,7 @@ def recommend(version: LoadedVersion, user: int, scenario: str, k: int,
         raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
     model = version.models[serving]
     if weights is not None:   # checked before the popular fallback: a bad request is refused for every user
-        if not isinstance(model, MultiTaskModel):
-            raise WeightsNotSupported("weights apply to a multi-objective model (row sass_mt); this version "
-                                      f"serves row {version.row!r}")
-        weights = parse_weights(weights, model.objectives)
+        weights = request_weights(model, weights, version.row)
     row = version.user_row(user)
     if row is None or not version.warm[serving][row]:
         pop = version.popular[serving]
