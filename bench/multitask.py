@@ -57,7 +57,7 @@ def eval_sets(prep, min_pairs: int) -> dict[str, object]:
         full = build_eval_set(prep.train, prep.test, list(prep.smap.reported), label=col)
         keep = [s for s in full.scenarios if len(full.pairs[s]) >= min_pairs]
         if keep:
-            out[name] = build_eval_set(prep.train, prep.test, keep, label=col)
+            out[name] = full.only(keep)
     return out
 
 

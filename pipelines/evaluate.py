@@ -176,7 +176,7 @@ def objective_tables(recs: dict[str, object], train, test, reported: list[str], 
         entry = {"scenarios": keep, "pairs": {s: pairs[s] for s in keep},
                  "too_few": {s: n for s, n in pairs.items() if n < min_pairs}, "rows": {}}
         if keep:
-            es = build_eval_set(train, test, keep, label=col)
+            es = full.only(keep)
             for row, rec in recs.items():
                 entry["rows"][row] = evaluate(es, rec, ks)
             default = model.weights.clone()

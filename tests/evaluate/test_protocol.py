@@ -78,6 +78,15 @@ def test_label_chooses_the_ground_truth_and_keeps_the_train_click_removal():
         build_eval_set(train, test, ["a"], label="is_like")
 
 
+def test_only_keeps_some_scenarios_as_built_for_them():
+    train = frame([(1, 100, "a", 1), (2, 200, "b", 0), (2, 201, "b", 1)])
+    test = frame([(1, 101, "a", 1), (2, 202, "b", 1)])
+    sub, direct = build_eval_set(train, test, ["a", "b"]).only(["b"]), build_eval_set(train, test, ["b"])
+    assert sub.scenarios == direct.scenarios == ["b"]
+    assert sub.pairs["b"].tolist() == direct.pairs["b"].tolist() and sub.truth == direct.truth
+    assert sub.pools["b"].tolist() == direct.pools["b"].tolist() and sub.train_clicked.keys() == direct.train_clicked.keys()
+
+
 def test_truth_excludes_videos_clicked_in_train_in_any_scenario():
     train = frame(
         [

@@ -50,6 +50,12 @@ class EvalSet:
     pools: dict[str, np.ndarray]  # scenario -> candidate pool video ids (exposed in that scenario in train)
     train_clicked: dict[int, np.ndarray]  # user -> videos clicked anywhere in train (sorted, unique)
 
+    def only(self, scenarios: Iterable[str]) -> EvalSet:
+        """The same pairs, ground truth and pools for some of the scenarios (e.g. those with enough pairs)."""
+        keep = [str(s) for s in scenarios]
+        return EvalSet(scenarios=keep, pairs={s: self.pairs[s] for s in keep}, truth={s: self.truth[s] for s in keep},
+                       pools={s: self.pools[s] for s in keep}, train_clicked=self.train_clicked)
+
     def summary(self) -> dict[str, dict[str, int]]:
         return {
             s: {"pairs": int(len(self.pairs[s])), "pool": int(len(self.pools[s]))} for s in self.scenarios
