@@ -133,8 +133,8 @@ class EmbeddedBatch:
     log_q: torch.Tensor | None
     n_pos: int
     n_blocks: int
-    block: torch.Tensor | None = None   # each row's scenario block, scenario order
-    items: torch.Tensor | None = None   # each row's positive item, scenario order
+    block: torch.Tensor       # each row's scenario block, scenario order
+    items: torch.Tensor       # each row's positive item, scenario order
 
 
 def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampler], pos: dict[str, np.ndarray],
