@@ -72,7 +72,7 @@ def pooled(stacks: list[dict], labels: list[str]) -> dict:
 
 
 def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days: int, declared: list[str],
-             seed: int) -> dict[str, dict]:
+             seed: int, baselines: list[str] = BASELINES) -> dict[str, dict]:
     """One seed's backfill: label -> row -> protocol result (with per-pair values and training seconds)."""
     from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
     from sass_retrieval.train.ctnet import train_ctnet
@@ -86,7 +86,7 @@ def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days:
         prep = prepare_window(store, work / "features", make_window(day, train_days, 1), declared, min_rows, seq_len)
         kept: dict = {}
         slices, bank = evaluation_slices(prep), window_bank(prep, params)
-        res = run_rows(prep, copy.deepcopy(params), BASELINES, seed, work / "rows", keep_models=kept,
+        res = run_rows(prep, copy.deepcopy(params), baselines, seed, work / "rows", keep_models=kept,
                        slices=slices, bank=bank)
         for row, (overrides, one_time) in CONTINUAL.items():
             if i == 0 and row == "ctnet_one_time":      # identical to ctnet on the first day
@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", default="1,0,4,6,2", help="reported scenarios (tabs)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--baselines", default=",".join(BASELINES),
+                   help="rows retrained from scratch every day beside the continual ones (dssm_single is required: "
+                        "the cost column is relative to it); fewer make a long backfill affordable")
     params_options(p, "ctnet.source=all")
     args = p.parse_args(argv)
     params = bench_params(args, ("sass_retrieval.train.ctnet",))
@@ -138,11 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     if not store.exists():
         import_kuairand(Path(args.data_dir), store, progress=False)
     days = [int(d) for d in args.days.split(",")]
+    baselines = [r for r in args.baselines.split(",") if r]
+    if "dssm_single" not in baselines:
+        p.error("--baselines must include dssm_single (the reference of the cost column)")
     declared = args.scenarios.split(",") + ["other"]
     t0 = time.perf_counter()
     per_seed: list[dict] = []
     for seed in args.seeds:
-        per_seed.append(run_seed(store, work, params, days, args.train_days, declared, seed))
+        per_seed.append(run_seed(store, work, params, days, args.train_days, declared, seed, baselines))
         body, payload = report(per_seed, args)
         body = f"Seeds {args.seeds[:len(per_seed)]}; overrides {args.set or 'none'}; {time.perf_counter() - t0:.0f}s.\n\n" + body
         write_results(Path(args.out), "CTNet: continual transfer on a rolling KuaiRand backfill", prov, body, payload)

@@ -1,6 +1,7 @@
 """Stage `train`: fine-tune one reference row (sass, sass_base, dssm_mixed, dssm_single, ctnet, sass_mt).
 
-Layouts under models/<row>/: ``model.pt`` (one model for every scenario), ``model_<s>.pt`` per scenario
+Layouts under models/<row>/: ``model.pt`` (one model for every scenario, but those with ``model_<s>.pt``: a large
+scenario that kept its own best epoch, finetune.own_epoch_min_clicks), ``model_<s>.pt`` per scenario
 (dssm_single), ctnet: ``source.pt`` (serves the largest scenario) and a target ``model_<s>.pt`` per other
 scenario (train.checkpoint.load_row_model reads all three)."""
 
@@ -61,16 +62,31 @@ def main(argv: list[str] | None = None) -> int:
     if not is_main():
         return 0
     meta = {"row": args.row, "window": run.window.__dict__, "scenarios": bank.scenarios}
+    drop_scenario_checkpoints(out)
     if args.row == "dssm_single":
         for s, m in models.items():
             save_checkpoint(out / f"model_{s}.pt", m, meta={**meta, "scenario": s})
     else:
-        save_checkpoint(out / "model.pt", next(iter(models.values())), meta=meta)
+        # one shared model, plus model_<s>.pt for a scenario that kept an epoch of its own (finetune.own_epoch_min_clicks)
+        owned = set(report.get("own_models", [])) if isinstance(report, dict) else set()
+        shared = next((m for s, m in models.items() if s not in owned), next(iter(models.values())))
+        save_checkpoint(out / "model.pt", shared, meta=meta)
+        for s, m in models.items():
+            if m is not shared:
+                save_checkpoint(out / f"model_{s}.pt", m, meta={**meta, "scenario": s})
     for f in out.rglob("resume*.pt*"):
         f.unlink()
     write_json(out / "report.json", {"row": args.row, "report": report, "seconds": round(time.perf_counter() - t0, 2)})
     log.info("trained %s in %.1fs", args.row, time.perf_counter() - t0)
     return 0
+
+
+def drop_scenario_checkpoints(out) -> None:
+    """Remove a row folder's per-scenario checkpoints (``model_<s>.pt`` and manifests), once today's models are
+    trained and about to be saved: the folders persist between runs (persist: true), and yesterday's file for a
+    scenario today's run does not write would otherwise still be served (train.checkpoint.row_checkpoint)."""
+    for f in out.glob("model_*.pt*"):
+        f.unlink()
 
 
 def train_ctnet_row(run, features: str, out, progress: bool, t0: float) -> int:
@@ -100,8 +116,7 @@ def train_ctnet_row(run, features: str, out, progress: bool, t0: float) -> int:
     bank = bank_for(run, features, "dssm")
     source, models, report = train_ctnet(bank, params, int(get(params, "train.seed")), out, source_init,
                                          target_inits, progress=progress)
-    for f in out.glob("model_*.pt*"):       # yesterday's targets (persist: true) are not today's
-        f.unlink()
+    drop_scenario_checkpoints(out)
     meta = {"row": "ctnet", "window": run.window.__dict__, "scenarios": bank.scenarios,
             "warm_start": str(warm) if warm else None}
     save_checkpoint(out / "source.pt", source, meta={**meta, "scenario": report["source_scenario"]})

@@ -226,7 +226,9 @@ def write_results(out: Path, title: str, prov: dict[str, Any], body_md: str, pay
     header = (f"# {title}\n\n- command: `{prov['command']}`\n- date: {prov['date']}\n- machine: {prov['machine']}, "
               f"{prov['cores']} cores, torch threads {prov['torch_threads']}\n- commit: {prov['commit']}\n\n")
     out.with_suffix(".md").write_text(header + body_md + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"provenance": prov, **payload}, indent=2, default=str))
+    # compact: the .md is the file people read; the .json (every seed, scenario and CI) is for programs, and a
+    # long backfill's indented .json passed 1 MiB
+    out.with_suffix(".json").write_text(json.dumps({"provenance": prov, **payload}, default=str))
 
 
 def stack_seeds(per_seed: list[dict[str, dict[str, Any]]], slice_name: str = "all",

@@ -232,6 +232,8 @@ class Finetune(Section):
     max_steps_per_epoch: NonNegInt
     recent_days: NonNegInt
     objective: Literal[OBJECTIVE_NAMES]  # type: ignore[valid-type]
+    average_from: NonNegInt
+    own_epoch_min_clicks: NonNegInt
 
 
 class ObjectiveWeights(Section):

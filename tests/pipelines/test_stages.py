@@ -167,3 +167,42 @@ def test_an_incremental_day_warm_starts_and_trains_on_the_newest_day(built_proje
     assert 0 < incr["sass"]["report"]["refit"]["steps"] < full_steps
     full_epochs = len(full["pretrain"]["epoch_loss"])
     assert 0 < incr["pretrain"]["steps"] < full["pretrain"]["steps"] / full_epochs
+
+
+def test_a_scenario_with_its_own_epoch_is_saved_indexed_and_scored_from_its_own_checkpoint(built_project: Path,
+                                                                                           tmp_path: Path) -> None:
+    """With every scenario allowed its own epoch, each one whose pick differs from the macro pick gets
+    ``model_<s>.pt`` beside the shared ``model.pt``; the index and evaluate stages read it; a later run that
+    keeps no per-scenario epoch leaves no stale ``model_<s>.pt`` behind."""
+    import shutil
+
+    import yaml
+
+    from pipelines import evaluate, index, train
+    from sass_retrieval.train.checkpoint import read_manifest, row_checkpoint
+
+    root = tmp_path / "p"
+    shutil.copytree(built_project, root, symlinks=True)
+    with cwd(root):
+        params = yaml.safe_load(Path("params.yaml").read_text())
+        params["finetune"].update({"own_epoch_min_clicks": 1, "early_stopping": True, "epochs": 4, "patience": 2,
+                                   "min_epochs": 1})
+        Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert train.main(["--row", "sass", "--no-progress"]) == 0
+        report = json.loads(Path("models/sass/report.json").read_text())["report"]
+        own = report["own_epoch"]
+        assert own, "every reported scenario had held-out clicks"
+        for s, pick in own.items():
+            separate = pick["best_epoch"] != report["best_epoch"]
+            assert Path(f"models/sass/model_{s}.pt").exists() == separate, (s, pick, report["best_epoch"])
+            expected = f"model_{s}.pt" if separate else "model.pt"
+            assert row_checkpoint(Path("models"), "sass", s).name == expected
+            if separate:
+                assert read_manifest(Path(f"models/sass/model_{s}.pt"))["meta"]["scenario"] == s
+        for s in ("s0", "s1", "s2"):
+            assert index.main(["--scenario", s]) == 0
+        assert evaluate.main([]) == 0
+        params["finetune"]["own_epoch_min_clicks"] = 0
+        Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert train.main(["--row", "sass", "--no-progress"]) == 0
+        assert sorted(p.name for p in Path("models/sass").glob("model*.pt")) == ["model.pt"]

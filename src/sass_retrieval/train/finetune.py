@@ -14,6 +14,15 @@ NDCG@50 has not improved by more than ``min_delta`` for ``patience`` epochs, and
 start on every training day for the best number of epochs; "holdout" keeps the best epoch's weights and
 trains one epoch on the held-out day, the newest, so it is not lost (a day's cost, not a window's);
 "none" (false) keeps the best epoch's weights as they are.
+
+One stopping rule does not fit every scenario: the largest one keeps improving after the macro average, which
+the small scenarios' noise dominates, has peaked. A scenario with at least ``own_epoch_min_clicks`` held-out
+clicks therefore keeps the epoch best for it (and gets its own refit), when the caller asks for such
+per-scenario models; training goes on while it still improves.
+
+Weight averaging (``average_from``, train.averaging): from that epoch on, the model a phase hands over is
+the mean of its epoch-end weights, not the last epoch's; early stopping judges (and keeps) that mean, and
+the "holdout" refit adds the held-out day's epoch to the selected mean instead of replacing it.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import torch
 
 from ..data.schema import OBJECTIVES
 from ..models.retrieval import RetrievalModel
+from .averaging import EpochAverage
 from .bank import FeatureBank, recent_days
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import retrieval_loss
@@ -52,7 +62,8 @@ class FinetuneSettings:
 
     KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature",
                                        "aux_weight", "early_stopping", "patience", "min_epochs", "min_delta",
-                                       "refit", "recent_days", "objective")
+                                       "refit", "recent_days", "objective", "average_from",
+                                       "own_epoch_min_clicks")
     loop: LoopSettings
     batch_size: int
     negatives: int
@@ -69,6 +80,8 @@ class FinetuneSettings:
     refit: bool | str                    # True/"full" | "holdout" | False/"none": see the module docstring
     recent_days: int                     # train on the newest n training days only (incremental); 0 = all
     objective: str                       # the label a single-objective row trains on (data.schema.OBJECTIVES)
+    average_from: int                    # keep the mean of the epoch-end weights from this epoch on; 0 = off
+    own_epoch_min_clicks: int            # a scenario with this many held-out clicks keeps its own best epoch; 0 = off
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
     hard_negatives: bool = False         # multi-task rows: rows negative for an objective are its negatives too
@@ -246,11 +259,11 @@ def multitask_batch_loss(model: Any, bank: FeatureBank, samplers: dict[int, Nega
 
 
 @torch.no_grad()
-def validate_day(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.ndarray], scenarios: list[str],
-                 k: int = 50) -> float:
-    """Macro NDCG@k of ranking each held-out click against its scenario's pool (that day's snapshot)."""
+def validate_scenarios(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.ndarray], scenarios: list[str],
+                       k: int = 50) -> dict[str, float]:
+    """Per scenario with held-out clicks: NDCG@k of ranking each of them against its pool (that day's snapshot)."""
     model.eval()
-    scores = []
+    out: dict[str, float] = {}
     for name in scenarios:
         si = bank.scen_index(name)
         m = pos["scen"] == si
@@ -269,12 +282,26 @@ def validate_day(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.nda
         tgt = sc.gather(1, target.clamp(max=len(pool) - 1).unsqueeze(1))
         rank = (sc > tgt).sum(1)
         ndcg = torch.where(in_pool & (rank < k), 1.0 / torch.log2(rank.float() + 2.0), torch.zeros(()))
-        scores.append(float(ndcg.mean()))
+        out[name] = float(ndcg.mean())
     model.train()
-    return float(np.mean(scores)) if scores else float("nan")
+    return out
 
 
-def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path) -> dict[str, Any]:
+def own_epoch_scenarios(val: dict[str, np.ndarray], bank: FeatureBank, scenarios: list[str], min_clicks: int) -> list[str]:
+    """The scenarios whose held-out day has at least ``min_clicks`` clicks (0: none): each keeps the epoch best
+    for it instead of the one best for the macro average. Why: on KuaiRand the largest tab (75% of the rows)
+    still improves at epochs 5-7 while the macro average, which the small tabs' noise dominates, peaks at 2-4
+    (docs/lab-notes.md, 2026-12-02 "own epoch"); a small tab's own held-out day is too noisy to pick from."""
+    if not min_clicks or len(scenarios) < 2:
+        return []
+    return [n for n in scenarios if int((val["scen"] == bank.scen_index(n)).sum()) >= min_clicks]
+
+
+def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path,
+             own_models: dict[str, torch.nn.Module] | None = None) -> dict[str, Any]:
+    """Train ``model`` (in place); returns the training report. ``own_models``, when given, receives a model for
+    each scenario that kept an epoch of its own (``own_epoch_min_clicks``, :func:`own_epoch_scenarios`) different
+    from the one ``model`` ends at; every other scenario is served by ``model``."""
     bank.require_training_samples("fine-tuning")
     scenarios = s.scenarios or bank.scenarios
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
@@ -286,11 +313,14 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
     multi = s.objective_weights is not None
     step_loss = multitask_batch_loss if multi else batch_loss
 
-    def train_on(days: set[int], settings: LoopSettings, tag: str, on_epoch_end=None) -> dict[str, Any]:
+    def train_on(days: set[int], settings: LoopSettings, tag: str, on_epoch_end=None,
+                 average: EpochAverage | None = None) -> tuple[dict[str, Any], EpochAverage]:
+        """One training phase; returns its report and the average of its epochs (not yet in the model)."""
         pos = _positives(bank, scenarios, days, s.objective, labels=multi)
         if len(pos["user"]) == 0:
             raise ValueError(f"fine-tuning ({tag}): no {s.objective} positives in the training days for "
                              f"scenarios {scenarios}")
+        average = average if average is not None else EpochAverage(model, s.average_from)
 
         def batches(epoch: int) -> Iterator[tuple[int, Any]]:
             plan = _day_batches(pos["day"], s.batch_size, step_rng(settings.seed, epoch, -1))
@@ -299,37 +329,80 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
                                                                    step_rng(settings.seed, epoch, step)))
 
         n = len(_day_batches(pos["day"], s.batch_size, np.random.default_rng(0)))
-        return run_epochs(model, settings, lambda e: n, batches, out_dir / f"resume-{tag}.pt",
-                          out_dir / f"loss-{tag}.csv", f"finetune[{tag}]", on_epoch_end)
+        rep = run_epochs(model, settings, lambda e: n, batches, out_dir / f"resume-{tag}.pt",
+                         out_dir / f"loss-{tag}.csv", f"finetune[{tag}]", on_epoch_end, average)
+        rep["averaged_epochs"] = average.count
+        return rep, average
 
     last = max(all_days)
     if s.early_stopping and len(all_days) > 1:
         val = _positives(bank, scenarios, {last}, s.objective)   # a multi-task model: at its serving weights
         reported = [n for n in scenarios if n in bank.reported] or scenarios
+        own = own_epoch_scenarios(val, bank, reported, s.own_epoch_min_clicks) if own_models is not None else []
         initial = copy.deepcopy(model.state_dict())
-        best = {"score": -1.0, "epoch": 0, "state": None}
-        curve: list[dict[str, float]] = []
+
+        def fresh() -> dict[str, Any]:
+            return {"score": -1.0, "epoch": 0, "state": None, "average": None}
+
+        best, own_best = fresh(), {n: fresh() for n in own}
+        curve: list[dict[str, Any]] = []
+        selection = EpochAverage(model, s.average_from)
+
+        def keep_if_better(entry: dict[str, Any], score: float, epoch: int) -> None:
+            if score > entry["score"] + s.min_delta:
+                entry.update(score=score, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()),
+                             average=selection.state_dict())
 
         def check(epoch: int) -> tuple[bool, dict[str, float]]:
-            """Stop?, and the epoch's validation metric for DVCLive."""
-            score = validate_day(model, bank, val, reported)
-            curve.append({"epoch": epoch + 1, "val_ndcg@50": score})
+            """Stop?, and the epoch's validation metric for DVCLive. With averaging on, what is judged (and
+            kept) is the mean of the epochs so far, the model this phase would hand over. Training goes on
+            while the macro average or a scenario that picks its own epoch still improves."""
+            per = validate_scenarios(selection.model, bank, val, reported)
+            score = float(np.mean(list(per.values()))) if per else float("nan")
+            point: dict[str, Any] = {"epoch": epoch + 1, "val_ndcg@50": score}
+            if own:
+                point["own"] = {n: per[n] for n in own}
+            curve.append(point)
             log.info("validation (last training day) macro NDCG@50 after epoch %d: %.4f", epoch + 1, score)
-            if score > best["score"] + s.min_delta:
-                best.update(score=score, epoch=epoch + 1, state=copy.deepcopy(model.state_dict()))
-            return epoch + 1 >= s.min_epochs and epoch + 1 - best["epoch"] >= s.patience, {"val_ndcg@50": score}
+            keep_if_better(best, score, epoch)
+            for n in own:
+                keep_if_better(own_best[n], per[n], epoch)
+            waited = all(epoch + 1 - e["epoch"] >= s.patience for e in (best, *own_best.values()))
+            return epoch + 1 >= s.min_epochs and waited, {"val_ndcg@50": score}
 
-        report["select"] = train_on(all_days - {last}, s.loop, "select", check)
+        def apply(entry: dict[str, Any], tag: str) -> tuple[dict[str, Any] | None, EpochAverage]:
+            """Put the selected epoch in the model and refit it: its refit report and average (not yet finished)."""
+            if s.refit == "full":
+                model.load_state_dict(initial)
+                return train_on(all_days, replace(s.loop, epochs=max(entry["epoch"], 1)), tag)
+            model.load_state_dict(entry["state"])
+            selection.load_state_dict(entry["average"])
+            if s.refit == "holdout":   # the held-out day's epoch joins the selected mean
+                return train_on({last}, replace(s.loop, epochs=1), tag, average=selection.continued())
+            return None, selection
+
+        report["select"], _ = train_on(all_days - {last}, s.loop, "select", check, selection)
         report["validation"] = curve
         report["best_epoch"] = best["epoch"]
         report["best_val_ndcg@50"] = best["score"]
-        if s.refit == "full":
-            model.load_state_dict(initial)
-            report["refit"] = train_on(all_days, replace(s.loop, epochs=max(best["epoch"], 1)), "refit")
-        else:
-            model.load_state_dict(best["state"])
-            if s.refit == "holdout":
-                report["refit"] = train_on({last}, replace(s.loop, epochs=1), "refit")
-    else:
-        report["refit"] = train_on(all_days, s.loop, "full")
+        separate: list[str] = []
+        for n, entry in own_best.items():
+            report.setdefault("own_epoch", {})[n] = {"best_epoch": entry["epoch"], "best_val_ndcg@50": entry["score"]}
+            if entry["epoch"] == best["epoch"]:
+                continue          # the macro pick is this scenario's pick too: it is served by the shared model
+            rep, avg = apply(entry, f"refit-{n}")
+            avg.finish()
+            if rep is not None:
+                report["own_epoch"][n]["refit"] = rep
+            own_models[n] = copy.deepcopy(model)   # type: ignore[index]
+            separate.append(n)
+        if separate:
+            report["own_models"] = sorted(separate)   # the scenarios not served by the shared model
+        rep, average = apply(best, "refit")
+        if rep is not None:
+            report["refit"] = rep
+        average.finish()
+        return report
+    report["refit"], average = train_on(all_days, s.loop, "full")
+    average.finish()
     return report

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..models.retrieval import RetrievalModel
+from .averaging import EpochAverage
 from .checkpoint import CheckpointError, discard_resume, load_resume, save_resume
 from .distributed import average_gradients, barrier, broadcast_model, world
 
@@ -147,16 +148,20 @@ class LiveLog:
 def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callable[[int], int],
                batches: Callable[[int], Iterator[tuple[int, Callable[[], torch.Tensor]]]],
                resume_path: Path, loss_log: Path, desc: str,
-               on_epoch_end: Callable[[int], bool] | None = None) -> dict[str, Any]:
+               on_epoch_end: Callable[[int], bool] | None = None,
+               average: EpochAverage | None = None) -> dict[str, Any]:
     """Train for settings.epochs; ``batches(epoch)`` yields (step, closure returning the loss).
 
     Every ``checkpoint_every`` steps the model and optimizer go to ``resume_path``; if that file exists
-    at start, training continues from it. ``on_epoch_end`` returning True stops early.
+    at start, training continues from it. ``on_epoch_end`` returning True stops early. ``average`` (of this
+    model's weights) takes every epoch's end weights before ``on_epoch_end`` looks at the epoch, and travels in
+    the resume checkpoint, so a resumed run averages the same epochs as an uninterrupted one.
     """
     rank, n_proc = world()
     broadcast_model(model)
     # a resume checkpoint is only valid for the same loop settings and model: never resume another run
-    fingerprint = f"{desc}|{settings}|{sorted(model.cfg.to_dict().items())}"
+    fingerprint = (f"{desc}|{settings}|{sorted(model.cfg.to_dict().items())}"
+                   f"|average {average.start if average is not None else 0}")
     opt = make_optimizer(model, settings)
     start_epoch, start_step, global_step = 0, 0, 0
     resume = Path(resume_path).exists()
@@ -177,6 +182,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             start_epoch = int(payload["state"]["epoch"])
             start_step = int(payload["state"]["step"])
             global_step = int(payload["state"]["global_step"])
+            if average is not None:
+                average.load_state_dict(payload["state"].get("average", {}))
             log.info("%s: resuming at epoch %d step %d", desc, start_epoch, start_step)
     logger = LossLog(loss_log if rank == 0 else Path(f"{loss_log}.rank{rank}"), ["step", "epoch", "loss"], resume)
     live = LiveLog(loss_log, resume) if rank == 0 else None
@@ -211,17 +218,21 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 if rank == 0 and settings.checkpoint_every and global_step % settings.checkpoint_every == 0:
                     save_resume(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch,
                                                            "step": step + 1, "global_step": global_step,
-                                                           "fingerprint": fingerprint})
+                                                           "fingerprint": fingerprint,
+                                                           "average": average.state_dict() if average else {}})
             bar.close()
             start_step = 0
             mean = float(np.mean(losses)) if losses else float("nan")
             history.append(mean)
             log.info("%s epoch %d: mean loss %.4f", desc, epoch + 1, mean)
             barrier()
+            if average is not None:
+                average.update(epoch)
             if rank == 0:
                 save_resume(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch + 1,
                                                        "step": 0, "global_step": global_step,
-                                                       "fingerprint": fingerprint})
+                                                       "fingerprint": fingerprint,
+                                                       "average": average.state_dict() if average else {}})
             # on_epoch_end returns stop, or (stop, {metric: value}) to log e.g. the validation NDCG@50
             verdict = on_epoch_end(epoch) if on_epoch_end is not None else False
             stop, extra = verdict if isinstance(verdict, tuple) else (verdict, {})

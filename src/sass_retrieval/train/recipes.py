@@ -141,5 +141,6 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
         model.load_state_dict(copy.deepcopy(pretrained.state_dict()))
         if bool(get(params, "finetune.freeze_pretrained")):
             freeze_transferred(model)
-    report = finetune(model, bank, finetune_settings(params, seed, None, progress, row == "sass_mt"), out_dir)
-    return {s: model for s in bank.scenarios}, report
+    own: dict[str, torch.nn.Module] = {}
+    report = finetune(model, bank, finetune_settings(params, seed, None, progress, row == "sass_mt"), out_dir, own)
+    return {s: own.get(s, model) for s in bank.scenarios}, report
