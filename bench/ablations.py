@@ -74,6 +74,12 @@ VARIANTS: dict[str, dict[str, object]] = {
     "lr=0.001": {"finetune.lr": 0.001},
     "id_dropout=1": {"pretrain.id_dropout": 1.0},
     "pretrain_epochs=1": {"pretrain.epochs": 1},
+    "aux_weight=1": {"finetune.aux_weight": 1.0},
+    "patience=3": {"finetune.patience": 3},
+    "min_epochs=6": {"finetune.min_epochs": 6},
+    "scenario_l2=0.001": {"finetune.scenario_l2": 0.001},
+    "scenario_l2=0.01": {"finetune.scenario_l2": 0.01},
+    "scenario_l2=0.1": {"finetune.scenario_l2": 0.1},
 }
 
 

@@ -234,6 +234,7 @@ class Finetune(Section):
     objective: Literal[OBJECTIVE_NAMES]  # type: ignore[valid-type]
     average_from: NonNegInt
     own_epoch_min_clicks: NonNegInt
+    scenario_l2: NonNeg
 
 
 class ObjectiveWeights(Section):

@@ -101,3 +101,25 @@ def test_residual_tower_adds_the_global_vector() -> None:
 def test_unknown_scenario_layer_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="scenario layer mode"):
         ScenarioLinear(2, 3, 4, "moe")
+
+
+@pytest.mark.parametrize("mode", ["full", "star", "lowrank"])
+def test_drift_is_the_squared_distance_of_every_scenario_layer_from_the_shared_one(mode: str) -> None:
+    torch.manual_seed(4)
+    shared = nn.Linear(6, 5)
+    layer = ScenarioLinear(3, 6, 5, mode, shared)
+    with torch.no_grad():
+        layer.weight.add_(0.2 * torch.randn_like(layer.weight))
+        layer.bias.add_(0.2 * torch.randn_like(layer.bias))
+    w, b = layer.scenario_weights()
+    expected = sum(((w[s] - shared.weight) ** 2).sum() + ((b[s] - shared.bias) ** 2).sum() for s in range(3))
+    assert torch.allclose(layer.drift(), expected, atol=1e-5)
+    layer.drift().backward()
+    assert shared.weight.grad is None                    # the penalty moves the scenario, never the shared layer
+    assert layer.weight.grad.abs().sum() > 0
+
+
+def test_a_star_tower_starts_with_no_drift_and_a_dssm_tower_has_none() -> None:
+    assert Tower(10, 3, 2, hidden=8, layers=3, scenario_layer="star").scenario_drift().item() == 0.0
+    assert Tower(10, 3, 2, hidden=8, layers=3, arch="dssm").scenario_drift().item() == 0.0
+    assert Tower(10, 3, 2, hidden=8, layers=3, scenario_layer="full").scenario_drift().item() > 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -351,3 +352,19 @@ def test_hard_negatives_come_from_the_same_scenario_block_and_never_the_rows_own
         expected.append(sampled_softmax(pos[r:r + 1], torch.stack(cols).unsqueeze(0)))
     assert torch.allclose(scored_loss(eb, u, i, s, hard=hard), torch.stack(expected).mean(), atol=1e-6)
     assert torch.allclose(scored_loss(eb, u, i, s, hard=torch.zeros(4, dtype=torch.bool)), scored_loss(eb, u, i, s))
+
+
+def test_scenario_l2_keeps_the_scenario_layers_near_the_global_ones(tiny_bank, tmp_path) -> None:
+    """The same training with and without the pull: the penalised scenario layers end closer to the global
+    layers (and the penalty is 0 at the start, so only training moved them)."""
+    bank, cfg = tiny_bank
+    star = dataclasses.replace(cfg, scenario_layer="star", residual=True)
+    drift = {}
+    for l2 in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = RetrievalModel(star)
+        assert model.scenario_drift().item() == 0.0
+        finetune(model, bank, _ft(2, scenario_l2=l2), tmp_path / str(l2))
+        drift[l2] = model.scenario_drift().item()
+    assert drift[0.0] > 0.0
+    assert drift[1.0] < 0.5 * drift[0.0]

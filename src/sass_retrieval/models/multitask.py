@@ -116,6 +116,9 @@ class MultiTaskModel(nn.Module):
         hs = self._heads(layer, s)
         return hs, (hs if g is s else self._heads(layer, g))
 
+    def scenario_drift(self) -> torch.Tensor:
+        return self.base.scenario_drift()
+
     def user_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         hs, hg = self.objective_vectors(b, "user")
         return weighted_user_vector(hs, self.weights), weighted_user_vector(hg, self.weights)

@@ -101,3 +101,7 @@ class RetrievalModel(nn.Module):
 
     def item_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.item_tower(self.item_input(b), b["scen"], b["istats"])
+
+    def scenario_drift(self) -> torch.Tensor:
+        """Both towers' scenario layers' squared distance from the global layers (models.tower.ScenarioLinear.drift)."""
+        return self.user_tower.scenario_drift() + self.item_tower.scenario_drift()

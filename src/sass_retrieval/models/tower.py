@@ -100,6 +100,22 @@ class ScenarioLinear(nn.Module):
             return base.weight.unsqueeze(0) * self.weight, base.bias.unsqueeze(0) + self.bias
         return base.weight.unsqueeze(0) + self.weight @ self.down, base.bias.unsqueeze(0) + self.bias
 
+    def drift(self) -> torch.Tensor:
+        """Squared distance of every scenario's effective layer from the shared one, summed over scenarios:
+        sum_s ||W_s - W||^2 + ||b_s - b||^2 (``finetune.scenario_l2`` penalises it, train.finetune.batch_loss).
+
+        The shared layer enters detached: the penalty pulls a scenario's own parameters toward the global
+        network (the prior a sparse scenario should fall back to), not the global network toward zero. It is
+        taken on the effective weights, not on the raw M_s or U_s, so one strength means the same in every mode."""
+        base_w, base_b = self.shared[0].weight.detach(), self.shared[0].bias.detach()
+        if self.mode == "full":
+            dw, db = self.weight - base_w, self.bias - base_b
+        elif self.mode == "star":
+            dw, db = base_w * (self.weight - 1.0), self.bias
+        else:
+            dw, db = self.weight @ self.down, self.bias
+        return dw.square().sum() + db.square().sum()
+
     def forward(self, x: torch.Tensor, scen: torch.Tensor, counts: list[int] | None = None) -> torch.Tensor:
         """``counts``: the rows are already sorted by scenario, ``counts[s]`` of scenario s (the tower sorts once
         for all its layers); without it the layer sorts and restores the rows itself."""
@@ -154,6 +170,12 @@ class Tower(nn.Module):
                 self.bias_net = nn.Sequential(nn.Linear(bias_dim + bias_in, bias_dim), nn.ReLU(),
                                               nn.Linear(bias_dim, bias_dim))
                 self.bias_proj = nn.Linear(bias_dim, hidden, bias=False)
+
+    def scenario_drift(self) -> torch.Tensor:
+        """How far the scenario layers have moved from the global ones (ScenarioLinear.drift); 0 for dssm."""
+        if self.arch == "dssm":
+            return self.global_net[0].weight.new_zeros(())
+        return torch.stack([layer.drift() for layer in self.scenario_net]).sum()
 
     def _act(self, i: int, x: torch.Tensor) -> torch.Tensor:
         # The last layer stays linear so the output vectors are not confined to the positive orthant.

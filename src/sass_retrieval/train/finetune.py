@@ -63,7 +63,7 @@ class FinetuneSettings:
     KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature",
                                        "aux_weight", "early_stopping", "patience", "min_epochs", "min_delta",
                                        "refit", "recent_days", "objective", "average_from",
-                                       "own_epoch_min_clicks")
+                                       "own_epoch_min_clicks", "scenario_l2")
     loop: LoopSettings
     batch_size: int
     negatives: int
@@ -82,6 +82,7 @@ class FinetuneSettings:
     objective: str                       # the label a single-objective row trains on (data.schema.OBJECTIVES)
     average_from: int                    # keep the mean of the epoch-end weights from this epoch on; 0 = off
     own_epoch_min_clicks: int            # a scenario with this many held-out clicks keeps its own best epoch; 0 = off
+    scenario_l2: float                   # strength of the pull of the scenario layers toward the global ones; 0 = off
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
     hard_negatives: bool = False         # multi-task rows: rows negative for an objective are its negatives too
@@ -232,7 +233,18 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
     if u_s is u_g and i_s is i_g:
         return (1.0 + s.aux_weight) * scored_loss(eb, u_s, i_s, s)
     total = scored_loss(eb, u_s, i_s, s)
-    return total + s.aux_weight * scored_loss(eb, u_g, i_g, s) if s.aux_weight else total
+    if s.aux_weight:
+        total = total + s.aux_weight * scored_loss(eb, u_g, i_g, s)
+    return with_scenario_l2(total, model, s)
+
+
+def with_scenario_l2(loss: torch.Tensor, model: Any, s: FinetuneSettings) -> torch.Tensor:
+    """``loss + scenario_l2 x drift``: every scenario layer pulled toward the global layer it started from.
+
+    The data pull a scenario's layers by the gradient of its own rows, the penalty pulls every scenario equally
+    hard, so a sparse scenario stays close to the global network and a large one moves where its data say.
+    STAR's W_global ⊙ M_s starts every scenario at the global network; this keeps the sparse ones near it."""
+    return loss + s.scenario_l2 * model.scenario_drift() if s.scenario_l2 else loss
 
 
 def multitask_batch_loss(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampler],
@@ -255,7 +267,7 @@ def multitask_batch_loss(model: Any, bank: FeatureBank, samplers: dict[int, Nega
         elif s.aux_weight:
             term = term + s.aux_weight * scored_loss(eb, u_g[:, k], i_g[:, k], s, labels[:, k], hard)
         total = total + lam * term
-    return total
+    return with_scenario_l2(total, model, s)
 
 
 @torch.no_grad()
