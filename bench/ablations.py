@@ -77,6 +77,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "aux_weight=1": {"finetune.aux_weight": 1.0},
     "patience=3": {"finetune.patience": 3},
     "min_epochs=6": {"finetune.min_epochs": 6},
+    "holdout_days=2": {"finetune.holdout_days": 2},
     "scenario_l2=0.001": {"finetune.scenario_l2": 0.001},
     "scenario_l2=0.01": {"finetune.scenario_l2": 0.01},
     "scenario_l2=0.1": {"finetune.scenario_l2": 0.1},

@@ -235,6 +235,7 @@ class Finetune(Section):
     average_from: NonNegInt
     own_epoch_min_clicks: NonNegInt
     scenario_l2: NonNeg
+    holdout_days: PosInt
 
 
 class ObjectiveWeights(Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 import torch
 from support import TINY_PARAMS, merged
 
@@ -71,3 +72,73 @@ def test_without_the_per_scenario_models_asked_for_nothing_changes(tiny_bank, tm
         states.append(model.state_dict())
     for k, v in states[0].items():
         assert torch.equal(v, states[1][k]), k
+
+
+def test_early_stopping_holds_out_the_newest_holdout_days(tiny_bank, tmp_path, monkeypatch) -> None:
+    """holdout_days=2: validation ranks the two newest days' clicks, selection trains on the others and the
+    holdout refit on those two."""
+    bank, cfg = tiny_bank
+    days_of_positives: list[set[int]] = []
+    real = ft._positives
+
+    def spy(bank_, scenarios, days, *a, **kw):
+        days_of_positives.append(set(days))
+        return real(bank_, scenarios, days, *a, **kw)
+
+    monkeypatch.setattr(ft, "_positives", spy)
+    torch.manual_seed(0)
+    finetune(RetrievalModel(cfg), bank, _ft(2, holdout_days=2, refit="holdout"), tmp_path)
+    n = len(bank.train_dates)
+    newest, rest = {n - 2, n - 1}, set(range(n - 2))
+    assert days_of_positives == [newest, rest, newest]
+
+
+def test_validation_over_several_days_is_the_click_weighted_mean_of_each_day(tiny_bank) -> None:
+    bank, cfg = tiny_bank
+    torch.manual_seed(0)
+    model = RetrievalModel(cfg)
+    n = len(bank.train_dates)
+    both = ft._positives(bank, bank.scenarios, {n - 2, n - 1})
+    name = bank.scenarios[0]
+    si = bank.scen_index(name)
+    per_day = []
+    for d in (n - 2, n - 1):
+        one = ft._positives(bank, bank.scenarios, {d})
+        per_day.append((ft.validate_scenarios(model, bank, one, [name])[name], int((one["scen"] == si).sum())))
+    expected = sum(v * c for v, c in per_day) / sum(c for _, c in per_day)
+    assert abs(ft.validate_scenarios(model, bank, both, [name])[name] - expected) < 1e-6
+
+
+def test_a_selection_killed_mid_way_resumes_knowing_its_best_epochs(tiny_bank, tmp_path, monkeypatch) -> None:
+    """Scripted validation peaks at epoch 1 (macro) and epoch 3 (scenario A). The first run dies while
+    validating epoch 4; the rerun resumes after epoch 3 and must still serve epoch 1's weights and A's
+    epoch-3 weights, as an uninterrupted run does: early stopping's memory travels in the resume checkpoint."""
+    bank, cfg = tiny_bank
+    a = bank.scenarios[0]
+    snapshots: list[dict[str, torch.Tensor]] = []
+    die_at: list[int] = [4]
+
+    def scripted(model, bank_, pos, scenarios, k=50):
+        epoch = len(snapshots) + 1
+        if epoch in die_at:
+            die_at.clear()
+            raise RuntimeError("killed")
+        snapshots.append(copy.deepcopy(model.state_dict()))
+        return {n: (1.0 if epoch == 3 else 0.5) if n == a else (1.0 if epoch == 1 else 0.1) for n in scenarios}
+
+    monkeypatch.setattr(ft, "validate_scenarios", scripted)
+    settings = _ft(8, own_epoch_min_clicks=1)
+    torch.manual_seed(0)
+    model = RetrievalModel(cfg)
+    with pytest.raises(RuntimeError, match="killed"):
+        finetune(model, bank, settings, tmp_path, {})
+    assert len(snapshots) == 3 and (tmp_path / "resume-select.pt").exists()
+    torch.manual_seed(0)
+    again, own = RetrievalModel(cfg), {}
+    report = finetune(again, bank, settings, tmp_path, own)
+    assert report["best_epoch"] == 1 and report["own_epoch"][a]["best_epoch"] == 3
+    assert [p["epoch"] for p in report["validation"]] == [1, 2, 3, 4, 5]
+    for k, v in again.state_dict().items():
+        assert torch.equal(v, snapshots[0][k]), k
+    for k, v in own[a].state_dict().items():
+        assert torch.equal(v, snapshots[2][k]), k

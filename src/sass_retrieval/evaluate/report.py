@@ -397,10 +397,10 @@ def draw_figures(rep: RunReport) -> dict[str, Figure]:
             if finite:
                 be, bv = max(finite, key=lambda t: t[1])
                 ax.scatter([be], [bv], s=60, facecolors="none", edgecolors="black", linewidths=1, zorder=5)
-        _style(ax, "Validation NDCG@50 (last training day) per epoch", "epoch", "NDCG@50")
+        _style(ax, "Validation NDCG@50 (held-out training days) per epoch", "epoch", "NDCG@50")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        caption = "Validation NDCG@50 on the held-out last training day per fine-tuning epoch (circle: best epoch)"
+        caption = "Validation NDCG@50 on the held-out newest training days (finetune.holdout_days) per fine-tuning epoch (circle: best epoch)"
         if scen_markers:
             caption += "; dashed: one model per scenario, scored on its own scenario only"
         figs["validation_ndcg"] = Figure("validation_ndcg", caption, _png(fig))

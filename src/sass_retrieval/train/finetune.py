@@ -6,13 +6,13 @@ statistics from d or later, positive or negative alike). Each scenario in the ba
 ``negatives`` items drawn from its own exposure space with probability ~ exposures ** alpha.
 Loss = loss(scenario vectors) + aux_weight * loss(global vectors).
 
-Early stopping, when on, holds out the last training day (never the test window): after each epoch
-the model ranks that day's clicks against the scenario pools, and training stops when the macro
+Early stopping, when on, holds out the last ``holdout_days`` training days (never the test window): after
+each epoch the model ranks those days' clicks against the scenario pools (each day's own pool snapshot), and training stops when the macro
 NDCG@50 has not improved by more than ``min_delta`` for ``patience`` epochs, and never before
 ``min_epochs``: one held-out day is a noisy judge, and a model whose first epochs only learn popularity
 (a flat validation curve before the personal signal takes off) must not be stopped on that plateau. Then ``refit``: "full" (true) retrains from the
 start on every training day for the best number of epochs; "holdout" keeps the best epoch's weights and
-trains one epoch on the held-out day, the newest, so it is not lost (a day's cost, not a window's);
+trains one epoch on the held-out days, the newest, so they are not lost (a day's cost, not a window's);
 "none" (false) keeps the best epoch's weights as they are.
 
 One stopping rule does not fit every scenario: the largest one keeps improving after the macro average, which
@@ -63,7 +63,7 @@ class FinetuneSettings:
     KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature",
                                        "aux_weight", "early_stopping", "patience", "min_epochs", "min_delta",
                                        "refit", "recent_days", "objective", "average_from",
-                                       "own_epoch_min_clicks", "scenario_l2")
+                                       "own_epoch_min_clicks", "scenario_l2", "holdout_days")
     loop: LoopSettings
     batch_size: int
     negatives: int
@@ -83,6 +83,7 @@ class FinetuneSettings:
     average_from: int                    # keep the mean of the epoch-end weights from this epoch on; 0 = off
     own_epoch_min_clicks: int            # a scenario with this many held-out clicks keeps its own best epoch; 0 = off
     scenario_l2: float                   # strength of the pull of the scenario layers toward the global ones; 0 = off
+    holdout_days: int                    # early stopping's held-out newest training days
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
     hard_negatives: bool = False         # multi-task rows: rows negative for an objective are its negatives too
@@ -273,28 +274,28 @@ def multitask_batch_loss(model: Any, bank: FeatureBank, samplers: dict[int, Nega
 @torch.no_grad()
 def validate_scenarios(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.ndarray], scenarios: list[str],
                        k: int = 50) -> dict[str, float]:
-    """Per scenario with held-out clicks: NDCG@k of ranking each of them against its pool (that day's snapshot)."""
+    """Per scenario with held-out clicks: NDCG@k of ranking each of them against its pool, with the item
+    statistics of the click's own day (the held-out days may be several); the mean over the scenario's clicks."""
     model.eval()
     out: dict[str, float] = {}
     for name in scenarios:
         si = bank.scen_index(name)
-        m = pos["scen"] == si
-        if not m.any():
-            continue
         a = bank.per[name]
-        day = int(pos["day"][m][0])
         pool = a.pool
-        iv, _ = model.item_vectors(bank.item_batch(pool, np.full(len(pool), si), a.item_daily[day, pool]))
-        uv, _ = model.user_vectors(bank.user_batch(pos["user"][m], pos["scen"][m], pos["seq"][m], pos["stats"][m]))
-        sc = uv @ iv.T
-        target = torch.from_numpy(np.searchsorted(np.sort(pool), pos["item"][m]))
         order = torch.from_numpy(np.argsort(pool))
-        sc = sc[:, order]
-        in_pool = torch.from_numpy(np.isin(pos["item"][m], pool))
-        tgt = sc.gather(1, target.clamp(max=len(pool) - 1).unsqueeze(1))
-        rank = (sc > tgt).sum(1)
-        ndcg = torch.where(in_pool & (rank < k), 1.0 / torch.log2(rank.float() + 2.0), torch.zeros(()))
-        out[name] = float(ndcg.mean())
+        gains: list[torch.Tensor] = []
+        for day in np.unique(pos["day"][pos["scen"] == si]):
+            m = (pos["scen"] == si) & (pos["day"] == day)
+            iv, _ = model.item_vectors(bank.item_batch(pool, np.full(len(pool), si), a.item_daily[int(day), pool]))
+            uv, _ = model.user_vectors(bank.user_batch(pos["user"][m], pos["scen"][m], pos["seq"][m], pos["stats"][m]))
+            sc = (uv @ iv.T)[:, order]
+            target = torch.from_numpy(np.searchsorted(np.sort(pool), pos["item"][m]))
+            in_pool = torch.from_numpy(np.isin(pos["item"][m], pool))
+            tgt = sc.gather(1, target.clamp(max=len(pool) - 1).unsqueeze(1))
+            rank = (sc > tgt).sum(1)
+            gains.append(torch.where(in_pool & (rank < k), 1.0 / torch.log2(rank.float() + 2.0), torch.zeros(())))
+        if gains:
+            out[name] = float(torch.cat(gains).mean())
     model.train()
     return out
 
@@ -307,6 +308,29 @@ def own_epoch_scenarios(val: dict[str, np.ndarray], bank: FeatureBank, scenarios
     if not min_clicks or len(scenarios) < 2:
         return []
     return [n for n in scenarios if int((val["scen"] == bank.scen_index(n)).sum()) >= min_clicks]
+
+
+class SelectionMemory:
+    """What early stopping remembers across epochs: the best epoch for the macro average and for each scenario
+    that picks its own (score, epoch, weights, weight average), and the validation curve. It travels in the
+    selection phase's resume checkpoint (train.loop.run_epochs), so a run killed after epoch 5 and resumed still
+    knows that epoch 2 was best, and picks what an uninterrupted run would."""
+
+    def __init__(self, own: list[str]) -> None:
+        self.best = self.fresh()
+        self.own_best = {n: self.fresh() for n in own}
+        self.curve: list[dict[str, Any]] = []
+
+    @staticmethod
+    def fresh() -> dict[str, Any]:
+        return {"score": -1.0, "epoch": 0, "state": None, "average": None}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "own_best": self.own_best, "curve": self.curve}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.best, self.own_best, self.curve = state["best"], state["own_best"], state["curve"]
 
 
 def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path,
@@ -326,7 +350,8 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
     step_loss = multitask_batch_loss if multi else batch_loss
 
     def train_on(days: set[int], settings: LoopSettings, tag: str, on_epoch_end=None,
-                 average: EpochAverage | None = None) -> tuple[dict[str, Any], EpochAverage]:
+                 average: EpochAverage | None = None,
+                 memory: SelectionMemory | None = None) -> tuple[dict[str, Any], EpochAverage]:
         """One training phase; returns its report and the average of its epochs (not yet in the model)."""
         pos = _positives(bank, scenarios, days, s.objective, labels=multi)
         if len(pos["user"]) == 0:
@@ -342,22 +367,18 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
 
         n = len(_day_batches(pos["day"], s.batch_size, np.random.default_rng(0)))
         rep = run_epochs(model, settings, lambda e: n, batches, out_dir / f"resume-{tag}.pt",
-                         out_dir / f"loss-{tag}.csv", f"finetune[{tag}]", on_epoch_end, average)
+                         out_dir / f"loss-{tag}.csv", f"finetune[{tag}]", on_epoch_end, average, memory)
         rep["averaged_epochs"] = average.count
         return rep, average
 
-    last = max(all_days)
-    if s.early_stopping and len(all_days) > 1:
-        val = _positives(bank, scenarios, {last}, s.objective)   # a multi-task model: at its serving weights
+    held = set(sorted(all_days)[-s.holdout_days:])
+    if s.early_stopping and len(all_days) > len(held):
+        val = _positives(bank, scenarios, held, s.objective)   # a multi-task model: at its serving weights
         reported = [n for n in scenarios if n in bank.reported] or scenarios
         own = own_epoch_scenarios(val, bank, reported, s.own_epoch_min_clicks) if own_models is not None else []
         initial = copy.deepcopy(model.state_dict())
 
-        def fresh() -> dict[str, Any]:
-            return {"score": -1.0, "epoch": 0, "state": None, "average": None}
-
-        best, own_best = fresh(), {n: fresh() for n in own}
-        curve: list[dict[str, Any]] = []
+        memory = SelectionMemory(own)
         selection = EpochAverage(model, s.average_from)
 
         def keep_if_better(entry: dict[str, Any], score: float, epoch: int) -> None:
@@ -374,12 +395,12 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
             point: dict[str, Any] = {"epoch": epoch + 1, "val_ndcg@50": score}
             if own:
                 point["own"] = {n: per[n] for n in own}
-            curve.append(point)
-            log.info("validation (last training day) macro NDCG@50 after epoch %d: %.4f", epoch + 1, score)
-            keep_if_better(best, score, epoch)
+            memory.curve.append(point)
+            log.info("validation (held-out days) macro NDCG@50 after epoch %d: %.4f", epoch + 1, score)
+            keep_if_better(memory.best, score, epoch)
             for n in own:
-                keep_if_better(own_best[n], per[n], epoch)
-            waited = all(epoch + 1 - e["epoch"] >= s.patience for e in (best, *own_best.values()))
+                keep_if_better(memory.own_best[n], per[n], epoch)
+            waited = all(epoch + 1 - e["epoch"] >= s.patience for e in (memory.best, *memory.own_best.values()))
             return epoch + 1 >= s.min_epochs and waited, {"val_ndcg@50": score}
 
         def apply(entry: dict[str, Any], tag: str) -> tuple[dict[str, Any] | None, EpochAverage]:
@@ -390,15 +411,16 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
             model.load_state_dict(entry["state"])
             selection.load_state_dict(entry["average"])
             if s.refit == "holdout":   # the held-out day's epoch joins the selected mean
-                return train_on({last}, replace(s.loop, epochs=1), tag, average=selection.continued())
+                return train_on(held, replace(s.loop, epochs=1), tag, average=selection.continued())
             return None, selection
 
-        report["select"], _ = train_on(all_days - {last}, s.loop, "select", check, selection)
-        report["validation"] = curve
+        report["select"], _ = train_on(all_days - held, s.loop, "select", check, selection, memory)
+        best = memory.best
+        report["validation"] = memory.curve
         report["best_epoch"] = best["epoch"]
         report["best_val_ndcg@50"] = best["score"]
         separate: list[str] = []
-        for n, entry in own_best.items():
+        for n, entry in memory.own_best.items():
             report.setdefault("own_epoch", {})[n] = {"best_epoch": entry["epoch"], "best_val_ndcg@50": entry["score"]}
             if entry["epoch"] == best["epoch"]:
                 continue          # the macro pick is this scenario's pick too: it is served by the shared model

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -145,17 +145,27 @@ class LiveLog:
             self.live.end()
 
 
+class Stateful(Protocol):
+    """What a resume checkpoint can carry besides the model and optimizer: tensors and plain containers."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
 def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callable[[int], int],
                batches: Callable[[int], Iterator[tuple[int, Callable[[], torch.Tensor]]]],
                resume_path: Path, loss_log: Path, desc: str,
                on_epoch_end: Callable[[int], bool] | None = None,
-               average: EpochAverage | None = None) -> dict[str, Any]:
+               average: EpochAverage | None = None, memory: Stateful | None = None) -> dict[str, Any]:
     """Train for settings.epochs; ``batches(epoch)`` yields (step, closure returning the loss).
 
     Every ``checkpoint_every`` steps the model and optimizer go to ``resume_path``; if that file exists
     at start, training continues from it. ``on_epoch_end`` returning True stops early. ``average`` (of this
     model's weights) takes every epoch's end weights before ``on_epoch_end`` looks at the epoch, and travels in
-    the resume checkpoint, so a resumed run averages the same epochs as an uninterrupted one.
+    the resume checkpoint, so a resumed run averages the same epochs as an uninterrupted one. ``memory`` is
+    what ``on_epoch_end`` remembers across epochs (early stopping's best epochs and their weights): it travels
+    in the resume checkpoint too, written after ``on_epoch_end`` has seen the epoch, so a resumed run selects
+    the epoch an uninterrupted one would.
     """
     rank, n_proc = world()
     broadcast_model(model)
@@ -164,6 +174,12 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                    f"|average {average.start if average is not None else 0}")
     opt = make_optimizer(model, settings)
     start_epoch, start_step, global_step = 0, 0, 0
+
+    def resume_state(epoch: int, step: int) -> dict[str, Any]:
+        return {"optimizer": opt.state_dict(), "epoch": epoch, "step": step, "global_step": global_step,
+                "fingerprint": fingerprint, "average": average.state_dict() if average else {},
+                "memory": memory.state_dict() if memory else {}}
+
     resume = Path(resume_path).exists()
     if resume:
         try:
@@ -184,6 +200,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             global_step = int(payload["state"]["global_step"])
             if average is not None:
                 average.load_state_dict(payload["state"].get("average", {}))
+            if memory is not None:
+                memory.load_state_dict(payload["state"].get("memory", {}))
             log.info("%s: resuming at epoch %d step %d", desc, start_epoch, start_step)
     logger = LossLog(loss_log if rank == 0 else Path(f"{loss_log}.rank{rank}"), ["step", "epoch", "loss"], resume)
     live = LiveLog(loss_log, resume) if rank == 0 else None
@@ -216,10 +234,7 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}")
                 if rank == 0 and settings.checkpoint_every and global_step % settings.checkpoint_every == 0:
-                    save_resume(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch,
-                                                           "step": step + 1, "global_step": global_step,
-                                                           "fingerprint": fingerprint,
-                                                           "average": average.state_dict() if average else {}})
+                    save_resume(resume_path, model, state=resume_state(epoch, step + 1))
             bar.close()
             start_step = 0
             mean = float(np.mean(losses)) if losses else float("nan")
@@ -228,14 +243,11 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             barrier()
             if average is not None:
                 average.update(epoch)
-            if rank == 0:
-                save_resume(resume_path, model, state={"optimizer": opt.state_dict(), "epoch": epoch + 1,
-                                                       "step": 0, "global_step": global_step,
-                                                       "fingerprint": fingerprint,
-                                                       "average": average.state_dict() if average else {}})
             # on_epoch_end returns stop, or (stop, {metric: value}) to log e.g. the validation NDCG@50
             verdict = on_epoch_end(epoch) if on_epoch_end is not None else False
             stop, extra = verdict if isinstance(verdict, tuple) else (verdict, {})
+            if rank == 0 and not stop:
+                save_resume(resume_path, model, state=resume_state(epoch + 1, 0))
             if live is not None:
                 live.log(epoch, {"loss": mean, **(extra or {})})
             if stop:
