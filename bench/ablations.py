@@ -55,6 +55,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "alpha=0": {"finetune.alpha": 0.0},
     "alpha=0.5": {"finetune.alpha": 0.5},
     "alpha=1,logq=off": {"finetune.alpha": 1.0, "finetune.logq": False},
+    "logq=off": {"finetune.logq": False},
     "temperature=0.01": {"finetune.temperature": 0.01},
     "temperature=0.02": {"finetune.temperature": 0.02},
     "temperature=0.1": {"finetune.temperature": 0.1},
