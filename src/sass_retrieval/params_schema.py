@@ -255,6 +255,7 @@ class Multitask(Section):
     weights: ObjectiveWeights          # the serving weights w when a request names none
     head_dim: PosInt
     hard_negatives: bool
+    hard_negative_weight: Positive
 
 
 class Ctnet(Section):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -87,6 +88,7 @@ class FinetuneSettings:
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
     hard_negatives: bool = False         # multi-task rows: rows negative for an objective are its negatives too
+    hard_negative_weight: float = 1.0    # each such hard negative counts as this many sampled ones in the softmax
 
     def __post_init__(self) -> None:
         # a misspelt refit fails when the settings are read, not after the selection run has trained
@@ -193,7 +195,8 @@ def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: 
     engaged with it (clicked, not long-viewed): their items join the sampled negatives of every row of the same
     scenario block, without log-Q (they are not drawn from the exposure sampler). They carry what separates one
     objective from another; exposure-sampled negatives are mostly items nobody clicked, on which every objective
-    agrees."""
+    agrees. Each counts ``hard_negative_weight`` times in the softmax's denominator (its logit + log w): the
+    weight sets how hard an objective's loss pushes the items it disagrees with the others on."""
     u = vec_u[eb.rows]
     pos_items = vec_i[:eb.n_pos][eb.rows]
     pos_logit = (u * pos_items).sum(-1) / s.temperature
@@ -203,7 +206,8 @@ def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: 
     log_q = eb.log_q
     if hard is not None and bool(hard.any()):
         usable = (eb.block[:, None] == eb.block[None, :]) & hard[None, :] & (eb.items[:, None] != eb.items[None, :])
-        extra = ((u @ pos_items.T) / s.temperature).masked_fill(~usable, float("-inf"))
+        extra = (u @ pos_items.T) / s.temperature + math.log(s.hard_negative_weight)
+        extra = extra.masked_fill(~usable, float("-inf"))
         neg_logit = torch.cat([neg_logit, extra], dim=1)
         if log_q is not None:
             log_q = torch.cat([log_q, log_q.new_zeros(extra.shape)], dim=1)

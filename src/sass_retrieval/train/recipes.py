@@ -63,6 +63,7 @@ def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | 
     return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios,
                             objective_weights=weights,
                             hard_negatives=bool(get(params, "multitask.hard_negatives")) if multitask else False,
+                            hard_negative_weight=float(get(params, "multitask.hard_negative_weight")) if multitask else 1.0,
                             **{k: get(params, f"finetune.{k}") for k in FinetuneSettings.KEYS})
 
 
