@@ -352,6 +352,11 @@ def test_hard_negatives_come_from_the_same_scenario_block_and_never_the_rows_own
         expected.append(sampled_softmax(pos[r:r + 1], torch.stack(cols).unsqueeze(0)))
     assert torch.allclose(scored_loss(eb, u, i, s, hard=hard), torch.stack(expected).mean(), atol=1e-6)
     assert torch.allclose(scored_loss(eb, u, i, s, hard=torch.zeros(4, dtype=torch.bool)), scored_loss(eb, u, i, s))
+    # hard_negative_weight 3: row 0's hard negative counts as three copies of itself in the softmax
+    s.hard_negative_weight = 3.0
+    cols = [u[0] @ negs[0][j] for j in range(2)] + [u[0] @ i[1]] * 3
+    expected[0] = sampled_softmax(pos[0:1], torch.stack(cols).unsqueeze(0))
+    assert torch.allclose(scored_loss(eb, u, i, s, hard=hard), torch.stack(expected).mean(), atol=1e-6)
 
 
 def test_scenario_l2_keeps_the_scenario_layers_near_the_global_ones(tiny_bank, tmp_path) -> None:
