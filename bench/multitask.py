@@ -44,6 +44,7 @@ from sass_retrieval.data.schema import OBJECTIVES  # noqa: E402
 from sass_retrieval.evaluate.protocol import build_eval_set, evaluate  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import fmt_ci, prepare_window, provenance, window_bank, write_results  # noqa: E402
+from sass_retrieval.models.multitask import weighted  # noqa: E402
 
 METRIC = "ndcg@50"
 GRID = [round(a, 1) for a in np.linspace(0, 1, 11)]   # the other objective's weight a; click weight 1 - a
@@ -87,19 +88,18 @@ def run_seed(prep, bank, params: dict, sets: dict, seed: int, work: Path) -> dic
     t = time.perf_counter()
     models, _ = train_row("sass_mt", bank, params, seed, work / f"seed{seed}" / "sass_mt", progress=False)
     seconds["sass_mt"] = time.perf_counter() - t
-    model = next(iter(models.values()))
     rec = EmbeddingRecommender(models, bank)     # its indexes are built on first use and kept: one per scenario
     for label, w in weightings(params).items():
-        model.set_weights(w)
-        rows[f"sass_mt ({label})"] = {name: evaluate(es, rec, keep_pairs=True) for name, es in sets.items()}
+        with weighted(models.values(), w):       # every model of the row: a large tab may have its own epoch's
+            rows[f"sass_mt ({label})"] = {name: evaluate(es, rec, keep_pairs=True) for name, es in sets.items()}
         logging.info("seed %d sass_mt %s: %s", seed, label,
                      {n: round(r["macro"][METRIC], 4) for n, r in rows[f"sass_mt ({label})"].items()})
     grids: dict[str, list[dict[str, float]]] = {}
     for other in GRID_OBJECTIVES:
         grids[other] = []
         for a in GRID:
-            model.set_weights({"click": 1 - a, other: a})
-            grids[other].append({name: float(evaluate(es, rec)["macro"][METRIC]) for name, es in sets.items()})
+            with weighted(models.values(), {"click": 1 - a, other: a}):
+                grids[other].append({name: float(evaluate(es, rec)["macro"][METRIC]) for name, es in sets.items()})
     return {"rows": rows, "grids": grids, "seconds": seconds, "indexes": len(rec.indexes),
             "scenarios": len(bank.scenarios)}
 

@@ -164,9 +164,9 @@ def objective_tables(recs: dict[str, object], train, test, reported: list[str], 
     ``{objective: {"scenarios": [...], "pairs": {s: n}, "too_few": {s: n}, "rows": {row: protocol result}}}``."""
     from sass_retrieval.data.schema import OBJECTIVES
     from sass_retrieval.evaluate.protocol import build_eval_set, evaluate
+    from sass_retrieval.models.multitask import weighted
 
     out: dict[str, dict] = {}
-    model = recs[MULTITASK_ROW].models[reported[0]] if reported else None
     for name, col in OBJECTIVES.items():
         if name == "click":
             continue
@@ -179,12 +179,9 @@ def objective_tables(recs: dict[str, object], train, test, reported: list[str], 
             es = full.only(keep)
             for row, rec in recs.items():
                 entry["rows"][row] = evaluate(es, rec, ks)
-            default = model.weights.clone()
-            try:   # the same model and indexes at this objective's weight alone: what a request can ask for
-                model.set_weights({name: 1.0})
+            # the same models and indexes at this objective's weight alone: what a request can ask for
+            with weighted(recs[MULTITASK_ROW].models.values(), {name: 1.0}):
                 entry["rows"][f"{MULTITASK_ROW} ({name} only)"] = evaluate(es, recs[MULTITASK_ROW], ks)
-            finally:
-                model.weights.copy_(default)
         out[name] = entry
         log.info("objective %s: %d scenario(s) with >= %d pairs %s", name, len(keep), min_pairs, keep)
     return out

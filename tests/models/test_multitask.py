@@ -14,6 +14,7 @@ from sass_retrieval.models.multitask import (
     MultiTaskModel,
     item_serving_vector,
     parse_weights,
+    weighted,
     weighted_user_vector,
 )
 from sass_retrieval.models.retrieval import ModelConfig, RetrievalModel
@@ -88,3 +89,19 @@ def test_one_index_serves_every_weighting_and_the_checkpoint_round_trips(tmp_pat
     assert loaded.spec() == model.spec()
     with torch.no_grad():
         assert torch.equal(loaded.user_vectors(users)[0], model.user_vectors(users)[0])
+
+
+def test_weighted_sets_every_distinct_model_of_a_row_and_restores_them() -> None:
+    """A row whose large scenario kept its own epoch has two models; both answer at the asked weights."""
+    shared = MultiTaskModel(RetrievalModel(ModelConfig(**CFG)), OBJ, head_dim=4, weights={"click": 1.0})
+    own = MultiTaskModel(RetrievalModel(ModelConfig(**CFG)), OBJ, head_dim=4, weights={"click": 1.0, "like": 0.5})
+    row = {"a": own, "b": shared, "c": shared}
+    before = {id(m): m.weights.clone() for m in (shared, own)}
+    with weighted(row.values(), {"long_view": 1.0}):
+        for m in (shared, own):
+            assert m.weights.tolist() == [0.0, 1.0, 0.0]
+    for m in (shared, own):
+        assert torch.equal(m.weights, before[id(m)])
+    with pytest.raises(RuntimeError), weighted(row.values(), {"like": 1.0}):
+        raise RuntimeError("an evaluation failed")
+    assert torch.equal(own.weights, before[id(own)])     # restored on failure too

@@ -17,7 +17,8 @@ normalised-inner-product FAISS index as every other row's vectors; the user vect
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -126,3 +127,21 @@ class MultiTaskModel(nn.Module):
     def item_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         hs, hg = self.objective_vectors(b, "item")
         return item_serving_vector(hs), item_serving_vector(hg)
+
+
+@contextmanager
+def weighted(models: Iterable[MultiTaskModel], weights: str | Mapping[str, float]) -> Iterator[None]:
+    """Every distinct model of a row at these serving weights, restored afterwards.
+
+    A row's models are per scenario, and a scenario that keeps its own epoch (finetune.own_epoch_min_clicks)
+    has a model of its own beside the shared one: setting the weights on one of them left the others at
+    their defaults, so an evaluation "at long_view weight alone" scored most tabs at the default mix."""
+    distinct = list({id(m): m for m in models}.values())
+    saved = [m.weights.clone() for m in distinct]
+    try:
+        for m in distinct:
+            m.set_weights(weights)
+        yield
+    finally:
+        for m, w in zip(distinct, saved, strict=True):
+            m.weights.copy_(w)
