@@ -286,14 +286,16 @@ def validate_scenarios(model: RetrievalModel, bank: FeatureBank, pos: dict[str, 
         si = bank.scen_index(name)
         a = bank.per[name]
         pool = a.pool
-        order = torch.from_numpy(np.argsort(pool))
+        order = np.argsort(pool)
+        sorted_pool, order_t = pool[order], torch.from_numpy(order)   # once per scenario, not per held-out day
         gains: list[torch.Tensor] = []
-        for day in np.unique(pos["day"][pos["scen"] == si]):
-            m = (pos["scen"] == si) & (pos["day"] == day)
+        in_scenario = pos["scen"] == si
+        for day in np.unique(pos["day"][in_scenario]):
+            m = in_scenario & (pos["day"] == day)
             iv, _ = model.item_vectors(bank.item_batch(pool, np.full(len(pool), si), a.item_daily[int(day), pool]))
             uv, _ = model.user_vectors(bank.user_batch(pos["user"][m], pos["scen"][m], pos["seq"][m], pos["stats"][m]))
-            sc = (uv @ iv.T)[:, order]
-            target = torch.from_numpy(np.searchsorted(np.sort(pool), pos["item"][m]))
+            sc = (uv @ iv.T)[:, order_t]
+            target = torch.from_numpy(np.searchsorted(sorted_pool, pos["item"][m]))
             in_pool = torch.from_numpy(np.isin(pos["item"][m], pool))
             tgt = sc.gather(1, target.clamp(max=len(pool) - 1).unsqueeze(1))
             rank = (sc > tgt).sum(1)

@@ -152,6 +152,7 @@ class Stateful(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+
 def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callable[[int], int],
                batches: Callable[[int], Iterator[tuple[int, Callable[[], torch.Tensor]]]],
                resume_path: Path, loss_log: Path, desc: str,
