@@ -82,6 +82,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "scenario_l2=0.001": {"finetune.scenario_l2": 0.001},
     "scenario_l2=0.01": {"finetune.scenario_l2": 0.01},
     "scenario_l2=0.1": {"finetune.scenario_l2": 0.1},
+    "in_batch_negatives=on": {"finetune.in_batch_negatives": True},
+    "emb_lr=0.002": {"finetune.emb_lr": 0.002},
+    "emb_lr=0.005": {"finetune.emb_lr": 0.005},
+    "scenario_norm=on": {"model.scenario_norm": True},
 }
 
 

@@ -191,6 +191,7 @@ class Model(Section):
     dropout: Annotated[Number, Field(ge=0, lt=1)]
     scenario_layer: Literal["full", "star", "lowrank"]
     residual: bool
+    scenario_norm: bool
     user_buckets: Buckets
     video_buckets: Buckets
     field_buckets: Buckets
@@ -202,6 +203,7 @@ class Pretrain(Section):
     epochs: PosInt
     batch_size: PosInt
     lr: Positive
+    emb_lr: Positive
     weight_decay: NonNeg
     temperature: Positive
     id_dropout: Fraction
@@ -214,6 +216,7 @@ class Finetune(Section):
     epochs: PosInt
     batch_size: PosInt
     lr: Positive
+    emb_lr: Positive
     weight_decay: NonNeg
     loss: Literal["softmax", "bpr", "hinge"]
     margin: NonNeg
@@ -236,6 +239,7 @@ class Finetune(Section):
     own_epoch_min_clicks: NonNegInt
     scenario_l2: NonNeg
     holdout_days: PosInt
+    in_batch_negatives: bool
 
 
 class ObjectiveWeights(Section):

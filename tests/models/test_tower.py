@@ -123,3 +123,33 @@ def test_a_star_tower_starts_with_no_drift_and_a_dssm_tower_has_none() -> None:
     assert Tower(10, 3, 2, hidden=8, layers=3, scenario_layer="star").scenario_drift().item() == 0.0
     assert Tower(10, 3, 2, hidden=8, layers=3, arch="dssm").scenario_drift().item() == 0.0
     assert Tower(10, 3, 2, hidden=8, layers=3, scenario_layer="full").scenario_drift().item() > 0.0
+
+
+def test_partitioned_norm_starts_as_batch_norm_and_moves_each_scenario_on_its_own() -> None:
+    """At the start gamma_s = 1, beta_s = 0: plain batch normalisation. A scenario's own shift moves only its rows."""
+    from sass_retrieval.models.tower import PartitionedNorm
+
+    pn = PartitionedNorm(3, 4)
+    x = torch.randn(12, 4) * 5 + 2
+    scen = torch.tensor([0, 1, 2] * 4)
+    ref = torch.nn.functional.batch_norm(x, None, None, training=True)
+    assert torch.allclose(pn(x, scen), ref, atol=1e-5)
+    with torch.no_grad():
+        pn.beta_s[1] += 3.0
+    moved = pn(x, scen) - ref
+    assert torch.allclose(moved[scen == 1], torch.full((4, 4), 3.0), atol=1e-5)
+    assert torch.allclose(moved[scen != 1], torch.zeros(8, 4), atol=1e-5)
+
+
+def test_tower_with_scenario_norm_does_not_depend_on_row_order() -> None:
+    """Serving (eval mode, running statistics): a row's vector is the same wherever it sits in the batch."""
+    torch.manual_seed(0)
+    tower = Tower(10, 3, 3, hidden=8, layers=2, scenario_layer="star", residual=True, scenario_norm=True)
+    x, scen, bx = torch.randn(9, 10), torch.tensor([2, 0, 1, 0, 2, 1, 0, 1, 2]), torch.randn(9, 3)
+    tower.train()
+    tower(x, scen, bx)                 # one training batch moves the running statistics
+    tower.eval()
+    perm = torch.randperm(9)
+    a, _ = tower(x, scen, bx)
+    b, _ = tower(x[perm], scen[perm], bx[perm])
+    assert torch.allclose(a[perm], b, atol=1e-6)

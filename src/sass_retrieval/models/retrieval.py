@@ -41,6 +41,7 @@ class ModelConfig:
     dropout: float
     scenario_layer: str = "full"    # COMPAT: full | star | lowrank, see models.tower.ScenarioLinear
     residual: bool = False          # COMPAT: serving vector = normalize(g_L + h_s,L + P b_s)
+    scenario_norm: bool = False     # COMPAT: partitioned normalisation of the tower input (models.tower.PartitionedNorm)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +79,7 @@ class RetrievalModel(nn.Module):
         d_item = cfg.emb_dim + cfg.n_item_fields * cfg.field_dim + N_ITEM_STATS + cfg.scen_dim
         kw = dict(hidden=cfg.hidden, layers=cfg.layers, arch=cfg.arch, gate=cfg.gate, bias_net=cfg.bias_net,
                   dropout=cfg.dropout, gate_bias=cfg.gate_bias, scenario_layer=cfg.scenario_layer,
-                  residual=cfg.residual)
+                  residual=cfg.residual, scenario_norm=cfg.scenario_norm)
         self.user_tower = Tower(d_user, n_s, N_USER_STATS, **kw)
         self.item_tower = Tower(d_item, n_s, N_ITEM_STATS, **kw)
         offsets = torch.arange(cfg.n_user_fields) * cfg.field_buckets

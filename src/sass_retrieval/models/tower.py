@@ -142,15 +142,38 @@ class ScenarioLinear(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+class PartitionedNorm(nn.Module):
+    """STAR's partitioned normalisation (Sheng et al. 2021): every input feature normalised with batch statistics
+    (running statistics at serving, as batch norm), then scaled and shifted by (gamma * gamma_s, beta + beta_s),
+    shared parameters combined with the row's scenario's, gamma_s = 1 and beta_s = 0 at the start.
+
+    Why: the tower input mixes embeddings (std ~0.05) with per-scenario count statistics whose scale differs by
+    orders of magnitude between a large and a small scenario; one shared normalisation with a scenario's own
+    scale and shift lets each scenario read the features on its own scale."""
+
+    def __init__(self, n_scenarios: int, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim, affine=False)
+        self.gamma = nn.Parameter(torch.ones(dim))
+        self.beta = nn.Parameter(torch.zeros(dim))
+        self.gamma_s = nn.Parameter(torch.ones(n_scenarios, dim))
+        self.beta_s = nn.Parameter(torch.zeros(n_scenarios, dim))
+
+    def forward(self, x: torch.Tensor, scen: torch.Tensor) -> torch.Tensor:
+        z = self.norm(x) if x.shape[0] > 1 or not self.training else x   # one training row has no batch statistics
+        return z * (self.gamma * self.gamma_s[scen]) + (self.beta + self.beta_s[scen])
+
+
 class Tower(nn.Module):
     def __init__(self, d_in: int, n_scenarios: int, bias_in: int, hidden: int = 128, layers: int = 3,
                  arch: str = "sass", gate: str = "adaptive", bias_net: bool = True, bias_dim: int = 16,
                  dropout: float = 0.0, gate_bias: float | None = None, scenario_layer: str = "full",
-                 residual: bool = False) -> None:
+                 residual: bool = False, scenario_norm: bool = False) -> None:
         """``scenario_layer``: how each scenario's layers are parameterised (see ScenarioLinear).
         ``residual``: the serving vector is normalize(g_L + h_s,L + P b_s) instead of
         normalize(h_s,L + P b_s), so the global vector reaches the scenario vector unchanged even where
-        the gates have learnt little (small scenarios) and the scenario path only has to learn a correction."""
+        the gates have learnt little (small scenarios) and the scenario path only has to learn a correction.
+        ``scenario_norm``: the input passes a PartitionedNorm first (sass only: it is scenario-specific)."""
         super().__init__()
         if arch not in ("sass", "dssm"):
             raise ValueError(f"arch must be 'sass' or 'dssm', got {arch!r}")
@@ -165,6 +188,7 @@ class Tower(nn.Module):
         if arch == "sass":
             self.scenario_net = nn.ModuleList(ScenarioLinear(n_scenarios, dims[i], dims[i + 1], scenario_layer, self.global_net[i]) for i in range(layers))
             self.gates = nn.ModuleList(AdaptiveGates(hidden, bias_dim, gate, gate_bias) for _ in range(layers))
+            self.input_norm = PartitionedNorm(n_scenarios, d_in) if scenario_norm else None
             if self.use_bias:
                 self.scenario_emb = nn.Embedding(n_scenarios, bias_dim)
                 self.bias_net = nn.Sequential(nn.Linear(bias_dim + bias_in, bias_dim), nn.ReLU(),
@@ -207,6 +231,8 @@ class Tower(nn.Module):
             b = self.bias_net(torch.cat([self.scenario_emb(scen), bias_x], dim=-1))
         else:
             b = x.new_zeros(x.shape[0], self.bias_dim)
+        if self.input_norm is not None:
+            x = self.input_norm(x, scen)
         g = h = x
         for i in range(self.layers_n):
             g = self._act(i, self.global_net[i](g))

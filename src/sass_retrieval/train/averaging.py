@@ -32,7 +32,7 @@ class EpochAverage:
         if start < 0:
             raise ValueError(f"finetune.average_from must be >= 0 (0 = off), got {start}")
         self.trained, self.start = model, start
-        self.average = AveragedModel(model) if start else None
+        self.average = AveragedModel(model, use_buffers=True) if start else None   # buffers: batch-norm statistics
 
     @property
     def count(self) -> int:

@@ -64,7 +64,8 @@ class FinetuneSettings:
     KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature",
                                        "aux_weight", "early_stopping", "patience", "min_epochs", "min_delta",
                                        "refit", "recent_days", "objective", "average_from",
-                                       "own_epoch_min_clicks", "scenario_l2", "holdout_days")
+                                       "own_epoch_min_clicks", "scenario_l2", "holdout_days",
+                                       "in_batch_negatives")
     loop: LoopSettings
     batch_size: int
     negatives: int
@@ -85,6 +86,7 @@ class FinetuneSettings:
     own_epoch_min_clicks: int            # a scenario with this many held-out clicks keeps its own best epoch; 0 = off
     scenario_l2: float                   # strength of the pull of the scenario layers toward the global ones; 0 = off
     holdout_days: int                    # early stopping's held-out newest training days
+    in_batch_negatives: bool             # the block's other positives join the sampled negatives (mixed negatives)
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
     hard_negatives: bool = False         # multi-task rows: rows negative for an objective are its negatives too
@@ -152,6 +154,8 @@ class EmbeddedBatch:
     n_blocks: int
     block: torch.Tensor       # each row's scenario block, scenario order
     items: torch.Tensor       # each row's positive item, scenario order
+    in_batch: bool = False    # the block's other positives are negatives too (FinetuneSettings.in_batch_negatives)
+    batch_log_q: torch.Tensor | None = None   # (rows,) log-Q of each row's item as another row's in-batch negative
 
 
 def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampler], pos: dict[str, np.ndarray],
@@ -177,13 +181,23 @@ def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampl
     block = np.searchsorted(present, scen)                               # row -> its scenario's block
     order = np.argsort(block, kind="stable")
     neg_items = np.stack([neg for neg, _ in draws])                      # (scenarios present, negatives)
-    log_q = (torch.from_numpy(np.log(np.stack([q for _, q in draws]) * s.negatives)).float()[block[order]]
-             if s.logq else None)
-    return EmbeddedBatch(user=user, item=item, rows=torch.from_numpy(order),
-                         counts=np.bincount(block, minlength=len(present)).tolist(),
+    counts = np.bincount(block, minlength=len(present))
+    log_q = batch_log_q = None
+    if s.logq and s.in_batch_negatives:   # one mixture proposal for both kinds of negatives (expected_count)
+        expected = np.stack([samplers[k].expected_count(neg_items[b], s.negatives, counts[b] - 1)
+                             for b, k in enumerate(present)])
+        log_q = torch.from_numpy(np.log(np.maximum(expected, 1e-12))).float()[block[order]]
+        own = np.empty(len(items))
+        for b, k in enumerate(present):    # each positive as a negative of its own block's other rows
+            m = block[order] == b
+            own[m] = samplers[k].expected_count(items[order][m], s.negatives, counts[b] - 1)
+        batch_log_q = torch.from_numpy(np.log(np.maximum(own, 1e-12))).float()
+    elif s.logq:
+        log_q = torch.from_numpy(np.log(np.stack([q for _, q in draws]) * s.negatives)).float()[block[order]]
+    return EmbeddedBatch(user=user, item=item, rows=torch.from_numpy(order), counts=counts.tolist(),
                          hit=torch.from_numpy(items[order, None] == neg_items[block[order]]), log_q=log_q,
                          n_pos=len(items), n_blocks=len(present), block=torch.from_numpy(block[order]),
-                         items=torch.from_numpy(items[order]))
+                         items=torch.from_numpy(items[order]), in_batch=s.in_batch_negatives, batch_log_q=batch_log_q)
 
 
 def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: FinetuneSettings,
@@ -204,13 +218,19 @@ def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: 
     every = torch.cat([chunk @ negs[k].T for k, chunk in enumerate(u.split(eb.counts))])
     neg_logit = (every / s.temperature).masked_fill(eb.hit, float("-inf"))
     log_q = eb.log_q
-    if hard is not None and bool(hard.any()):
-        usable = (eb.block[:, None] == eb.block[None, :]) & hard[None, :] & (eb.items[:, None] != eb.items[None, :])
-        extra = (u @ pos_items.T) / s.temperature + math.log(s.hard_negative_weight)
-        extra = extra.masked_fill(~usable, float("-inf"))
-        neg_logit = torch.cat([neg_logit, extra], dim=1)
-        if log_q is not None:
-            log_q = torch.cat([log_q, log_q.new_zeros(extra.shape)], dim=1)
+    with_hard = hard is not None and bool(hard.any())
+    if eb.in_batch or with_hard:
+        pair = (u @ pos_items.T) / s.temperature           # every row against the batch's positives
+        other = (eb.block[:, None] == eb.block[None, :]) & (eb.items[:, None] != eb.items[None, :])
+        parts, q_parts = [neg_logit], [log_q]
+        if eb.in_batch:   # mixed negatives: the block's other positives, drawn by click share (embed_batch)
+            parts.append(pair.masked_fill(~other, float("-inf")))
+            q_parts.append(None if eb.batch_log_q is None else eb.batch_log_q[None, :].expand_as(pair))
+        if with_hard:
+            parts.append((pair + math.log(s.hard_negative_weight)).masked_fill(~(other & hard[None, :]), float("-inf")))
+            q_parts.append(None if log_q is None else pair.new_zeros(pair.shape))
+        neg_logit = torch.cat(parts, dim=1)
+        log_q = None if log_q is None else torch.cat(q_parts, dim=1)  # type: ignore[arg-type]
     if keep is not None:
         if not bool(keep.any()):
             return vec_u.new_zeros(())
@@ -349,6 +369,10 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
                 for n in scenarios}
     all_days = recent_days(len(bank.train_dates), s.recent_days)
+    if s.in_batch_negatives:   # the click share of every training positive: the in-batch negatives' proposal
+        clicks = _positives(bank, scenarios, set(all_days), s.objective)
+        for k, sampler in samplers.items():
+            sampler.with_clicks(clicks["item"][clicks["scen"] == k], len(bank.item_ids))
     out_dir = Path(out_dir)
     report: dict[str, Any] = {}
 

@@ -42,7 +42,8 @@ class LoopSettings:
     """Values come from params.yaml (train.recipes.loop_settings): no defaults here."""
 
     epochs: int
-    lr: float
+    lr: float                  # dense weights (Adam)
+    emb_lr: float              # hashed embedding tables (SparseAdam)
     weight_decay: float
     seed: int
     checkpoint_every: int
@@ -65,7 +66,7 @@ class PairedOptimizer:
         if dense:
             self.opts.append(torch.optim.Adam(dense, lr=s.lr, weight_decay=s.weight_decay))
         if sparse:
-            self.opts.append(torch.optim.SparseAdam(sparse, lr=s.lr))
+            self.opts.append(torch.optim.SparseAdam(sparse, lr=s.emb_lr))
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for o in self.opts:

@@ -46,7 +46,8 @@ def loop_settings(params: dict[str, Any], section: str, seed: int, progress: boo
     def key(k: str) -> Any:
         return get(params, f"{section}.{k}")
 
-    return LoopSettings(epochs=int(key("epochs")), lr=float(key("lr")), weight_decay=float(key("weight_decay")),
+    return LoopSettings(epochs=int(key("epochs")), lr=float(key("lr")), emb_lr=float(key("emb_lr")),
+                        weight_decay=float(key("weight_decay")),
                         seed=seed, checkpoint_every=int(get(params, "train.checkpoint_every")), progress=progress,
                         max_steps_per_epoch=int(key("max_steps_per_epoch")))
 
