@@ -86,6 +86,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "emb_lr=0.002": {"finetune.emb_lr": 0.002},
     "emb_lr=0.005": {"finetune.emb_lr": 0.005},
     "scenario_norm=on": {"model.scenario_norm": True},
+    "emb_lr=0.002+in_batch": {"finetune.emb_lr": 0.002, "finetune.in_batch_negatives": True},
+    "emb_lr=0.002+scenario_norm": {"finetune.emb_lr": 0.002, "model.scenario_norm": True},
 }
 
 
