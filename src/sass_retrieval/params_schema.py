@@ -260,6 +260,7 @@ class Multitask(Section):
     head_dim: PosInt
     hard_negatives: bool
     hard_negative_weight: Positive
+    in_batch_negatives: bool           # the row's own value of finetune.in_batch_negatives
 
 
 class Ctnet(Section):

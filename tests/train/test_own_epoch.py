@@ -90,7 +90,8 @@ def test_early_stopping_holds_out_the_newest_holdout_days(tiny_bank, tmp_path, m
     finetune(RetrievalModel(cfg), bank, _ft(2, holdout_days=2, refit="holdout"), tmp_path)
     n = len(bank.train_dates)
     newest, rest = {n - 2, n - 1}, set(range(n - 2))
-    assert days_of_positives == [newest, rest, newest]
+    # first the click share of every training day (the in-batch negatives' proposal), then the three phases
+    assert days_of_positives == [newest | rest, newest, rest, newest]
 
 
 def test_validation_over_several_days_is_the_click_weighted_mean_of_each_day(tiny_bank) -> None:

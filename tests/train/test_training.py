@@ -258,7 +258,7 @@ def test_batched_loss_equals_the_per_scenario_loss(tiny_bank) -> None:
     bank, cfg = tiny_bank
     torch.manual_seed(0)
     model = RetrievalModel(cfg).eval()
-    s = _ft(1)
+    s = _ft(1, in_batch_negatives=False)     # the sampled negatives alone (in-batch: test_in_batch_negatives_*)
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
                 for n in bank.scenarios}
     pos = _positives(bank, bank.scenarios, set(range(len(bank.train_dates))))
@@ -304,7 +304,7 @@ def test_multitask_loss_is_the_lambda_weighted_sum_of_objective_losses(tiny_bank
     bank, cfg = tiny_bank
     torch.manual_seed(0)
     model = MultiTaskModel(RetrievalModel(cfg), ["click", "long_view", "like"], 8).eval()
-    s = _ft(1)
+    s = _ft(1, in_batch_negatives=False)     # as the sass_mt row trains (multitask.in_batch_negatives)
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
                 for n in bank.scenarios}
     pos = _positives(bank, bank.scenarios, set(range(len(bank.train_dates))), labels=True)
@@ -419,3 +419,11 @@ def test_scenario_l2_keeps_the_scenario_layers_near_the_global_ones(tiny_bank, t
         drift[l2] = model.scenario_drift().item()
     assert drift[0.0] > 0.0
     assert drift[1.0] < 0.5 * drift[0.0]
+
+
+def test_the_multitask_row_takes_its_own_in_batch_negatives_setting() -> None:
+    """finetune.in_batch_negatives is every single-objective row's; sass_mt reads multitask.in_batch_negatives."""
+    params = merged(TINY_PARAMS, {"finetune": {"in_batch_negatives": True}, "multitask": {"in_batch_negatives": False}})
+    assert finetune_settings(params, 0).in_batch_negatives is True
+    mt = finetune_settings(params, 0, multitask=True)
+    assert mt.in_batch_negatives is False and mt.hard_negatives is True and mt.objective_weights is not None

@@ -60,12 +60,15 @@ def pretrain_settings(params: dict[str, Any], seed: int, progress: bool = True) 
 def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | None = None,
                       progress: bool = True, multitask: bool = False) -> FinetuneSettings:
     """``multitask``: the sass_mt row's settings, every objective's loss weighted by multitask.loss_weights."""
-    weights = {k: float(v) for k, v in get(params, "multitask.loss_weights").items()} if multitask else None
+    keys = {k: get(params, f"finetune.{k}") for k in FinetuneSettings.KEYS}
+    if not multitask:
+        return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios, **keys)
+    # the multi-objective row's own negatives: its objective-specific hard negatives are in-batch negatives already
+    keys["in_batch_negatives"] = bool(get(params, "multitask.in_batch_negatives"))
     return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios,
-                            objective_weights=weights,
-                            hard_negatives=bool(get(params, "multitask.hard_negatives")) if multitask else False,
-                            hard_negative_weight=float(get(params, "multitask.hard_negative_weight")) if multitask else 1.0,
-                            **{k: get(params, f"finetune.{k}") for k in FinetuneSettings.KEYS})
+                            objective_weights={k: float(v) for k, v in get(params, "multitask.loss_weights").items()},
+                            hard_negatives=bool(get(params, "multitask.hard_negatives")),
+                            hard_negative_weight=float(get(params, "multitask.hard_negative_weight")), **keys)
 
 
 def multitask_model(params: dict[str, Any], scenarios: list[str]) -> MultiTaskModel:
