@@ -182,22 +182,26 @@ def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampl
     order = np.argsort(block, kind="stable")
     neg_items = np.stack([neg for neg, _ in draws])                      # (scenarios present, negatives)
     counts = np.bincount(block, minlength=len(present))
+    row_items, row_block = items[order], block[order]                    # scenario order: contiguous blocks
     log_q = batch_log_q = None
     if s.logq and s.in_batch_negatives:   # one mixture proposal for both kinds of negatives (expected_count)
-        expected = np.stack([samplers[k].expected_count(neg_items[b], s.negatives, counts[b] - 1)
-                             for b, k in enumerate(present)])
-        log_q = torch.from_numpy(np.log(np.maximum(expected, 1e-12))).float()[block[order]]
-        own = np.empty(len(items))
-        for b, k in enumerate(present):    # each positive as a negative of its own block's other rows
-            m = block[order] == b
-            own[m] = samplers[k].expected_count(items[order][m], s.negatives, counts[b] - 1)
-        batch_log_q = torch.from_numpy(np.log(np.maximum(own, 1e-12))).float()
+        sampled, own = [], []
+        for b, (k, chunk) in enumerate(zip(present, np.split(row_items, np.cumsum(counts)[:-1]), strict=True)):
+            sampled.append(samplers[k].expected_count(neg_items[b], s.negatives, counts[b] - 1))
+            own.append(samplers[k].expected_count(chunk, s.negatives, counts[b] - 1))  # as the block's negatives
+        log_q = _log_count(np.stack(sampled))[row_block]
+        batch_log_q = _log_count(np.concatenate(own))
     elif s.logq:
-        log_q = torch.from_numpy(np.log(np.stack([q for _, q in draws]) * s.negatives)).float()[block[order]]
+        log_q = torch.from_numpy(np.log(np.stack([q for _, q in draws]) * s.negatives)).float()[row_block]
     return EmbeddedBatch(user=user, item=item, rows=torch.from_numpy(order), counts=counts.tolist(),
-                         hit=torch.from_numpy(items[order, None] == neg_items[block[order]]), log_q=log_q,
-                         n_pos=len(items), n_blocks=len(present), block=torch.from_numpy(block[order]),
-                         items=torch.from_numpy(items[order]), in_batch=s.in_batch_negatives, batch_log_q=batch_log_q)
+                         hit=torch.from_numpy(row_items[:, None] == neg_items[row_block]), log_q=log_q,
+                         n_pos=len(items), n_blocks=len(present), block=torch.from_numpy(row_block),
+                         items=torch.from_numpy(row_items), in_batch=s.in_batch_negatives, batch_log_q=batch_log_q)
+
+
+def _log_count(expected: np.ndarray) -> torch.Tensor:
+    """log of expected counts as a float tensor, floored: an item no proposal can draw gets a finite log-Q."""
+    return torch.from_numpy(np.log(np.maximum(expected, 1e-12))).float()
 
 
 def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: FinetuneSettings,
@@ -222,15 +226,18 @@ def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: 
     if eb.in_batch or with_hard:
         pair = (u @ pos_items.T) / s.temperature           # every row against the batch's positives
         other = (eb.block[:, None] == eb.block[None, :]) & (eb.items[:, None] != eb.items[None, :])
-        parts, q_parts = [neg_logit], [log_q]
+        parts = [neg_logit]
+        q_parts = None if log_q is None else [log_q]   # None with finetune.logq off: no correction at all
         if eb.in_batch:   # mixed negatives: the block's other positives, drawn by click share (embed_batch)
             parts.append(pair.masked_fill(~other, float("-inf")))
-            q_parts.append(None if eb.batch_log_q is None else eb.batch_log_q[None, :].expand_as(pair))
-        if with_hard:
+            if q_parts is not None:   # embed_batch sets batch_log_q whenever it sets log_q with in-batch negatives
+                q_parts.append(eb.batch_log_q[None, :].expand_as(pair))   # type: ignore[index]
+        if with_hard:     # not drawn by any proposal: no log-Q, a weight instead
             parts.append((pair + math.log(s.hard_negative_weight)).masked_fill(~(other & hard[None, :]), float("-inf")))
-            q_parts.append(None if log_q is None else pair.new_zeros(pair.shape))
+            if q_parts is not None:
+                q_parts.append(pair.new_zeros(pair.shape))
         neg_logit = torch.cat(parts, dim=1)
-        log_q = None if log_q is None else torch.cat(q_parts, dim=1)  # type: ignore[arg-type]
+        log_q = None if q_parts is None else torch.cat(q_parts, dim=1)
     if keep is not None:
         if not bool(keep.any()):
             return vec_u.new_zeros(())
