@@ -88,6 +88,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "scenario_norm=on": {"model.scenario_norm": True},
     "emb_lr=0.002+in_batch": {"finetune.emb_lr": 0.002, "finetune.in_batch_negatives": True},
     "emb_lr=0.002+scenario_norm": {"finetune.emb_lr": 0.002, "model.scenario_norm": True},
+    "prior=off": {"finetune.prior_grid": []},
 }
 
 

@@ -68,7 +68,7 @@ def synthetic_setup(work: Path, items: int, hnsw_m: int, ef_construction: int, e
 
     from sass_retrieval.config import load_params, make_window
     from sass_retrieval.data.synthetic import SyntheticConfig, generate
-    from sass_retrieval.evaluate.embedding_recommender import embed_items
+    from sass_retrieval.evaluate.embedding_recommender import embed_items, serving_prior
     from sass_retrieval.experiment import load_window, write_split
     from sass_retrieval.index.faiss_index import IndexConfig, build_index, save_index
     from sass_retrieval.models.retrieval import RetrievalModel
@@ -103,8 +103,8 @@ def synthetic_setup(work: Path, items: int, hnsw_m: int, ef_construction: int, e
         if s == "s0":
             continue
         pool = bank.per[s].pool
-        save_index(build_index(embed_items(model, bank, s, pool), bank.item_ids[pool], IndexConfig()),
-                   version / "indexes" / s / "index.faiss")
+        save_index(build_index(embed_items(model, bank, s, pool), bank.item_ids[pool], IndexConfig(),
+                               serving_prior(model, bank, s, pool)), version / "indexes" / s / "index.faiss")
     log(f"synthetic setup: HNSW index over {items:,} vectors (M={hnsw_m}, efConstruction={ef_construction})")
     t0 = time.perf_counter()
     vecs = mixture(items, model.cfg.hidden, clusters=1000, spread=0.5, seed=seed, centres_seed=seed + 1)

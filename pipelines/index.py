@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
-    from sass_retrieval.evaluate.embedding_recommender import embed_items, embed_users
+    from sass_retrieval.evaluate.embedding_recommender import embed_items, embed_users, serving_prior
     from sass_retrieval.index.faiss_index import (
         IndexConfig,
         build_index,
@@ -74,7 +74,8 @@ def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
     if len(pool):
         vecs = embed_items(model, bank, s, pool)
         cfg = IndexConfig.from_params(run.params)
-        index = build_index(vecs, bank.item_ids[pool], cfg)
+        prior = serving_prior(model, bank, s, pool)
+        index = build_index(vecs, bank.item_ids[pool], cfg, prior)
         save_index(index, out / "index.faiss")
         # Recall of the built index against exact search, with this scenario's users as queries.
         users = bank.per[s].pos_user
@@ -82,8 +83,9 @@ def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
         q_rows = rng.choice(np.unique(users), size=min(1000, len(np.unique(users))), replace=False) if len(users) else pool[:0]
         if len(q_rows):
             q = embed_users(model, bank, s, q_rows)
-            info["recall@50_vs_exact"] = float(recall_against_exact(index, vecs, bank.item_ids[pool], q, 50))
-        info.update(kind=describe(index), requested_kind=cfg.kind)
+            info["recall@50_vs_exact"] = float(recall_against_exact(index, vecs, bank.item_ids[pool], q, 50, prior))
+        info.update(kind=describe(index), requested_kind=cfg.kind,
+                    prior_weight=float((getattr(model.cfg, "prior_weights", None) or {}).get(s, 0.0)))
     else:
         log.warning("scenario %s has an empty pool; no %s index written", s, row)
     info["seconds"] = round(time.perf_counter() - t0, 2)

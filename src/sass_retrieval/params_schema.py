@@ -240,6 +240,7 @@ class Finetune(Section):
     scenario_l2: NonNeg
     holdout_days: PosInt
     in_batch_negatives: bool
+    prior_grid: list[NonNeg]           # candidate weights of the serving popularity prior (train.finetune)
 
 
 class ObjectiveWeights(Section):

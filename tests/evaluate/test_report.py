@@ -267,13 +267,15 @@ def test_dssm_single_per_scenario_curves(project: Path):
         write_loss(d / s / "loss-select.csv")
         write_loss(d / s / "loss-refit.csv", n=30)
         report[s] = {"validation": [{"epoch": 1, "val_ndcg@50": 0.05}, {"epoch": 2, "val_ndcg@50": 0.07}],
-                     "best_epoch": 2, "best_val_ndcg@50": 0.07, "refit": {"epoch_loss": [2.0, 1.5]}}
+                     "best_epoch": 2, "best_val_ndcg@50": 0.07, "refit": {"epoch_loss": [2.0, 1.5]},
+                     "prior_weights": {s: 0.04}}
     write_json(d / "report.json", {"row": "dssm_single", "report": report, "seconds": 20})
     rep, blocks = blocks_of(project)
     assert set(rep.finetune_loss["dssm_single"]) == {"dssm_single/s0", "dssm_single/s1"}
     assert {"dssm_single/s0", "dssm_single/s1"} <= set(rep.validation_curves)
     training = by_first_cell(tables(section(blocks, "Training"))[0])
-    assert [c.text for c in training["dssm_single/s1"][:5]] == ["dssm_single/s1", "2", "2", "0.0700", "1.5000"]
+    assert [c.text for c in training["dssm_single/s1"][:6]] == ["dssm_single/s1", "2", "2", "0.0700", "s1 0.04",
+                                                                "1.5000"]
 
 
 def test_without_figures_there_is_no_image_block(project: Path):

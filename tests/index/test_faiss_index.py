@@ -226,3 +226,36 @@ def test_set_threads():
         faiss.omp_set_num_threads(before)
     with pytest.raises(ValueError):
         fi.set_threads(0)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_a_prior_column_adds_each_items_prior_to_its_inner_product(pool, same_dist_queries, kind):
+    """build_index(prior=p) scores cosine + p_i, the queries keep the model's dimension (search adds the 1),
+    and a prior large enough for one item puts it first for every query."""
+    vectors, ids = pool
+    rng = np.random.default_rng(3)
+    prior = (0.2 * rng.random(len(ids))).astype(np.float32)
+    index = build_index(vectors, ids, IndexConfig(kind=kind, hnsw_m=16, ef_search=256), prior)
+    assert index.d == DIM + 1
+    scores, got = search(index, same_dist_queries, 10)
+    sims = same_dist_queries @ vectors.T + prior[None, :]
+    want = ids[np.argsort(-sims, axis=1, kind="stable")[:, :10]]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want, strict=True)]) > (0.999 if kind == "flat" else 0.9)
+    pos = {v: i for i, v in enumerate(ids)}
+    exact = sims[np.arange(len(got))[:, None], np.vectorize(pos.get)(got)]
+    np.testing.assert_allclose(scores, exact, atol=1e-5)
+    boosted = prior.copy()
+    boosted[17] = 5.0
+    _, top = search(build_index(vectors, ids, IndexConfig(kind="flat"), boosted), same_dist_queries, 1)
+    assert (top[:, 0] == ids[17]).all()
+    assert recall_against_exact(index, vectors, ids, same_dist_queries, 10, prior) > 0.9
+
+
+def test_a_prior_must_hold_one_finite_value_per_vector(pool):
+    vectors, ids = pool
+    with pytest.raises(ValueError, match="one finite value per vector"):
+        build_index(vectors[:10], ids[:10], IndexConfig(), np.zeros(9, np.float32))
+    with pytest.raises(ValueError, match="one finite value per vector"):
+        build_index(vectors[:2], ids[:2], IndexConfig(), np.array([0.0, np.nan], np.float32))
+    with pytest.raises(ValueError, match="dimension"):   # two short is a wrong model, not a prior column
+        search(build_index(vectors[:10], ids[:10], IndexConfig()), vectors[:3, :-2], 5)

@@ -18,7 +18,9 @@ from sass_retrieval.train.recipes import finetune_settings
 def _ft(epochs: int, **kw):
     params = merged(TINY_PARAMS, {"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
                                                "early_stopping": True, "patience": 2, "min_epochs": 1,
-                                               "min_delta": 0.0, "refit": "none", **kw},
+                                               "min_delta": 0.0, "refit": "none",
+                                               "prior_grid": [],   # the scripted validations script validate_scenarios
+                                               **kw},
                                   "train": {"checkpoint_every": 0}})
     return finetune_settings(params, seed=0, progress=False)
 

@@ -11,7 +11,7 @@ import torch
 
 from ..index.faiss_index import IndexConfig, build_index, search
 from ..models.retrieval import RetrievalModel
-from ..train.bank import FeatureBank
+from ..train.bank import FeatureBank, click_prior
 
 
 def vector_dim(model: RetrievalModel) -> int:
@@ -37,6 +37,17 @@ def embed_users(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: n
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, vector_dim(model)), np.float32)
 
 
+def serving_prior(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: np.ndarray) -> np.ndarray | None:
+    """The popularity prior the scenario's index adds to every item's inner product: w_s * log1p(the item's
+    clicks in the scenario over the window), w_s as fine-tuning chose it on the held-out day
+    (``ModelConfig.prior_weights``, train.finetune); None when w_s is 0 or the model has none."""
+    weights = getattr(getattr(model, "cfg", None), "prior_weights", None) or {}
+    w = float(weights.get(scenario, 0.0))
+    if w <= 0:
+        return None
+    return (w * click_prior(bank.per[scenario].item_stats[rows])).astype(np.float32)
+
+
 class EmbeddingRecommender:
     """``models`` maps scenario -> model (one shared model, or one per scenario for dssm_single)."""
 
@@ -49,8 +60,10 @@ class EmbeddingRecommender:
     def index_for(self, scenario: str):
         if scenario not in self.indexes:
             a = self.bank.per[scenario]
-            vecs = embed_items(self.models[scenario], self.bank, scenario, a.pool)
-            self.indexes[scenario] = build_index(vecs, self.bank.item_ids[a.pool], self.cfg)
+            model = self.models[scenario]
+            vecs = embed_items(model, self.bank, scenario, a.pool)
+            self.indexes[scenario] = build_index(vecs, self.bank.item_ids[a.pool], self.cfg,
+                                                 serving_prior(model, self.bank, scenario, a.pool))
         return self.indexes[scenario]
 
     def top_items(self, scenario: str, user_ids: np.ndarray, k: int) -> np.ndarray:

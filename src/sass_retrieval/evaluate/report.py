@@ -757,7 +757,7 @@ def _training(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
         skipped = bool(pre.get("skipped"))
         losses = pre.get("epoch_loss") or []
         rows.append([Cell("pretrain"), Cell("skipped" if skipped else fmt_count(len(losses)), num=True),
-                     Cell(DASH, num=True), Cell(DASH, num=True),
+                     Cell(DASH, num=True), Cell(DASH, num=True), Cell(DASH),
                      Cell(fmt_metric(losses[-1]) if losses else DASH, num=True),
                      Cell(_seconds(pre.get("seconds")), num=True)])
     for row, r in rep.train_reports.items():
@@ -767,11 +767,12 @@ def _training(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
             losses = (final or {}).get("epoch_loss") or []
             rows.append([Cell(label), Cell(fmt_count(epochs), num=True), Cell(fmt_count(inner.get("best_epoch")),
                          num=True), Cell(fmt_metric(inner.get("best_val_ndcg@50")), num=True),
+                         Cell(_prior_weights(inner.get("prior_weights"))),
                          Cell(fmt_metric(losses[-1]) if losses else DASH, num=True),
                          Cell(_seconds(r.get("seconds")) if "/" not in label else "", num=True)])
     if rows:
-        blocks.append(Table(["model", "epochs (final fit)", "best epoch", "best val NDCG@50", "last epoch loss",
-                             "time"], rows))
+        blocks.append(Table(["model", "epochs (final fit)", "best epoch", "best val NDCG@50",
+                             "popularity prior w (held-out day)", "last epoch loss", "time"], rows))
     blocks.append(Heading("Pretraining loss", 3))
     if "pretrain_loss" in figs:
         blocks.append(Image("pretrain_loss"))
@@ -793,6 +794,13 @@ def _training(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     else:
         blocks.append(Note("No validation curve in the training reports (early stopping off, or no reports)."))
     return blocks
+
+
+def _prior_weights(weights: Any) -> str:
+    """Each scenario's serving popularity prior weight as fine-tuning chose it (train.finetune), e.g. "s0 0 · s2 0.04"."""
+    if not isinstance(weights, dict) or not weights:
+        return DASH
+    return " · ".join(f"{s} {float(w):g}" for s, w in weights.items())
 
 
 def _seconds(v: Any) -> str:

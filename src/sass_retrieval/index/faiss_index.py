@@ -22,6 +22,12 @@ Design choices:
   recall loss. So pools below ``IndexConfig.min_ann_size`` get an exact flat index whatever ``kind`` says,
   and a log line records the substitution.
 
+* **An optional prior column.** ``build_index(..., prior=p)`` appends p (one value per item) as a last
+  column after the unit-length check, and ``search`` appends a 1 to queries one dimension short of such an
+  index, so the score is cosine + p_i: the per-scenario popularity prior a model chose on its held-out day
+  (evaluate.embedding_recommender.serving_prior). The index file carries the column, so serving needs no
+  second artefact and cannot apply a prior the index was not built with.
+
 Saved indexes are written atomically (temporary file in the same directory, then ``os.replace``), so a
 reader never sees a half-written file and a failed write leaves the previous index in place.
 """
@@ -167,11 +173,13 @@ def _base_index(vectors: np.ndarray, cfg: IndexConfig) -> tuple[faiss.Index, str
     return index, "ivf"
 
 
-def build_index(vectors: np.ndarray, ids: np.ndarray, cfg: IndexConfig) -> faiss.Index:
+def build_index(vectors: np.ndarray, ids: np.ndarray, cfg: IndexConfig, prior: np.ndarray | None = None
+                ) -> faiss.Index:
     """Build an inner-product index over L2-normalised ``vectors`` labelled with our int64 ``ids``.
 
     Returns an ``IndexIDMap2`` around a flat, IVF-flat or HNSW-flat index; pools smaller than
-    ``cfg.min_ann_size`` get a flat index whatever ``cfg.kind`` asks for.
+    ``cfg.min_ann_size`` get a flat index whatever ``cfg.kind`` asks for. ``prior``: one additive score per
+    item, stored as a last column (module docstring).
     """
     vectors = _as_matrix(vectors, "vectors")
     ids = np.ascontiguousarray(np.asarray(ids).reshape(-1), dtype=np.int64)
@@ -182,6 +190,11 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, cfg: IndexConfig) -> faiss
     if (ids < 0).any():
         raise ValueError("ids must be >= 0 (-1 marks a missing result)")
     _check_normalised(vectors)
+    if prior is not None:
+        prior = np.asarray(prior, dtype=np.float32).reshape(-1)
+        if len(prior) != len(vectors) or not np.isfinite(prior).all():
+            raise ValueError(f"prior must hold one finite value per vector ({len(vectors)}), got {len(prior)}")
+        vectors = np.ascontiguousarray(np.hstack([vectors, prior[:, None]]))
     base, kind = _base_index(vectors, cfg)
     index = faiss.IndexIDMap2(base)
     index.own_fields = True
@@ -212,7 +225,7 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    queries = _as_matrix(queries, "queries", dim=index.d)
+    queries = with_prior_column(index, _as_matrix(queries, "queries"))
     nq = len(queries)
     scores = np.full((nq, k), -np.inf, dtype=np.float32)
     ids = np.full((nq, k), -1, dtype=np.int64)
@@ -227,6 +240,14 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     return scores, ids
 
 
+def with_prior_column(index: faiss.Index, queries: np.ndarray) -> np.ndarray:
+    """``queries`` as the index reads them: with a last column of ones when the index holds a prior column
+    (one dimension more than the queries), so every item's prior is added to its inner product once."""
+    if queries.shape[1] == index.d - 1:
+        queries = np.ascontiguousarray(np.hstack([queries, np.ones((len(queries), 1), np.float32)]))
+    return _as_matrix(queries, "queries", dim=index.d)
+
+
 def recall(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
     """Mean over queries of |approx ∩ exact| / |exact| (ignoring -1 padding in ``exact_ids``)."""
     hits = total = 0
@@ -238,9 +259,9 @@ def recall(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
 
 
 def recall_against_exact(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray,
-                         queries: np.ndarray, k: int) -> float:
-    """recall@k of ``index`` against exact flat inner-product search over the same vectors and ids."""
-    exact = build_index(vectors, ids, IndexConfig(kind="flat"))
+                         queries: np.ndarray, k: int, prior: np.ndarray | None = None) -> float:
+    """recall@k of ``index`` against exact flat inner-product search over the same vectors, prior and ids."""
+    exact = build_index(vectors, ids, IndexConfig(kind="flat"), prior)
     _, exact_ids = search(exact, queries, k)
     _, approx_ids = search(index, queries, k)
     return recall(approx_ids, exact_ids)

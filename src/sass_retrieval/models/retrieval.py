@@ -6,7 +6,7 @@ are one embedding, which is what lets clicks in one scenario inform retrieval in
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -42,6 +42,10 @@ class ModelConfig:
     scenario_layer: str = "full"    # COMPAT: full | star | lowrank, see models.tower.ScenarioLinear
     residual: bool = False          # COMPAT: serving vector = normalize(g_L + h_s,L + P b_s)
     scenario_norm: bool = False     # COMPAT: partitioned normalisation of the tower input (models.tower.PartitionedNorm)
+    # COMPAT: scenario -> weight of the popularity prior its index adds to the inner product (train.finetune
+    # chooses it on the held-out day; evaluate.embedding_recommender.serving_prior). Not a shape: a calibration
+    # of the trained model, kept here so it travels in the checkpoint's manifest with the weights.
+    prior_weights: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,7 +64,7 @@ def masked_mean(emb: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 class RetrievalModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg = replace(cfg)   # its own copy: fine-tuning sets prior_weights on it (models built from one config)
         n_s = len(cfg.scenarios)
         if n_s == 0:
             raise ValueError("ModelConfig.scenarios must list the run's scenarios")

@@ -214,7 +214,7 @@ def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | 
         except IndexLoadError as exc:
             raise VersionLoadError(str(exc)) from exc
         probe = user_vectors(models[s], bank, s, np.zeros(1, dtype=np.int64))
-        if probe.shape[1] != index.d:
+        if probe.shape[1] not in (index.d, index.d - 1):   # d - 1: the index holds a prior column (faiss_index)
             raise VersionLoadError(f"{index_root / s / 'index.faiss'}: dimension {index.d}, the model's user "
                                    f"vectors have {probe.shape[1]}")
         indexes[s], kinds[s] = index, describe(index)

@@ -26,16 +26,26 @@ USER_FIELDS = (*USER_CATEGORICAL, "is_live_streamer", "is_video_author", *USER_P
 ITEM_FIELDS = ("author_id", "tag", *ITEM_CATEGORICAL, "duration_bucket")
 
 
+LOG_COUNT_SCALE = 5.0   # a count feature is log1p(count) / LOG_COUNT_SCALE: roughly unit range
+CLICKS_COLUMN = 1       # the window's click count in a stats row (stats_matrix's column order)
+
+
 def stats_matrix(exp: np.ndarray, clk: np.ndarray, ctr: np.ndarray) -> np.ndarray:
     """The user's numeric behaviour features in a scenario, scaled to roughly unit range."""
-    return np.stack([np.log1p(exp) / 5.0, np.log1p(clk) / 5.0, ctr], axis=1).astype(np.float32)
+    return np.stack([np.log1p(exp) / LOG_COUNT_SCALE, np.log1p(clk) / LOG_COUNT_SCALE, ctr], axis=1).astype(np.float32)
+
+
+def click_prior(stats: np.ndarray) -> np.ndarray:
+    """log1p(the item's clicks in the scenario over the training window), read back from its stats rows
+    (``item_stats`` or one day of ``item_daily``): the popularity the serving prior adds (train.finetune)."""
+    return (LOG_COUNT_SCALE * np.asarray(stats)[..., CLICKS_COLUMN]).astype(np.float32)
 
 
 def item_stats_matrix(df: pd.DataFrame) -> np.ndarray:
     """The item's numeric features in a scenario: window counts, click rate, and the previous day's counts."""
     base = stats_matrix(df["exp_count"].to_numpy(), df["click_count"].to_numpy(), df["ctr"].to_numpy())
-    recent = np.stack([np.log1p(df["exp_recent"].to_numpy()) / 5.0, np.log1p(df["clk_recent"].to_numpy()) / 5.0],
-                      axis=1).astype(np.float32)
+    recent = np.stack([np.log1p(df["exp_recent"].to_numpy()) / LOG_COUNT_SCALE,
+                       np.log1p(df["clk_recent"].to_numpy()) / LOG_COUNT_SCALE], axis=1).astype(np.float32)
     return np.concatenate([base, recent], axis=1)
 
 

@@ -23,6 +23,15 @@ per-scenario models; training goes on while it still improves.
 Weight averaging (``average_from``, train.averaging): from that epoch on, the model a phase hands over is
 the mean of its epoch-end weights, not the last epoch's; early stopping judges (and keeps) that mean, and
 the "holdout" refit adds the held-out day's epoch to the selected mean instead of replacing it.
+
+The popularity prior (``prior_grid``): the log-Q corrected softmax learns the click probability *relative* to
+the sampling proposal, i.e. it removes popularity from the scores on purpose, and a tab whose clicks follow
+popularity then ranks below the ``popular`` row. Serving adds w_s * log1p(clicks of the item in scenario s
+over the window) to the inner product; w_s is chosen per scenario from ``prior_grid`` on the held-out days, at
+the epoch early stopping keeps for that scenario (with the counts as of before each held-out day), so the test
+window never picks it. It is stored in the model's config (``ModelConfig.prior_weights``) and the index adds
+it as one more column (evaluate.embedding_recommender.serving_prior). No held-out day (early stopping off, an
+incremental day): the weights the model was warm-started with stay.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ import torch
 from ..data.schema import OBJECTIVES
 from ..models.retrieval import RetrievalModel
 from .averaging import EpochAverage
-from .bank import FeatureBank, recent_days
+from .bank import FeatureBank, click_prior, recent_days
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import retrieval_loss
 from .sampler import NegativeSampler
@@ -65,7 +74,7 @@ class FinetuneSettings:
                                        "aux_weight", "early_stopping", "patience", "min_epochs", "min_delta",
                                        "refit", "recent_days", "objective", "average_from",
                                        "own_epoch_min_clicks", "scenario_l2", "holdout_days",
-                                       "in_batch_negatives")
+                                       "in_batch_negatives", "prior_grid")
     loop: LoopSettings
     batch_size: int
     negatives: int
@@ -87,6 +96,7 @@ class FinetuneSettings:
     scenario_l2: float                   # strength of the pull of the scenario layers toward the global ones; 0 = off
     holdout_days: int                    # early stopping's held-out newest training days
     in_batch_negatives: bool             # the block's other positives join the sampled negatives (mixed negatives)
+    prior_grid: list[float]              # candidate weights of the serving popularity prior; [] = no prior
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
     objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
     hard_negatives: bool = False         # multi-task rows: rows negative for an objective are its negatives too
@@ -97,6 +107,8 @@ class FinetuneSettings:
         self.refit = refit_mode(self.refit)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"finetune.objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        if any(not math.isfinite(w) or w < 0 for w in self.prior_grid):
+            raise ValueError(f"finetune.prior_grid must hold finite weights >= 0, got {self.prior_grid!r}")
 
 
 
@@ -302,13 +314,28 @@ def multitask_batch_loss(model: Any, bank: FeatureBank, samplers: dict[int, Nega
     return with_scenario_l2(total, model, s)
 
 
-@torch.no_grad()
 def validate_scenarios(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.ndarray], scenarios: list[str],
                        k: int = 50) -> dict[str, float]:
     """Per scenario with held-out clicks: NDCG@k of ranking each of them against its pool, with the item
     statistics of the click's own day (the held-out days may be several); the mean over the scenario's clicks."""
+    return {n: float(v[:, 0].mean()) for n, v in held_out_ndcg(model, bank, pos, scenarios, (0.0,), k).items()}
+
+
+@torch.no_grad()
+def held_out_ndcg(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.ndarray], scenarios: list[str],
+                  prior_grid: tuple[float, ...], k: int = 50,
+                  earlier: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+    """Per scenario, every held-out click's NDCG@k gain (rows) once per weight w of ``prior_grid`` (columns): the
+    scores are the inner product plus w * log1p(the item's clicks in the scenario before the click's day) (the
+    serving prior, module docstring). One forward pass per scenario and day serves every weight.
+
+    ``earlier`` (:func:`clicks_before`): as the benchmark protocol scores the test window, a held-out click on a
+    video the user clicked on an earlier day is not counted, and those videos leave the user's ranking. Why for
+    the prior: popular videos are re-clicked most, so counting re-clicks rewards a popularity prior the test
+    window (which removes them) does not."""
     model.eval()
-    out: dict[str, float] = {}
+    out: dict[str, np.ndarray] = {}
+    grid = torch.tensor(prior_grid, dtype=torch.float32)
     for name in scenarios:
         si = bank.scen_index(name)
         a = bank.per[name]
@@ -319,17 +346,87 @@ def validate_scenarios(model: RetrievalModel, bank: FeatureBank, pos: dict[str, 
         in_scenario = pos["scen"] == si
         for day in np.unique(pos["day"][in_scenario]):
             m = in_scenario & (pos["day"] == day)
-            iv, _ = model.item_vectors(bank.item_batch(pool, np.full(len(pool), si), a.item_daily[int(day), pool]))
+            stats = a.item_daily[int(day), pool]
+            iv, _ = model.item_vectors(bank.item_batch(pool, np.full(len(pool), si), stats))
             uv, _ = model.user_vectors(bank.user_batch(pos["user"][m], pos["scen"][m], pos["seq"][m], pos["stats"][m]))
-            sc = (uv @ iv.T)[:, order_t]
-            target = torch.from_numpy(np.searchsorted(sorted_pool, pos["item"][m]))
-            in_pool = torch.from_numpy(np.isin(pos["item"][m], pool))
-            tgt = sc.gather(1, target.clamp(max=len(pool) - 1).unsqueeze(1))
-            rank = (sc > tgt).sum(1)
-            gains.append(torch.where(in_pool & (rank < k), 1.0 / torch.log2(rank.float() + 2.0), torch.zeros(())))
+            cos = (uv @ iv.T)[:, order_t]
+            items = pos["item"][m]
+            if earlier is not None:
+                keep = _mask_earlier(cos, pos["user"][m], items, sorted_pool, earlier[int(day)], len(bank.item_ids))
+                cos, items = cos[torch.from_numpy(keep)], items[keep]
+                if not len(items):
+                    continue
+            prior = torch.from_numpy(click_prior(stats))[order_t]
+            target = torch.from_numpy(np.searchsorted(sorted_pool, items)).clamp(max=len(pool) - 1)
+            in_pool = torch.from_numpy(np.isin(items, pool))
+            day_gains = []
+            for w in grid:
+                sc = cos + w * prior if w > 0 else cos
+                rank = (sc > sc.gather(1, target.unsqueeze(1))).sum(1)
+                day_gains.append(torch.where(in_pool & (rank < k), 1.0 / torch.log2(rank.float() + 2.0), torch.zeros(())))
+            gains.append(torch.stack(day_gains, dim=1))
         if gains:
-            out[name] = float(torch.cat(gains).mean())
+            out[name] = torch.cat(gains).numpy().astype(np.float64)
     model.train()
+    return out
+
+
+def clicks_before(bank: FeatureBank, days: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per day: (user rows, item rows) of every click on an earlier training day in any scenario, sorted by user
+    row; what the benchmark protocol removes from a user's ranking and ground truth (:func:`held_out_ndcg`)."""
+    clicks = _positives(bank, bank.scenarios, set(range(max(days, default=0))))
+    out = {}
+    for day in days:
+        m = clicks["day"] < day
+        order = np.argsort(clicks["user"][m], kind="stable")
+        out[int(day)] = (clicks["user"][m][order], clicks["item"][m][order])
+    return out
+
+
+def _mask_earlier(scores: torch.Tensor, users: np.ndarray, items: np.ndarray, sorted_pool: np.ndarray,
+                  earlier: tuple[np.ndarray, np.ndarray], n_items: int) -> np.ndarray:
+    """Set each row's earlier-clicked pool videos to -inf (in place; columns in ``sorted_pool`` order); returns the
+    rows whose clicked video is not one of them (the clicks the protocol counts)."""
+    prev_u, prev_i = earlier
+    keep = ~np.isin(users * n_items + items, prev_u * n_items + prev_i)
+    left, right = np.searchsorted(prev_u, users, "left"), np.searchsorted(prev_u, users, "right")
+    counts = right - left
+    if counts.sum():
+        rows = np.repeat(np.arange(len(users)), counts)
+        starts = np.repeat(left - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        hit = prev_i[starts + np.arange(counts.sum())]
+        col = np.searchsorted(sorted_pool, hit).clip(max=len(sorted_pool) - 1)
+        ok = sorted_pool[col] == hit
+        scores[torch.from_numpy(rows[ok]), torch.from_numpy(col[ok])] = -torch.inf
+    return keep
+
+
+def prior_grid(s: FinetuneSettings) -> tuple[float, ...]:
+    """The candidate prior weights, 0 (no prior) first: the weight stays 0 unless another one does better."""
+    return (0.0, *sorted({float(w) for w in s.prior_grid if w > 0}))
+
+
+PRIOR_Z = 1.96   # a prior weight must beat no prior by this many standard errors of the paired held-out gain
+
+
+def prior_evidence(gains: np.ndarray) -> dict[str, list[float]]:
+    """A scenario's held-out gains (clicks x grid, :func:`held_out_ndcg`) as a validation-curve entry: the mean NDCG
+    of every weight, and the standard error of its paired difference from no prior (column 0)."""
+    diff = gains - gains[:, :1]
+    se = diff.std(0, ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.full(gains.shape[1], np.inf)
+    return {"ndcg": [float(x) for x in gains.mean(0)], "se": [float(x) for x in se]}
+
+
+def chosen_prior_weights(point: dict[str, Any], grid: tuple[float, ...]) -> dict[str, float]:
+    """Per scenario of a validation-curve point, the grid weight with the best held-out NDCG among those whose gain
+    over no prior exceeds PRIOR_Z standard errors, else 0. Why the margin: most held-out days are a few hundred
+    clicks, and a weight picked on their noise costs the test window (bench/results/ablations_prior.md)."""
+    out = {}
+    for n, ev in point.get("prior", {}).items():
+        ndcg, se = np.asarray(ev["ndcg"]), np.asarray(ev["se"])
+        clear = ndcg - ndcg[0] > PRIOR_Z * se
+        clear[0] = True
+        out[n] = grid[int(np.argmax(np.where(clear, ndcg, -np.inf)))]
     return out
 
 
@@ -417,6 +514,8 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
 
         memory = SelectionMemory(own)
         selection = EpochAverage(model, s.average_from)
+        grid = prior_grid(s)
+        earlier = clicks_before(bank, sorted(held)) if len(grid) > 1 else None
 
         def keep_if_better(entry: dict[str, Any], score: float, epoch: int) -> None:
             if score > entry["score"] + s.min_delta:
@@ -427,9 +526,13 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
             """Stop?, and the epoch's validation metric for DVCLive. With averaging on, what is judged (and
             kept) is the mean of the epochs so far, the model this phase would hand over. Training goes on
             while the macro average or a scenario that picks its own epoch still improves."""
+            point: dict[str, Any] = {"epoch": epoch + 1}
             per = validate_scenarios(selection.model, bank, val, reported)
+            if len(grid) > 1:
+                by_weight = held_out_ndcg(selection.model, bank, val, reported, grid, earlier=earlier)
+                point["prior"] = {n: prior_evidence(v) for n, v in by_weight.items()}
             score = float(np.mean(list(per.values()))) if per else float("nan")
-            point: dict[str, Any] = {"epoch": epoch + 1, "val_ndcg@50": score}
+            point["val_ndcg@50"] = score
             if own:
                 point["own"] = {n: per[n] for n in own}
             memory.curve.append(point)
@@ -473,6 +576,16 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
         if rep is not None:
             report["refit"] = rep
         average.finish()
+        if len(grid) > 1:
+            points = {p["epoch"]: p for p in memory.curve}   # each scenario's weight at the epoch that serves it
+            weights = chosen_prior_weights(points[best["epoch"]], grid)
+            for n in separate:
+                weights[n] = chosen_prior_weights(points[memory.own_best[n]["epoch"]], grid).get(n, 0.0)
+            report["prior_weights"] = weights
+            for m in (model, *(own_models[n] for n in separate)):   # type: ignore[index]
+                # merged, not replaced: models trained one scenario at a time may share one config (ctnet)
+                m.cfg.prior_weights = {**(m.cfg.prior_weights or {}), **weights}
+            log.info("popularity prior weights chosen on the held-out days: %s", weights)
         return report
     report["refit"], average = train_on(all_days, s.loop, "full")
     average.finish()

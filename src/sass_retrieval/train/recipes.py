@@ -140,6 +140,7 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
              RetrievalModel(model_config(params, bank.scenarios, arch)))
     if init is not None:
         model.load_state_dict(init.state_dict())
+        model.cfg.prior_weights = init.cfg.prior_weights   # kept unless this day's held-out day picks new ones
     elif row == "sass" and bool(get(params, "finetune.load_pretrained")):
         if pretrained is None:
             raise ValueError("row 'sass' needs the pretrained model (run pretraining first)")
