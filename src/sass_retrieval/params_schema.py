@@ -262,6 +262,7 @@ class Multitask(Section):
     hard_negatives: bool
     hard_negative_weight: Positive
     in_batch_negatives: bool           # the row's own value of finetune.in_batch_negatives
+    prior_grid: list[NonNeg]           # the row's own value of finetune.prior_grid
 
 
 class Ctnet(Section):

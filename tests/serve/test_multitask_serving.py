@@ -11,6 +11,8 @@ import torch
 from fastapi.testclient import TestClient
 from support import cwd, warm_user
 
+from sass_retrieval.train.bank import click_prior
+
 pytestmark = pytest.mark.slow
 
 OBJ = ["click", "long_view", "like"]
@@ -48,12 +50,17 @@ def test_weights_reorder_one_index_and_match_the_weighted_sum(mt_project: Path, 
         hu, _ = model.objective_vectors(v.bank.serving_user_batch(row, "s0"), "user")
         pool = v.bank.per["s0"].pool
         hi, _ = model.objective_vectors(v.bank.serving_item_batch(pool, "s0"), "item")
+    # the base's popularity prior, if its fine-tuning chose one, is the index's last column (train.finetune)
+    prior = (model.cfg.prior_weights or {}).get("s0", 0.0) * click_prior(v.bank.per["s0"].item_stats[pool])
     answers = {}
     for w in ("click=1", "long_view=1", "click=1,long_view=0.5,like=0.2"):
         rec = recommend(v, user, "s0", 10, w)
         weights = dict.fromkeys(OBJ, 0.0) | {k: float(x) for k, x in (p.split("=") for p in w.split(","))}
-        direct = sum(weights[o] * (hu[0, k] @ hi[:, k].T) for k, o in enumerate(OBJ)).numpy()
-        assert rec.items == v.bank.item_ids[pool][np.argsort(-direct, kind="stable")[:10]].tolist()
+        # the index's item vector is the per-objective vectors over sqrt(K) (models.multitask.item_serving_vector)
+        direct = sum(weights[o] * (hu[0, k] @ hi[:, k].T) for k, o in enumerate(OBJ)).numpy() / np.sqrt(len(OBJ)) + prior
+        by_id = dict(zip(v.bank.item_ids[pool].tolist(), direct.tolist(), strict=True))
+        # the index's top 10 are the weighted sum's top 10 (up to float32 near-ties in the order)
+        np.testing.assert_allclose([by_id[i] for i in rec.items], np.sort(direct)[::-1][:10], atol=1e-5)
         assert rec.fallback is None
         answers[w] = rec.items
     assert answers["click=1"] != answers["long_view=1"]          # the weights change the ranking...

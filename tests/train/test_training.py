@@ -421,9 +421,13 @@ def test_scenario_l2_keeps_the_scenario_layers_near_the_global_ones(tiny_bank, t
     assert drift[1.0] < 0.5 * drift[0.0]
 
 
-def test_the_multitask_row_takes_its_own_in_batch_negatives_setting() -> None:
-    """finetune.in_batch_negatives is every single-objective row's; sass_mt reads multitask.in_batch_negatives."""
-    params = merged(TINY_PARAMS, {"finetune": {"in_batch_negatives": True}, "multitask": {"in_batch_negatives": False}})
-    assert finetune_settings(params, 0).in_batch_negatives is True
+def test_the_multitask_row_takes_its_own_in_batch_negatives_and_prior_settings() -> None:
+    """finetune.in_batch_negatives and finetune.prior_grid are every single-objective row's; sass_mt reads
+    multitask.in_batch_negatives and multitask.prior_grid."""
+    params = merged(TINY_PARAMS, {"finetune": {"in_batch_negatives": True, "prior_grid": [0.01]},
+                                  "multitask": {"in_batch_negatives": False, "prior_grid": []}})
+    single = finetune_settings(params, 0)
+    assert single.in_batch_negatives is True and single.prior_grid == [0.01]
     mt = finetune_settings(params, 0, multitask=True)
     assert mt.in_batch_negatives is False and mt.hard_negatives is True and mt.objective_weights is not None
+    assert mt.prior_grid == []

@@ -65,6 +65,8 @@ def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | 
         return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios, **keys)
     # the multi-objective row's own negatives: its objective-specific hard negatives are in-batch negatives already
     keys["in_batch_negatives"] = bool(get(params, "multitask.in_batch_negatives"))
+    # and its own popularity prior: a request's weights rescale the model's score, not a prior chosen at the defaults
+    keys["prior_grid"] = list(get(params, "multitask.prior_grid"))
     return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios,
                             objective_weights={k: float(v) for k, v in get(params, "multitask.loss_weights").items()},
                             hard_negatives=bool(get(params, "multitask.hard_negatives")),
