@@ -89,6 +89,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "emb_lr=0.002+in_batch": {"finetune.emb_lr": 0.002, "finetune.in_batch_negatives": True},
     "emb_lr=0.002+scenario_norm": {"finetune.emb_lr": 0.002, "model.scenario_norm": True},
     "prior=off": {"finetune.prior_grid": []},
+    "own_epoch_min_clicks=300": {"finetune.own_epoch_min_clicks": 300},
 }
 
 
