@@ -57,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
-    from sass_retrieval.evaluate.embedding_recommender import embed_items, embed_users, serving_prior
+    from sass_retrieval.evaluate.embedding_recommender import (
+        embed_items,
+        embed_users,
+        prior_weight,
+        serving_prior,
+    )
     from sass_retrieval.index.faiss_index import (
         IndexConfig,
         build_index,
@@ -85,7 +90,7 @@ def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
             q = embed_users(model, bank, s, q_rows)
             info["recall@50_vs_exact"] = float(recall_against_exact(index, vecs, bank.item_ids[pool], q, 50, prior))
         info.update(kind=describe(index), requested_kind=cfg.kind,
-                    prior_weight=float((getattr(model.cfg, "prior_weights", None) or {}).get(s, 0.0)))
+                    prior_weight=prior_weight(model, s))
     else:
         log.warning("scenario %s has an empty pool; no %s index written", s, row)
     info["seconds"] = round(time.perf_counter() - t0, 2)

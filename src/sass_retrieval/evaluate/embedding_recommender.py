@@ -37,12 +37,17 @@ def embed_users(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: n
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, vector_dim(model)), np.float32)
 
 
+def prior_weight(model: RetrievalModel, scenario: str) -> float:
+    """w_s, the weight of the scenario's popularity prior as fine-tuning chose it on the held-out day
+    (``ModelConfig.prior_weights``, train.finetune); 0 when the model has none."""
+    weights = getattr(getattr(model, "cfg", None), "prior_weights", None) or {}
+    return float(weights.get(scenario, 0.0))
+
+
 def serving_prior(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: np.ndarray) -> np.ndarray | None:
     """The popularity prior the scenario's index adds to every item's inner product: w_s * log1p(the item's
-    clicks in the scenario over the window), w_s as fine-tuning chose it on the held-out day
-    (``ModelConfig.prior_weights``, train.finetune); None when w_s is 0 or the model has none."""
-    weights = getattr(getattr(model, "cfg", None), "prior_weights", None) or {}
-    w = float(weights.get(scenario, 0.0))
+    clicks in the scenario over the window) (:func:`prior_weight`); None when w_s is 0."""
+    w = prior_weight(model, scenario)
     if w <= 0:
         return None
     return (w * click_prior(bank.per[scenario].item_stats[rows])).astype(np.float32)

@@ -178,7 +178,7 @@ def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | 
     request: a mismatch is a :class:`VersionLoadError` here, never an error in a request.
     """
     from ..data.store import read_items, read_users
-    from ..index.faiss_index import IndexLoadError, describe, load_index
+    from ..index.faiss_index import IndexLoadError, describe, load_index, with_prior_column
     from ..train.bank import load_bank
     from ..train.checkpoint import CheckpointError, load_row_model
     from .query import user_vectors
@@ -214,9 +214,11 @@ def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | 
         except IndexLoadError as exc:
             raise VersionLoadError(str(exc)) from exc
         probe = user_vectors(models[s], bank, s, np.zeros(1, dtype=np.int64))
-        if probe.shape[1] not in (index.d, index.d - 1):   # d - 1: the index holds a prior column (faiss_index)
+        try:   # the query as search() would pass it: the index may hold a prior column (faiss_index)
+            with_prior_column(index, probe)
+        except ValueError:
             raise VersionLoadError(f"{index_root / s / 'index.faiss'}: dimension {index.d}, the model's user "
-                                   f"vectors have {probe.shape[1]}")
+                                   f"vectors have {probe.shape[1]}") from None
         indexes[s], kinds[s] = index, describe(index)
     routes = {r: t for r, t in routes.items() if t in indexes}
     metrics, window = _read_metrics(base, row)
