@@ -43,7 +43,7 @@ def test_a_scenario_that_peaks_later_gets_its_own_model_and_training_waits_for_i
     a = bank.scenarios[0]
     snapshots: list[dict[str, torch.Tensor]] = []
 
-    def scripted(model, bank_, pos, scenarios, k=50):
+    def scripted(model, bank_, pos, scenarios, k=50, days=None):
         snapshots.append(copy.deepcopy(model.state_dict()))
         epoch = len(snapshots)
         return {n: (1.0 if epoch == 3 else 0.5) if n == a else (1.0 if epoch == 1 else 0.1) for n in scenarios}
@@ -121,7 +121,7 @@ def test_a_selection_killed_mid_way_resumes_knowing_its_best_epochs(tiny_bank, t
     snapshots: list[dict[str, torch.Tensor]] = []
     die_at: list[int] = [4]
 
-    def scripted(model, bank_, pos, scenarios, k=50):
+    def scripted(model, bank_, pos, scenarios, k=50, days=None):
         epoch = len(snapshots) + 1
         if epoch in die_at:
             die_at.clear()

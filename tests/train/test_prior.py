@@ -153,3 +153,44 @@ def test_no_grid_no_prior_and_a_checkpoint_or_a_warm_start_keeps_the_weights(tin
     warm, _ = train_row("dssm_mixed" if cfg.arch == "dssm" else "sass", bank, params, 0, tmp_path / "warm",
                         pretrained=loaded, init=loaded, progress=False)
     assert warm[name].cfg.prior_weights == {name: 0.25}, "an incremental day without a held-out day keeps them"
+
+
+@pytest.mark.parametrize("pool", [7, 50, 400])
+def test_capped_rank_equals_the_full_count_below_k(pool: int) -> None:
+    """The top-k shortcut ranks a target exactly as counting every score above it does, wherever the rank can
+    earn NDCG@k (below k), with ties (scores rounded to a few values) and masked (-inf) columns."""
+    g = torch.Generator().manual_seed(pool)
+    scores = torch.round(torch.randn(300, pool, generator=g) * 4) / 4
+    scores[torch.rand(300, pool, generator=g) < 0.1] = -torch.inf
+    target = torch.randint(0, pool, (300,), generator=g)
+    full = (scores > scores.gather(1, target.unsqueeze(1))).sum(1)
+    got = ft.capped_rank(scores, target, 50)
+    assert torch.equal(torch.where(full < 50, full, 50), got)
+    assert bool((full >= 50).any()) == (pool > 50), "the test covers both sides of k where it can"
+
+
+def test_the_prior_grid_is_scored_only_at_epochs_that_become_a_serving_pick(tiny_bank, tmp_path, monkeypatch) -> None:
+    """Epochs that early stopping only waits through are not scored on the grid; the serving pick's evidence is
+    there, so the weights are chosen as if every epoch had been scored. Validation scripted: macro peaks at 2."""
+    bank, cfg = tiny_bank
+    scored: list[int] = []
+    real_gains, real_validate = ft.scenario_gains, ft.validate_scenarios
+
+    def counting(days, grid, *a, **kw):
+        if len(grid) > 1:
+            scored.append(len(days))
+        return real_gains(days, grid, *a, **kw)
+
+    def scripted(model, bank_, pos, scenarios, k=50, days=None):
+        real_validate(model, bank_, pos, scenarios, k, days)
+        epoch = len(scored) + 1
+        return {n: 0.5 if epoch == 2 else 0.1 * epoch for n in scenarios}
+
+    monkeypatch.setattr(ft, "scenario_gains", counting)
+    monkeypatch.setattr(ft, "validate_scenarios", scripted)
+    torch.manual_seed(0)
+    report = finetune(RetrievalModel(cfg), bank, _ft(8, prior_grid=GRID, patience=2), tmp_path)
+    n = len(report["validation"][0]["prior"])
+    assert n == len(bank.reported) and report["best_epoch"] == 2
+    assert scored == [n, n, 0, 0], "epochs 1 and 2 improve, 3 and 4 only wait"
+    assert set(report["prior_weights"]) == set(bank.reported)
