@@ -22,6 +22,7 @@ import copy
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
@@ -55,6 +56,21 @@ def window_label(end: int, test_days: int, train_days: int) -> str:
     if test_days > 1:
         return f"dev {test_days}d→{str(end)[4:]} (train {train_days}d)"
     return f"{str(end)[4:]} (train {train_days}d)"
+
+
+def rolling_groups(results: dict[str, dict]) -> dict[str, list[str]]:
+    """The 1-day test windows that form one rolling comparison: those sharing a training start (expanding: each
+    trains on every day before its test day), and the rest by training length (a sliding window of n days).
+
+    Why not "the earliest start is expanding": a run of sliding windows alone (e.g. three 4-day windows) has
+    an earliest start too, and its first window would be split off from the other two."""
+    daily = [lab for lab, w in results.items() if w["test_days"] == 1]
+    starts = Counter(results[lab]["window"]["train_start"] for lab in daily)
+    groups: dict[str, list[str]] = {}
+    for lab in daily:
+        w = results[lab]
+        groups.setdefault("expanding" if starts[w["window"]["train_start"]] > 1 else f"{w['train_days']}d", []).append(lab)
+    return groups
 
 
 def pooled(stacks: list[dict], labels: list[str]) -> dict:
@@ -114,14 +130,7 @@ def report(results: dict[str, dict], rows: list[str], args) -> tuple[str, dict]:
         per_seed = results[lab]["per_seed"]
         comps[lab] = {sl: compare_rows(stack_seeds(per_seed, sl), REFERENCE, "ndcg@50", n_boot=args.n_boot)
                       for sl in SLICES} if REFERENCE in rows else {}
-    rolling: dict[str, list[str]] = {}
-    daily = [lab for lab in labels if results[lab]["test_days"] == 1]
-    first = min((results[lab]["window"]["train_start"] for lab in daily), default=None)
-    for lab in daily:  # expanding: trained from the first day of data; otherwise grouped by training length
-        w = results[lab]
-        key = "expanding" if w["window"]["train_start"] == first else f"{w['train_days']}d"
-        rolling.setdefault(key, []).append(lab)
-    for key, labs in rolling.items():
+    for key, labs in rolling_groups(results).items():
         if len(labs) > 1 and REFERENCE in rows:
             comps[f"rolling {key} ({len(labs)} days)"] = {
                 sl: compare_rows(pooled([stack_seeds(results[lab]["per_seed"], sl) for lab in labs], labs),

@@ -1,0 +1,26 @@
+"""bench/quality.py's grouping of test windows into rolling comparisons."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from quality import rolling_groups  # noqa: E402
+
+
+def _w(start: int, train_days: int, test_days: int = 1) -> dict:
+    return {"window": {"train_start": start}, "train_days": train_days, "test_days": test_days}
+
+
+def test_expanding_windows_share_a_start_and_sliding_ones_group_by_length() -> None:
+    results = {"dev": _w(20220425, 8, 3), "0503": _w(20220425, 8), "0504": _w(20220425, 9), "0505": _w(20220425, 10),
+               "0503/4d": _w(20220429, 4), "0504/4d": _w(20220430, 4), "0505/4d": _w(20220501, 4)}
+    assert rolling_groups(results) == {"expanding": ["0503", "0504", "0505"], "4d": ["0503/4d", "0504/4d", "0505/4d"]}
+
+
+def test_sliding_windows_alone_stay_one_group() -> None:
+    """Three 4-day windows: the earliest is not an expanding group of its own."""
+    results = {"0503": _w(20220429, 4), "0504": _w(20220430, 4), "0505": _w(20220501, 4)}
+    assert rolling_groups(results) == {"4d": ["0503", "0504", "0505"]}
