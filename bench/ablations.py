@@ -1,4 +1,5 @@
-"""Ablations of `sass` on KuaiRand-Pure (BENCHMARK.md dev split): which parts of the design earn their place.
+"""Ablations of `sass` on KuaiRand-Pure (BENCHMARK.md dev split by default, or any window: --end-date,
+--train-days, --test-days): which parts of the design earn their place.
 
     python bench/ablations.py --seeds 0
     python bench/ablations.py --seeds 0 1 2 --out bench/results/ablations_temperature \
@@ -102,12 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--params", default=str(ROOT / "params.yaml"))
     args = p.parse_args(argv)
-    args.provenance = provenance(sys.argv)  # at start: the code that produced the numbers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     base = yaml.safe_load(Path(args.params).read_text())
     torch.set_num_threads(int(base.get("train", {}).get("threads", 2)))
+    args.provenance = provenance(sys.argv)  # at start (the code that produced the numbers), after the thread count
     window = make_window(args.end_date, args.train_days, args.test_days)
     prep = prepare_kuairand(Path(args.data_dir), Path(args.work), window, ["1", "0", "4", "6", "2", "other"],
                             int(base["scenarios"]["min_scenario_rows"]), int(base["features"]["seq_len"]))
@@ -148,7 +149,9 @@ def _write(results: dict, args, window, t0: float) -> None:
             "pairs, paired bootstrap pooled over seeds; bold = the interval excludes 0, otherwise no measurable "
             "difference.\n\n" + "\n".join(lines) + "\n")
     print(body)
-    write_results(Path(args.out), "Ablations of sass on KuaiRand-Pure (dev split)", args.provenance, body,
+    dev = (args.end_date, args.train_days, args.test_days) == (20220505, 8, 3)
+    where = "dev split" if dev else f"test {args.test_days}d to {args.end_date}, train {args.train_days}d"
+    write_results(Path(args.out), f"Ablations of sass on KuaiRand-Pure ({where})", args.provenance, body,
                   {"window": window.__dict__, "seeds": args.seeds, "variants": VARIANTS, "results": results,
                    "significance": args.cis})
 
