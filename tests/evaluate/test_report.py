@@ -509,3 +509,26 @@ def test_objective_tables_show_every_row_and_name_the_scenarios_left_out() -> No
     # without the multi-task row there is no such section
     plain = sections(RunReport(generated=NOW.isoformat(), metrics=metrics_json({"sass": 0.3})), {})
     assert not [b for b in plain if isinstance(b, Heading) and b.text.startswith("Other objectives")]
+
+
+def test_prior_evidence_table_says_why_each_weight(project: Path):
+    """Each scenario's chosen prior weight beside the held-out gain behind it, and the best weight the day saw."""
+    report = {"validation": [{"epoch": 1, "val_ndcg@50": 0.05}], "best_epoch": 1, "best_val_ndcg@50": 0.05,
+              "refit": {"epoch_loss": [1.0]}, "prior_weights": {"s0": 0.04, "s1": 0.0},
+              "prior_evidence": {"s0": {"w": 0.04, "gain": 0.0129, "se": 0.0065, "best_w": 0.08, "best_gain": 0.0151,
+                                        "best_se": 0.0068, "margin_z": 1.96},
+                                 "s1": {"w": 0.0, "gain": 0.0, "se": 0.0, "best_w": 0.04, "best_gain": 0.0031,
+                                        "best_se": None, "margin_z": 1.96}}}
+    write_json(project / "models/sass/report.json", {"row": "sass", "report": report, "seconds": 5})
+    _, blocks = blocks_of(project)
+    training = section(blocks, "Training")
+    table = next(t for t in tables(training) if t.header[:2] == ["model", "scenario"])
+    rows = {(r[0].text, r[1].text): [c.text for c in r[2:]] for r in table.rows}
+    assert rows[("sass", "s0")] == ["0.04", "+0.0129 ± 0.0065", "0.08", "+0.0151 ± 0.0068"]
+    assert rows[("sass", "s1")] == ["0", "+0.0000", "0.04", "+0.0031"], "no standard error: no ±"
+    assert "exceeds 1.96 standard errors" in note_texts(training)
+
+
+def test_no_prior_evidence_no_table(project: Path):
+    _, blocks = blocks_of(project)
+    assert not any(t.header[:2] == ["model", "scenario"] for t in tables(section(blocks, "Training")))

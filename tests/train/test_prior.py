@@ -112,6 +112,14 @@ def test_finetune_chooses_each_scenarios_weight_at_its_served_epoch_and_the_inde
     served = next(p for p in report["validation"] if p["epoch"] == report["best_epoch"])
     assert weights == chosen_prior_weights(served, grid)
     assert cfg.prior_weights is None, "the caller's config is not changed behind its back"
+    for n, ev in report["prior_evidence"].items():   # what the run report shows of each choice
+        ndcg, se = served["prior"][n]["ndcg"], served["prior"][n]["se"]
+        i, b = grid.index(weights[n]), int(np.argmax(ndcg))
+        assert ev["w"] == weights[n] and ev["gain"] == pytest.approx(ndcg[i] - ndcg[0])
+        assert ev["best_w"] == grid[b] and ev["best_gain"] == pytest.approx(ndcg[b] - ndcg[0])
+        assert ev["best_se"] == (pytest.approx(se[b]) if b else 0.0) and ev["margin_z"] == ft.PRIOR_Z
+        assert ev["w"] == 0 or ev["gain"] > ft.PRIOR_Z * ev["se"], "a chosen weight cleared the margin"
+    assert set(report["prior_evidence"]) == set(weights)
 
     name = next((n for n, w in weights.items() if w > 0), None)
     if name is None:                       # every scenario chose no prior: force one to test the index

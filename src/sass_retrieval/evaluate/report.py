@@ -773,6 +773,7 @@ def _training(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     if rows:
         blocks.append(Table(["model", "epochs (final fit)", "best epoch", "best val NDCG@50",
                              "popularity prior w (held-out day)", "last epoch loss", "time"], rows))
+    blocks.extend(_prior_evidence(rep))
     blocks.append(Heading("Pretraining loss", 3))
     if "pretrain_loss" in figs:
         blocks.append(Image("pretrain_loss"))
@@ -794,6 +795,32 @@ def _training(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     else:
         blocks.append(Note("No validation curve in the training reports (early stopping off, or no reports)."))
     return blocks
+
+
+def _prior_evidence(rep: RunReport) -> list[Block]:
+    """Why each scenario got its popularity prior weight: the held-out day's gain of the chosen weight over none,
+    and of the weight that day liked best (train.finetune.prior_summary); empty when no row chose one."""
+    def gain(v: Any, se: Any) -> str:
+        g = _num(v)
+        return DASH if g is None else f"{g:+.4f}" + (f" ± {float(se):.4f}" if _num(se) else "")
+
+    rows, margins = [], set()
+    for row, r in rep.train_reports.items():
+        for label, inner in _row_reports(row, r).items():
+            for s, ev in (inner.get("prior_evidence") or {}).items():
+                if isinstance(ev, dict):
+                    margins.add(f"{float(ev.get('margin_z', math.nan)):g}")
+                    rows.append([Cell(label), Cell(str(s)), Cell(f"{float(ev.get('w', 0)):g}", num=True),
+                                 Cell(gain(ev.get("gain"), ev.get("se")), num=True),
+                                 Cell(f"{float(ev.get('best_w', 0)):g}", num=True),
+                                 Cell(gain(ev.get("best_gain"), ev.get("best_se")), num=True)])
+    if not rows:
+        return []
+    return [Heading("Popularity prior: the held-out day's evidence", 3),
+            Note("Gains are held-out NDCG@50 over no prior ± the paired standard error. A weight is chosen only where "
+                 f"its gain exceeds {' / '.join(sorted(margins))} standard errors (finetune.prior_grid); a best weight "
+                 "left at 0 was inside the day's noise."),
+            Table(["model", "scenario", "chosen w", "its gain", "best w on the day", "its gain"], rows)]
 
 
 def _prior_weights(weights: Any) -> str:

@@ -480,6 +480,22 @@ def chosen_prior_weights(point: dict[str, Any], grid: tuple[float, ...]) -> dict
     return out
 
 
+def prior_summary(evidence: dict[str, list[float]], grid: tuple[float, ...], chosen: float) -> dict[str, float | None]:
+    """What the run report shows of one scenario's choice (:func:`prior_evidence` at its serving epoch): the chosen
+    weight's held-out gain over no prior with the paired standard error, and the weight the held-out day liked
+    best with its gain, chosen or not. Why show both: a best weight left at 0 says the day's gain was inside its
+    noise (``PRIOR_Z``), which is the answer to "why no prior on this tab?"."""
+    ndcg, se = np.asarray(evidence["ndcg"]), np.asarray(evidence["se"])
+    i, b = grid.index(chosen), int(np.argmax(ndcg))
+
+    def finite(x: float) -> float | None:
+        return float(x) if np.isfinite(x) else None   # one held-out click: no standard error (JSON has no inf)
+
+    return {"w": chosen, "gain": float(ndcg[i] - ndcg[0]), "se": finite(se[i]) if i else 0.0,
+            "best_w": grid[b], "best_gain": float(ndcg[b] - ndcg[0]), "best_se": finite(se[b]) if b else 0.0,
+            "margin_z": PRIOR_Z}
+
+
 def own_epoch_scenarios(val: dict[str, np.ndarray], bank: FeatureBank, scenarios: list[str], min_clicks: int) -> list[str]:
     """The scenarios whose held-out day has at least ``min_clicks`` clicks (0: none): each keeps the epoch best
     for it instead of the one best for the macro average. Why: on KuaiRand the largest tab (75% of the rows)
@@ -637,10 +653,11 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
         average.finish()
         if len(grid) > 1:
             points = {p["epoch"]: p for p in memory.curve}   # each scenario's weight at the epoch that serves it
-            weights = chosen_prior_weights(points[best["epoch"]], grid)
-            for n in separate:
-                weights[n] = chosen_prior_weights(points[memory.own_best[n]["epoch"]], grid).get(n, 0.0)
+            serving = {n: memory.own_best[n]["epoch"] if n in separate else best["epoch"] for n in reported}
+            evidence = {n: points[e]["prior"][n] for n, e in serving.items() if n in points[e].get("prior", {})}
+            weights = {n: chosen_prior_weights({"prior": {n: ev}}, grid)[n] for n, ev in evidence.items()}
             report["prior_weights"] = weights
+            report["prior_evidence"] = {n: prior_summary(ev, grid, weights[n]) for n, ev in evidence.items()}
             for m in (model, *(own_models[n] for n in separate)):   # type: ignore[index]
                 # merged, not replaced: models trained one scenario at a time may share one config (ctnet)
                 m.cfg.prior_weights = {**(m.cfg.prior_weights or {}), **weights}
