@@ -655,7 +655,7 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
             points = {p["epoch"]: p for p in memory.curve}   # each scenario's weight at the epoch that serves it
             serving = {n: memory.own_best[n]["epoch"] if n in separate else best["epoch"] for n in reported}
             evidence = {n: points[e]["prior"][n] for n, e in serving.items() if n in points[e].get("prior", {})}
-            weights = {n: chosen_prior_weights({"prior": {n: ev}}, grid)[n] for n, ev in evidence.items()}
+            weights = chosen_prior_weights({"prior": evidence}, grid)
             report["prior_weights"] = weights
             report["prior_evidence"] = {n: prior_summary(ev, grid, weights[n]) for n, ev in evidence.items()}
             for m in (model, *(own_models[n] for n in separate)):   # type: ignore[index]
