@@ -91,6 +91,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "emb_lr=0.002+scenario_norm": {"finetune.emb_lr": 0.002, "model.scenario_norm": True},
     "prior=off": {"finetune.prior_grid": []},
     "own_epoch_min_clicks=300": {"finetune.own_epoch_min_clicks": 300},
+    "arch=star": {"model.arch": "star"},
+    "arch=dssm": {"model.arch": "dssm"},
 }
 
 

@@ -41,6 +41,14 @@ from sass_retrieval.experiment import provenance, write_results  # noqa: E402
 NAMES = ["1", "0", "4", "6", "2", "other"]
 
 
+def row_arch(row: str, params: dict) -> str:
+    """``dssm_*`` rows are plain two-towers; ``sass@<arch>`` is the sass row with ``model.arch`` = <arch>
+    (``sass@star``: STAR alone); ``sass`` the params' own."""
+    if row.startswith("dssm"):
+        return "dssm"
+    return row.split("@", 1)[1] if "@" in row else str(params["model"]["arch"])
+
+
 def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[str, ...] = ("dssm_mixed", "sass")
                ) -> list[dict]:
     """Samples per second of the product's own training loops (train.finetune / train.pretrain, the functions
@@ -67,13 +75,12 @@ def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[s
     os.chdir(work)
     try:
         run = load_run("params.yaml")
-        banks = {arch: bank_for(run, "data/features", arch) for arch in ("dssm", "sass")}
+        bank = bank_for(run, "data/features")     # the bank does not depend on the tower
         jobs = [(row, "fine-tuning") for row in rows] + [("sass", "pretraining")]
         rates: dict[tuple[str, str], list[float]] = {j: [] for j in jobs}
 
         def once(row: str, stage: str) -> float:
-            arch = "dssm" if row.startswith("dssm") else "sass"
-            bank = banks[arch]
+            arch = row_arch(row, p)
             torch.manual_seed(0)
             model = RetrievalModel(model_config(p, bank.scenarios, arch))
             with tempfile.TemporaryDirectory() as tmp:
@@ -97,9 +104,10 @@ def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[s
                         "batch_size": int(p["finetune" if stage == "fine-tuning" else "pretrain"]["batch_size"]),
                         "emb_dim": p["model"]["emb_dim"],
                         "negatives": p["finetune"]["negatives"] if stage == "fine-tuning" else "2n-2 in batch"})
-        if len(rows) == 2:
-            a, b = (rates[(r, "fine-tuning")] for r in rows)
-            out.append({"ratio": f"{rows[1]} / {rows[0]} fine-tuning", "per_repeat": [y / x for x, y in zip(a, b, strict=True)],
+        a = rates[(rows[0], "fine-tuning")]
+        for other in rows[1:]:   # every row against the first, per repeat
+            b = rates[(other, "fine-tuning")]
+            out.append({"ratio": f"{other} / {rows[0]} fine-tuning", "per_repeat": [y / x for x, y in zip(a, b, strict=True)],
                         "median": statistics.median(y / x for x, y in zip(a, b, strict=True))})
         return out
     finally:
@@ -113,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", action=argparse.BooleanOptionalAction, default=True,
                    help="time every stage of dvc.yaml first (--no-stages: throughput only, on a prepared --work)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rows", default="dssm_mixed,sass",
+                   help="fine-tuning rows to time, the first is the ratios' reference; sass@star: sass with model.arch star")
     p.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--incremental-day", action=argparse.BooleanOptionalAction, default=True,
                    help="after the first (full) day, time the next day in train.mode=incremental")
@@ -144,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "params.yaml").write_text(yaml.safe_dump(day2, sort_keys=False))
         inc_rows = [run_stage(name, cmd, work, env) for name, cmd in dvc_plan(work)]
     inc_total = sum(r.seconds for r in inc_rows)
-    tp = throughput(work, params, args.steps, args.repeats)
+    tp = throughput(work, params, args.steps, args.repeats, tuple(args.rows.split(",")))
     if args.peer:
         from peer_rows import measure_throughput
 

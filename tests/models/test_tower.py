@@ -153,3 +153,49 @@ def test_tower_with_scenario_norm_does_not_depend_on_row_order() -> None:
     a, _ = tower(x, scen, bx)
     b, _ = tower(x[perm], scen[perm], bx[perm])
     assert torch.allclose(a[perm], b, atol=1e-6)
+
+
+def test_a_star_tower_starts_as_the_plain_tower_and_returns_one_vector() -> None:
+    """arch="star": M_s = 1 and c_s = 0 at the start, so without the bias network the tower IS the plain (dssm)
+    tower with the same shared weights; it returns its one vector as both scenario and global vector."""
+    torch.manual_seed(5)
+    star = Tower(10, 3, 2, hidden=8, layers=3, arch="star", bias_net=False)
+    plain = Tower(10, 3, 2, hidden=8, layers=3, arch="dssm")
+    plain.load_state_dict({k: v for k, v in star.state_dict().items() if k.startswith("global_net.")})
+    x, scen, bx = torch.randn(12, 10), torch.tensor([2, 0, 1] * 4), torch.randn(12, 2)
+    e, g = star(x, scen, bx)
+    assert e is g
+    assert torch.allclose(e, plain(x, scen, bx)[0], atol=1e-6)
+    assert not hasattr(star, "gates")                   # no transfer gates, no second network
+
+
+def test_a_star_tower_adapts_each_scenario_and_trains_the_shared_layer_through_all_of_them() -> None:
+    torch.manual_seed(6)
+    tower = Tower(10, 3, 2, hidden=8, layers=2, arch="star", scenario_layer="full")   # star whatever it says
+    assert all(layer.mode == "star" for layer in tower.scenario_net)
+    x, bx = torch.randn(6, 10), torch.randn(6, 2)
+    scen = torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        tower.scenario_net[0].weight[1].mul_(2.0)       # scenario 1's mask moves away from the shared layer
+    moved = tower(x, scen, bx)[0]
+    moved.square().sum().backward()
+    with torch.no_grad():
+        tower.scenario_net[0].weight[1].div_(2.0)
+        back = tower(x, scen, bx)[0]
+    changed = ~torch.isclose(moved, back).all(dim=1)
+    assert changed.tolist() == [False, True, False, False, True, False]   # only scenario 1's rows
+    assert tower.global_net[0].weight.grad.abs().sum() > 0   # the shared W learns through W * M_s
+    with torch.no_grad():
+        tower.scenario_net[0].weight[1].mul_(2.0)
+    assert tower.scenario_drift().item() > 0
+
+
+def test_a_star_tower_does_not_depend_on_the_row_order() -> None:
+    torch.manual_seed(7)
+    tower = Tower(10, 3, 2, hidden=8, layers=3, arch="star", scenario_norm=True).eval()
+    with torch.no_grad():
+        for layer in tower.scenario_net:
+            layer.weight.add_(0.3 * torch.randn_like(layer.weight))
+    x, scen, bx = torch.randn(30, 10), torch.randint(0, 3, (30,)), torch.randn(30, 2)
+    perm = torch.randperm(30)
+    assert torch.allclose(tower(x, scen, bx)[0][perm], tower(x[perm], scen[perm], bx[perm])[0], atol=1e-6)

@@ -421,6 +421,34 @@ def test_scenario_l2_keeps_the_scenario_layers_near_the_global_ones(tiny_bank, t
     assert drift[1.0] < 0.5 * drift[0.0]
 
 
+def test_a_star_model_trains_and_its_scenario_layers_feel_the_pull(tiny_bank, tmp_path) -> None:
+    """model.arch star: one vector per side (the single-loss path dssm takes), and scenario_l2 still applies
+    there: the penalised run ends with its scenario layers closer to the shared ones."""
+    bank, cfg = tiny_bank
+    star = dataclasses.replace(cfg, arch="star")
+    drift, losses = {}, {}
+    for l2 in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = RetrievalModel(star)
+        losses[l2] = finetune(model, bank, _ft(2, scenario_l2=l2), tmp_path / str(l2))["refit"]["epoch_loss"]
+        drift[l2] = model.scenario_drift().item()
+    assert losses[0.0][-1] < losses[0.0][0]
+    assert drift[0.0] > 0.0 and drift[1.0] < 0.5 * drift[0.0]
+
+
+def test_the_sass_rows_take_model_arch_and_the_reference_rows_keep_theirs(tiny_bank, tmp_path) -> None:
+    from sass_retrieval.train.recipes import multitask_model, train_row
+
+    bank, _ = tiny_bank
+    params = merged(TINY_PARAMS, {"model": {"arch": "star"},
+                                  "finetune": {"epochs": 1, "max_steps_per_epoch": 1, "load_pretrained": False}})
+    models, _ = train_row("sass", bank, params, 0, tmp_path / "sass")
+    assert {m.cfg.arch for m in models.values()} == {"star"}
+    models, _ = train_row("dssm_mixed", bank, params, 0, tmp_path / "dssm")
+    assert {m.cfg.arch for m in models.values()} == {"dssm"}
+    assert multitask_model(params, bank.scenarios).base.cfg.arch == "star"
+
+
 def test_the_multitask_row_takes_its_own_in_batch_negatives_and_prior_settings() -> None:
     """finetune.in_batch_negatives and finetune.prior_grid are every single-objective row's; sass_mt reads
     multitask.in_batch_negatives and multitask.prior_grid."""

@@ -80,6 +80,10 @@ class CTNet(nn.Module):
         e = nn.functional.normalize(out, dim=-1)
         return e, e
 
+    def scenario_drift(self) -> torch.Tensor:
+        """The target's plain towers have no scenario layers: 0 (finetune.scenario_l2 leaves CTNet alone)."""
+        return self.target.scenario_drift()
+
     def user_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self._vectors(b, "user")
 

@@ -2,7 +2,10 @@
 
 ``arch="sass"``: a global network shared by all scenarios, one network per scenario, a scenario bias
 network, and the adaptive transfer at every layer. ``arch="dssm"``: the global network alone, the
-plain two-tower baseline; both return (scenario vector, global vector) so one trainer serves both.
+plain two-tower baseline. ``arch="star"``: STAR alone (Sheng et al. 2021), ONE network whose every layer is
+the shared layer adapted per scenario (W ⊙ M_s, b + c_s), plus the scenario bias network: the cheapest
+scenario-aware tower, one network's arithmetic instead of sass's two networks and gates. Every arch returns
+(scenario vector, global vector) so one trainer serves all; dssm and star return the same vector twice.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .transfer import AdaptiveGates
+
+ARCHS = ("sass", "dssm", "star")
 
 
 def scenario_blocks(scen: torch.Tensor, n_scenarios: int) -> tuple[torch.Tensor | None, list[int]]:
@@ -173,21 +178,26 @@ class Tower(nn.Module):
         ``residual``: the serving vector is normalize(g_L + h_s,L + P b_s) instead of
         normalize(h_s,L + P b_s), so the global vector reaches the scenario vector unchanged even where
         the gates have learnt little (small scenarios) and the scenario path only has to learn a correction.
-        ``scenario_norm``: the input passes a PartitionedNorm first (sass only: it is scenario-specific)."""
+        ``scenario_norm``: the input passes a PartitionedNorm first (sass and star: it is scenario-specific).
+        ``arch="star"`` reads neither ``gate`` nor ``residual`` (it has no global vector) and always uses STAR
+        layers whatever ``scenario_layer`` says."""
         super().__init__()
-        if arch not in ("sass", "dssm"):
-            raise ValueError(f"arch must be 'sass' or 'dssm', got {arch!r}")
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
         if layers < 1:
             raise ValueError("a tower needs at least one layer")
-        self.arch, self.layers_n, self.use_bias = arch, layers, bias_net and arch == "sass"
+        self.arch, self.layers_n, self.use_bias = arch, layers, bias_net and arch != "dssm"
         self.residual = residual
         dims = [d_in] + [hidden] * layers
         self.global_net = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(layers))
         self.dropout = nn.Dropout(dropout)
         self.bias_dim = bias_dim
-        if arch == "sass":
-            self.scenario_net = nn.ModuleList(ScenarioLinear(n_scenarios, dims[i], dims[i + 1], scenario_layer, self.global_net[i]) for i in range(layers))
-            self.gates = nn.ModuleList(AdaptiveGates(hidden, bias_dim, gate, gate_bias) for _ in range(layers))
+        if arch != "dssm":
+            # star: the scenario layers ARE the network (always STAR's W ⊙ M_s: a "full" copy would share nothing)
+            mode = "star" if arch == "star" else scenario_layer
+            self.scenario_net = nn.ModuleList(ScenarioLinear(n_scenarios, dims[i], dims[i + 1], mode, self.global_net[i]) for i in range(layers))
+            if arch == "sass":
+                self.gates = nn.ModuleList(AdaptiveGates(hidden, bias_dim, gate, gate_bias) for _ in range(layers))
             self.input_norm = PartitionedNorm(n_scenarios, d_in) if scenario_norm else None
             if self.use_bias:
                 self.scenario_emb = nn.Embedding(n_scenarios, bias_dim)
@@ -233,6 +243,14 @@ class Tower(nn.Module):
             b = x.new_zeros(x.shape[0], self.bias_dim)
         if self.input_norm is not None:
             x = self.input_norm(x, scen)
+        if self.arch == "star":   # one network: each layer the shared one adapted to the row's scenario
+            h = x
+            for i in range(self.layers_n):
+                h = self._act(i, self.scenario_net[i](h, scen, counts))
+            if self.use_bias:
+                h = h + self.bias_proj(b)
+            (h,) = unsort(order, F.normalize(h, dim=-1))
+            return h, h
         g = h = x
         for i in range(self.layers_n):
             g = self._act(i, self.global_net[i](g))

@@ -273,9 +273,10 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
     dssm_mixed's step on KuaiRand."""
     eb = embed_batch(model, bank, samplers, pos, idx, s, rng, _tower_side(model))
     (u_s, u_g), (i_s, i_g) = eb.user, eb.item
-    # dssm returns one vector as both scenario and global vector: one loss term weighted 1 + aux_weight
+    # dssm and star return one vector as both scenario and global vector: one loss term weighted 1 + aux_weight
+    # (star's scenario layers still drift from the shared ones: the penalty applies; dssm's drift is 0)
     if u_s is u_g and i_s is i_g:
-        return (1.0 + s.aux_weight) * scored_loss(eb, u_s, i_s, s)
+        return with_scenario_l2((1.0 + s.aux_weight) * scored_loss(eb, u_s, i_s, s), model, s)
     total = scored_loss(eb, u_s, i_s, s)
     if s.aux_weight:
         total = total + s.aux_weight * scored_loss(eb, u_g, i_g, s)

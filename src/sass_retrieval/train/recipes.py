@@ -42,6 +42,12 @@ def model_config(params: dict[str, Any], scenarios: list[str], arch: str | None 
     return cfg
 
 
+def sass_arch(params: dict[str, Any]) -> str:
+    """The tower of the sass family (sass, sass_base, sass_mt): ``model.arch``. The reference rows fix theirs
+    (dssm_mixed, dssm_single and ctnet are plain two-towers whatever it says)."""
+    return str(get(params, "model.arch"))
+
+
 def loop_settings(params: dict[str, Any], section: str, seed: int, progress: bool = True) -> LoopSettings:
     def key(k: str) -> Any:
         return get(params, f"{section}.{k}")
@@ -75,7 +81,7 @@ def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | 
 
 def multitask_model(params: dict[str, Any], scenarios: list[str]) -> MultiTaskModel:
     """The sass_mt row's model: sass towers (model section) and the multitask section's heads and weights."""
-    return MultiTaskModel(RetrievalModel(model_config(params, scenarios, "sass")), list(OBJECTIVES),
+    return MultiTaskModel(RetrievalModel(model_config(params, scenarios, sass_arch(params))), list(OBJECTIVES),
                           int(get(params, "multitask.head_dim")), get(params, "multitask.weights"))
 
 
@@ -102,7 +108,7 @@ def run_pretraining(bank: FeatureBank | None, params: dict[str, Any], seed: int,
     names = bank.scenarios if bank is not None else scenarios
     if names is None:
         raise ValueError("run_pretraining needs the bank or the scenarios")
-    model = init if init is not None else RetrievalModel(model_config(params, names, "sass"))
+    model = init if init is not None else RetrievalModel(model_config(params, names, sass_arch(params)))
     if not get(params, "pretrain.enabled"):
         return model, {"skipped": True, "steps": 0}
     if bank is None:
@@ -137,7 +143,7 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
             models[s] = model
         return models, reports
     seed_everything(seed)
-    arch = "dssm" if row == "dssm_mixed" else "sass"
+    arch = "dssm" if row == "dssm_mixed" else sass_arch(params)
     model = (multitask_model(params, bank.scenarios) if row == "sass_mt" else
              RetrievalModel(model_config(params, bank.scenarios, arch)))
     if init is not None:
