@@ -13,6 +13,10 @@ row (evaluate.significance), per scenario and macro, on every slice (evaluate.sl
 scenario-cold users, tail ground truth). "Rolling" pools the three 1-day windows of one training length
 as strata of one comparison (its macro is the mean over windows and scenarios).
 
+``--source synthetic``: the same benchmark on the embedded default (params.yaml's data.synthetic, the world
+`make run` trains on; default window: its dev split, the last 3 days after 8 training days; scenarios:
+params.yaml's). `make run` trains one seed; this gives its comparisons over seeds.
+
 Writes bench/results/quality.{md,json} (and per-pair arrays to the work folder).
 """
 
@@ -40,6 +44,7 @@ from sass_retrieval.experiment import (  # noqa: E402
     format_agg,
     format_ci_table,
     prepare_kuairand,
+    prepare_synthetic,
     provenance,
     run_rows,
     stack_seeds,
@@ -50,6 +55,21 @@ from sass_retrieval.experiment import (  # noqa: E402
 DEFAULT_WINDOWS = "20220505:3:8,20220503:1:8,20220504:1:9,20220505:1:10,20220503:1:4,20220504:1:4,20220505:1:4"
 SLICES = ("all", "scenario_cold", "tail_truth")
 REFERENCE = "sass"
+
+
+def source_defaults(args, params: dict) -> None:
+    """Fill --windows, --scenarios and --title from the source when they were not given."""
+    if args.source == "synthetic":
+        from sass_retrieval.data.synthetic import SyntheticConfig
+
+        last = SyntheticConfig.from_params(params).dates[-1]
+        defaults = (f"{last}:3:8", ",".join(params["scenarios"]["names"]),
+                    "Quality on the synthetic default (BENCHMARK.md protocol)")
+    else:
+        defaults = (DEFAULT_WINDOWS, "1,0,4,6,2", "Quality on KuaiRand-Pure (BENCHMARK.md), rolling-origin")
+    args.windows = args.windows or defaults[0]
+    args.scenarios = args.scenarios or defaults[1]
+    args.title = args.title or defaults[2]
 
 
 def window_label(end: int, test_days: int, train_days: int) -> str:
@@ -83,15 +103,19 @@ def pooled(stacks: list[dict], labels: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = bench_parser(__doc__, "quality")
-    p.add_argument("--windows", default=DEFAULT_WINDOWS, help="END:TEST_DAYS:TRAIN_DAYS, comma-separated")
-    p.add_argument("--scenarios", default="1,0,4,6,2", help="reported scenarios (tabs)")
+    p.add_argument("--source", choices=["kuairand", "synthetic"], default="kuairand",
+                   help="synthetic: the embedded default's generator (params.yaml data.synthetic)")
+    p.add_argument("--windows", default=None,
+                   help=f"END:TEST_DAYS:TRAIN_DAYS, comma-separated (KuaiRand: {DEFAULT_WINDOWS}; synthetic: its last 3 days after 8)")
+    p.add_argument("--scenarios", default=None, help="reported scenarios (KuaiRand: 1,0,4,6,2; synthetic: params.yaml's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rows", default="popular,dssm_mixed,dssm_single,sass_base,sass")
     p.add_argument("--n-boot", type=int, default=2000)
     params_options(p, "finetune.alpha=0")
-    p.add_argument("--title", default="Quality on KuaiRand-Pure (BENCHMARK.md), rolling-origin")
+    p.add_argument("--title", default=None)
     args = p.parse_args(argv)
     params = bench_params(args)
+    source_defaults(args, params)
     # at start (the code that produced the numbers, not what is checked out later), after the thread count
     prov = provenance(sys.argv)
     work = Path(args.work)
@@ -103,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     for end, test_days, train_days in windows:
         label = window_label(end, test_days, train_days)
         window = make_window(end, train_days, test_days)
-        prep = prepare_kuairand(Path(args.data_dir), work, window, declared,
-                                int(params["scenarios"]["min_scenario_rows"]), int(params["features"]["seq_len"]))
+        prepare_args = (work, window, declared, int(params["scenarios"]["min_scenario_rows"]),
+                        int(params["features"]["seq_len"]))
+        prep = (prepare_synthetic(params, *prepare_args) if args.source == "synthetic"
+                else prepare_kuairand(Path(args.data_dir), *prepare_args))
         per_seed = [run_rows(prep, copy.deepcopy(params), rows, seed, work) for seed in args.seeds]
         results[label] = {"window": window.__dict__, "train_days": train_days, "test_days": test_days,
                           "per_seed": per_seed}

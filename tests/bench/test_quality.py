@@ -24,3 +24,22 @@ def test_sliding_windows_alone_stay_one_group() -> None:
     """Three 4-day windows: the earliest is not an expanding group of its own."""
     results = {"0503": _w(20220429, 4), "0504": _w(20220430, 4), "0505": _w(20220501, 4)}
     assert rolling_groups(results) == {"4d": ["0503", "0504", "0505"]}
+
+
+def test_the_synthetic_source_defaults_to_the_window_make_run_trains_on() -> None:
+    import argparse
+    import datetime as dt
+
+    import yaml
+    from quality import DEFAULT_WINDOWS, source_defaults
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    args = argparse.Namespace(source="synthetic", windows=None, scenarios=None, title=None)
+    source_defaults(args, params)
+    syn = params["data"]["synthetic"]
+    last = dt.datetime.strptime(str(syn["start_date"]), "%Y%m%d") + dt.timedelta(days=int(syn["days"]) - 1)
+    assert args.windows == f"{last:%Y%m%d}:3:8"              # the generator's last day, as `end_date: auto` reads it
+    assert args.scenarios == ",".join(params["scenarios"]["names"]) and "synthetic" in args.title
+    args = argparse.Namespace(source="kuairand", windows="20220505:1:4", scenarios=None, title=None)
+    source_defaults(args, params)
+    assert args.windows == "20220505:1:4" and args.scenarios == "1,0,4,6,2" and args.windows != DEFAULT_WINDOWS
