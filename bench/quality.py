@@ -17,7 +17,8 @@ as strata of one comparison (its macro is the mean over windows and scenarios).
 `make run` trains on; default window: its dev split, the last 3 days after 8 training days; scenarios:
 params.yaml's). `make run` trains one seed; this gives its comparisons over seeds.
 
-Writes bench/results/quality.{md,json} (and per-pair arrays to the work folder).
+Writes bench/results/quality.{md,json} and quality_ci.png (the CIs as a forest plot; per-pair arrays go to the
+work folder). ``--replot bench/results/X.json`` redraws X_ci.png from a recorded run (and links it from X.md).
 """
 
 from __future__ import annotations
@@ -72,6 +73,67 @@ def source_defaults(args, params: dict) -> None:
     args.title = args.title or defaults[2]
 
 
+PLOT_SUFFIX = "_ci.png"
+
+
+def plot_cis(payload: dict, path: Path, title: str) -> str:
+    """A forest plot of the recorded CIs: one panel per slice, one line per window (and pooled rolling
+    comparison), one marker per row, the 95% interval as its bar and 0 as the vertical line. Returns the
+    Markdown line that shows it ("" when there is nothing to plot)."""
+    comps = payload.get("significance") or {}
+    names = [n for n in comps if comps[n]]
+    if not names:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    slices = [sl for sl in SLICES if sl in comps[names[0]]]
+    others = [r for r in payload["rows"] if r != REFERENCE]
+    fig, axes = plt.subplots(1, len(slices), figsize=(4.2 * len(slices), 0.55 * len(names) * max(1, len(others) / 2) + 2.0),
+                             sharey=True, squeeze=False)
+    step = 0.7 / max(1, len(others))
+    for ax, sl in zip(axes[0], slices, strict=True):
+        for k, row in enumerate(others):
+            ys, diffs, lo, hi = [], [], [], []
+            for i, n in enumerate(names):
+                ci = comps[n][sl].get(row, {}).get("macro")
+                if ci:
+                    ys.append(i - 0.35 + step * (k + 0.5))
+                    diffs.append(ci["diff"])
+                    lo.append(ci["diff"] - ci["lo"])
+                    hi.append(ci["hi"] - ci["diff"])
+            ax.errorbar(diffs, ys, xerr=[lo, hi], fmt="o", ms=4, capsize=2, label=f"{REFERENCE} − {row}")
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_title(f"slice {sl}")
+        ax.set_xlabel("Δ macro NDCG@50 (95% CI)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(names)), names)
+    axes[0][0].invert_yaxis()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(others), fontsize=8, frameon=False)
+    fig.suptitle(f"{title}: right of 0 = {REFERENCE} better", fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"![Δ macro NDCG@50 = {REFERENCE} − row with 95% paired bootstrap CIs]({path.name})\n\n"
+
+
+def replot(json_path: Path) -> None:
+    """Redraw a recorded run's CI plot from its .json and link it from its .md (once)."""
+    import json
+
+    payload = json.loads(json_path.read_text())
+    title = json_path.with_suffix(".md").read_text().splitlines()[0].lstrip("# ").strip()
+    link = plot_cis(payload, json_path.with_name(json_path.stem + PLOT_SUFFIX), title)
+    md = json_path.with_suffix(".md")
+    text = md.read_text()
+    if link and link.strip() not in text:
+        head, sep, rest = text.partition("\n## ")     # before the first section: where a fresh run puts it
+        md.write_text(head.rstrip("\n") + "\n\n" + link + sep.lstrip("\n") + rest)
+
+
 def window_label(end: int, test_days: int, train_days: int) -> str:
     if test_days > 1:
         return f"dev {test_days}d→{str(end)[4:]} (train {train_days}d)"
@@ -113,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-boot", type=int, default=2000)
     params_options(p, "finetune.alpha=0")
     p.add_argument("--title", default=None)
+    p.add_argument("--replot", metavar="JSON", help="only redraw the CI plot of a recorded run (its .json) and stop")
     args = p.parse_args(argv)
+    if args.replot:
+        replot(Path(args.replot))
+        return 0
     params = bench_params(args)
     source_defaults(args, params)
     # at start (the code that produced the numbers, not what is checked out later), after the thread count
@@ -142,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: " + ", ".join(f"{r} {np.mean([ps[r]['macro']['ndcg@50'] for ps in per_seed]):.4f}"
                                        for r in rows), flush=True)
         body, payload = report(results, rows, args)
-        body = f"Seeds {args.seeds}; overrides {args.set or 'none'}; {time.perf_counter() - t0:.0f}s so far.\n\n" + body
+        out = Path(args.out)
+        link = plot_cis(payload, out.with_name(out.name + PLOT_SUFFIX), args.title)
+        body = f"Seeds {args.seeds}; overrides {args.set or 'none'}; {time.perf_counter() - t0:.0f}s so far.\n\n{link}" + body
         # after every window: a crash or a kill keeps what was measured
         write_results(Path(args.out), args.title, prov, body, payload)
     print(body)

@@ -43,3 +43,23 @@ def test_the_synthetic_source_defaults_to_the_window_make_run_trains_on() -> Non
     args = argparse.Namespace(source="kuairand", windows="20220505:1:4", scenarios=None, title=None)
     source_defaults(args, params)
     assert args.windows == "20220505:1:4" and args.scenarios == "1,0,4,6,2" and args.windows != DEFAULT_WINDOWS
+
+
+def test_the_ci_plot_is_drawn_from_the_recorded_payload_and_linked_once(tmp_path) -> None:
+    import json
+
+    from quality import plot_cis, replot
+
+    ci = {"diff": 0.01, "lo": -0.002, "hi": 0.02, "pairs": 100, "significant": False}
+    payload = {"rows": ["popular", "sass"],
+               "significance": {"dev": {sl: {"popular": {"macro": ci}} for sl in ("all", "scenario_cold", "tail_truth")}}}
+    assert plot_cis({"rows": ["sass"], "significance": {}}, tmp_path / "none.png", "t") == ""
+    link = plot_cis(payload, tmp_path / "q_ci.png", "t")
+    assert "(q_ci.png)" in link and (tmp_path / "q_ci.png").stat().st_size > 1000
+    (tmp_path / "r.json").write_text(json.dumps(payload))
+    (tmp_path / "r.md").write_text("# A title\n\n- command: x\n\nSeeds [0].\n\n## Macro\n\n| a |\n")
+    replot(tmp_path / "r.json")
+    replot(tmp_path / "r.json")
+    md = (tmp_path / "r.md").read_text()
+    assert md.count("(r_ci.png)") == 1 and md.index("(r_ci.png)") < md.index("## Macro")
+    assert (tmp_path / "r_ci.png").exists()
