@@ -95,17 +95,35 @@ def run_seed(prep, bank, params: dict, sets: dict, seed: int, work: Path) -> dic
         logging.info("seed %d sass_mt %s: %s", seed, label,
                      {n: round(r["macro"][METRIC], 4) for n, r in rows[f"sass_mt ({label})"].items()})
     grids: dict[str, list[dict[str, float]]] = {}
+    by_scenario: dict[str, list[dict[str, dict[str, float]]]] = {}   # the same grid per scenario
     for other in GRID_OBJECTIVES:
-        grids[other] = []
+        grids[other], by_scenario[other] = [], []
         for a in GRID:
             with weighted(models.values(), {"click": 1 - a, other: a}):
-                grids[other].append({name: float(evaluate(es, rec)["macro"][METRIC]) for name, es in sets.items()})
-    return {"rows": rows, "grids": grids, "seconds": seconds, "indexes": len(rec.indexes),
-            "scenarios": len(bank.scenarios)}
+                res = {name: evaluate(es, rec) for name, es in sets.items()}
+            grids[other].append({name: float(r["macro"][METRIC]) for name, r in res.items()})
+            by_scenario[other].append({name: {s: float(v[METRIC]) for s, v in r["per_scenario"].items()}
+                                       for name, r in res.items()})
+    return {"rows": rows, "grids": grids, "grids_per_scenario": by_scenario, "seconds": seconds,
+            "indexes": len(rec.indexes), "scenarios": len(bank.scenarios)}
 
 
 def spearman(x: list[float], y: list[float]) -> float:
     return float(pd.Series(x).corr(pd.Series(y), method="spearman"))
+
+
+def grid_spearman_per_scenario(per_seed: list[dict], other: str, own: dict[str, list[float]],
+                               sets: dict) -> dict[str, dict[str, float]]:
+    """objective -> scenario -> Spearman between the objective's own weight and the scenario's NDCG@50 (mean over
+    seeds) along the click/``other`` grid: the macro's correlation can come from one small tab moving a lot."""
+    out: dict[str, dict[str, float]] = {}
+    for o in own:
+        if o not in sets:
+            continue
+        out[o] = {s: spearman(own[o], [float(np.mean([ps["grids_per_scenario"][other][i][o][s] for ps in per_seed]))
+                                       for i in range(len(GRID))])
+                  for s in sets[o].scenarios}
+    return out
 
 
 def report(per_seed: list[dict], sets: dict, params: dict, n_boot: int) -> tuple[str, dict]:
@@ -139,7 +157,7 @@ def report(per_seed: list[dict], sets: dict, params: dict, n_boot: int) -> tuple
         out += [f"| {r} | " + " | ".join(fmt_ci(comps[o][r][x]) for x in scen + ["macro"]) + " |"
                 for r in rows if r != "sass[click]"]
         out.append("")
-    grids, rho = {}, {}
+    grids, rho, rho_scen = {}, {}, {}
     for other in GRID_OBJECTIVES:
         grid = {o: [float(np.mean([ps["grids"][other][i][o] for ps in per_seed])) for i in range(len(GRID))]
                 for o in objectives}
@@ -152,6 +170,14 @@ def report(per_seed: list[dict], sets: dict, params: dict, n_boot: int) -> tuple
         out += [f"| {a:.1f} | " + " | ".join(f"{grid[o][i]:.4f}" for o in objectives) + " |" for i, a in enumerate(GRID)]
         out += ["", "Spearman correlation between an objective's own weight and its NDCG@50 along this grid: " +
                 ", ".join(f"{o} {r:+.3f}" for o, r in rho[other].items()) + "\n"]
+        per_s = grid_spearman_per_scenario(per_seed, other, own, sets)
+        rho_scen[other] = per_s
+        out += ["Per scenario (its NDCG@50 along the grid, mean over seeds; where the macro's direction comes from):\n",
+                "| objective | " + " | ".join(sets["click"].scenarios) + " |",
+                "|---" + "|---:" * len(sets["click"].scenarios) + "|"]
+        out += [f"| {o} | " + " | ".join(f"{per_s[o][s]:+.2f}" if s in per_s[o] else "–" for s in sets["click"].scenarios)
+                + " |" for o in per_s]
+        out.append("")
     secs = {r: float(np.mean([ps["seconds"][r] for ps in per_seed])) for r in per_seed[0]["seconds"]}
     out += ["## Training seconds (mean over seeds)\n", "| model | seconds | × sass[click] |", "|---|---:|---:|"]
     out += [f"| {r} | {s:.0f} | {s / secs['sass[click]']:.2f} |" for r, s in secs.items()]
@@ -160,6 +186,7 @@ def report(per_seed: list[dict], sets: dict, params: dict, n_boot: int) -> tuple
     payload = {"objectives": objectives, "rows": {r: {o: mean(r, o) for o in objectives} for r in rows},
                "per_scenario": {r: {o: {s: mean(r, o, s) for s in sets[o].scenarios} for o in objectives} for r in rows},
                "ci_vs_sass_click": comps, "grids": {"weight": GRID, **grids}, "spearman": rho,
+               "spearman_per_scenario": rho_scen,
                "seconds": secs, "pairs": {o: {s: len(sets[o].pairs[s]) for s in sets[o].scenarios} for o in objectives},
                "params": {"multitask": params["multitask"]}}
     return "\n".join(out), payload

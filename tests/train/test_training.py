@@ -459,3 +459,25 @@ def test_the_multitask_row_takes_its_own_in_batch_negatives_and_prior_settings()
     mt = finetune_settings(params, 0, multitask=True)
     assert mt.in_batch_negatives is False and mt.hard_negatives is True and mt.objective_weights is not None
     assert mt.prior_grid == []
+
+
+def test_a_warm_start_over_another_model_is_refused_with_the_keys_named(tiny_bank, tmp_path) -> None:
+    """train.mode incremental loads the published model: a params.yaml that now describes another tower is a
+    config error naming model.arch (not a wall of missing state-dict keys), and nothing is trained."""
+    from sass_retrieval.config import ConfigError
+    from sass_retrieval.train.recipes import run_pretraining, train_row
+
+    bank, cfg = tiny_bank
+    published = RetrievalModel(dataclasses.replace(cfg, arch="sass"))
+    params = merged(TINY_PARAMS, {"model": {"arch": "star", "hidden": 16}})
+    with pytest.raises(ConfigError) as err:
+        train_row("sass", bank, params, 0, tmp_path / "sass", init=published)
+    lines = str(err.value).splitlines()
+    assert any("model.arch" in line and "'sass'" in line and "'star'" in line for line in lines)
+    assert "train.mode: full" in err.value.hint
+    assert not any((tmp_path / "sass").glob("*.pt"))
+    with pytest.raises(ConfigError, match="model.arch"):
+        run_pretraining(bank, params, 0, tmp_path / "pre", init=published)
+    # what a warm start may change: the prior calibration and dropout
+    calibrated = RetrievalModel(dataclasses.replace(cfg, prior_weights={"a": 0.01}, dropout=0.1))
+    assert calibrated.cfg.warm_start_differences(cfg) == {}

@@ -47,8 +47,17 @@ class ModelConfig:
     # of the trained model, kept here so it travels in the checkpoint's manifest with the weights.
     prior_weights: dict[str, float] | None = None
 
+    # what a warm start may change: a calibration (prior_weights), the training-time dropout, and gate_bias (an
+    # initialisation, which a loaded model no longer has); every other field is the model itself
+    WARM_START_FREE = ("prior_weights", "dropout", "gate_bias")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def warm_start_differences(self, other: ModelConfig) -> dict[str, tuple]:
+        """field -> (this value, other's value) where a model of ``other``'s config could not continue this one."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if k not in self.WARM_START_FREE and a[k] != b[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..config import get
+from ..config import ConfigError, get
 from ..data.schema import OBJECTIVES
 from ..models.multitask import MultiTaskModel
 from ..models.retrieval import ModelConfig, RetrievalModel
@@ -46,6 +46,23 @@ def sass_arch(params: dict[str, Any]) -> str:
     """The tower of the sass family (sass, sass_base, sass_mt): ``model.arch``. The reference rows fix theirs
     (dssm_mixed, dssm_single and ctnet are plain two-towers whatever it says)."""
     return str(get(params, "model.arch"))
+
+
+# ModelConfig fields that params.yaml's model section does not hold directly
+KEY_OF = {"scenarios": "scenarios.names (the run's trained scenarios, after scenarios.min_scenario_rows)",
+          "n_user_fields": "the user feature fields", "n_item_fields": "the item feature fields"}
+
+
+def require_same_model(init_cfg: ModelConfig, cfg: ModelConfig, what: str) -> None:
+    """A warm start continues the model it loads: refuse, with the keys named, a params.yaml that now describes
+    another model (model.arch star over a published sass, a new hidden size...). Without this the load failed
+    with a list of missing state-dict keys, or (pretraining's own warm start) went on with the old shape while
+    params.yaml said otherwise."""
+    diffs = init_cfg.warm_start_differences(cfg)
+    if diffs:
+        raise ConfigError("\n".join(f"params.yaml: {KEY_OF.get(k, 'model.' + k)}: a warm start continues "
+                                    f"{what}, which has {old!r}, not {new!r}" for k, (old, new) in diffs.items()),
+                          hint="train the day from scratch (train.mode: full), then go back to incremental days")
 
 
 def loop_settings(params: dict[str, Any], section: str, seed: int, progress: bool = True) -> LoopSettings:
@@ -108,7 +125,10 @@ def run_pretraining(bank: FeatureBank | None, params: dict[str, Any], seed: int,
     names = bank.scenarios if bank is not None else scenarios
     if names is None:
         raise ValueError("run_pretraining needs the bank or the scenarios")
-    model = init if init is not None else RetrievalModel(model_config(params, names, sass_arch(params)))
+    cfg = model_config(params, names, sass_arch(params))
+    if init is not None:
+        require_same_model(init.cfg, cfg, "the published pretrained model")
+    model = init if init is not None else RetrievalModel(cfg)
     if not get(params, "pretrain.enabled"):
         return model, {"skipped": True, "steps": 0}
     if bank is None:
@@ -147,6 +167,7 @@ def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, ou
     model = (multitask_model(params, bank.scenarios) if row == "sass_mt" else
              RetrievalModel(model_config(params, bank.scenarios, arch)))
     if init is not None:
+        require_same_model(init.cfg, model.cfg, f"the published {row} model")
         model.load_state_dict(init.state_dict())
         model.cfg.prior_weights = init.cfg.prior_weights   # kept unless this day's held-out day picks new ones
     elif row == "sass" and bool(get(params, "finetune.load_pretrained")):
