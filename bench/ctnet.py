@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.base import incremental_params  # noqa: E402
 from sass_retrieval.config import make_window  # noqa: E402
-from sass_retrieval.data.kuairand import import_kuairand  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
     evaluation_slices,
     fmt_ci,
+    fresh_kuairand_store,
     prepare_window,
     provenance,
     run_rows,
@@ -137,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     prov = provenance(sys.argv)   # after the thread count is set: it records torch's threads
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    store = work / "store"
-    if not store.exists():
-        import_kuairand(Path(args.data_dir), store, progress=False)
+    store = fresh_kuairand_store(Path(args.data_dir), work)
     days = [int(d) for d in args.days.split(",")]
     baselines = [r for r in args.baselines.split(",") if r]
     if "dssm_single" not in baselines:

@@ -39,11 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sass_retrieval.config import make_window  # noqa: E402
-from sass_retrieval.data.kuairand import import_kuairand  # noqa: E402
 from sass_retrieval.data.schema import OBJECTIVES  # noqa: E402
 from sass_retrieval.evaluate.protocol import build_eval_set, evaluate  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
-from sass_retrieval.experiment import fmt_ci, prepare_window, provenance, window_bank, write_results  # noqa: E402
+from sass_retrieval.experiment import fmt_ci, prepare_kuairand, provenance, window_bank, write_results  # noqa: E402
 from sass_retrieval.models.multitask import weighted  # noqa: E402
 
 METRIC = "ndcg@50"
@@ -226,12 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     prov = provenance(sys.argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    store = work / "store"
-    if not store.exists():
-        import_kuairand(Path(args.data_dir), store, progress=False)
     declared = args.scenarios.split(",") + ["other"]
-    prep = prepare_window(store, work / "features", make_window(20220505, 8, 3), declared,
-                          int(params["scenarios"]["min_scenario_rows"]), int(params["features"]["seq_len"]))
+    # imported afresh every run (experiment.prepare_kuairand), as the other benchmarks do: a store left in the work
+    # folder by an earlier importer was reused silently (the suspected cause of multitask_emb_lr.md, which the commit
+    # it names does not reproduce)
+    prep = prepare_kuairand(Path(args.data_dir), work, make_window(20220505, 8, 3), declared,
+                            int(params["scenarios"]["min_scenario_rows"]), int(params["features"]["seq_len"]))
     sets = eval_sets(prep, args.min_pairs)
     bank = window_bank(prep, params)
     t0 = time.perf_counter()

@@ -46,14 +46,21 @@ class Prepared:
     seconds: dict[str, float]
 
 
-def prepare_kuairand(data_dir: Path, work: Path, window: Window, declared: list[str], min_rows: int,
-                     seq_len: int) -> Prepared:
-    """Import, map scenarios and split features, as the ingest and split stages do."""
-    t = time.perf_counter()
+def fresh_kuairand_store(data_dir: Path, work: Path) -> Path:
+    """``work/store`` imported from the release now, whatever the folder held: a store left by an earlier
+    importer must never be scored as if today's code had written it."""
     store = work / "store"
     if store.exists():
         shutil.rmtree(store)
     import_kuairand(data_dir, store, progress=False)
+    return store
+
+
+def prepare_kuairand(data_dir: Path, work: Path, window: Window, declared: list[str], min_rows: int,
+                     seq_len: int) -> Prepared:
+    """Import, map scenarios and split features, as the ingest and split stages do."""
+    t = time.perf_counter()
+    store = fresh_kuairand_store(data_dir, work)
     prep = prepare_window(store, work / "features", window, declared, min_rows, seq_len)
     prep.seconds["ingest"] = time.perf_counter() - t - sum(prep.seconds.values())
     return prep

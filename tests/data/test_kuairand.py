@@ -113,3 +113,17 @@ def test_a_log_without_long_view_names_the_file_and_the_column(tmp_path) -> None
     msg = str(info.value)
     assert "log_standard_x.csv" in msg and "long_view" in msg and "\n" not in msg
     assert not (tmp_path / "store" / "interactions").exists() or not stored_dates(tmp_path / "store")
+
+
+def test_a_benchmark_store_is_imported_afresh_whatever_the_work_folder_held(tmp_path) -> None:
+    """experiment.fresh_kuairand_store: a store an earlier importer left in a benchmark's work folder is replaced,
+    never scored as today's (a recorded multi-objective run could not be reproduced from the commit it named)."""
+    from sass_retrieval.experiment import fresh_kuairand_store
+
+    _tiny_release(tmp_path / "r", HEADER + ROW)
+    stale = tmp_path / "work" / "store" / "interactions" / "date=20220101"
+    stale.mkdir(parents=True)
+    (stale / "part.parquet").write_text("left by an older importer")
+    store = fresh_kuairand_store(tmp_path / "r", tmp_path / "work")
+    assert store == tmp_path / "work" / "store" and not stale.exists()
+    assert stored_dates(store) == [20220425] and len(read_interactions(store)) == 1
