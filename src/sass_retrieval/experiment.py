@@ -46,12 +46,18 @@ class Prepared:
     seconds: dict[str, float]
 
 
-def fresh_kuairand_store(data_dir: Path, work: Path) -> Path:
-    """``work/store`` imported from the release now, whatever the folder held: a store left by an earlier
-    importer must never be scored as if today's code had written it."""
+def empty_store(work: Path) -> Path:
+    """``work/store``, emptied: a benchmark writes its data afresh every run, so a store left by an earlier
+    importer or generator is never scored as if today's code had written it."""
     store = work / "store"
     if store.exists():
         shutil.rmtree(store)
+    return store
+
+
+def fresh_kuairand_store(data_dir: Path, work: Path) -> Path:
+    """``work/store`` imported from the release now, whatever the folder held."""
+    store = empty_store(work)
     import_kuairand(data_dir, store, progress=False)
     return store
 
@@ -73,9 +79,7 @@ def prepare_synthetic(params: dict[str, Any], work: Path, window: Window, declar
     from .data.synthetic import SyntheticConfig, generate
 
     t = time.perf_counter()
-    store = work / "store"
-    if store.exists():
-        shutil.rmtree(store)
+    store = empty_store(work)
     generate(store, SyntheticConfig.from_params(params), progress=False,
              dates=list(window.train_dates) + list(window.test_dates))
     prep = prepare_window(store, work / "features", window, declared, min_rows, seq_len)
