@@ -125,10 +125,10 @@ def replot(json_path: Path) -> None:
     import json
 
     payload = json.loads(json_path.read_text())
-    title = json_path.with_suffix(".md").read_text().splitlines()[0].lstrip("# ").strip()
-    link = plot_cis(payload, json_path.with_name(json_path.stem + PLOT_SUFFIX), title)
     md = json_path.with_suffix(".md")
     text = md.read_text()
+    title = text.splitlines()[0].lstrip("# ").strip()
+    link = plot_cis(payload, json_path.with_name(json_path.stem + PLOT_SUFFIX), title)
     if link and link.strip() not in text:
         head, sep, rest = text.partition("\n## ")     # before the first section: where a fresh run puts it
         md.write_text(head.rstrip("\n") + "\n\n" + link + sep.lstrip("\n") + rest)
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         link = plot_cis(payload, out.with_name(out.name + PLOT_SUFFIX), args.title)
         body = f"Seeds {args.seeds}; overrides {args.set or 'none'}; {time.perf_counter() - t0:.0f}s so far.\n\n{link}" + body
         # after every window: a crash or a kill keeps what was measured
-        write_results(Path(args.out), args.title, prov, body, payload)
+        write_results(out, args.title, prov, body, payload)
     print(body)
     return 0
 

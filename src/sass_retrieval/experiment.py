@@ -13,6 +13,7 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,7 @@ def fresh_kuairand_store(data_dir: Path, work: Path) -> Path:
 def prepare_kuairand(data_dir: Path, work: Path, window: Window, declared: list[str], min_rows: int,
                      seq_len: int) -> Prepared:
     """Import, map scenarios and split features, as the ingest and split stages do."""
-    t = time.perf_counter()
-    store = fresh_kuairand_store(data_dir, work)
-    prep = prepare_window(store, work / "features", window, declared, min_rows, seq_len)
-    prep.seconds["ingest"] = time.perf_counter() - t - sum(prep.seconds.values())
-    return prep
+    return _prepare_fresh(lambda: fresh_kuairand_store(data_dir, work), work, window, declared, min_rows, seq_len)
 
 
 def prepare_synthetic(params: dict[str, Any], work: Path, window: Window, declared: list[str], min_rows: int,
@@ -78,10 +75,20 @@ def prepare_synthetic(params: dict[str, Any], work: Path, window: Window, declar
     mapped and split as on KuaiRand: the same benchmark code scores the world `make run` trains on."""
     from .data.synthetic import SyntheticConfig, generate
 
+    def generated() -> Path:
+        store = empty_store(work)
+        generate(store, SyntheticConfig.from_params(params), progress=False,
+                 dates=list(window.train_dates) + list(window.test_dates))
+        return store
+
+    return _prepare_fresh(generated, work, window, declared, min_rows, seq_len)
+
+
+def _prepare_fresh(make_store: Callable[[], Path], work: Path, window: Window, declared: list[str], min_rows: int,
+                   seq_len: int) -> Prepared:
+    """A store written afresh by ``make_store`` (timed as ``ingest``), then the window mapped and split."""
     t = time.perf_counter()
-    store = empty_store(work)
-    generate(store, SyntheticConfig.from_params(params), progress=False,
-             dates=list(window.train_dates) + list(window.test_dates))
+    store = make_store()
     prep = prepare_window(store, work / "features", window, declared, min_rows, seq_len)
     prep.seconds["ingest"] = time.perf_counter() - t - sum(prep.seconds.values())
     return prep

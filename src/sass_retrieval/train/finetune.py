@@ -276,10 +276,11 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
     # dssm and star return one vector as both scenario and global vector: one loss term weighted 1 + aux_weight
     # (star's scenario layers still drift from the shared ones: the penalty applies; dssm's drift is 0)
     if u_s is u_g and i_s is i_g:
-        return with_scenario_l2((1.0 + s.aux_weight) * scored_loss(eb, u_s, i_s, s), model, s)
-    total = scored_loss(eb, u_s, i_s, s)
-    if s.aux_weight:
-        total = total + s.aux_weight * scored_loss(eb, u_g, i_g, s)
+        total = (1.0 + s.aux_weight) * scored_loss(eb, u_s, i_s, s)
+    else:
+        total = scored_loss(eb, u_s, i_s, s)
+        if s.aux_weight:
+            total = total + s.aux_weight * scored_loss(eb, u_g, i_g, s)
     return with_scenario_l2(total, model, s)
 
 
