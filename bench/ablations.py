@@ -92,6 +92,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "prior=off": {"finetune.prior_grid": []},
     "own_epoch_min_clicks=300": {"finetune.own_epoch_min_clicks": 300},
     "arch=star": {"model.arch": "star"},
+    "arch=pepnet": {"model.arch": "pepnet"},
     "arch=dssm": {"model.arch": "dssm"},
 }
 

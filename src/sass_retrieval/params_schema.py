@@ -179,7 +179,7 @@ class Features(Section):
 
 class Model(Section):
     model_config = ConfigDict(extra="forbid")
-    arch: Literal["sass", "star", "dssm"]
+    arch: Literal["sass", "star", "pepnet", "dssm"]
     emb_dim: PosInt
     field_dim: PosInt
     scen_dim: PosInt

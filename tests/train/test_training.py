@@ -436,6 +436,18 @@ def test_a_star_model_trains_and_its_scenario_layers_feel_the_pull(tiny_bank, tm
     assert drift[0.0] > 0.0 and drift[1.0] < 0.5 * drift[0.0]
 
 
+def test_a_pepnet_model_trains_through_its_gates(tiny_bank, tmp_path) -> None:
+    """model.arch pepnet: the one-vector loss path, and the gates (zero output layer at the start, every delta 1)
+    learn: fine-tuning moves them away from 1."""
+    bank, cfg = tiny_bank
+    torch.manual_seed(0)
+    model = RetrievalModel(dataclasses.replace(cfg, arch="pepnet"))
+    losses = finetune(model, bank, _ft(2), tmp_path)["refit"]["epoch_loss"]
+    assert losses[-1] < losses[0]
+    assert model.user_tower.gate_net.out.weight.abs().max().item() > 0.0
+    assert model.item_tower.gate_net.out.weight.abs().max().item() > 0.0
+
+
 def test_the_sass_rows_take_model_arch_and_the_reference_rows_keep_theirs(tiny_bank, tmp_path) -> None:
     from sass_retrieval.train.recipes import multitask_model, train_row
 

@@ -23,7 +23,7 @@ class ModelConfig:
     no defaults here except for fields added after checkpoints were first written (``COMPAT``), so an older
     checkpoint still loads as the model it was."""
 
-    arch: str                       # sass | dssm | star (models.tower)
+    arch: str                       # sass | dssm | star | pepnet (models.tower)
     scenarios: list[str]
     n_user_fields: int
     n_item_fields: int

@@ -3,9 +3,11 @@
 ``arch="sass"``: a global network shared by all scenarios, one network per scenario, a scenario bias
 network, and the adaptive transfer at every layer. ``arch="dssm"``: the global network alone, the
 plain two-tower baseline. ``arch="star"``: STAR alone (Sheng et al. 2021), ONE network whose every layer is
-the shared layer adapted per scenario (W ⊙ M_s, b + c_s), plus the scenario bias network: the cheapest
-scenario-aware tower, one network's arithmetic instead of sass's two networks and gates. Every arch returns
-(scenario vector, global vector) so one trainer serves all; dssm and star return the same vector twice.
+the shared layer adapted per scenario (W ⊙ M_s, b + c_s), plus the scenario bias network: one network's
+arithmetic instead of sass's two networks and gates, but one GEMM per scenario and layer. ``arch="pepnet"``:
+ONE network whose input and hidden units are scaled per row by gates read from the scenario bias vector and the
+row's features (PEPNet, models.pepnet): no per-scenario weights at all. Every arch returns (scenario vector,
+global vector) so one trainer serves all; dssm, star and pepnet return the same vector twice.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .pepnet import GateNU
 from .transfer import AdaptiveGates
 
-ARCHS = ("sass", "dssm", "star")
+ARCHS = ("sass", "dssm", "star", "pepnet")
 
 
 def scenario_blocks(scen: torch.Tensor, n_scenarios: int) -> tuple[torch.Tensor | None, list[int]]:
@@ -180,7 +183,8 @@ class Tower(nn.Module):
         the gates have learnt little (small scenarios) and the scenario path only has to learn a correction.
         ``scenario_norm``: the input passes a PartitionedNorm first (sass and star: it is scenario-specific).
         ``arch="star"`` reads neither ``gate`` nor ``residual`` (it has no global vector) and always uses STAR
-        layers whatever ``scenario_layer`` says."""
+        layers whatever ``scenario_layer`` says; ``arch="pepnet"`` reads none of ``gate``, ``residual``,
+        ``scenario_layer`` and ``scenario_norm`` (its gates are PEPNet's, its weights all shared)."""
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
@@ -192,22 +196,25 @@ class Tower(nn.Module):
         self.global_net = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(layers))
         self.dropout = nn.Dropout(dropout)
         self.bias_dim = bias_dim
-        if arch != "dssm":
+        if arch == "pepnet":   # the gates read [b_s ; stop_grad(x)] and scale the input of every layer
+            self.gate_net = GateNU(bias_dim + d_in, dims[:-1], hidden)
+        if arch not in ("dssm", "pepnet"):
             # star: the scenario layers ARE the network (always STAR's W ⊙ M_s: a "full" copy would share nothing)
             mode = "star" if arch == "star" else scenario_layer
             self.scenario_net = nn.ModuleList(ScenarioLinear(n_scenarios, dims[i], dims[i + 1], mode, self.global_net[i]) for i in range(layers))
             if arch == "sass":
                 self.gates = nn.ModuleList(AdaptiveGates(hidden, bias_dim, gate, gate_bias) for _ in range(layers))
             self.input_norm = PartitionedNorm(n_scenarios, d_in) if scenario_norm else None
-            if self.use_bias:
-                self.scenario_emb = nn.Embedding(n_scenarios, bias_dim)
-                self.bias_net = nn.Sequential(nn.Linear(bias_dim + bias_in, bias_dim), nn.ReLU(),
-                                              nn.Linear(bias_dim, bias_dim))
-                self.bias_proj = nn.Linear(bias_dim, hidden, bias=False)
+        if self.use_bias:
+            self.scenario_emb = nn.Embedding(n_scenarios, bias_dim)
+            self.bias_net = nn.Sequential(nn.Linear(bias_dim + bias_in, bias_dim), nn.ReLU(),
+                                          nn.Linear(bias_dim, bias_dim))
+            self.bias_proj = nn.Linear(bias_dim, hidden, bias=False)
 
     def scenario_drift(self) -> torch.Tensor:
-        """How far the scenario layers have moved from the global ones (ScenarioLinear.drift); 0 for dssm."""
-        if self.arch == "dssm":
+        """How far the scenario layers have moved from the global ones (ScenarioLinear.drift); 0 for dssm and
+        pepnet, which have no scenario layers."""
+        if self.arch in ("dssm", "pepnet"):
             return self.global_net[0].weight.new_zeros(())
         return torch.stack([layer.drift() for layer in self.scenario_net]).sum()
 
@@ -228,19 +235,36 @@ class Tower(nn.Module):
             outs.append(g)
         return outs
 
+    def scenario_bias(self, scen: torch.Tensor, bias_x: torch.Tensor) -> torch.Tensor:
+        """b_s: the scenario bias network's vector for each row (zeros without a bias network)."""
+        if self.use_bias:
+            return self.bias_net(torch.cat([self.scenario_emb(scen), bias_x], dim=-1))
+        return bias_x.new_zeros(bias_x.shape[0], self.bias_dim)
+
+    def _pepnet(self, x: torch.Tensor, scen: torch.Tensor, bias_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global network with every layer's input scaled by its PEPNet gate; row-wise, so no sorting."""
+        b = self.scenario_bias(scen, bias_x)
+        deltas = self.gate_net(torch.cat([b, x.detach()], dim=-1))
+        h = x
+        for i, layer in enumerate(self.global_net):
+            h = self._act(i, layer(h * deltas[i]))
+        if self.use_bias:
+            h = h + self.bias_proj(b)
+        h = F.normalize(h, dim=-1)
+        return h, h
+
     def forward(self, x: torch.Tensor, scen: torch.Tensor, bias_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.arch == "dssm":
             e = F.normalize(self.global_layers(x)[-1], dim=-1)
             return e, e
+        if self.arch == "pepnet":
+            return self._pepnet(x, scen, bias_x)
         # Sort the rows by scenario once, so every scenario layer works on contiguous row blocks, and
         # restore the caller's order once at the end (the whole tower is row-wise, so the order is free).
         order, counts = scenario_blocks(scen, self.scenario_net[0].n_scenarios)
         if order is not None:
             x, scen, bias_x = x[order], scen[order], bias_x[order]
-        if self.use_bias:
-            b = self.bias_net(torch.cat([self.scenario_emb(scen), bias_x], dim=-1))
-        else:
-            b = x.new_zeros(x.shape[0], self.bias_dim)
+        b = self.scenario_bias(scen, bias_x)
         if self.input_norm is not None:
             x = self.input_norm(x, scen)
         if self.arch == "star":   # one network: each layer the shared one adapted to the row's scenario
