@@ -2,8 +2,8 @@
 
 Layouts under models/<row>/: ``model.pt`` (one model for every scenario, but those with ``model_<s>.pt``: a large
 scenario that kept its own best epoch, finetune.own_epoch_min_clicks), ``model_<s>.pt`` per scenario
-(dssm_single), ctnet: ``source.pt`` (serves the largest scenario) and a target ``model_<s>.pt`` per other
-scenario (train.checkpoint.load_row_model reads all three)."""
+(dssm_single), ctnet: ``source.pt`` (serves the largest scenario, unless a ``model_<largest>.pt`` holds its own
+epoch of a source trained on every scenario) and a target ``model_<s>.pt`` per other scenario (train.checkpoint.load_row_model reads all three)."""
 
 from __future__ import annotations
 
@@ -119,7 +119,10 @@ def train_ctnet_row(run, features: str, out, progress: bool, t0: float) -> int:
     drop_scenario_checkpoints(out)
     meta = {"row": "ctnet", "window": run.window.__dict__, "scenarios": bank.scenarios,
             "warm_start": str(warm) if warm else None}
-    save_checkpoint(out / "source.pt", source, meta={**meta, "scenario": report["source_scenario"]})
+    large = report["source_scenario"]
+    save_checkpoint(out / "source.pt", source, meta={**meta, "scenario": large})
+    if models[large] is not source:          # source=all: the largest scenario's own epoch serves it
+        save_checkpoint(out / f"model_{large}.pt", models[large], meta={**meta, "scenario": large})
     for s in report["targets"]:
         if isinstance(models[s], CTNet):
             save_ctnet(out / f"model_{s}.pt", models[s], out / "source.pt", meta={**meta, "scenario": s})

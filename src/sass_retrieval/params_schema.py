@@ -272,6 +272,8 @@ class Ctnet(Section):
     source: Literal["largest", "all"]
     adapters: bool
     init: Literal["all", "embeddings"]
+    anchor_l2: NonNeg
+    keep_start: bool
 
 
 class Train(Section):

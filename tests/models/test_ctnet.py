@@ -84,3 +84,24 @@ def test_source_and_target_must_be_plain_two_towers() -> None:
     source, _ = _pair()
     with pytest.raises(ValueError, match="arch dssm"):
         CTNet(source, RetrievalModel(ModelConfig(**{**CFG, "arch": "sass"})))
+
+
+def test_the_anchor_is_the_targets_start_and_is_neither_trained_nor_saved() -> None:
+    """scenario_drift (what ctnet.anchor_l2 multiplies) is 0 at the start, sum ||w - w_start||^2 over the target's
+    tower weights after a step, and its gradient pulls the towers back toward the start (not the source, not the
+    sparse embedding tables, which it leaves out)."""
+    source, target = _pair()
+    model = CTNet(source, target)
+    assert model.scenario_drift().item() == 0.0
+    assert not any(k.startswith("anchor") for k in model.adapter_state())
+    start = {n: p.detach().clone() for n, p in target.named_parameters()}
+    with torch.no_grad():
+        for p in target.parameters():
+            p.add_(0.01)
+    towers = [n for n in start if n.split(".")[0] in ("user_tower", "item_tower")]
+    expected = sum(((target.get_parameter(n) - start[n]) ** 2).sum() for n in towers)
+    assert torch.allclose(model.scenario_drift(), expected)
+    model.scenario_drift().backward()
+    assert target.user_emb.weight.grad is None                     # the sparse tables are not anchored
+    assert all(torch.allclose(target.get_parameter(n).grad, 2 * 0.01 * torch.ones_like(start[n])) for n in towers)
+    assert all(p.grad is None for p in model.source.parameters())

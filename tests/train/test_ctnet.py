@@ -25,7 +25,8 @@ def _params(**ctnet) -> dict:
                                           "hidden": 16, "emb_dim": 8, "field_dim": 4},
                                 "finetune": {"epochs": 1, "early_stopping": False, "max_steps_per_epoch": 3},
                                 "train": {"checkpoint_every": 0},
-                                "ctnet": {"source": "largest", "adapters": True, "init": "all", **ctnet}})
+                                "ctnet": {"source": "largest", "adapters": True, "init": "all", "anchor_l2": 0.0,
+                                          **ctnet}})
 
 
 def test_source_serves_the_largest_scenario_and_every_other_gets_a_target(tiny_bank, tmp_path) -> None:
@@ -64,6 +65,54 @@ def test_pretrain_then_finetune_variants(tiny_bank, tmp_path) -> None:
     bank, _ = tiny_bank
     _, models, rep = train_ctnet(bank, _params(adapters=False, init="embeddings"), 0, tmp_path, progress=False)
     assert all(type(models[s]) is RetrievalModel for s in rep["targets"])
+
+
+def test_anchor_l2_keeps_each_target_near_its_warm_start(tiny_bank, tmp_path) -> None:
+    """ctnet.anchor_l2 (L2-SP): the same day trained with a strong pull ends with every target's towers closer
+    to the source it started from than without it."""
+    bank, _ = tiny_bank
+    p = merged(_params(), {"finetune": {"max_steps_per_epoch": 6, "scenario_l2": 0.0}})
+    drift = {}
+    for l2 in (0.0, 10.0):
+        _, models, rep = train_ctnet(bank, merged(p, {"ctnet": {"anchor_l2": l2}}), 0, tmp_path / str(l2),
+                                     progress=False)
+        drift[l2] = sum(models[s].scenario_drift().item() for s in rep["targets"])
+    assert drift[0.0] > 0.0
+    assert drift[10.0] < 0.5 * drift[0.0]
+
+
+def test_a_source_trained_on_every_scenario_serves_the_largest_at_its_own_epoch(tiny_bank, tmp_path,
+                                                                                monkeypatch) -> None:
+    """ctnet.source=all: scripted validation, the macro average peaks at epoch 1 and the largest scenario at
+    epoch 3. The largest scenario is served by epoch 3's model (as dssm_mixed's would be); the source the targets
+    read and start from is the macro pick, epoch 1's."""
+    import sass_retrieval.train.finetune as ft
+
+    bank, _ = tiny_bank
+    large = largest_scenario(bank)
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def scripted(model, bank_, pos, scenarios, k=50, days=None):
+        if len(scenarios) > 1:            # the source's selection; the targets' (one scenario each) score flat
+            snapshots.append(copy.deepcopy(model.state_dict()))
+            e = len(snapshots)
+            return {n: (1.0 if e == 3 else 0.5) if n == large else (1.0 if e == 1 else 0.1) for n in scenarios}
+        return {n: 0.5 for n in scenarios}
+
+    monkeypatch.setattr(ft, "validate_scenarios", scripted)
+    p = merged(_params(source="all"), {"finetune": {"epochs": 6, "early_stopping": True, "patience": 2,
+                                                    "min_epochs": 1, "refit": "none", "prior_grid": [],
+                                                    "own_epoch_min_clicks": 1}})
+    source, models, rep = train_ctnet(bank, p, 0, tmp_path, progress=False)
+    assert models[large] is not source and rep["source"]["own_models"] == [large]
+    assert all(torch.equal(v, snapshots[2][k]) for k, v in models[large].state_dict().items())
+    assert all(torch.equal(v, snapshots[0][k]) for k, v in source.state_dict().items())
+    t = rep["targets"][0]
+    assert all(torch.equal(v, snapshots[0][k]) for k, v in models[t].source.state_dict().items())
+    # source=largest trains on one scenario: its epoch is the macro epoch, the source serves it
+    source, models, _ = train_ctnet(bank, merged(p, {"ctnet": {"source": "largest"}}), 0, tmp_path / "l",
+                                    progress=False)
+    assert models[large] is source
 
 
 def test_ctnet_checkpoint_round_trip_and_a_missing_source(tiny_bank, tmp_path) -> None:

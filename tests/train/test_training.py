@@ -195,6 +195,24 @@ def test_early_stopping_never_stops_before_min_epochs(tiny_bank, tmp_path) -> No
     assert len(report["validation"]) == 4 and report["select"]["stopped_early"]
 
 
+def test_keep_start_lets_early_stopping_hand_back_the_start(tiny_bank, tmp_path) -> None:
+    """keep_start: the held-out days score the model before any training, as epoch 0; when no epoch beats it (here
+    a min_delta no gain can reach) the selection keeps it, and with refit none the model ends exactly as it
+    started. Without keep_start the same run keeps its first epoch."""
+    bank, cfg = tiny_bank
+    ft = _ft(3, early_stopping=True, patience=1, min_delta=1.0, min_epochs=1, refit=False)
+    ends = {}
+    for keep in (True, False):
+        torch.manual_seed(0)
+        model = RetrievalModel(cfg)
+        start = copy.deepcopy(model.state_dict())
+        rep = finetune(model, bank, dataclasses.replace(ft, keep_start=keep), tmp_path / str(keep))
+        ends[keep] = all(torch.equal(v, model.state_dict()[k]) for k, v in start.items())
+        assert rep["best_epoch"] == (0 if keep else 1)
+        assert [p["epoch"] for p in rep["validation"]][:2] == ([0, 1] if keep else [1, 2])
+    assert ends == {True: True, False: False}
+
+
 def test_holdout_refit_trains_one_epoch_on_the_held_out_day_only(tiny_bank, tmp_path) -> None:
     bank, cfg = tiny_bank
     torch.manual_seed(0)

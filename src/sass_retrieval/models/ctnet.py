@@ -11,6 +11,11 @@ yesterday's target) and the adapter only grows where the target's own clicks pul
 updated by the target's loss: its forward runs without autograd and its parameters are frozen, so the
 large scenario's knowledge arrives without its data and cannot be overwritten (the paper's "no forgetting").
 Every day the source is the new daily source model, so the transfer is continual, not one-time.
+
+The target's own tower weights can also be pulled toward where they started (``ctnet.anchor_l2``, the L2-SP
+regulariser of Li et al. 2018, "Explicit Inductive Bias for Transfer Learning"): on its first day a target
+starts as the source, and a small scenario's few clicks otherwise drag it away from what the source knew
+within an epoch; on later days the anchor is yesterday's target, so a day's update cannot undo the last.
 """
 
 from __future__ import annotations
@@ -58,6 +63,14 @@ class CTNet(nn.Module):
         self.target = target
         self.user_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
         self.item_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
+        # the target's tower weights as it starts (its warm start): the L2-SP anchor, a plain dict so it is
+        # neither trained nor saved (tomorrow's anchor is tomorrow's warm start)
+        self.anchor = {n: p.detach().clone() for n, p in self._towers()}
+
+    def _towers(self) -> list[tuple[str, nn.Parameter]]:
+        """The target's dense tower parameters: what the anchor holds (the sparse embedding tables are left out:
+        a penalty on a whole table would give every row a dense gradient every step)."""
+        return [(n, p) for n, p in self.target.named_parameters() if n.split(".")[0] in ("user_tower", "item_tower")]
 
     def train(self, mode: bool = True) -> CTNet:
         """The source stays in eval mode whatever the trainer asks: it is a fixed function of its inputs."""
@@ -81,8 +94,9 @@ class CTNet(nn.Module):
         return e, e
 
     def scenario_drift(self) -> torch.Tensor:
-        """The target's plain towers have no scenario layers: 0 (finetune.scenario_l2 leaves CTNet alone)."""
-        return self.target.scenario_drift()
+        """sum ||w - w_start||^2 over the target's tower weights: what the trainer's ``scenario_l2`` multiplies
+        (train.finetune.with_scenario_l2); train.ctnet sets that strength from ``ctnet.anchor_l2``."""
+        return torch.stack([(p - self.anchor[n]).square().sum() for n, p in self._towers()]).sum()
 
     def user_vectors(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self._vectors(b, "user")

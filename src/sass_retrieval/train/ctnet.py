@@ -4,12 +4,18 @@ Each day (models.ctnet has the model):
 
 1. The **source**, a plain two-tower, trains on the largest scenario (``ctnet.source: largest``, the one with
    the most training clicks) or on every scenario (``all``); on an incremental day it warm-starts from
-   yesterday's source and trains on the newest day, like every other row. It serves the largest scenario.
+   yesterday's source and trains on the newest day, like every other row. It serves the largest scenario;
+   trained on every scenario, it does so at the epoch best for that scenario when early stopping keeps one
+   of its own (``finetune.own_epoch_min_clicks``, as dssm_mixed's largest tab), while the targets read and
+   start from the macro-best source.
 2. Each other scenario's **target** warm-starts from its own previous day's target (on the first day, from the
    source: every weight, or only the embedding tables with ``ctnet.init: embeddings``) and trains on its own
    scenario's clicks with the fine-tuning loss and sampler of every row, reading today's frozen source
    through zero-initialised adapters (``ctnet.adapters: true``). ``adapters: false`` is plain
-   pretrain-then-finetune from the source, the baseline the seed compares against.
+   pretrain-then-finetune from the source, the baseline the seed compares against. ``ctnet.anchor_l2`` pulls
+   each target's tower weights toward its warm start (L2-SP, models.ctnet), in place of ``finetune.scenario_l2``
+   (a target has no scenario layers). ``ctnet.keep_start``: early stopping may keep a target as it started,
+   if no epoch on its own clicks beats its start on the held-out day (train.finetune).
 
 ``adapter_source`` lets the benchmark keep the first day's source under the adapters (one-time transfer)
 while the large scenario still gets its daily model.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +75,8 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
                 target_inits: dict[str, CTNet | RetrievalModel] | None = None,
                 adapter_source: RetrievalModel | None = None,
                 progress: bool = True) -> tuple[RetrievalModel, dict[str, RetrievalModel | CTNet], dict[str, Any]]:
-    """Train one day of the ctnet row: returns (the source, scenario -> serving model, a training report).
+    """Train one day of the ctnet row: returns (the source, scenario -> serving model, a training report). The
+    largest scenario's serving model is the source itself, or its own-epoch model (source=all).
 
     ``source_init``: yesterday's source (incremental days); ``target_inits``: yesterday's targets by scenario
     (missing scenarios start from the source); ``adapter_source``: the source the adapters read (default:
@@ -82,11 +90,12 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
     source = RetrievalModel(cfg)
     if source_init is not None:
         source.load_state_dict(source_init.state_dict())
+    own: dict[str, Any] = {}      # source=all: the largest scenario's own-epoch model, when selection keeps one
     report: dict[str, Any] = {"source_scenario": large, "source_trains_on": source_scen or "all",
                               "targets": targets, "adapters": use_adapters, "init": init,
                               "source": finetune(source, bank, finetune_settings(params, seed, source_scen, progress),
-                                                 out_dir / "source")}
-    models: dict[str, RetrievalModel | CTNet] = {large: source}
+                                                 out_dir / "source", own if source_scen is None else None)}
+    models: dict[str, RetrievalModel | CTNet] = {large: own.get(large, source)}
     frozen = copy.deepcopy(adapter_source if adapter_source is not None else source)
     for s in targets:
         seed_everything(seed)
@@ -102,7 +111,9 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
             if isinstance(prev, CTNet):   # yesterday's adapters carry on over today's source
                 model.user_adapters.load_state_dict(prev.user_adapters.state_dict())
                 model.item_adapters.load_state_dict(prev.item_adapters.state_dict())
-        report[s] = finetune(model, bank, finetune_settings(params, seed, [s], progress), out_dir / s)
+        settings = replace(finetune_settings(params, seed, [s], progress), scenario_l2=float(get(params, "ctnet.anchor_l2")),
+                           keep_start=bool(get(params, "ctnet.keep_start")))
+        report[s] = finetune(model, bank, settings, out_dir / s)
         models[s] = model
         log.info("ctnet target %s trained (adapters %s, %s)", s, use_adapters,
                  "warm start" if prev is not None else f"from the source ({init})")

@@ -13,7 +13,11 @@ NDCG@50 has not improved by more than ``min_delta`` for ``patience`` epochs, and
 (a flat validation curve before the personal signal takes off) must not be stopped on that plateau. Then ``refit``: "full" (true) retrains from the
 start on every training day for the best number of epochs; "holdout" keeps the best epoch's weights and
 trains one epoch on the held-out days, the newest, so they are not lost (a day's cost, not a window's);
-"none" (false) keeps the best epoch's weights as they are.
+"none" (false) keeps the best epoch's weights as they are. A warm-started model can also be asked to compete with
+its own start (``keep_start``): the held-out days score it before the first epoch, as "epoch 0", and if no epoch
+beats it the selection keeps the start (then refits as above). A model that starts from one that already knows
+its scenario (a CTNet target over a source trained on every scenario) otherwise has to train ``min_epochs`` on
+that scenario alone and hand over whatever those epochs left.
 
 One stopping rule does not fit every scenario: the largest one keeps improving after the macro average, which
 the small scenarios' noise dominates, has peaked. A scenario with at least ``own_epoch_min_clicks`` held-out
@@ -101,6 +105,7 @@ class FinetuneSettings:
     objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
     hard_negatives: bool = False         # multi-task rows: rows negative for an objective are its negatives too
     hard_negative_weight: float = 1.0    # each such hard negative counts as this many sampled ones in the softmax
+    keep_start: bool = False             # early stopping may keep the model as it started ("epoch 0"): warm starts
 
     def __post_init__(self) -> None:
         # a misspelt refit fails when the settings are read, not after the selection run has trained
@@ -631,6 +636,8 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
                 return train_on(held, replace(s.loop, epochs=1), tag, average=selection.continued())
             return None, selection
 
+        if s.keep_start:   # the start is a candidate: scored as "epoch 0" before any training
+            check(-1)
         report["select"], _ = train_on(all_days - held, s.loop, "select", check, selection, memory)
         best = memory.best
         report["validation"] = memory.curve
