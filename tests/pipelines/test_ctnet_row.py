@@ -79,3 +79,45 @@ def test_published_ctnet_is_served_per_scenario_and_continues_the_next_day(ctnet
         with pytest.raises(CheckpointError, match="source.pt"):
             train.main(["--row", "ctnet", "--no-progress"])
         assert current.resolve() == kept
+
+
+def test_a_source_on_every_scenario_publishes_the_largest_tabs_own_epoch(built_project: Path, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """ctnet.source=all: when early stopping keeps an epoch of the largest tab's own (scripted: the macro peaks at
+    epoch 1, the largest tab at epoch 3), the stage saves it as model_<largest>.pt, the row serves that tab with
+    it and the targets keep reading source.pt."""
+    import copy
+
+    import torch
+
+    import sass_retrieval.train.finetune as ft
+    from sass_retrieval.train.checkpoint import load_row_model
+
+    snapshots: list[dict] = []
+
+    def scripted(model, bank_, pos, scenarios, k=50, days=None):
+        if len(scenarios) == 1:                 # a target's own selection: flat
+            return {n: 0.5 for n in scenarios}
+        snapshots.append(copy.deepcopy(model.state_dict()))
+        e = len(snapshots)
+        return {n: (1.0 if e == 3 else 0.5) if n == large[0] else (1.0 if e == 1 else 0.1) for n in scenarios}
+
+    root = tmp_path / "p"
+    shutil.copytree(built_project, root, symlinks=True)
+    with cwd(root):
+        _set(Path("params.yaml"), ctnet={"source": "all"},
+             finetune={"early_stopping": True, "epochs": 5, "patience": 2, "min_epochs": 1, "refit": "none",
+                       "prior_grid": [], "own_epoch_min_clicks": 1})
+        from pipelines.common import bank_for, load_run
+        from sass_retrieval.train.ctnet import largest_scenario
+
+        large = [largest_scenario(bank_for(load_run("params.yaml"), "data/features", "dssm"))]
+        monkeypatch.setattr(ft, "validate_scenarios", scripted)
+        assert train.main(["--row", "ctnet", "--no-progress"]) == 0
+        folder = Path("models/ctnet")
+        assert (folder / f"model_{large[0]}.pt").exists() and (folder / "source.pt").exists()
+        served, _ = load_row_model(Path("models"), "ctnet", large[0])
+        assert all(torch.equal(v, snapshots[2][k]) for k, v in served.state_dict().items())
+        report = json.loads((folder / "report.json").read_text())["report"]
+        target, _ = load_row_model(Path("models"), "ctnet", report["targets"][0])
+        assert all(torch.equal(v, snapshots[0][k]) for k, v in target.source.state_dict().items())
