@@ -278,6 +278,23 @@ def test_dssm_single_per_scenario_curves(project: Path):
                                                                 "1.5000"]
 
 
+def test_ctnet_source_and_targets_each_get_a_training_row_and_a_kept_start_is_explained(project: Path):
+    d = project / "models/ctnet"
+    write_loss(d / "source" / "loss-refit.csv")
+    write_loss(d / "s1" / "loss-refit.csv")
+    fit = {"refit": {"epoch_loss": [2.0, 1.5]}}
+    report = {"source_scenario": "s0", "targets": ["s1"], "adapters": True,
+              "source": {"best_epoch": 3, "best_val_ndcg@50": 0.08, **fit},
+              "s1": {"best_epoch": 0, "best_val_ndcg@50": 0.05, **fit}}
+    write_json(d / "report.json", {"row": "ctnet", "report": report, "seconds": 12})
+    rep, blocks = blocks_of(project)
+    training = by_first_cell(tables(section(blocks, "Training"))[0])
+    assert [c.text for c in training["ctnet/source"][:3]] == ["ctnet/source", "2", "3"]
+    assert [c.text for c in training["ctnet/s1"][:3]] == ["ctnet/s1", "2", "0"]
+    assert set(rep.finetune_loss["ctnet"]) == {"ctnet/source", "ctnet/s1"}
+    assert "Best epoch 0 (ctnet/s1): early stopping kept the model as it started" in note_texts(section(blocks, "Training"))
+
+
 def test_without_figures_there_is_no_image_block(project: Path):
     rep, blocks = blocks_of(project)
     assert not any(isinstance(b, Image) for b in blocks)

@@ -156,10 +156,14 @@ def _row_rank(row: str) -> tuple[int, str]:
 
 
 def _row_reports(row: str, report_json: dict) -> dict[str, dict]:
-    """Label -> the fine-tuning report of one model (dssm_single has one per scenario)."""
+    """Label -> the fine-tuning report of one model (dssm_single has one per scenario; ctnet a source and one
+    target per other scenario, labelled as their loss curves are: ``ctnet/source``, ``ctnet/<scenario>``)."""
     inner = report_json.get("report", report_json) if isinstance(report_json, dict) else {}
     if not isinstance(inner, dict):
         return {}
+    if isinstance(inner.get("targets"), list) and isinstance(inner.get("source"), dict):   # train.ctnet's report
+        return {f"{row}/source": inner["source"],
+                **{f"{row}/{s}": inner[s] for s in inner["targets"] if isinstance(inner.get(s), dict)}}
     if row == "dssm_single" and inner and all(isinstance(v, dict) for v in inner.values()):
         return {f"{row}/{s}": v for s, v in inner.items()}
     return {row: inner}
@@ -773,6 +777,10 @@ def _training(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     if rows:
         blocks.append(Table(["model", "epochs (final fit)", "best epoch", "best val NDCG@50",
                              "popularity prior w (held-out day)", "last epoch loss", "time"], rows))
+        kept = [r[0].text for r in rows if r[2].text == "0"]
+        if kept:
+            blocks.append(Note(f"Best epoch 0 ({', '.join(kept)}): early stopping kept the model as it started "
+                               "(ctnet.keep_start): no epoch on its own clicks beat its warm start on the held-out day."))
     blocks.extend(_prior_evidence(rep))
     blocks.append(Heading("Pretraining loss", 3))
     if "pretrain_loss" in figs:
