@@ -107,9 +107,11 @@ def train_ctnet_row(run, features: str, out, progress: bool, t0: float) -> int:
     params, source_init, target_inits = run.params, None, {}
     warm = warm_start_path(params, "models/ctnet")
     if warm is not None:   # a published ctnet folder without its source is broken: CheckpointError names it
-        source_init, _ = load_model(warm / "source.pt")
+        source_init, manifest = load_model(warm / "source.pt")
         for f in sorted(warm.glob("model_*.pt")):
             s = f.stem[len("model_"):]
+            if s == manifest.get("meta", {}).get("scenario"):
+                continue   # the source's own-epoch model of its scenario (source=all) serves, it is no target
             is_ctnet = "ctnet" in read_manifest(f).get("meta", {})
             target_inits[s] = load_ctnet(f, warm / "source.pt", same_source=False)[0] if is_ctnet else load_model(f)[0]
         params = incremental_params(params, ("finetune",))

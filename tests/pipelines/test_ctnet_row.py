@@ -85,12 +85,14 @@ def test_a_source_on_every_scenario_publishes_the_largest_tabs_own_epoch(built_p
                                                                          monkeypatch) -> None:
     """ctnet.source=all: when early stopping keeps an epoch of the largest tab's own (scripted: the macro peaks at
     epoch 1, the largest tab at epoch 3), the stage saves it as model_<largest>.pt, the row serves that tab with
-    it and the targets keep reading source.pt."""
+    it and the targets keep reading source.pt. The next (incremental) day continues the targets and does not load
+    model_<largest>.pt as one of them."""
     import copy
 
     import torch
 
     import sass_retrieval.train.finetune as ft
+    from sass_retrieval.train import checkpoint
     from sass_retrieval.train.checkpoint import load_row_model
 
     snapshots: list[dict] = []
@@ -121,3 +123,14 @@ def test_a_source_on_every_scenario_publishes_the_largest_tabs_own_epoch(built_p
         report = json.loads((folder / "report.json").read_text())["report"]
         target, _ = load_row_model(Path("models"), "ctnet", report["targets"][0])
         assert all(torch.equal(v, snapshots[0][k]) for k, v in target.source.state_dict().items())
+
+        from sass_retrieval.publish import install_version, point_current
+
+        published = Path("published")
+        point_current(published, install_version(published, "ctnet-all", {"models/ctnet": folder}, {}))
+        _set(Path("params.yaml"), train={"mode": "incremental", "incremental_epochs": 1, "incremental_days": 1})
+        loaded: list[str] = []
+        real_load = checkpoint.load_model
+        monkeypatch.setattr(checkpoint, "load_model", lambda path: loaded.append(Path(path).name) or real_load(path))
+        assert train.main(["--row", "ctnet", "--no-progress"]) == 0
+        assert "source.pt" in loaded and f"model_{large[0]}.pt" not in loaded

@@ -764,8 +764,11 @@ def _training(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
                      Cell(DASH, num=True), Cell(DASH, num=True), Cell(DASH),
                      Cell(fmt_metric(losses[-1]) if losses else DASH, num=True),
                      Cell(_seconds(pre.get("seconds")), num=True)])
+    kept: list[str] = []          # models whose selection kept their start (best epoch 0: ctnet.keep_start)
     for row, r in rep.train_reports.items():
         for label, inner in _row_reports(row, r).items():
+            if inner.get("best_epoch") == 0:
+                kept.append(label)
             final = next((inner[p] for p in ("refit", "full") if isinstance(inner.get(p), dict)), None)
             epochs = len(final.get("epoch_loss") or []) if final else None
             losses = (final or {}).get("epoch_loss") or []
@@ -777,7 +780,6 @@ def _training(rep: RunReport, figs: Mapping[str, Figure]) -> list[Block]:
     if rows:
         blocks.append(Table(["model", "epochs (final fit)", "best epoch", "best val NDCG@50",
                              "popularity prior w (held-out day)", "last epoch loss", "time"], rows))
-        kept = [r[0].text for r in rows if r[2].text == "0"]
         if kept:
             blocks.append(Note(f"Best epoch 0 ({', '.join(kept)}): early stopping kept the model as it started "
                                "(ctnet.keep_start): no epoch on its own clicks beat its warm start on the held-out day."))

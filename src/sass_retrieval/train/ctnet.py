@@ -85,6 +85,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
     cfg = model_config(params, bank.scenarios, "dssm")
     large, source_scen, targets = source_and_targets(bank, str(get(params, "ctnet.source")))
     use_adapters, init = bool(get(params, "ctnet.adapters")), str(get(params, "ctnet.init"))
+    target_choices = {"scenario_l2": float(get(params, "ctnet.anchor_l2")), "keep_start": bool(get(params, "ctnet.keep_start"))}
 
     seed_everything(seed)
     source = RetrievalModel(cfg)
@@ -111,9 +112,8 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
             if isinstance(prev, CTNet):   # yesterday's adapters carry on over today's source
                 model.user_adapters.load_state_dict(prev.user_adapters.state_dict())
                 model.item_adapters.load_state_dict(prev.item_adapters.state_dict())
-        settings = replace(finetune_settings(params, seed, [s], progress), scenario_l2=float(get(params, "ctnet.anchor_l2")),
-                           keep_start=bool(get(params, "ctnet.keep_start")))
-        report[s] = finetune(model, bank, settings, out_dir / s)
+        report[s] = finetune(model, bank, replace(finetune_settings(params, seed, [s], progress), **target_choices),
+                             out_dir / s)
         models[s] = model
         log.info("ctnet target %s trained (adapters %s, %s)", s, use_adapters,
                  "warm start" if prev is not None else f"from the source ({init})")
