@@ -58,10 +58,29 @@ from sass_retrieval.experiment import (  # noqa: E402
 
 REFERENCE = "ctnet"
 BASELINES = ["popular", "dssm_mixed", "dssm_single", "sass"]
-# continual rows: ctnet.* overrides, and whether the adapters keep reading the first day's source
-CONTINUAL = {"ctnet": ({"adapters": True}, False), "ctnet_one_time": ({"adapters": True}, True),
-             "pf_all": ({"adapters": False, "init": "all"}, False),
-             "pf_emb": ({"adapters": False, "init": "embeddings"}, False)}
+# continual rows: params overrides (dotted keys), and whether the adapters keep reading the first day's source
+CONTINUAL = {"ctnet": ({"ctnet.adapters": True}, False), "ctnet_one_time": ({"ctnet.adapters": True}, True),
+             "pf_all": ({"ctnet.adapters": False, "ctnet.init": "all"}, False),
+             "pf_emb": ({"ctnet.adapters": False, "ctnet.init": "embeddings"}, False)}
+
+
+def continual_rows(names: str, variants: list[str]) -> dict[str, tuple[dict[str, object], bool]]:
+    """The continual rows to run: a subset of CONTINUAL (``--rows``; ctnet always) plus ``--variant
+    NAME:key=value;key=value`` rows, continual transfer with those params changed (e.g. ``ct_lr:
+    ctnet.adapter_lr=0.1``), so that knobs are compared on the same pairs in one run."""
+    from bench_cli import parse_sets
+
+    rows = {"ctnet": CONTINUAL["ctnet"]}
+    for name in (n for n in names.split(",") if n):
+        if name not in CONTINUAL:
+            raise SystemExit(f"--rows: unknown continual row {name!r} (one of {', '.join(CONTINUAL)})")
+        rows[name] = CONTINUAL[name]
+    for spec in variants:
+        name, _, sets = spec.partition(":")
+        if not name or not sets or name in rows or name in BASELINES:
+            raise SystemExit(f"--variant {spec!r}: expected NEW_NAME:key=value[;key=value] with a new row name")
+        rows[name] = ({"ctnet.adapters": True, **dict(parse_sets(sets.split(";")))}, False)
+    return rows
 SMALL_TABS = ("0", "2", "4", "6")
 
 
@@ -72,8 +91,10 @@ def pooled(stacks: list[dict], labels: list[str]) -> dict:
 
 
 def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days: int, declared: list[str],
-             seed: int, baselines: list[str] = BASELINES) -> dict[str, dict]:
+             seed: int, baselines: list[str] = BASELINES,
+             continual: dict[str, tuple[dict[str, object], bool]] = CONTINUAL) -> dict[str, dict]:
     """One seed's backfill: label -> row -> protocol result (with per-pair values and training seconds)."""
+    from sass_retrieval.config import set_dotted
     from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
     from sass_retrieval.train.ctnet import train_ctnet
 
@@ -88,13 +109,14 @@ def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days:
         slices, bank = evaluation_slices(prep), window_bank(prep, params)
         res = run_rows(prep, copy.deepcopy(params), baselines, seed, work / "rows", keep_models=kept,
                        slices=slices, bank=bank)
-        for row, (overrides, one_time) in CONTINUAL.items():
+        for row, (overrides, one_time) in continual.items():
             if i == 0 and row == "ctnet_one_time":      # identical to ctnet on the first day
                 state[row], res[row] = state["ctnet"], copy.deepcopy(res["ctnet"])
                 kept[row] = kept["ctnet"]
                 continue
             p = copy.deepcopy(params)
-            p["ctnet"].update(overrides)
+            for key, value in overrides.items():
+                set_dotted(p, key, value)
             if i > 0:
                 p = incremental_params(p, ("finetune",))
             prev = state.get(row)
@@ -131,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baselines", default=",".join(BASELINES),
                    help="rows retrained from scratch every day beside the continual ones (dssm_single is required: "
                         "the cost column is relative to it); fewer make a long backfill affordable")
+    p.add_argument("--rows", default=",".join(CONTINUAL),
+                   help="continual rows beside ctnet (ctnet_one_time, pf_all, pf_emb); fewer make a comparison of "
+                        "variants affordable")
+    p.add_argument("--variant", action="append", default=[],
+                   help="an extra continual row NAME:key=value[;key=value], e.g. ct_lr:ctnet.adapter_lr=0.1")
     params_options(p, "ctnet.source=all")
     args = p.parse_args(argv)
     params = bench_params(args, ("sass_retrieval.train.ctnet",))
@@ -142,11 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     baselines = [r for r in args.baselines.split(",") if r]
     if "dssm_single" not in baselines:
         p.error("--baselines must include dssm_single (the reference of the cost column)")
+    continual = continual_rows(args.rows, args.variant)
     declared = args.scenarios.split(",") + ["other"]
     t0 = time.perf_counter()
     per_seed: list[dict] = []
     for seed in args.seeds:
-        per_seed.append(run_seed(store, work, params, days, args.train_days, declared, seed, baselines))
+        per_seed.append(run_seed(store, work, params, days, args.train_days, declared, seed, baselines,
+                                 continual))
         body, payload = report(per_seed, args)
         body = f"Seeds {args.seeds[:len(per_seed)]}; overrides {args.set or 'none'}; {time.perf_counter() - t0:.0f}s.\n\n" + body
         write_results(Path(args.out), "CTNet: continual transfer on a rolling KuaiRand backfill", prov, body, payload)

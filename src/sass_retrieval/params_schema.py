@@ -274,6 +274,8 @@ class Ctnet(Section):
     init: Literal["all", "embeddings"]
     anchor_l2: NonNeg
     keep_start: bool
+    adapter_lr: Positive               # the adapters' learning rate as a multiple of finetune.lr
+    adapt_output: bool                 # an adapter on the last layer (the retrieval vector) too
 
 
 class Train(Section):

@@ -105,3 +105,53 @@ def test_the_anchor_is_the_targets_start_and_is_neither_trained_nor_saved() -> N
     assert target.user_emb.weight.grad is None                     # the sparse tables are not anchored
     assert all(torch.allclose(target.get_parameter(n).grad, 2 * 0.01 * torch.ones_like(start[n])) for n in towers)
     assert all(p.grad is None for p in model.source.parameters())
+
+
+def _steps(model: CTNet, n: int = 3) -> None:
+    from sass_retrieval.train.loop import LoopSettings, make_optimizer
+
+    settings = LoopSettings(epochs=1, lr=0.01, emb_lr=0.01, weight_decay=0.0, seed=0, checkpoint_every=0,
+                            progress=False, max_steps_per_epoch=0)
+    opt = make_optimizer(model, settings)
+    u, i = _batches()
+    for _ in range(n):
+        opt.zero_grad()
+        (-(model.user_vectors(u)[0] * model.item_vectors(i)[0]).sum()).backward()
+        opt.step()
+
+
+def test_without_an_output_adapter_the_last_layer_adds_nothing_and_serves_alike_when_reloaded() -> None:
+    """adapt_output=False: the last adapter stays exactly zero through training, so a model rebuilt with the
+    default (as serving rebuilds it from a checkpoint) gives the same vectors; the hidden adapters learn."""
+    source, target = _pair()
+    model = CTNet(source, target, adapt_output=False)
+    _steps(model)
+    for adapters in (model.user_adapters, model.item_adapters):
+        assert torch.equal(adapters[-1].value.weight, torch.zeros_like(adapters[-1].value.weight))
+        assert torch.equal(adapters[-1].value.bias, torch.zeros_like(adapters[-1].value.bias))
+        assert adapters[0].value.weight.abs().sum() > 0
+    reloaded = CTNet(source, copy.deepcopy(target))
+    reloaded.load_state_dict(model.state_dict())
+    u, i = _batches()
+    with torch.no_grad():
+        assert torch.equal(reloaded.user_vectors(u)[0], model.user_vectors(u)[0])
+        assert torch.equal(reloaded.item_vectors(i)[0], model.item_vectors(i)[0])
+
+
+def test_adapter_lr_scales_only_the_adapters_learning_rate() -> None:
+    """The optimizer gives the adapters lr x adapter_lr and every other dense weight lr; with a near-zero scale the
+    adapters barely move while the target's towers train as before."""
+    from sass_retrieval.train.loop import LoopSettings, make_optimizer
+
+    source, target = _pair()
+    model = CTNet(source, target, adapter_lr=1e-6)
+    settings = LoopSettings(epochs=1, lr=0.01, emb_lr=0.01, weight_decay=0.0, seed=0, checkpoint_every=0,
+                            progress=False, max_steps_per_epoch=0)
+    adam = make_optimizer(model, settings).opts[0]
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in adam.param_groups}
+    adapter_ids = {id(p) for m in (model.user_adapters, model.item_adapters) for p in m.parameters()}
+    assert sorted(by_lr) == pytest.approx([1e-8, 0.01]) and by_lr[min(by_lr)] == adapter_ids
+    tower_before = copy.deepcopy(target.user_tower.state_dict())
+    _steps(model)
+    assert max(a.value.weight.abs().max().item() for a in model.user_adapters) < 1e-6
+    assert any(not torch.equal(v, tower_before[k]) for k, v in target.user_tower.state_dict().items())

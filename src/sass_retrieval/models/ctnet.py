@@ -16,6 +16,14 @@ The target's own tower weights can also be pulled toward where they started (``c
 regulariser of Li et al. 2018, "Explicit Inductive Bias for Transfer Learning"): on its first day a target
 starts as the source, and a small scenario's few clicks otherwise drag it away from what the source knew
 within an epoch; on later days the anchor is yesterday's target, so a day's update cannot undo the last.
+
+Two knobs bound what the adapters can learn from a small scenario's few clicks. ``adapter_lr`` scales their
+learning rate against the towers' (Adam moves every weight at about the learning rate per step whatever its
+gradient, so zero-started adapters otherwise grow as fast as the warm-started towers change).
+``adapt_output=False`` leaves the last layer, the retrieval vector itself, without an adapter: the source
+then reaches the target's vector only through its hidden layers, as in the paper, whose adapters sit on the
+hidden layers of the CTR network and not on its output. That last adapter is then frozen at zero, so its
+checkpoint serves identically by a model built with either value.
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ class CTNet(nn.Module):
     :class:`RetrievalModel` (``user_vectors``/``item_vectors`` -> (serving vector, global vector)), so the one
     trainer, sampler, evaluation and index code serve it unchanged."""
 
-    def __init__(self, source: RetrievalModel, target: RetrievalModel) -> None:
+    def __init__(self, source: RetrievalModel, target: RetrievalModel, adapter_lr: float = 1.0,
+                 adapt_output: bool = True) -> None:
         super().__init__()
         for name, m in (("source", source), ("target", target)):
             if m.cfg.arch != "dssm":
@@ -63,6 +72,11 @@ class CTNet(nn.Module):
         self.target = target
         self.user_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
         self.item_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
+        self.adapter_lr = adapter_lr
+        if not adapt_output:
+            for adapters in (self.user_adapters, self.item_adapters):
+                for p in adapters[-1].parameters():
+                    p.requires_grad_(False)   # the value stays zero: this layer adds nothing, now or when served
         # the target's tower weights as it starts (its warm start): the L2-SP anchor, a plain dict so it is
         # neither trained nor saved (tomorrow's anchor is tomorrow's warm start)
         self.anchor = {n: p.detach().clone() for n, p in self._towers()}
@@ -71,6 +85,10 @@ class CTNet(nn.Module):
         """The target's dense tower parameters: what the anchor holds (the sparse embedding tables are left out:
         a penalty on a whole table would give every row a dense gradient every step)."""
         return [(n, p) for n, p in self.target.named_parameters() if n.split(".")[0] in ("user_tower", "item_tower")]
+
+    def lr_scales(self) -> dict[int, float]:
+        """id(parameter) -> its learning rate as a multiple of the dense rate (train.loop.PairedOptimizer)."""
+        return {id(p): self.adapter_lr for m in (self.user_adapters, self.item_adapters) for p in m.parameters()}
 
     def train(self, mode: bool = True) -> CTNet:
         """The source stays in eval mode whatever the trainer asks: it is a fixed function of its inputs."""

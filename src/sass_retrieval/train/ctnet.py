@@ -108,7 +108,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
             target.load_state_dict((prev.target if isinstance(prev, CTNet) else prev).state_dict())
         model: RetrievalModel | CTNet = target
         if use_adapters:
-            model = CTNet(frozen, target)
+            model = CTNet(frozen, target, float(get(params, "ctnet.adapter_lr")), bool(get(params, "ctnet.adapt_output")))
             if isinstance(prev, CTNet):   # yesterday's adapters carry on over today's source
                 model.user_adapters.load_state_dict(prev.user_adapters.state_dict())
                 model.item_adapters.load_state_dict(prev.item_adapters.state_dict())

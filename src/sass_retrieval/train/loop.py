@@ -64,7 +64,13 @@ class PairedOptimizer:
         sparse = [p for p in model.parameters() if p.requires_grad and id(p) in sparse_ids]
         self.opts: list[torch.optim.Optimizer] = []
         if dense:
-            self.opts.append(torch.optim.Adam(dense, lr=s.lr, weight_decay=s.weight_decay))
+            # a model may scale some weights' learning rate (models.ctnet: its adapters): one Adam group per scale
+            scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+            groups: dict[float, list[torch.nn.Parameter]] = {}
+            for p in dense:
+                groups.setdefault(float(scales.get(id(p), 1.0)), []).append(p)
+            self.opts.append(torch.optim.Adam([{"params": ps, "lr": s.lr * k} for k, ps in groups.items()],
+                                              lr=s.lr, weight_decay=s.weight_decay))
         if sparse:
             self.opts.append(torch.optim.SparseAdam(sparse, lr=s.emb_lr))
 
