@@ -138,3 +138,21 @@ def test_ctnet_checkpoint_round_trip_and_a_missing_source(tiny_bank, tmp_path) -
     with pytest.raises(CheckpointError, match="needs its source model"):
         load_ctnet(tmp_path / f"target_{s}.pt", tmp_path / "source.pt")
     assert load_model(tmp_path / "source2.pt")[0].cfg.arch == "dssm"
+
+
+def test_a_day_that_cannot_continue_yesterdays_models_names_the_key(tiny_bank, tmp_path) -> None:
+    """A changed scenario set or model shape on an incremental day: one line naming the key, not torch's
+    size-mismatch dump (the ctnet row loads yesterday's source and targets itself)."""
+    from dataclasses import replace
+
+    from sass_retrieval.config import ConfigError
+
+    bank, _ = tiny_bank
+    src1, day1, rep = train_ctnet(bank, _params(), 0, tmp_path / "d1", progress=False)
+    other = RetrievalModel(replace(src1.cfg, scenarios=[*src1.cfg.scenarios, "new_tab"]))
+    with pytest.raises(ConfigError, match="scenarios.names.*yesterday's ctnet source"):
+        train_ctnet(bank, _params(), 1, tmp_path / "d2", source_init=other, progress=False)
+    s = rep["targets"][0]
+    wider = RetrievalModel(replace(src1.cfg, hidden=32))
+    with pytest.raises(ConfigError, match=f"model.hidden.*yesterday's ctnet target of scenario {s}"):
+        train_ctnet(bank, _params(), 1, tmp_path / "d3", source_init=src1, target_inits={s: wider}, progress=False)

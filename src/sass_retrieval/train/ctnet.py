@@ -35,7 +35,7 @@ from ..models.retrieval import RetrievalModel
 from .bank import FeatureBank
 from .finetune import finetune
 from .loop import seed_everything
-from .recipes import finetune_settings, model_config
+from .recipes import finetune_settings, model_config, require_same_model
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
 
     seed_everything(seed)
     source = RetrievalModel(cfg)
-    if source_init is not None:
+    if source_init is not None:   # a day whose scenarios or model changed cannot continue yesterday's: say which key
+        require_same_model(source_init.cfg, cfg, "yesterday's ctnet source")
         source.load_state_dict(source_init.state_dict())
     own: dict[str, Any] = {}      # source=all: the largest scenario's own-epoch model, when selection keeps one
     report: dict[str, Any] = {"source_scenario": large, "source_trains_on": source_scen or "all",
@@ -105,7 +106,9 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
             target = target_from_source(source, cfg, init)
         else:
             target = RetrievalModel(cfg)
-            target.load_state_dict((prev.target if isinstance(prev, CTNet) else prev).state_dict())
+            prev_target = prev.target if isinstance(prev, CTNet) else prev
+            require_same_model(prev_target.cfg, cfg, f"yesterday's ctnet target of scenario {s}")
+            target.load_state_dict(prev_target.state_dict())
         model: RetrievalModel | CTNet = target
         if use_adapters:
             model = CTNet(frozen, target, float(get(params, "ctnet.adapter_lr")), bool(get(params, "ctnet.adapt_output")))
