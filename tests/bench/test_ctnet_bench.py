@@ -26,3 +26,10 @@ def test_bad_rows_and_variants_stop_with_one_line(names: str, variants: list[str
     ctnet = load_bench("ctnet")
     with pytest.raises(SystemExit, match=message):
         ctnet.continual_rows(names, variants)
+
+
+def test_negated_turns_a_minus_b_into_b_minus_a() -> None:
+    """The row − dssm_single table is dssm_single − row turned round: the interval flips with the sign."""
+    ctnet = load_bench("ctnet")
+    ci = {"diff": 0.01, "lo": -0.002, "hi": 0.02, "pairs": 7, "significant": False}
+    assert ctnet.negated(ci) == {"diff": -0.01, "lo": -0.02, "hi": 0.002, "pairs": 7, "significant": False}
