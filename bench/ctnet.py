@@ -62,6 +62,7 @@ BASELINES = ["popular", "dssm_mixed", "dssm_single", "sass"]
 CONTINUAL = {"ctnet": ({"ctnet.adapters": True}, False), "ctnet_one_time": ({"ctnet.adapters": True}, True),
              "pf_all": ({"ctnet.adapters": False, "ctnet.init": "all"}, False),
              "pf_emb": ({"ctnet.adapters": False, "ctnet.init": "embeddings"}, False)}
+SMALL_TABS = ("0", "2", "4", "6")
 
 
 def continual_rows(names: str, variants: list[str]) -> dict[str, tuple[dict[str, object], bool]]:
@@ -81,7 +82,6 @@ def continual_rows(names: str, variants: list[str]) -> dict[str, tuple[dict[str,
             raise SystemExit(f"--variant {spec!r}: expected NEW_NAME:key=value[;key=value] with a new row name")
         rows[name] = ({"ctnet.adapters": True, **dict(parse_sets(sets.split(";")))}, False)
     return rows
-SMALL_TABS = ("0", "2", "4", "6")
 
 
 def pooled(stacks: list[dict], labels: list[str]) -> dict:
@@ -183,11 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def comparisons(by_label: dict[str, list[dict]], reference: str, n_boot: int) -> dict[str, dict]:
-    """label -> row -> scenario/macro -> CI of Δ = reference − row: each window, and pooled over the days after
-    the first (per tab with its days as strata, and macro)."""
+def comparisons(by_label: dict[str, list[dict]], reference: str, n_boot: int,
+                windows: list[str] | None = None) -> dict[str, dict]:
+    """label -> row -> scenario/macro -> CI of Δ = reference − row: each of ``windows`` (default: every label),
+    and pooled over the days after the first (per tab with its days as strata, and macro)."""
     labels = list(by_label)
-    comps = {lab: compare_rows(stack_seeds(by_label[lab]), reference, "ndcg@50", n_boot=n_boot) for lab in labels}
+    comps = {lab: compare_rows(stack_seeds(by_label[lab]), reference, "ndcg@50", n_boot=n_boot)
+             for lab in (labels if windows is None else windows)}
     later = labels[2:]                     # the days after the first (labels[0]: the dev window, [1]: the first day)
     if len(later) > 1:
         stacks = [stack_seeds(by_label[lab]) for lab in later]
@@ -205,15 +207,26 @@ def negated(ci: dict) -> dict:
     return {**ci, "diff": -ci["diff"], "lo": -ci["hi"], "hi": -ci["lo"]}
 
 
+def ci_tables(comps: dict[str, dict], rows: list[str], reference: str) -> list[str]:
+    """One markdown table per window: a row per compared row, a CI per scenario and macro."""
+    out: list[str] = []
+    for name, comp in comps.items():
+        scen = [x for x in next(iter(comp.values())) if x != "macro"]
+        out += [f"### {name}\n", "| row | " + " | ".join(scen) + " | macro |", "|---" + "|---:" * (len(scen) + 1) + "|"]
+        out += [f"| {r} | " + " | ".join(fmt_ci(comp[r][x]) for x in scen + ["macro"]) + " |"
+                for r in rows if r != reference]
+        out.append("")
+    return out
+
+
 def report(per_seed: list[dict], args) -> tuple[str, dict]:
     labels = list(per_seed[0])
     rows = list(per_seed[0][labels[-1]])
     by_label = {lab: [ps[lab] for ps in per_seed] for lab in labels}
     comps = comparisons(by_label, REFERENCE, args.n_boot)
     # the issue's bar is set against no transfer: every row − dssm_single, on the dev window and pooled later
-    vs_single = comparisons(by_label, "dssm_single", args.n_boot)
     vs_single = {lab: {r: {k: negated(ci) for k, ci in c.items()} for r, c in comp.items()}
-                 for lab, comp in vs_single.items() if lab == labels[0] or lab.startswith("pooled")}
+                 for lab, comp in comparisons(by_label, "dssm_single", args.n_boot, labels[:1]).items()}
 
     def mean(lab: str, row: str, scen: str | None = None) -> float:
         return float(np.mean([(r[row]["per_scenario"][scen] if scen else r[row]["macro"])["ndcg@50"]
@@ -227,18 +240,9 @@ def report(per_seed: list[dict], args) -> tuple[str, dict]:
                                              else f"{mean(lab, r):.4f}" for lab in labels) + " |")
     out += ["", f"## Δ NDCG@50 = {REFERENCE} − row, 95% paired bootstrap CI (pooled over seeds)\n",
             "Bold: the interval excludes 0; otherwise no measurable difference.\n"]
-    for name, comp in comps.items():
-        scen = [x for x in next(iter(comp.values())) if x != "macro"]
-        out += [f"### {name}\n", "| row | " + " | ".join(scen) + " | macro |", "|---" + "|---:" * (len(scen) + 1) + "|"]
-        out += [f"| {r} | " + " | ".join(fmt_ci(comp[r][x]) for x in scen + ["macro"]) + " |" for r in rows if r != REFERENCE]
-        out.append("")
+    out += ci_tables(comps, rows, REFERENCE)
     out += ["## Δ NDCG@50 = row − dssm_single (no transfer), 95% paired bootstrap CI (pooled over seeds)\n"]
-    for name, comp in vs_single.items():
-        scen = [x for x in next(iter(comp.values())) if x != "macro"]
-        out += [f"### {name}\n", "| row | " + " | ".join(scen) + " | macro |", "|---" + "|---:" * (len(scen) + 1) + "|"]
-        out += [f"| {r} | " + " | ".join(fmt_ci(comp[r][x]) for x in scen + ["macro"]) + " |"
-                for r in rows if r != "dssm_single"]
-        out.append("")
+    out += ci_tables(vs_single, rows, "dssm_single")
     out += ["## Training seconds per day (mean over seeds; the first day trains from scratch)\n",
             "| row | " + " | ".join(labels[1:]) + " | × dssm_single (first day) |", "|---" + "|---:" * len(labels) + "|"]
     for r in rows:

@@ -73,6 +73,7 @@ class CTNet(nn.Module):
         self.user_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
         self.item_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
         self.adapter_lr = adapter_lr
+        self.adapted_layers = target.cfg.layers if adapt_output else target.cfg.layers - 1
         if not adapt_output:
             for adapters in (self.user_adapters, self.item_adapters):
                 for p in adapters[-1].parameters():
@@ -106,7 +107,8 @@ class CTNet(nn.Module):
         tgt_tower = getattr(self.target, f"{side}_tower")
         with torch.no_grad():
             hs = src_tower.global_layers(getattr(self.source, f"{side}_input")(b))
-        add = [a(h) for a, h in zip(adapters, hs, strict=True)]
+        # the frozen output adapter (adapt_output=False) would add zeros: it is not run
+        add = [a(h) for a, h in zip(adapters[:self.adapted_layers], hs[:self.adapted_layers], strict=True)]
         out = tgt_tower.global_layers(getattr(self.target, f"{side}_input")(b), add)[-1]
         e = nn.functional.normalize(out, dim=-1)
         return e, e

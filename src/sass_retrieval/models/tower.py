@@ -226,11 +226,12 @@ class Tower(nn.Module):
         """Every layer's output of the global network (the last one before normalisation).
 
         ``add[i]`` is added to layer i's output before the next layer reads it: the hook through which a
-        CTNet target tower receives its frozen source tower's signal (models.ctnet)."""
+        CTNet target tower receives its frozen source tower's signal (models.ctnet). Layers past the end of
+        ``add`` receive nothing (a CTNet without an adapter on its output layer)."""
         outs, g = [], x
         for i, layer in enumerate(self.global_net):
             g = self._act(i, layer(g))
-            if add is not None:
+            if add is not None and i < len(add):
                 g = g + add[i]
             outs.append(g)
         return outs

@@ -86,6 +86,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
     large, source_scen, targets = source_and_targets(bank, str(get(params, "ctnet.source")))
     use_adapters, init = bool(get(params, "ctnet.adapters")), str(get(params, "ctnet.init"))
     target_choices = {"scenario_l2": float(get(params, "ctnet.anchor_l2")), "keep_start": bool(get(params, "ctnet.keep_start"))}
+    adapter_lr, adapt_output = float(get(params, "ctnet.adapter_lr")), bool(get(params, "ctnet.adapt_output"))
 
     seed_everything(seed)
     source = RetrievalModel(cfg)
@@ -111,7 +112,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
             target.load_state_dict(prev_target.state_dict())
         model: RetrievalModel | CTNet = target
         if use_adapters:
-            model = CTNet(frozen, target, float(get(params, "ctnet.adapter_lr")), bool(get(params, "ctnet.adapt_output")))
+            model = CTNet(frozen, target, adapter_lr, adapt_output)
             if isinstance(prev, CTNet):   # yesterday's adapters carry on over today's source
                 model.user_adapters.load_state_dict(prev.user_adapters.state_dict())
                 model.item_adapters.load_state_dict(prev.item_adapters.state_dict())
