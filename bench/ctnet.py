@@ -84,6 +84,17 @@ def continual_rows(names: str, variants: list[str]) -> dict[str, tuple[dict[str,
     return rows
 
 
+def source_drift(first, today, bank, scenario: str) -> float:
+    """Mean 1 - cos between the first day's and today's source item vectors (every item, as served in the
+    source's scenario): how much there is for continual transfer to pass on that one-time transfer does not."""
+    import torch
+
+    b = bank.serving_item_batch(np.arange(len(bank.item_ids)), scenario)
+    with torch.no_grad():
+        a, c = first.eval().item_vectors(b)[0], today.eval().item_vectors(b)[0]
+    return float((1.0 - (a * c).sum(-1)).mean())
+
+
 def pooled(stacks: list[dict], labels: list[str]) -> dict:
     """Several days' per-pair stacks as one comparison: each (day, scenario) is a stratum."""
     return {row: {f"{lab}:{s}": v for st, lab in zip(stacks, labels, strict=True) for s, v in st[row].items()}
@@ -121,14 +132,17 @@ def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days:
                 p = incremental_params(p, ("finetune",))
             prev = state.get(row)
             t = time.perf_counter()
-            source, models, _ = train_ctnet(bank, p, seed, work / "ctnet" / row, progress=False,
+            source, models, rep = train_ctnet(bank, p, seed, work / "ctnet" / row, progress=False,
                                             source_init=prev[0] if prev else None,
                                             target_inits=dict(prev[1]) if prev else None,
                                             adapter_source=first_source if one_time and i > 0 else None)
             seconds = time.perf_counter() - t
             state[row] = (source, models)
             kept[row] = EmbeddingRecommender(models, bank)
-            res[row] = score(slices, kept[row], {"train_seconds": seconds})
+            res[row] = score(slices, kept[row], {
+                "train_seconds": seconds, "adapter_effect": {t: rep[t]["adapter_effect"] for t in rep["targets"]
+                                                             if "adapter_effect" in rep[t]},
+                "source_drift": source_drift(first_source, source, bank, rep["source_scenario"]) if i else 0.0})
             logging.info("seed %d %s %s: macro NDCG@50 %.4f (%.0fs)", seed, label, row, res[row]["macro"]["ndcg@50"],
                          seconds)
         if i == 0:
@@ -219,6 +233,31 @@ def ci_tables(comps: dict[str, dict], rows: list[str], reference: str) -> list[s
     return out
 
 
+def effect_table(by_label: dict[str, list[dict]], labels: list[str], rows: list[str]) -> list[str]:
+    """Per adapter row and day: how far the adapters move each target's served vectors (users / items), and how
+    far the source has moved from the first day's (the signal continual transfer has over one-time)."""
+    rows = [r for r in rows if any(x[r]["info"].get("adapter_effect") for lab in labels for x in by_label[lab])]
+    if not rows:
+        return []
+    tabs = list(by_label[labels[0]][0][rows[0]]["info"]["adapter_effect"])
+
+    def mean(lab: str, r: str, t: str, side: str) -> float:
+        return float(np.mean([x[r]["info"]["adapter_effect"][t][side] for x in by_label[lab]]))
+
+    out = ["", "## How far the adapters move the targets' vectors (mean 1 − cos, %, users / items; mean over seeds)\n",
+           "The source's drift is the same measure between the first day's source and the day's (items, in its own "
+           "scenario): what continual transfer can pass on that one-time transfer cannot.\n",
+           "| row | day | " + " | ".join(f"tab {t}" for t in tabs) + " | source drift |",
+           "|---|---" + "|---:" * (len(tabs) + 1) + "|"]
+    for r in rows:
+        for lab in labels:
+            drift = float(np.mean([x[r]["info"].get("source_drift", 0.0) for x in by_label[lab]]))
+            out.append(f"| {r} | {lab} | " + " | ".join(f"{100 * mean(lab, r, t, 'user'):.2f} / "
+                                                       f"{100 * mean(lab, r, t, 'item'):.2f}" for t in tabs)
+                       + f" | {100 * drift:.2f} |")
+    return out + [""]
+
+
 def report(per_seed: list[dict], args) -> tuple[str, dict]:
     labels = list(per_seed[0])
     rows = list(per_seed[0][labels[-1]])
@@ -250,6 +289,7 @@ def report(per_seed: list[dict], args) -> tuple[str, dict]:
         base = float(np.mean([x["dssm_single"]["info"].get("train_seconds", 0.0) for x in by_label[labels[1]]]))
         ratio = f"{secs[0] / base:.2f}×" if base and r != "popular" else "–"
         out.append(f"| {r} | " + " | ".join(f"{s:.0f}" for s in secs) + f" | {ratio} |")
+    out += effect_table(by_label, labels[1:], rows)
     payload = {"labels": labels, "rows": rows, "significance": comps, "vs_dssm_single": vs_single, "seeds": args.seeds, "overrides": args.set,
                "per_seed": [{lab: strip_pairs(ps[lab]) for lab in labels} for ps in per_seed]}
     return "\n".join(out) + "\n", payload

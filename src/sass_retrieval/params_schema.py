@@ -271,7 +271,7 @@ class Ctnet(Section):
     model_config = ConfigDict(extra="forbid")
     source: Literal["largest", "all"]
     adapters: bool
-    init: Literal["all", "embeddings"]
+    init: Literal["all", "embeddings", "scratch"]
     anchor_l2: NonNeg
     keep_start: bool
     adapter_lr: Positive               # the adapters' learning rate as a multiple of finetune.lr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support import load_bench
+from support import TINY_PARAMS, load_bench
 
 
 def test_variants_are_ctnet_with_their_overrides_beside_the_chosen_rows() -> None:
@@ -33,3 +33,38 @@ def test_negated_turns_a_minus_b_into_b_minus_a() -> None:
     ctnet = load_bench("ctnet")
     ci = {"diff": 0.01, "lo": -0.002, "hi": 0.02, "pairs": 7, "significant": False}
     assert ctnet.negated(ci) == {"diff": -0.01, "lo": -0.02, "hi": 0.002, "pairs": 7, "significant": False}
+
+
+def test_effect_table_averages_seeds_and_skips_rows_without_adapters() -> None:
+    """One line per adapter row and day, users / items in percent, mean over seeds; pf_* rows have no adapters."""
+    ctnet = load_bench("ctnet")
+
+    def seed(u: float, drift: float) -> dict:
+        return {"ctnet": {"info": {"adapter_effect": {"0": {"user": u, "item": 0.01}}, "source_drift": drift}},
+                "pf_all": {"info": {"adapter_effect": {}}}}
+
+    by_label = {"d1": [seed(0.02, 0.0), seed(0.04, 0.0)], "d2": [seed(0.01, 0.003), seed(0.03, 0.005)]}
+    table = ctnet.effect_table(by_label, ["d1", "d2"], ["ctnet", "pf_all"])
+    assert "| ctnet | d1 | 3.00 / 1.00 | 0.00 |" in table
+    assert "| ctnet | d2 | 2.00 / 1.00 | 0.40 |" in table
+    assert not any("pf_all" in line for line in table)
+    assert ctnet.effect_table(by_label, ["d1"], ["pf_all"]) == []
+
+
+def test_source_drift_is_zero_for_the_same_source_and_positive_for_another(tiny_bank) -> None:
+    import copy
+
+    import torch
+
+    from sass_retrieval.models.retrieval import RetrievalModel
+    from sass_retrieval.train.recipes import model_config
+
+    ctnet = load_bench("ctnet")
+    bank, _ = tiny_bank
+    source = RetrievalModel(model_config(TINY_PARAMS, bank.scenarios, "dssm"))
+    other = copy.deepcopy(source)
+    with torch.no_grad():
+        other.video_emb.weight.add_(torch.randn_like(other.video_emb.weight))
+    s = bank.scenarios[0]
+    assert ctnet.source_drift(source, copy.deepcopy(source), bank, s) == pytest.approx(0.0, abs=1e-6)
+    assert ctnet.source_drift(source, other, bank, s) > 0.0

@@ -155,3 +155,20 @@ def test_adapter_lr_scales_only_the_adapters_learning_rate() -> None:
     _steps(model)
     assert max(a.value.weight.abs().max().item() for a in model.user_adapters) < 1e-6
     assert any(not torch.equal(v, tower_before[k]) for k, v in target.user_tower.state_dict().items())
+
+
+def test_adapter_effect_is_zero_at_the_start_and_measures_how_far_the_source_moves_the_vectors() -> None:
+    """0 while the adapters are at zero; positive once they carry the source; larger the more they carry."""
+    source, target = _pair()
+    model = CTNet(source, target).eval()
+    u, i = _batches()
+    assert model.adapter_effect(u, "user") == pytest.approx(0.0, abs=1e-6)
+    assert model.adapter_effect(i, "item") == pytest.approx(0.0, abs=1e-6)
+    effects = []
+    for scale in (0.01, 1.0):
+        with torch.no_grad():
+            for a in model.item_adapters:
+                torch.nn.init.constant_(a.value.weight, scale)
+        effects.append(model.adapter_effect(i, "item"))
+    assert 0.0 < effects[0] < effects[1] <= 2.0
+    assert model.adapter_effect(u, "user") == pytest.approx(0.0, abs=1e-6)   # the user side still at zero

@@ -35,6 +35,8 @@ def test_source_serves_the_largest_scenario_and_every_other_gets_a_target(tiny_b
     large = largest_scenario(bank)
     assert models[large] is source and set(models) == set(bank.scenarios)
     assert all(isinstance(models[s], CTNet) for s in report["targets"])
+    # the report says how far each target's adapters move its served vectors (in [0, 2]: 1 - cos)
+    assert all(0.0 <= report[s]["adapter_effect"][side] <= 2.0 for s in report["targets"] for side in ("user", "item"))
     assert len(bank.per[large].pos_user) == max(len(bank.per[s].pos_user) for s in bank.scenarios)
     # the source the targets read is a frozen copy, bit-identical to the trained source
     for s in report["targets"]:
@@ -65,6 +67,29 @@ def test_pretrain_then_finetune_variants(tiny_bank, tmp_path) -> None:
     bank, _ = tiny_bank
     _, models, rep = train_ctnet(bank, _params(adapters=False, init="embeddings"), 0, tmp_path, progress=False)
     assert all(type(models[s]) is RetrievalModel for s in rep["targets"])
+
+
+def test_a_scratch_target_is_its_own_model_drawn_as_dssm_single_draws_it(tiny_bank) -> None:
+    """ctnet.init=scratch (the paper's setting): the first day's target shares no weight with the source and
+    starts exactly where dssm_single's model of that scenario starts; the other modes copy the source."""
+    from sass_retrieval.train.ctnet import target_from_source
+    from sass_retrieval.train.loop import seed_everything
+    from sass_retrieval.train.recipes import model_config
+
+    bank, _ = tiny_bank
+    cfg = model_config(_params(), bank.scenarios, "dssm")
+    seed_everything(1)
+    source = RetrievalModel(cfg)
+    seed_everything(0)
+    single = RetrievalModel(cfg)
+    seed_everything(0)
+    scratch = target_from_source(source, cfg, "scratch")
+    assert all(torch.equal(a, b) for a, b in zip(scratch.state_dict().values(), single.state_dict().values(),
+                                                strict=True))
+    assert not torch.equal(scratch.user_emb.weight, source.user_emb.weight)
+    assert torch.equal(target_from_source(source, cfg, "embeddings").user_emb.weight, source.user_emb.weight)
+    with pytest.raises(ValueError, match="ctnet.init must be one of"):
+        target_from_source(source, cfg, "half")
 
 
 def test_anchor_l2_keeps_each_target_near_its_warm_start(tiny_bank, tmp_path) -> None:

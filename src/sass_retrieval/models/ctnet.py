@@ -113,6 +113,17 @@ class CTNet(nn.Module):
         e = nn.functional.normalize(out, dim=-1)
         return e, e
 
+    @torch.no_grad()
+    def adapter_effect(self, b: dict[str, torch.Tensor], side: str) -> float:
+        """Mean over the rows of b of 1 - cos(the served vector, the vector with every adapter switched off):
+        how far the source, through the adapters, moves what the target serves (0: not at all). It tells
+        whether the transfer is continual in fact: if the adapters barely move the vectors, a refreshed source
+        cannot change the target either, and continual transfer is one-time transfer with extra cost."""
+        served = self._vectors(b, side)[0]
+        tgt_tower = getattr(self.target, f"{side}_tower")
+        own = nn.functional.normalize(tgt_tower.global_layers(getattr(self.target, f"{side}_input")(b))[-1], dim=-1)
+        return float((1.0 - (served * own).sum(-1)).mean()) if len(served) else 0.0
+
     def scenario_drift(self) -> torch.Tensor:
         """sum ||w - w_start||^2 over the target's tower weights: what the trainer's ``scenario_l2`` multiplies
         (train.finetune.with_scenario_l2); train.ctnet sets that strength from ``ctnet.anchor_l2``."""
