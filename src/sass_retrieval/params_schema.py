@@ -276,6 +276,7 @@ class Ctnet(Section):
     keep_start: bool
     adapter_lr: Positive               # the adapters' learning rate as a multiple of finetune.lr
     adapt_output: bool                 # an adapter on the last layer (the retrieval vector) too
+    source_view: Literal["largest", "own"]   # the scenario the source is shown the target's rows as
 
 
 class Train(Section):

@@ -172,3 +172,22 @@ def test_adapter_effect_is_zero_at_the_start_and_measures_how_far_the_source_mov
         effects.append(model.adapter_effect(i, "item"))
     assert 0.0 < effects[0] < effects[1] <= 2.0
     assert model.adapter_effect(u, "user") == pytest.approx(0.0, abs=1e-6)   # the user side still at zero
+
+
+def test_source_view_shows_the_source_every_row_as_that_scenarios() -> None:
+    """source_view='a': the source reads scenario b's rows as a's (the target still reads them as b's), so rows of
+    a are served as without a view and rows of b are not; an unknown scenario is refused."""
+    source, target = _pair()
+    plain = CTNet(source, copy.deepcopy(target))
+    with torch.no_grad():
+        for a in (*plain.user_adapters, *plain.item_adapters):
+            a.value.weight.normal_()
+    viewed = CTNet(source, copy.deepcopy(target), source_view="a")
+    viewed.load_state_dict(plain.state_dict())
+    u, _ = _batches()
+    in_a = u["scen"] == 0
+    with torch.no_grad():
+        p, v = plain.eval().user_vectors(u)[0], viewed.eval().user_vectors(u)[0]
+    assert torch.equal(p[in_a], v[in_a]) and not torch.allclose(p[~in_a], v[~in_a])
+    with pytest.raises(ValueError, match="source_view 'c'"):
+        CTNet(source, target, source_view="c")

@@ -17,7 +17,7 @@ from sass_retrieval.train.checkpoint import (
     save_checkpoint,
     save_ctnet,
 )
-from sass_retrieval.train.ctnet import largest_scenario, source_and_targets, train_ctnet
+from sass_retrieval.train.ctnet import largest_scenario, source_and_targets, source_view, train_ctnet
 
 
 def _params(**ctnet) -> dict:
@@ -181,3 +181,24 @@ def test_a_day_that_cannot_continue_yesterdays_models_names_the_key(tiny_bank, t
     wider = RetrievalModel(replace(src1.cfg, hidden=32))
     with pytest.raises(ConfigError, match=f"model.hidden.*yesterday's ctnet target of scenario {s}"):
         train_ctnet(bank, _params(), 1, tmp_path / "d3", source_init=src1, target_inits={s: wider}, progress=False)
+
+
+def test_the_source_view_is_the_largest_scenario_only_for_a_source_trained_on_it_alone(tiny_bank, tmp_path) -> None:
+    """ctnet.source_view=largest shows a largest-only source every target's rows as its own scenario's; a source
+    trained on every scenario knows each target's own. The view survives the checkpoint round trip."""
+    assert source_view("largest", "1", ["1"]) == "1"
+    assert source_view("largest", "1", None) is None and source_view("own", "1", ["1"]) is None
+    with pytest.raises(ValueError, match="ctnet.source_view must be one of"):
+        source_view("mine", "1", ["1"])
+    bank, _ = tiny_bank
+    source, models, rep = train_ctnet(bank, _params(source_view="largest"), 0, tmp_path / "train", progress=False)
+    s = rep["targets"][0]
+    assert models[s].source_view == largest_scenario(bank)
+    save_checkpoint(tmp_path / "source.pt", source)
+    save_ctnet(tmp_path / f"target_{s}.pt", models[s], tmp_path / "source.pt")
+    loaded, _ = load_ctnet(tmp_path / f"target_{s}.pt", tmp_path / "source.pt")
+    assert loaded.source_view == models[s].source_view
+    b = bank.serving_user_batch(bank.user_rows(bank.user_ids[:5]), s)
+    models[s].eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded.user_vectors(b)[0], models[s].user_vectors(b)[0])

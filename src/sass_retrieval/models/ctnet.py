@@ -24,6 +24,12 @@ gradient, so zero-started adapters otherwise grow as fast as the warm-started to
 then reaches the target's vector only through its hidden layers, as in the paper, whose adapters sit on the
 hidden layers of the CTR network and not on its output. That last adapter is then frozen at zero, so its
 checkpoint serves identically by a model built with either value.
+
+``source_view`` names the scenario the source is shown the target's rows as. A source trained on the largest
+scenario alone never trained its other scenarios' embedding (the scenario is one of the towers' inputs), so
+shown a small scenario's rows as they are it reads them with an untrained input and its hidden layers leave
+the region they were trained in; shown them as its own scenario's, it reads them as it learned to. None: as
+they are (a source trained on every scenario knows them all).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ class CTNet(nn.Module):
     trainer, sampler, evaluation and index code serve it unchanged."""
 
     def __init__(self, source: RetrievalModel, target: RetrievalModel, adapter_lr: float = 1.0,
-                 adapt_output: bool = True) -> None:
+                 adapt_output: bool = True, source_view: str | None = None) -> None:
         super().__init__()
         for name, m in (("source", source), ("target", target)):
             if m.cfg.arch != "dssm":
@@ -73,6 +79,11 @@ class CTNet(nn.Module):
         self.user_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
         self.item_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
         self.adapter_lr = adapter_lr
+        if source_view is not None and source_view not in source.cfg.scenarios:
+            raise ValueError(f"CTNet's source_view {source_view!r} is not one of the source's scenarios "
+                             f"{source.cfg.scenarios}")
+        self.source_view = source_view
+        self._view_index = None if source_view is None else source.cfg.scenarios.index(source_view)
         self.adapted_layers = target.cfg.layers if adapt_output else target.cfg.layers - 1
         if not adapt_output:
             for adapters in (self.user_adapters, self.item_adapters):
@@ -105,8 +116,9 @@ class CTNet(nn.Module):
         adapters = self.user_adapters if side == "user" else self.item_adapters
         src_tower = getattr(self.source, f"{side}_tower")
         tgt_tower = getattr(self.target, f"{side}_tower")
+        seen = b if self._view_index is None else {**b, "scen": torch.full_like(b["scen"], self._view_index)}
         with torch.no_grad():
-            hs = src_tower.global_layers(getattr(self.source, f"{side}_input")(b))
+            hs = src_tower.global_layers(getattr(self.source, f"{side}_input")(seen))
         # the frozen output adapter (adapt_output=False) would add zeros: it is not run
         add = [a(h) for a, h in zip(adapters[:self.adapted_layers], hs[:self.adapted_layers], strict=True)]
         out = tgt_tower.global_layers(getattr(self.target, f"{side}_input")(b), add)[-1]

@@ -133,7 +133,8 @@ def load_model(path: Path) -> tuple[RetrievalModel | MultiTaskModel, dict[str, A
 def save_ctnet(path: Path, model: CTNet, source_path: Path, meta: dict[str, Any] | None = None) -> None:
     """A CTNet target checkpoint; its manifest names the source checkpoint and hash it was trained against,
     so it is never served over another source by accident (load_ctnet checks)."""
-    ctnet = {"source": Path(source_path).name, "source_sha256": sha256(Path(source_path))}
+    ctnet = {"source": Path(source_path).name, "source_sha256": sha256(Path(source_path)),
+             "source_view": model.source_view}
     save_checkpoint(path, model, meta={**(meta or {}), "ctnet": ctnet})
 
 
@@ -154,7 +155,8 @@ def load_ctnet(path: Path, source_path: Path, same_source: bool = True) -> tuple
         raise CheckpointError(f"CTNet target {path} was trained over another source than {source_path} "
                               "(hash differs); refusing to serve it over this one")
     source, _ = load_model(source_path)
-    model = CTNet(source, RetrievalModel(ModelConfig.from_dict(manifest["config"])))
+    model = CTNet(source, RetrievalModel(ModelConfig.from_dict(manifest["config"])),
+                  source_view=info.get("source_view"))   # absent before the key existed: the rows as they are
     missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     if unexpected or any(not k.startswith("source.") for k in missing):
         raise CheckpointError(f"CTNet target {path} does not match the model: missing "

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_MODES = ("largest", "all")
 INIT_MODES = ("all", "embeddings", "scratch")
+SOURCE_VIEWS = ("largest", "own")
 EMBEDDINGS = ("user_emb", "video_emb", "user_fields", "item_fields", "scen_emb")
 
 
@@ -58,6 +59,15 @@ def source_and_targets(bank: FeatureBank, source_mode: str) -> tuple[str, list[s
         raise ValueError(f"ctnet.source must be one of {SOURCE_MODES}, got {source_mode!r}")
     large = largest_scenario(bank)
     return large, ([large] if source_mode == "largest" else None), [s for s in bank.scenarios if s != large]
+
+
+def source_view(mode: str, large: str, source_scen: list[str] | None) -> str | None:
+    """The scenario the adapters show the source a target's rows as (models.ctnet): ``largest``, the one a
+    source trained on the largest scenario alone knows, or ``own``, each target's (None: the rows as they are).
+    A source trained on every scenario knows each target's own, so it reads the rows as they are either way."""
+    if mode not in SOURCE_VIEWS:
+        raise ValueError(f"ctnet.source_view must be one of {SOURCE_VIEWS}, got {mode!r}")
+    return large if mode == "largest" and source_scen is not None else None
 
 
 def target_from_source(source: RetrievalModel, cfg, init: str) -> RetrievalModel:
@@ -103,6 +113,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
     use_adapters, init = bool(get(params, "ctnet.adapters")), str(get(params, "ctnet.init"))
     target_choices = {"scenario_l2": float(get(params, "ctnet.anchor_l2")), "keep_start": bool(get(params, "ctnet.keep_start"))}
     adapter_lr, adapt_output = float(get(params, "ctnet.adapter_lr")), bool(get(params, "ctnet.adapt_output"))
+    view = source_view(str(get(params, "ctnet.source_view")), large, source_scen)
 
     seed_everything(seed)
     source = RetrievalModel(cfg)
@@ -128,7 +139,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
             target.load_state_dict(prev_target.state_dict())
         model: RetrievalModel | CTNet = target
         if use_adapters:
-            model = CTNet(frozen, target, adapter_lr, adapt_output)
+            model = CTNet(frozen, target, adapter_lr, adapt_output, view)
             if isinstance(prev, CTNet):   # yesterday's adapters carry on over today's source
                 model.user_adapters.load_state_dict(prev.user_adapters.state_dict())
                 model.item_adapters.load_state_dict(prev.item_adapters.state_dict())
