@@ -85,14 +85,15 @@ def continual_rows(names: str, variants: list[str]) -> dict[str, tuple[dict[str,
 
 
 def source_drift(first, today, bank, scenario: str) -> float:
-    """Mean 1 - cos between the first day's and today's source item vectors (every item, as served in the
-    source's scenario): how much there is for continual transfer to pass on that one-time transfer does not."""
+    """Mean distance between the first day's and today's source item vectors (unit vectors, every item, as
+    served in the source's scenario; the measure of CTNet.adapter_effect): how much there is for continual
+    transfer to pass on that one-time transfer does not."""
     import torch
 
     b = bank.serving_item_batch(np.arange(len(bank.item_ids)), scenario)
     with torch.no_grad():
         a, c = first.eval().item_vectors(b)[0], today.eval().item_vectors(b)[0]
-    return float((1.0 - (a * c).sum(-1)).mean())
+    return float((a - c).norm(dim=-1).mean())
 
 
 def pooled(stacks: list[dict], labels: list[str]) -> dict:
@@ -244,17 +245,18 @@ def effect_table(by_label: dict[str, list[dict]], labels: list[str], rows: list[
     def mean(lab: str, r: str, t: str, side: str) -> float:
         return float(np.mean([x[r]["info"]["adapter_effect"][t][side] for x in by_label[lab]]))
 
-    out = ["", "## How far the adapters move the targets' vectors (mean 1 − cos, %, users / items; mean over seeds)\n",
-           "The source's drift is the same measure between the first day's source and the day's (items, in its own "
-           "scenario): what continual transfer can pass on that one-time transfer cannot.\n",
+    out = ["", "## How far the adapters move the targets' vectors (users / items; mean over seeds)\n",
+           "Mean distance between the unit vectors a target serves with and without its adapters (0: identical, 2: "
+           "opposite; 0.01 ≈ 0.6°). The source's drift is the same measure between the first day's source and the "
+           "day's (items, in its own scenario): what continual transfer can pass on that one-time transfer cannot.\n",
            "| row | day | " + " | ".join(f"tab {t}" for t in tabs) + " | source drift |",
            "|---|---" + "|---:" * (len(tabs) + 1) + "|"]
     for r in rows:
         for lab in labels:
             drift = float(np.mean([x[r]["info"].get("source_drift", 0.0) for x in by_label[lab]]))
-            out.append(f"| {r} | {lab} | " + " | ".join(f"{100 * mean(lab, r, t, 'user'):.2f} / "
-                                                       f"{100 * mean(lab, r, t, 'item'):.2f}" for t in tabs)
-                       + f" | {100 * drift:.2f} |")
+            out.append(f"| {r} | {lab} | " + " | ".join(f"{mean(lab, r, t, 'user'):.4f} / "
+                                                       f"{mean(lab, r, t, 'item'):.4f}" for t in tabs)
+                       + f" | {drift:.4f} |")
     return out + [""]
 
 

@@ -36,7 +36,7 @@ def test_negated_turns_a_minus_b_into_b_minus_a() -> None:
 
 
 def test_effect_table_averages_seeds_and_skips_rows_without_adapters() -> None:
-    """One line per adapter row and day, users / items in percent, mean over seeds; pf_* rows have no adapters."""
+    """One line per adapter row and day, users / items, mean over seeds; pf_* rows have no adapters."""
     ctnet = load_bench("ctnet")
 
     def seed(u: float, drift: float) -> dict:
@@ -45,8 +45,8 @@ def test_effect_table_averages_seeds_and_skips_rows_without_adapters() -> None:
 
     by_label = {"d1": [seed(0.02, 0.0), seed(0.04, 0.0)], "d2": [seed(0.01, 0.003), seed(0.03, 0.005)]}
     table = ctnet.effect_table(by_label, ["d1", "d2"], ["ctnet", "pf_all"])
-    assert "| ctnet | d1 | 3.00 / 1.00 | 0.00 |" in table
-    assert "| ctnet | d2 | 2.00 / 1.00 | 0.40 |" in table
+    assert "| ctnet | d1 | 0.0300 / 0.0100 | 0.0000 |" in table
+    assert "| ctnet | d2 | 0.0200 / 0.0100 | 0.0040 |" in table
     assert not any("pf_all" in line for line in table)
     assert ctnet.effect_table(by_label, ["d1"], ["pf_all"]) == []
 

@@ -35,7 +35,7 @@ def test_source_serves_the_largest_scenario_and_every_other_gets_a_target(tiny_b
     large = largest_scenario(bank)
     assert models[large] is source and set(models) == set(bank.scenarios)
     assert all(isinstance(models[s], CTNet) for s in report["targets"])
-    # the report says how far each target's adapters move its served vectors (in [0, 2]: 1 - cos)
+    # the report says how far each target's adapters move its served unit vectors (a distance in [0, 2])
     assert all(0.0 <= report[s]["adapter_effect"][side] <= 2.0 for s in report["targets"] for side in ("user", "item"))
     assert len(bank.per[large].pos_user) == max(len(bank.per[s].pos_user) for s in bank.scenarios)
     # the source the targets read is a frozen copy, bit-identical to the trained source
@@ -90,6 +90,11 @@ def test_a_scratch_target_is_its_own_model_drawn_as_dssm_single_draws_it(tiny_ba
     assert torch.equal(target_from_source(source, cfg, "embeddings").user_emb.weight, source.user_emb.weight)
     with pytest.raises(ValueError, match="ctnet.init must be one of"):
         target_from_source(source, cfg, "half")
+    # a view: every scenario starts with the viewed scenario's embedding, the rest is the source's
+    large = bank.scenarios[-1]
+    viewed = target_from_source(source, cfg, "all", large)
+    assert all(torch.equal(row, source.scen_emb.weight[bank.scenarios.index(large)]) for row in viewed.scen_emb.weight)
+    assert torch.equal(viewed.video_emb.weight, source.video_emb.weight)
 
 
 def test_anchor_l2_keeps_each_target_near_its_warm_start(tiny_bank, tmp_path) -> None:

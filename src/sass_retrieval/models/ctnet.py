@@ -29,7 +29,8 @@ checkpoint serves identically by a model built with either value.
 scenario alone never trained its other scenarios' embedding (the scenario is one of the towers' inputs), so
 shown a small scenario's rows as they are it reads them with an untrained input and its hidden layers leave
 the region they were trained in; shown them as its own scenario's, it reads them as it learned to. None: as
-they are (a source trained on every scenario knows them all).
+they are (a source trained on every scenario knows them all). For the same reason a target warm-started from
+such a source starts with that scenario's embedding (train.ctnet.target_from_source).
 """
 
 from __future__ import annotations
@@ -127,14 +128,15 @@ class CTNet(nn.Module):
 
     @torch.no_grad()
     def adapter_effect(self, b: dict[str, torch.Tensor], side: str) -> float:
-        """Mean over the rows of b of 1 - cos(the served vector, the vector with every adapter switched off):
-        how far the source, through the adapters, moves what the target serves (0: not at all). It tells
+        """Mean over the rows of b of ||the served vector - the vector with every adapter switched off|| (unit
+        vectors: 0 identical, 2 opposite; 0.01 is about 0.6 degrees; linear in the angle, where 1 - cos would
+        square a small one away): how far the source, through the adapters, moves what the target serves. It tells
         whether the transfer is continual in fact: if the adapters barely move the vectors, a refreshed source
         cannot change the target either, and continual transfer is one-time transfer with extra cost."""
         served = self._vectors(b, side)[0]
         tgt_tower = getattr(self.target, f"{side}_tower")
         own = nn.functional.normalize(tgt_tower.global_layers(getattr(self.target, f"{side}_input")(b))[-1], dim=-1)
-        return float((1.0 - (served * own).sum(-1)).mean()) if len(served) else 0.0
+        return float((served - own).norm(dim=-1).mean()) if len(served) else 0.0
 
     def scenario_drift(self) -> torch.Tensor:
         """sum ||w - w_start||^2 over the target's tower weights: what the trainer's ``scenario_l2`` multiplies

@@ -70,16 +70,22 @@ def source_view(mode: str, large: str, source_scen: list[str] | None) -> str | N
     return large if mode == "largest" and source_scen is not None else None
 
 
-def target_from_source(source: RetrievalModel, cfg, init: str) -> RetrievalModel:
+def target_from_source(source: RetrievalModel, cfg, init: str, view: str | None = None) -> RetrievalModel:
     """The first day's target: a copy of the source (``all``), a fresh tower over the source's embeddings
     (``embeddings``), or a model of its own from scratch (``scratch``: the paper's setting, where the small
-    domain's model is its own and only the adapters read the source; drawn as dssm_single draws its model)."""
+    domain's model is its own and only the adapters read the source; drawn as dssm_single draws its model).
+
+    ``view`` (source_view): every scenario's embedding starts as that scenario's, so the target starts as the
+    source serves its own scenario, not over a scenario embedding the source never trained."""
     if init not in INIT_MODES:
         raise ValueError(f"ctnet.init must be one of {INIT_MODES}, got {init!r}")
     target = RetrievalModel(cfg)
     if init == "scratch":
         return target
     state = copy.deepcopy(source.state_dict())
+    if view is not None:
+        table = state["scen_emb.weight"]
+        table[:] = table[source.cfg.scenarios.index(view)]
     if init == "embeddings":
         state = {k: v for k, v in state.items() if k.split(".")[0] in EMBEDDINGS}
     target.load_state_dict(state, strict=init == "all")
@@ -87,7 +93,7 @@ def target_from_source(source: RetrievalModel, cfg, init: str) -> RetrievalModel
 
 
 def adapter_effects(model: CTNet, bank: FeatureBank, s: str, max_users: int = 4096) -> dict[str, float]:
-    """How far the adapters move target s's served vectors (CTNet.adapter_effect, mean 1 - cos): over the users
+    """How far the adapters move target s's served vectors (CTNet.adapter_effect, mean distance): over the users
     who clicked in s (the first ``max_users`` rows) and every item, as served in s. In the training report, so
     that a user can see whether the source reaches a target at all."""
     model.eval()
@@ -131,7 +137,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
         seed_everything(seed)
         prev = (target_inits or {}).get(s)
         if prev is None:
-            target = target_from_source(source, cfg, init)
+            target = target_from_source(source, cfg, init, view)
         else:
             target = RetrievalModel(cfg)
             prev_target = prev.target if isinstance(prev, CTNet) else prev
@@ -149,7 +155,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
         if isinstance(model, CTNet):
             report[s]["adapter_effect"] = adapter_effects(model, bank, s)
         log.info("ctnet target %s trained (%s, %s)", s,
-                 "adapters move its vectors by {user:.2%} (users), {item:.2%} (items)".format(**report[s]["adapter_effect"])
+                 "adapters move its vectors by {user:.4f} (users), {item:.4f} (items)".format(**report[s]["adapter_effect"])
                  if isinstance(model, CTNet) else "no adapters",
                  "warm start" if prev is not None else f"from the source ({init})")
     return source, models, report

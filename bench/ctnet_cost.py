@@ -1,0 +1,93 @@
+"""The ctnet row's training cost against dssm_single's, measured as the issue states it (first day, from scratch).
+
+    python bench/ctnet_cost.py --repeats 3
+
+One KuaiRand window (test day ``--day``, ``--train-days`` before it), one seed. ``dssm_single`` and ``ctnet``
+are trained alternately ``--repeats`` times each in this one process, through the product's code path
+(train.recipes.train_row), and timed with their own wall clock; the table gives every pair, the medians and
+the ratio of the medians. Alternating them puts a slow spell of a shared machine on both rows, which a ratio of
+two separate benchmark runs cannot (bench/ctnet.py's one-run ratio of the same code has ranged 1.04-1.25x).
+Training is deterministic for a seed, so the repeats differ only in the machine's timing.
+
+Writes bench/results/ctnet_cost.{md,json}.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
+import numpy as np  # noqa: E402
+from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sass_retrieval.config import make_window  # noqa: E402
+from sass_retrieval.experiment import (  # noqa: E402
+    fresh_kuairand_store,
+    prepare_window,
+    provenance,
+    window_bank,
+    write_results,
+)
+
+ROWS = ("dssm_single", "ctnet")
+
+
+def cost_table(seconds: dict[str, list[float]]) -> tuple[list[str], dict[str, float]]:
+    """Markdown lines (every pair, the medians, the ratio of the medians) and the summary numbers."""
+    base, row = seconds["dssm_single"], seconds["ctnet"]
+    summary = {"dssm_single_median": float(np.median(base)), "ctnet_median": float(np.median(row))}
+    summary["ratio_of_medians"] = summary["ctnet_median"] / summary["dssm_single_median"]
+    pairs = [r / b for b, r in zip(base, row, strict=True)]
+    out = ["| repeat | dssm_single (s) | ctnet (s) | ctnet / dssm_single |", "|---:|---:|---:|---:|"]
+    out += [f"| {i + 1} | {b:.1f} | {r:.1f} | {q:.2f}× |" for i, (b, r, q) in enumerate(zip(base, row, pairs, strict=True))]
+    out.append(f"| median | {summary['dssm_single_median']:.1f} | {summary['ctnet_median']:.1f} | "
+               f"**{summary['ratio_of_medians']:.2f}×** (pairs {min(pairs):.2f}-{max(pairs):.2f}×) |")
+    return out, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sass_retrieval.train.recipes import train_row
+
+    p = bench_parser(__doc__, "ctnet_cost")
+    p.add_argument("--day", type=int, default=20220503, help="the window's test day")
+    p.add_argument("--train-days", type=int, default=8)
+    p.add_argument("--scenarios", default="1,0,4,6,2", help="reported scenarios (tabs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3)
+    params_options(p, "ctnet.source_view=largest")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+    params = bench_params(args, ("sass_retrieval.train.ctnet",))
+    prov = provenance(sys.argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    store = fresh_kuairand_store(Path(args.data_dir), work)
+    prep = prepare_window(store, work / "features", make_window(args.day, args.train_days, 1),
+                          args.scenarios.split(",") + ["other"], int(params["scenarios"]["min_scenario_rows"]),
+                          int(params["features"]["seq_len"]))
+    bank = window_bank(prep, params)
+    seconds: dict[str, list[float]] = {r: [] for r in ROWS}
+    for i in range(args.repeats):
+        for row in ROWS:
+            t = time.perf_counter()
+            train_row(row, bank, params, args.seed, work / "rows" / f"{row}-{i}", progress=False)
+            seconds[row].append(time.perf_counter() - t)
+            print(f"repeat {i + 1}/{args.repeats} {row}: {seconds[row][-1]:.1f}s", flush=True)
+    lines, summary = cost_table(seconds)
+    body = (f"Test day {args.day}, {args.train_days} training days, seed {args.seed}, {args.repeats} alternating "
+            f"repeats; overrides {args.set or 'none'}.\n\n" + "\n".join(lines) + "\n")
+    write_results(Path(args.out), "ctnet's first-day training cost against dssm_single's", prov, body,
+                  {"seconds": seconds, **summary, "overrides": args.set})
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
