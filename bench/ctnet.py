@@ -20,7 +20,8 @@ train.ctnet.train_ctnet, train.recipes.train_row, the protocol); paired bootstra
 per scenario and macro, pooled over seeds, per day and pooled over the days after the first. Training
 seconds per row and day are reported beside dssm_single's.
 
-Writes bench/results/ctnet.{md,json}.
+Writes bench/results/ctnet.{md,json} and ctnet_vs_single.png (the issue's bar: every row − dssm_single per small
+tab, with CIs). ``--replot bench/results/X.json`` draws X_vs_single.png from a recorded run.
 """
 
 from __future__ import annotations
@@ -174,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", default=[],
                    help="an extra continual row NAME:key=value[;key=value], e.g. ct_lr:ctnet.adapter_lr=0.1")
     params_options(p, "ctnet.source=all")
+    p.add_argument("--replot", metavar="JSON", help="draw a recorded run's plot from its .json (and link it) and stop")
     args = p.parse_args(argv)
+    if args.replot:
+        replot(Path(args.replot))
+        return 0
     params = bench_params(args, ("sass_retrieval.train.ctnet",))
     prov = provenance(sys.argv)   # after the thread count is set: it records torch's threads
     work = Path(args.work)
@@ -260,6 +265,60 @@ def effect_table(by_label: dict[str, list[dict]], labels: list[str], rows: list[
     return out + [""]
 
 
+PLOT_SUFFIX = "_vs_single.png"
+VS_SINGLE = "## Δ NDCG@50 = row − dssm_single (no transfer), 95% paired bootstrap CI (pooled over seeds)\n\n"
+
+
+def plot_vs_single(vs_single: dict[str, dict], rows: list[str], path: Path, title: str) -> str:
+    """The issue's bar as a picture: Δ NDCG@50 = row − dssm_single with its 95% CI, one panel per window (the dev
+    window, the days after the first pooled), a line per small tab and macro, a marker per row. Returns the
+    Markdown line that shows it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    windows = [w for w in vs_single if w.startswith("dev") or w.startswith("pooled")] or list(vs_single)
+    others = [r for r in rows if r not in ("dssm_single", "popular")]
+    cols = [c for c in next(iter(vs_single[windows[0]].values())) if c in SMALL_TABS] + ["macro"]
+    fig, axes = plt.subplots(1, len(windows), figsize=(5.0 * len(windows), 0.28 * len(cols) * max(2, len(others)) + 2.0),
+                             sharey=True, squeeze=False)
+    step = 0.8 / max(1, len(others))
+    for ax, w in zip(axes[0], windows, strict=True):
+        for k, r in enumerate(others):
+            cis = [vs_single[w][r][c] for c in cols]
+            ys = [i - 0.4 + step * (k + 0.5) for i in range(len(cols))]
+            ax.errorbar([c["diff"] for c in cis], ys, xerr=[[c["diff"] - c["lo"] for c in cis],
+                                                            [c["hi"] - c["diff"] for c in cis]],
+                        fmt="o", ms=4, capsize=2, label=r)
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_title(w, fontsize=9)
+        ax.set_xlabel("Δ NDCG@50 = row − dssm_single (95% CI)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(cols)), [c if c == "macro" else f"tab {c}" for c in cols])
+    axes[0][0].invert_yaxis()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(others), 6), fontsize=8, frameon=False)
+    fig.suptitle(f"{title}: right of 0 = above no transfer", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"![Δ NDCG@50 = row − dssm_single per small tab, 95% paired bootstrap CIs]({path.name})\n"
+
+
+def replot(json_path: Path) -> None:
+    """Draw a recorded run's plot from its .json and link it from its .md (once), without rerunning it."""
+    import json
+
+    payload = json.loads(json_path.read_text())
+    md = json_path.with_suffix(".md")
+    text = md.read_text()
+    link = plot_vs_single(payload["vs_dssm_single"], payload["rows"],
+                          json_path.with_name(json_path.stem + PLOT_SUFFIX), text.splitlines()[0].lstrip("# ").strip())
+    if link.strip() not in text and VS_SINGLE in text:   # under its section's heading, where a fresh run puts it
+        md.write_text(text.replace(VS_SINGLE, VS_SINGLE + link, 1))
+
+
 def report(per_seed: list[dict], args) -> tuple[str, dict]:
     labels = list(per_seed[0])
     rows = list(per_seed[0][labels[-1]])
@@ -282,7 +341,8 @@ def report(per_seed: list[dict], args) -> tuple[str, dict]:
     out += ["", f"## Δ NDCG@50 = {REFERENCE} − row, 95% paired bootstrap CI (pooled over seeds)\n",
             "Bold: the interval excludes 0; otherwise no measurable difference.\n"]
     out += ci_tables(comps, rows, REFERENCE)
-    out += ["## Δ NDCG@50 = row − dssm_single (no transfer), 95% paired bootstrap CI (pooled over seeds)\n"]
+    out += [VS_SINGLE + plot_vs_single(vs_single, rows, Path(args.out).with_name(Path(args.out).name + PLOT_SUFFIX),
+                           "CTNet on a rolling KuaiRand backfill")]
     out += ci_tables(vs_single, rows, "dssm_single")
     out += ["## Training seconds per day (mean over seeds; the first day trains from scratch)\n",
             "| row | " + " | ".join(labels[1:]) + " | × dssm_single (first day) |", "|---" + "|---:" * len(labels) + "|"]

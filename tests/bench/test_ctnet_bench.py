@@ -68,3 +68,22 @@ def test_source_drift_is_zero_for_the_same_source_and_positive_for_another(tiny_
     s = bank.scenarios[0]
     assert ctnet.source_drift(source, copy.deepcopy(source), bank, s) == pytest.approx(0.0, abs=1e-6)
     assert ctnet.source_drift(source, other, bank, s) > 0.0
+
+
+def test_replot_draws_the_recorded_cis_and_links_them_once_under_their_heading(tmp_path) -> None:
+    import json
+
+    ctnet = load_bench("ctnet")
+    ci = {"diff": 0.01, "lo": -0.002, "hi": 0.02, "pairs": 7, "significant": False}
+    per_tab = {t: ci for t in ("1", "0", "4", "6", "2", "macro")}
+    payload = {"rows": ["dssm_single", "ctnet", "pf_all"],
+               "vs_dssm_single": {"dev 3d→0505 (train 8d)": {"ctnet": per_tab, "pf_all": per_tab},
+                                  "pooled over the 2 days after the first": {"ctnet": per_tab, "pf_all": per_tab}}}
+    (tmp_path / "run.json").write_text(json.dumps(payload))
+    (tmp_path / "run.md").write_text("# CTNet run\n\n" + ctnet.VS_SINGLE + "### dev\n")
+    for _ in range(2):
+        ctnet.main(["--replot", str(tmp_path / "run.json")])
+    assert (tmp_path / "run_vs_single.png").stat().st_size > 1000
+    text = (tmp_path / "run.md").read_text()
+    assert text.count("run_vs_single.png") == 1
+    assert text.index("run_vs_single.png") > text.index("row − dssm_single")
