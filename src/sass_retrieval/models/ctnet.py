@@ -119,9 +119,10 @@ class CTNet(nn.Module):
         tgt_tower = getattr(self.target, f"{side}_tower")
         seen = b if self._view_index is None else {**b, "scen": torch.full_like(b["scen"], self._view_index)}
         with torch.no_grad():
-            hs = src_tower.global_layers(getattr(self.source, f"{side}_input")(seen))
+            # without an output adapter the source's last layer feeds nothing: it is not run
+            hs = src_tower.global_layers(getattr(self.source, f"{side}_input")(seen), depth=self.adapted_layers)
         # the frozen output adapter (adapt_output=False) would add zeros: it is not run
-        add = [a(h) for a, h in zip(adapters[:self.adapted_layers], hs[:self.adapted_layers], strict=True)]
+        add = [a(h) for a, h in zip(adapters[:self.adapted_layers], hs, strict=True)]
         out = tgt_tower.global_layers(getattr(self.target, f"{side}_input")(b), add)[-1]
         e = nn.functional.normalize(out, dim=-1)
         return e, e

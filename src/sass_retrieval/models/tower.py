@@ -222,14 +222,16 @@ class Tower(nn.Module):
         # The last layer stays linear so the output vectors are not confined to the positive orthant.
         return x if i == self.layers_n - 1 else self.dropout(F.relu(x))
 
-    def global_layers(self, x: torch.Tensor, add: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    def global_layers(self, x: torch.Tensor, add: list[torch.Tensor] | None = None,
+                      depth: int | None = None) -> list[torch.Tensor]:
         """Every layer's output of the global network (the last one before normalisation).
 
         ``add[i]`` is added to layer i's output before the next layer reads it: the hook through which a
         CTNet target tower receives its frozen source tower's signal (models.ctnet). Layers past the end of
-        ``add`` receive nothing (a CTNet without an adapter on its output layer)."""
+        ``add`` receive nothing (a CTNet without an adapter on its output layer). ``depth``: only the first
+        ``depth`` layers are run (a CTNet source whose last layer no adapter reads)."""
         outs, g = [], x
-        for i, layer in enumerate(self.global_net):
+        for i, layer in enumerate(self.global_net[:depth]):
             g = self._act(i, layer(g))
             if add is not None and i < len(add):
                 g = g + add[i]
