@@ -36,6 +36,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import numpy as np  # noqa: E402
 from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
+from forest import finish_forest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -295,14 +296,8 @@ def plot_vs_single(vs_single: dict[str, dict], rows: list[str], path: Path, titl
         ax.set_title(w, fontsize=9)
         ax.set_xlabel("Δ NDCG@50 = row − dssm_single (95% CI)")
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(range(len(cols)), [c if c == "macro" else f"tab {c}" for c in cols])
-    axes[0][0].invert_yaxis()
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(others), 6), fontsize=8, frameon=False)
-    fig.suptitle(f"{title}: right of 0 = above no transfer", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_forest(fig, axes, [c if c == "macro" else f"tab {c}" for c in cols], min(len(others), 6),
+                  f"{title}: right of 0 = above no transfer", path, bottom=0.08)
     return f"![Δ NDCG@50 = row − dssm_single per small tab, 95% paired bootstrap CIs]({path.name})\n"
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import numpy as np  # noqa: E402
 from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
+from forest import finish_forest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,14 +110,7 @@ def plot_cis(payload: dict, path: Path, title: str) -> str:
         ax.set_title(f"slice {sl}")
         ax.set_xlabel("Δ macro NDCG@50 (95% CI)")
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(range(len(names)), names)
-    axes[0][0].invert_yaxis()
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(others), fontsize=8, frameon=False)
-    fig.suptitle(f"{title}: right of 0 = {REFERENCE} better", fontsize=10)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_forest(fig, axes, names, len(others), f"{title}: right of 0 = {REFERENCE} better", path)
     return f"![Δ macro NDCG@50 = {REFERENCE} − row with 95% paired bootstrap CIs]({path.name})\n\n"
 
 
