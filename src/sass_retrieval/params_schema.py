@@ -277,6 +277,7 @@ class Ctnet(Section):
     adapter_lr: Positive               # the adapters' learning rate as a multiple of finetune.lr
     adapt_output: bool                 # an adapter on the last layer (the retrieval vector) too
     source_view: Literal["largest", "own"]   # the scenario the source is shown the target's rows as
+    follow_source: NonNeg              # an incremental day moves each target by this times the source's update
 
 
 class Train(Section):

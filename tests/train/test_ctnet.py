@@ -207,3 +207,31 @@ def test_the_source_view_is_the_largest_scenario_only_for_a_source_trained_on_it
     models[s].eval()
     with torch.no_grad():
         assert torch.allclose(loaded.user_vectors(b)[0], models[s].user_vectors(b)[0])
+
+
+def test_follow_source_moves_a_target_by_the_sources_update(tiny_bank, tmp_path) -> None:
+    """alpha 1: the target keeps its own offset from the source (target − source is what it was against yesterday's);
+    alpha 0 leaves it; integer buffers never move. A day-2 run with it differs from one without it."""
+    from sass_retrieval.train.ctnet import follow_source
+
+    bank, _ = tiny_bank
+    src1, day1, rep = train_ctnet(bank, _params(), 0, tmp_path / "d1", progress=False)
+    src2, _, _ = train_ctnet(bank, _params(), 1, tmp_path / "d2", source_init=src1, progress=False)
+    s = rep["targets"][0]
+    target = copy.deepcopy(day1[s].target)
+    before = copy.deepcopy(target.state_dict())
+    follow_source(target, src2, src1, 0.0)
+    assert all(torch.equal(v, before[k]) for k, v in target.state_dict().items())
+    follow_source(target, src2, src1, 1.0)
+    after, today, yesterday = target.state_dict(), src2.state_dict(), src1.state_dict()
+    for k, v in after.items():
+        if v.is_floating_point():
+            assert torch.allclose(v - today[k], before[k] - yesterday[k], atol=1e-6)
+        else:
+            assert torch.equal(v, before[k])
+    runs = {}
+    for alpha in (0.0, 1.0):
+        _, models, _ = train_ctnet(bank, _params(follow_source=alpha), 1, tmp_path / f"f{alpha}", source_init=src1,
+                                   target_inits={t: day1[t] for t in rep["targets"]}, progress=False)
+        runs[alpha] = models[s].target.user_emb.weight.detach().clone()
+    assert not torch.equal(runs[0.0], runs[1.0])

@@ -17,6 +17,9 @@ Each day (models.ctnet has the model):
    (a target has no scenario layers). ``ctnet.keep_start``: early stopping may keep a target as it started,
    if no epoch on its own clicks beats its start on the held-out day (train.finetune).
 
+``ctnet.follow_source`` (alpha): on an incremental day each target first moves by alpha times the source's own
+update of the day (follow_source), so that the source's newest knowledge reaches the target's weights.
+
 ``adapter_source`` lets the benchmark keep the first day's source under the adapters (one-time transfer)
 while the large scenario still gets its daily model.
 """
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..config import get
 from ..models.ctnet import CTNet
@@ -102,6 +106,20 @@ def adapter_effects(model: CTNet, bank: FeatureBank, s: str, max_users: int = 40
             "item": model.adapter_effect(bank.serving_item_batch(np.arange(len(bank.item_ids)), s), "item")}
 
 
+def follow_source(target: RetrievalModel, today: RetrievalModel, yesterday: RetrievalModel, alpha: float) -> None:
+    """Move a target by ``alpha`` times the source's last day: w_t += alpha (w_source,today - w_source,yesterday).
+
+    A target starts as a copy of the source; with alpha 1 it stays "today's source plus what its own clicks
+    taught it", so the large scenario's newest day reaches it every day through its weights, which the adapters
+    barely do (docs/ctnet.md, "Where the transfer goes"), and without the large scenario's data. Every
+    floating-point tensor of the state is moved (the embedding tables too: the same videos serve every tab)."""
+    t, a, b = target.state_dict(), today.state_dict(), yesterday.state_dict()
+    with torch.no_grad():
+        for k, v in t.items():
+            if v.is_floating_point():
+                v.add_(a[k] - b[k], alpha=alpha)
+
+
 def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: Path,
                 source_init: RetrievalModel | None = None,
                 target_inits: dict[str, CTNet | RetrievalModel] | None = None,
@@ -120,6 +138,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
     target_choices = {"scenario_l2": float(get(params, "ctnet.anchor_l2")), "keep_start": bool(get(params, "ctnet.keep_start"))}
     adapter_lr, adapt_output = float(get(params, "ctnet.adapter_lr")), bool(get(params, "ctnet.adapt_output"))
     view = source_view(str(get(params, "ctnet.source_view")), large, source_scen)
+    follow = float(get(params, "ctnet.follow_source"))
 
     seed_everything(seed)
     source = RetrievalModel(cfg)
@@ -143,6 +162,8 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
             prev_target = prev.target if isinstance(prev, CTNet) else prev
             require_same_model(prev_target.cfg, cfg, f"yesterday's ctnet target of scenario {s}")
             target.load_state_dict(prev_target.state_dict())
+            if follow and source_init is not None:
+                follow_source(target, source, source_init, follow)
         model: RetrievalModel | CTNet = target
         if use_adapters:
             model = CTNet(frozen, target, adapter_lr, adapt_output, view)
