@@ -8,7 +8,8 @@ that window; after it:
 
 - ``ctnet`` (continual transfer): the source is refreshed daily (warm start, the newest day), then every
   target continues from its own previous model on its scenario's newest day, reading today's source;
-- ``ctnet_one_time`` (one-time transfer): the same, but the adapters keep reading the first day's source;
+- ``ctnet_one_time`` (one-time transfer): the same, but the adapters keep reading the first day's source and
+  the targets do not follow the source's daily update (``ctnet.follow_source`` 0);
 - ``pf_all`` / ``pf_emb`` (pretrain-then-finetune): targets initialised once from the source (every weight,
   or only the embeddings), no adapters, then continued daily like ctnet's targets;
 - ``dssm_single`` (no transfer), ``dssm_mixed`` and ``sass`` (joint training) and ``popular``: retrained from
@@ -61,7 +62,9 @@ from sass_retrieval.experiment import (  # noqa: E402
 REFERENCE = "ctnet"
 BASELINES = ["popular", "dssm_mixed", "dssm_single", "sass"]
 # continual rows: params overrides (dotted keys), and whether the adapters keep reading the first day's source
-CONTINUAL = {"ctnet": ({"ctnet.adapters": True}, False), "ctnet_one_time": ({"ctnet.adapters": True}, True),
+# one-time transfer reads nothing of the source after the first day: neither through the adapters nor by following it
+CONTINUAL = {"ctnet": ({"ctnet.adapters": True}, False),
+             "ctnet_one_time": ({"ctnet.adapters": True, "ctnet.follow_source": 0.0}, True),
              "pf_all": ({"ctnet.adapters": False, "ctnet.init": "all"}, False),
              "pf_emb": ({"ctnet.adapters": False, "ctnet.init": "embeddings"}, False)}
 SMALL_TABS = ("0", "2", "4", "6")
