@@ -95,10 +95,11 @@ def source_drift(first, today, bank, scenario: str) -> float:
     transfer to pass on that one-time transfer does not."""
     import torch
 
+    from sass_retrieval.models.ctnet import mean_distance
+
     b = bank.serving_item_batch(np.arange(len(bank.item_ids)), scenario)
     with torch.no_grad():
-        a, c = first.eval().item_vectors(b)[0], today.eval().item_vectors(b)[0]
-    return float((a - c).norm(dim=-1).mean())
+        return mean_distance(first.eval().item_vectors(b)[0], today.eval().item_vectors(b)[0])
 
 
 def pooled(stacks: list[dict], labels: list[str]) -> dict:

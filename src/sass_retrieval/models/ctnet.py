@@ -55,6 +55,13 @@ class GatedAdapter(nn.Module):
         return self.value(h_source) * torch.sigmoid(self.gate(h_source))
 
 
+def mean_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over rows of ||a_i - b_i|| for unit vectors (0 identical, 2 opposite; 0.01 is about 0.6 degrees):
+    linear in the angle, where 1 - cos would square a small one away. The measure of how far the adapters move
+    a target (CTNet.adapter_effect) and of how far a source drifts between days (bench/ctnet.py)."""
+    return float((a - b).norm(dim=-1).mean()) if len(a) else 0.0
+
+
 def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
@@ -129,15 +136,14 @@ class CTNet(nn.Module):
 
     @torch.no_grad()
     def adapter_effect(self, b: dict[str, torch.Tensor], side: str) -> float:
-        """Mean over the rows of b of ||the served vector - the vector with every adapter switched off|| (unit
-        vectors: 0 identical, 2 opposite; 0.01 is about 0.6 degrees; linear in the angle, where 1 - cos would
-        square a small one away): how far the source, through the adapters, moves what the target serves. It tells
+        """mean_distance between the served vectors of b's rows and the vectors with every adapter switched off:
+        how far the source, through the adapters, moves what the target serves. It tells
         whether the transfer is continual in fact: if the adapters barely move the vectors, a refreshed source
         cannot change the target either, and continual transfer is one-time transfer with extra cost."""
         served = self._vectors(b, side)[0]
         tgt_tower = getattr(self.target, f"{side}_tower")
         own = nn.functional.normalize(tgt_tower.global_layers(getattr(self.target, f"{side}_input")(b))[-1], dim=-1)
-        return float((served - own).norm(dim=-1).mean()) if len(served) else 0.0
+        return mean_distance(served, own)
 
     def scenario_drift(self) -> torch.Tensor:
         """sum ||w - w_start||^2 over the target's tower weights: what the trainer's ``scenario_l2`` multiplies

@@ -173,10 +173,10 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
         report[s] = finetune(model, bank, replace(finetune_settings(params, seed, [s], progress), **target_choices),
                              out_dir / s)
         models[s] = model
+        how = "no adapters"
         if isinstance(model, CTNet):
-            report[s]["adapter_effect"] = adapter_effects(model, bank, s)
-        log.info("ctnet target %s trained (%s, %s)", s,
-                 "adapters move its vectors by {user:.4f} (users), {item:.4f} (items)".format(**report[s]["adapter_effect"])
-                 if isinstance(model, CTNet) else "no adapters",
+            effect = report[s]["adapter_effect"] = adapter_effects(model, bank, s)
+            how = f"adapters move its vectors by {effect['user']:.4f} (users), {effect['item']:.4f} (items)"
+        log.info("ctnet target %s trained (%s, %s)", s, how,
                  "warm start" if prev is not None else f"from the source ({init})")
     return source, models, report
