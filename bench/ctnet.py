@@ -119,7 +119,7 @@ def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days:
     min_rows, seq_len = int(params["scenarios"]["min_scenario_rows"]), int(params["features"]["seq_len"])
     out: dict[str, dict] = {}
     state: dict[str, tuple] = {}          # continual row -> (source, scenario -> model)
-    first_source = None
+    firsts: dict[str, object] = {}        # continual row -> its first day's source (one-time transfer, drift)
     for i, day in enumerate(days):
         label = f"{str(day)[4:]} (train {train_days}d)"
         prep = prepare_window(store, work / "features", make_window(day, train_days, 1), declared, min_rows, seq_len)
@@ -130,7 +130,7 @@ def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days:
         for row, (overrides, one_time) in continual.items():
             if i == 0 and row == "ctnet_one_time":      # identical to ctnet on the first day
                 state[row], res[row] = state["ctnet"], copy.deepcopy(res["ctnet"])
-                kept[row] = kept["ctnet"]
+                kept[row], firsts[row] = kept["ctnet"], firsts["ctnet"]
                 continue
             p = copy.deepcopy(params)
             for key, value in overrides.items():
@@ -142,18 +142,19 @@ def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days:
             source, models, rep = train_ctnet(bank, p, seed, work / "ctnet" / row, progress=False,
                                             source_init=prev[0] if prev else None,
                                             target_inits=dict(prev[1]) if prev else None,
-                                            adapter_source=first_source if one_time and i > 0 else None)
+                                            adapter_source=firsts[row] if one_time and i > 0 else None)
             seconds = time.perf_counter() - t
             state[row] = (source, models)
+            if i == 0:
+                firsts[row] = copy.deepcopy(source)
             kept[row] = EmbeddingRecommender(models, bank)
             res[row] = score(slices, kept[row], {
-                "train_seconds": seconds, "adapter_effect": {t: rep[t]["adapter_effect"] for t in rep["targets"]
-                                                             if "adapter_effect" in rep[t]},
-                "source_drift": source_drift(first_source, source, bank, rep["source_scenario"]) if i else 0.0})
+                "train_seconds": seconds, "adapter_effect": {tab: rep[tab]["adapter_effect"] for tab in rep["targets"]
+                                                             if "adapter_effect" in rep[tab]},
+                "source_drift": source_drift(firsts[row], source, bank, rep["source_scenario"]) if i else 0.0})
             logging.info("seed %d %s %s: macro NDCG@50 %.4f (%.0fs)", seed, label, row, res[row]["macro"]["ndcg@50"],
                          seconds)
         if i == 0:
-            first_source = copy.deepcopy(state["ctnet"][0])
             dev = prepare_window(store, work / "features_dev", make_window(days[-1], train_days, len(days)),
                                  declared, min_rows, seq_len)
             dev_slices = evaluation_slices(dev)
