@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.base import incremental_params  # noqa: E402
 from sass_retrieval.config import make_window  # noqa: E402
+from sass_retrieval.evaluate.report import slice_descriptions  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
     evaluation_slices,
@@ -210,15 +211,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def comparisons(by_label: dict[str, list[dict]], reference: str, n_boot: int,
-                windows: list[str] | None = None) -> dict[str, dict]:
+                windows: list[str] | None = None, slice_name: str = "all") -> dict[str, dict]:
     """label -> row -> scenario/macro -> CI of Δ = reference − row: each of ``windows`` (default: every label),
-    and pooled over the days after the first (per tab with its days as strata, and macro)."""
+    and pooled over the days after the first (per tab with its days as strata, and macro), on the evaluation
+    slice ``slice_name`` (evaluate.slices; default every pair)."""
     labels = list(by_label)
-    comps = {lab: compare_rows(stack_seeds(by_label[lab]), reference, "ndcg@50", n_boot=n_boot)
+    comps = {lab: compare_rows(stack_seeds(by_label[lab], slice_name), reference, "ndcg@50", n_boot=n_boot)
              for lab in (labels if windows is None else windows)}
     later = labels[2:]                     # the days after the first (labels[0]: the dev window, [1]: the first day)
     if len(later) > 1:
-        stacks = [stack_seeds(by_label[lab]) for lab in later]
+        stacks = [stack_seeds(by_label[lab], slice_name) for lab in later]
         every = compare_rows(pooled(stacks, later), reference, "ndcg@50", n_boot=n_boot)
         tabs = list(stacks[0][reference])
         per_tab = {t: compare_rows(pooled([{r: {t: st[r][t]} for r in st} for st in stacks], later), reference,
@@ -233,12 +235,15 @@ def negated(ci: dict) -> dict:
     return {**ci, "diff": -ci["diff"], "lo": -ci["hi"], "hi": -ci["lo"]}
 
 
-def ci_tables(comps: dict[str, dict], rows: list[str], reference: str) -> list[str]:
-    """One markdown table per window: a row per compared row, a CI per scenario and macro."""
+def ci_tables(comps: dict[str, dict], rows: list[str], reference: str, pair_counts: bool = False) -> list[str]:
+    """One markdown table per window: a row per compared row, a CI per scenario and macro (with each column's
+    number of evaluation pairs when ``pair_counts``: a slice's are few)."""
     out: list[str] = []
     for name, comp in comps.items():
-        scen = [x for x in next(iter(comp.values())) if x != "macro"]
-        out += [f"### {name}\n", "| row | " + " | ".join(scen) + " | macro |", "|---" + "|---:" * (len(scen) + 1) + "|"]
+        first = next(iter(comp.values()))
+        scen = [x for x in first if x != "macro"]
+        head = [f"{x} ({first[x]['pairs']:,})" if pair_counts else x for x in scen + ["macro"]]
+        out += [f"### {name}\n", "| row | " + " | ".join(head) + " |", "|---" + "|---:" * (len(scen) + 1) + "|"]
         out += [f"| {r} | " + " | ".join(fmt_ci(comp[r][x]) for x in scen + ["macro"]) + " |"
                 for r in rows if r != reference]
         out.append("")
@@ -272,6 +277,7 @@ def effect_table(by_label: dict[str, list[dict]], labels: list[str], rows: list[
 
 
 PLOT_SUFFIX = "_vs_single.png"
+
 VS_SINGLE = "## Δ NDCG@50 = row − dssm_single (no transfer), 95% paired bootstrap CI (pooled over seeds)\n\n"
 
 
@@ -344,6 +350,13 @@ def report(per_seed: list[dict], args) -> tuple[str, dict]:
     out += [VS_SINGLE + plot_vs_single(vs_single, rows, Path(args.out).with_name(Path(args.out).name + PLOT_SUFFIX),
                            "CTNet on a rolling KuaiRand backfill")]
     out += ci_tables(vs_single, rows, "dssm_single")
+    # the population transfer is for: users new to a small tab and known in the others (evaluate.slices)
+    cold = {lab: {r: {k: negated(ci) for k, ci in c.items()} for r, c in comp.items()}
+            for lab, comp in comparisons(by_label, "dssm_single", args.n_boot, labels[:1], "scenario_cold").items()}
+    out += ["## Scenario-cold users: Δ NDCG@50 = row − dssm_single, 95% paired bootstrap CI (pooled over seeds)\n",
+            f"Pairs of {slice_descriptions()['scenario_cold']} (evaluate.slices); each heading gives its column's "
+            "evaluation pairs.\n"]
+    out += ci_tables(cold, rows, "dssm_single", pair_counts=True)
     out += ["## Training seconds per day (mean over seeds; the first day trains from scratch)\n",
             "| row | " + " | ".join(labels[1:]) + " | × dssm_single (first day) |", "|---" + "|---:" * len(labels) + "|"]
     for r in rows:
@@ -352,7 +365,8 @@ def report(per_seed: list[dict], args) -> tuple[str, dict]:
         ratio = f"{secs[0] / base:.2f}×" if base and r != "popular" else "–"
         out.append(f"| {r} | " + " | ".join(f"{s:.0f}" for s in secs) + f" | {ratio} |")
     out += effect_table(by_label, labels[1:], rows)
-    payload = {"labels": labels, "rows": rows, "significance": comps, "vs_dssm_single": vs_single, "seeds": args.seeds, "overrides": args.set,
+    payload = {"labels": labels, "rows": rows, "significance": comps, "vs_dssm_single": vs_single,
+               "cold_vs_dssm_single": cold, "seeds": args.seeds, "overrides": args.set,
                "per_seed": [{lab: strip_pairs(ps[lab]) for lab in labels} for ps in per_seed]}
     return "\n".join(out) + "\n", payload
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from support import TINY_PARAMS, load_bench
 
@@ -87,3 +88,28 @@ def test_replot_draws_the_recorded_cis_and_links_them_once_under_their_heading(t
     text = (tmp_path / "run.md").read_text()
     assert text.count("run_vs_single.png") == 1
     assert text.index("run_vs_single.png") > text.index("row − dssm_single")
+
+
+def _result(all_pairs: dict[str, list[float]], cold_pairs: dict[str, list[float]]) -> dict:
+    """A run_rows-shaped result: per-pair NDCG on every pair and on the scenario-cold slice."""
+    def pp(d: dict[str, list[float]]) -> dict:
+        return {s: {"ndcg@50": np.asarray(v), "hit_rate@50": np.asarray(v)} for s, v in d.items()}
+    return {"per_pair": pp(all_pairs), "slices": {"scenario_cold": {"per_pair": pp(cold_pairs)}}}
+
+
+def test_comparisons_on_a_slice_use_its_pairs_and_the_table_names_their_count() -> None:
+    """The scenario-cold table compares rows on the slice's pairs only (here ctnet wins there and ties overall),
+    pooled over the days after the first, and its headings say how many pairs each column holds."""
+    ctnet = load_bench("ctnet")
+    day = {"ctnet": _result({"4": [0.5, 0.5, 0.5, 0.5]}, {"4": [0.9, 0.8]}),
+           "dssm_single": _result({"4": [0.5, 0.5, 0.5, 0.5]}, {"4": [0.1, 0.2]})}
+    by_label = {lab: [day] for lab in ("dev", "d1", "d2", "d3")}
+    every = ctnet.comparisons(by_label, "dssm_single", 200, ["dev"])
+    cold = ctnet.comparisons(by_label, "dssm_single", 200, ["dev"], "scenario_cold")
+    assert every["dev"]["ctnet"]["4"]["diff"] == pytest.approx(0.0)
+    assert cold["dev"]["ctnet"]["4"]["diff"] == pytest.approx(-0.7)   # reference − row
+    assert cold["dev"]["ctnet"]["4"]["pairs"] == 2
+    pooled = cold["pooled over the 2 days after the first"]["ctnet"]["4"]
+    assert pooled["pairs"] == 4 and pooled["significant"]
+    table = "\n".join(ctnet.ci_tables(cold, ["dssm_single", "ctnet"], "dssm_single", pair_counts=True))
+    assert "| row | 4 (2) | macro (2) |" in table and "| row | 4 (4) | macro (4) |" in table
