@@ -5,7 +5,9 @@
 One KuaiRand window (test day ``--day``, ``--train-days`` before it), one seed. ``dssm_single`` and ``ctnet``
 are trained alternately ``--repeats`` times each in this one process, through the product's code path
 (train.recipes.train_row), and timed with their own wall clock; the table gives every pair, the medians and
-the ratio of the medians. Alternating them puts a slow spell of a shared machine on both rows, which a ratio of
+the ratio of the medians, and a second table splits the last repeat by scenario (each model's wall seconds,
+optimiser steps and held-out scoring seconds, from its training report), to show where the difference is made.
+Alternating them puts a slow spell of a shared machine on both rows, which a ratio of
 two separate benchmark runs cannot (bench/ctnet.py's one-run ratio of the same code has ranged 1.04-1.25x).
 Training is deterministic for a seed, so the repeats differ only in the machine's timing.
 
@@ -51,6 +53,36 @@ def cost_table(seconds: dict[str, list[float]]) -> tuple[list[str], dict[str, fl
     return out, summary
 
 
+def by_scenario(reports: dict[str, dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """row -> scenario -> {seconds, steps, validation_seconds} from train_row's reports (dssm_single: one per
+    scenario; ctnet: the source under its scenario, then the targets)."""
+    def numbers(rep: dict) -> dict[str, float]:
+        return {k: float(rep.get(k, 0.0)) for k in ("seconds", "steps", "validation_seconds")}
+
+    out = {"dssm_single": {s: numbers(r) for s, r in reports["dssm_single"].items()}}
+    ct = reports["ctnet"]
+    out["ctnet"] = {ct["source_scenario"]: numbers(ct["source"]), **{s: numbers(ct[s]) for s in ct["targets"]}}
+    return out
+
+
+def breakdown_table(split: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Per scenario: seconds (steps, held-out scoring seconds) of each row's model, and the ratio of seconds."""
+    base, row = split["dssm_single"], split["ctnet"]
+    out = ["| scenario | dssm_single: s (steps, scoring s) | ctnet: s (steps, scoring s) | ctnet / dssm_single |",
+           "|---|---:|---:|---:|"]
+
+    def cell(x: dict[str, float]) -> str:
+        return f"{x['seconds']:.1f} ({x['steps']:.0f}, {x['validation_seconds']:.1f})"
+
+    for s in base:
+        out.append(f"| {s} | {cell(base[s])} | {cell(row[s])} | {row[s]['seconds'] / base[s]['seconds']:.2f}× |")
+    total = {r: {k: sum(v[k] for v in split[r].values()) for k in ("seconds", "steps", "validation_seconds")}
+             for r in split}
+    out.append(f"| all models | {cell(total['dssm_single'])} | {cell(total['ctnet'])} | "
+               f"{total['ctnet']['seconds'] / total['dssm_single']['seconds']:.2f}× |")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from sass_retrieval.train.recipes import train_row
 
@@ -74,17 +106,21 @@ def main(argv: list[str] | None = None) -> int:
                           int(params["features"]["seq_len"]))
     bank = window_bank(prep, params)
     seconds: dict[str, list[float]] = {r: [] for r in ROWS}
+    reports: dict[str, dict] = {}
     for i in range(args.repeats):
         for row in ROWS:
             t = time.perf_counter()
-            train_row(row, bank, params, args.seed, work / "rows" / f"{row}-{i}", progress=False)
+            _, reports[row] = train_row(row, bank, params, args.seed, work / "rows" / f"{row}-{i}", progress=False)
             seconds[row].append(time.perf_counter() - t)
             print(f"repeat {i + 1}/{args.repeats} {row}: {seconds[row][-1]:.1f}s", flush=True)
     lines, summary = cost_table(seconds)
+    split = by_scenario(reports)
     body = (f"Test day {args.day}, {args.train_days} training days, seed {args.seed}, {args.repeats} alternating "
-            f"repeats; overrides {args.set or 'none'}.\n\n" + "\n".join(lines) + "\n")
+            f"repeats; overrides {args.set or 'none'}.\n\n" + "\n".join(lines) + "\n\n"
+            "Where the time goes (the last repeat; the source stands under its scenario; what a row spends outside "
+            "its models' training is the difference to the first table):\n\n" + "\n".join(breakdown_table(split)) + "\n")
     write_results(Path(args.out), "ctnet's first-day training cost against dssm_single's", prov, body,
-                  {"seconds": seconds, **summary, "overrides": args.set})
+                  {"seconds": seconds, **summary, "by_scenario": split, "overrides": args.set})
     print(body)
     return 0
 

@@ -19,3 +19,19 @@ def test_cost_refuses_no_repeats() -> None:
     cost = load_bench("ctnet_cost")
     with pytest.raises(SystemExit):
         cost.main(["--repeats", "0", "--data-dir", "/nonexistent"])
+
+
+def test_breakdown_puts_the_source_under_its_scenario_and_totals_every_model() -> None:
+    """Per scenario each row's model: seconds (steps, held-out scoring seconds), and the ratio of seconds."""
+    cost = load_bench("ctnet_cost")
+    rep = {"dssm_single": {"1": {"seconds": 20.0, "steps": 400, "validation_seconds": 2.0},
+                           "4": {"seconds": 5.0, "steps": 100, "validation_seconds": 1.0}},
+           "ctnet": {"source_scenario": "1", "targets": ["4"], "source": {"seconds": 20.0, "steps": 400,
+                                                                          "validation_seconds": 2.0},
+                     "4": {"seconds": 8.0, "steps": 80}}}
+    split = cost.by_scenario(rep)
+    assert split["ctnet"]["4"] == {"seconds": 8.0, "steps": 80.0, "validation_seconds": 0.0}
+    lines = cost.breakdown_table(split)
+    assert lines[2] == "| 1 | 20.0 (400, 2.0) | 20.0 (400, 2.0) | 1.00× |"
+    assert lines[3] == "| 4 | 5.0 (100, 1.0) | 8.0 (80, 0.0) | 1.60× |"
+    assert lines[-1] == "| all models | 25.0 (500, 3.0) | 28.0 (480, 2.0) | 1.12× |"

@@ -227,6 +227,17 @@ def test_holdout_refit_trains_one_epoch_on_the_held_out_day_only(tiny_bank, tmp_
                                    tmp_path / "none")
 
 
+def test_the_report_says_what_training_cost(tiny_bank, tmp_path) -> None:
+    """Every phase's optimiser steps add up in ``steps``; the held-out scoring is part of the wall ``seconds``."""
+    bank, cfg = tiny_bank
+    torch.manual_seed(0)
+    rep = finetune(RetrievalModel(cfg), bank, _ft(3, early_stopping=True, patience=1, refit="holdout"), tmp_path)
+    assert rep["steps"] == rep["select"]["steps"] + rep["refit"]["steps"] > 0
+    assert rep["seconds"] > rep["validation_seconds"] > 0
+    plain = finetune(RetrievalModel(cfg), bank, _ft(1), tmp_path / "plain")
+    assert plain["steps"] == plain["refit"]["steps"] and "validation_seconds" not in plain
+
+
 def test_refit_mode_names_the_bad_value() -> None:
     from sass_retrieval.train.finetune import refit_mode
 

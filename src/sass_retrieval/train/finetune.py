@@ -43,6 +43,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -540,7 +541,22 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
              own_models: dict[str, torch.nn.Module] | None = None) -> dict[str, Any]:
     """Train ``model`` (in place); returns the training report. ``own_models``, when given, receives a model for
     each scenario that kept an epoch of its own (``own_epoch_min_clicks``, :func:`own_epoch_scenarios`) different
-    from the one ``model`` ends at; every other scenario is served by ``model``."""
+    from the one ``model`` ends at; every other scenario is served by ``model``.
+
+    The report carries its wall ``seconds``, the optimiser ``steps`` of every phase and, with early stopping, the
+    ``validation_seconds`` spent scoring the held-out days: what a row's cost is made of, model by model
+    (bench/ctnet_cost.py)."""
+    t = time.perf_counter()
+    report = _finetune(model, bank, s, out_dir, own_models)
+    phases = [report.get("select"), report.get("refit"),
+              *(e.get("refit") for e in report.get("own_epoch", {}).values())]
+    report["steps"] = sum(int(p["steps"]) for p in phases if p)
+    report["seconds"] = time.perf_counter() - t
+    return report
+
+
+def _finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path,
+              own_models: dict[str, torch.nn.Module] | None) -> dict[str, Any]:
     bank.require_training_samples("fine-tuning")
     scenarios = s.scenarios or bank.scenarios
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
@@ -602,6 +618,7 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
             """Stop?, and the epoch's validation metric for DVCLive. With averaging on, what is judged (and
             kept) is the mean of the epochs so far, the model this phase would hand over. Training goes on
             while the macro average or a scenario that picks its own epoch still improves."""
+            started = time.perf_counter()
             point: dict[str, Any] = {"epoch": epoch + 1}
             days = held_out_days(selection.model, bank, val, reported) if len(grid) > 1 else None
             per = validate_scenarios(selection.model, bank, val, reported, days=days)
@@ -623,6 +640,7 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
             for n in own:
                 keep_if_better(memory.own_best[n], per[n], epoch)
             waited = all(epoch + 1 - e["epoch"] >= s.patience for e in (memory.best, *memory.own_best.values()))
+            report["validation_seconds"] = report.get("validation_seconds", 0.0) + time.perf_counter() - started
             return epoch + 1 >= s.min_epochs and waited, {"val_ndcg@50": score}
 
         def apply(entry: dict[str, Any], tag: str) -> tuple[dict[str, Any] | None, EpochAverage]:
