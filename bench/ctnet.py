@@ -354,8 +354,8 @@ def report(per_seed: list[dict], args) -> tuple[str, dict]:
     cold = {lab: {r: {k: negated(ci) for k, ci in c.items()} for r, c in comp.items()}
             for lab, comp in comparisons(by_label, "dssm_single", args.n_boot, labels[:1], "scenario_cold").items()}
     out += ["## Scenario-cold users: Δ NDCG@50 = row − dssm_single, 95% paired bootstrap CI (pooled over seeds)\n",
-            f"Pairs of {slice_descriptions()['scenario_cold']} (evaluate.slices); each heading gives its column's "
-            "evaluation pairs.\n"]
+            f"Slice `scenario_cold` (evaluate.slices): {slice_descriptions()['scenario_cold']}. Each heading gives "
+            "its column's evaluation pairs.\n"]
     out += ci_tables(cold, rows, "dssm_single", pair_counts=True)
     out += ["## Training seconds per day (mean over seeds; the first day trains from scratch)\n",
             "| row | " + " | ".join(labels[1:]) + " | × dssm_single (first day) |", "|---" + "|---:" * len(labels) + "|"]

@@ -278,6 +278,7 @@ class Ctnet(Section):
     adapt_output: bool                 # an adapter on the last layer (the retrieval vector) too
     source_view: Literal["largest", "own"]   # the scenario the source is shown the target's rows as
     follow_source: NonNeg              # an incremental day moves each target by this times the source's update
+    target_emb_lr: NonNeg              # the targets' embedding tables' learning rate, a multiple of finetune.emb_lr
 
 
 class Train(Section):

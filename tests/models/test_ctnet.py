@@ -157,6 +157,29 @@ def test_adapter_lr_scales_only_the_adapters_learning_rate() -> None:
     assert any(not torch.equal(v, tower_before[k]) for k, v in target.user_tower.state_dict().items())
 
 
+def test_target_emb_lr_scales_or_freezes_only_the_targets_embedding_tables() -> None:
+    """emb_lr puts the target's sparse tables in a SparseAdam group at emb_lr x finetune.emb_lr; 0 freezes them (no
+    gradient, bit-identical after training) while the towers still learn; a negative scale is refused."""
+    from sass_retrieval.train.loop import LoopSettings, make_optimizer
+
+    source, target = _pair()
+    settings = LoopSettings(epochs=1, lr=0.01, emb_lr=0.01, weight_decay=0.0, seed=0, checkpoint_every=0,
+                            progress=False, max_steps_per_epoch=0)
+    scaled = CTNet(source, copy.deepcopy(target), emb_lr=0.25)
+    sparse = make_optimizer(scaled, settings).opts[1]
+    assert [g["lr"] for g in sparse.param_groups] == pytest.approx([0.0025])
+    assert {id(p) for p in sparse.param_groups[0]["params"]} == {id(p) for p in scaled._tables()}
+    frozen = CTNet(source, target, emb_lr=0.0)
+    tables = {k: v.clone() for k, v in target.state_dict().items() if k.split(".")[0] in
+              ("user_emb", "video_emb", "user_fields", "item_fields")}
+    tower = copy.deepcopy(target.user_tower.state_dict())
+    _steps(frozen)
+    assert len(tables) == 4 and all(torch.equal(v, target.state_dict()[k]) for k, v in tables.items())
+    assert any(not torch.equal(v, tower[k]) for k, v in target.user_tower.state_dict().items())
+    with pytest.raises(ValueError, match="emb_lr"):
+        CTNet(source, copy.deepcopy(target), emb_lr=-1.0)
+
+
 def test_adapter_effect_is_zero_at_the_start_and_measures_how_far_the_source_moves_the_vectors() -> None:
     """0 while the adapters are at zero; positive once they carry the source; larger the more they carry."""
     source, target = _pair()

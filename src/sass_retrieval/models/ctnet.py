@@ -25,6 +25,12 @@ then reaches the target's vector only through its hidden layers, as in the paper
 hidden layers of the CTR network and not on its output. That last adapter is then frozen at zero, so its
 checkpoint serves identically by a model built with either value.
 
+``emb_lr`` scales the learning rate of the target's own embedding tables (the hashed user, video and field
+tables) against ``finetune.emb_lr``; 0 freezes them. A target warm-started from the source holds in those tables
+what the large scenario's clicks taught about every user and video; trained at the full rate on a small
+scenario's clicks alone, they move toward that scenario's few ids (discriminative fine-tuning, Howard & Ruder
+2018: the transferred representation learns slower than what sits on top of it).
+
 ``source_view`` names the scenario the source is shown the target's rows as. A source trained on the largest
 scenario alone never trained its other scenarios' embedding (the scenario is one of the towers' inputs), so
 shown a small scenario's rows as they are it reads them with an untrained input and its hidden layers leave
@@ -74,7 +80,7 @@ class CTNet(nn.Module):
     trainer, sampler, evaluation and index code serve it unchanged."""
 
     def __init__(self, source: RetrievalModel, target: RetrievalModel, adapter_lr: float = 1.0,
-                 adapt_output: bool = True, source_view: str | None = None) -> None:
+                 adapt_output: bool = True, source_view: str | None = None, emb_lr: float = 1.0) -> None:
         super().__init__()
         for name, m in (("source", source), ("target", target)):
             if m.cfg.arch != "dssm":
@@ -87,6 +93,12 @@ class CTNet(nn.Module):
         self.user_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
         self.item_adapters = nn.ModuleList(GatedAdapter(target.cfg.hidden) for _ in range(target.cfg.layers))
         self.adapter_lr = adapter_lr
+        if emb_lr < 0:
+            raise ValueError(f"CTNet's emb_lr (a multiple of finetune.emb_lr) must be >= 0, got {emb_lr}")
+        self.emb_lr = emb_lr
+        if emb_lr == 0:
+            for p in self._tables():
+                p.requires_grad_(False)   # frozen: no gradient is even computed for them
         if source_view is not None and source_view not in source.cfg.scenarios:
             raise ValueError(f"CTNet's source_view {source_view!r} is not one of the source's scenarios "
                              f"{source.cfg.scenarios}")
@@ -106,9 +118,15 @@ class CTNet(nn.Module):
         a penalty on a whole table would give every row a dense gradient every step)."""
         return [(n, p) for n, p in self.target.named_parameters() if n.split(".")[0] in ("user_tower", "item_tower")]
 
+    def _tables(self) -> list[nn.Parameter]:
+        """The target's sparse embedding tables (its hashed user, video and field ids)."""
+        return [m.weight for m in self.target.modules() if isinstance(m, nn.Embedding) and m.sparse]
+
     def lr_scales(self) -> dict[int, float]:
-        """id(parameter) -> its learning rate as a multiple of the dense rate (train.loop.PairedOptimizer)."""
-        return {id(p): self.adapter_lr for m in (self.user_adapters, self.item_adapters) for p in m.parameters()}
+        """id(parameter) -> its learning rate as a multiple of its optimiser's rate (train.loop.PairedOptimizer):
+        the adapters' of the dense rate, the target's embedding tables' of the embedding rate."""
+        scales = {id(p): self.adapter_lr for m in (self.user_adapters, self.item_adapters) for p in m.parameters()}
+        return {**scales, **{id(p): self.emb_lr for p in self._tables()}}
 
     def train(self, mode: bool = True) -> CTNet:
         """The source stays in eval mode whatever the trainer asks: it is a fixed function of its inputs."""

@@ -137,6 +137,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
     use_adapters, init = bool(get(params, "ctnet.adapters")), str(get(params, "ctnet.init"))
     target_choices = {"scenario_l2": float(get(params, "ctnet.anchor_l2")), "keep_start": bool(get(params, "ctnet.keep_start"))}
     adapter_lr, adapt_output = float(get(params, "ctnet.adapter_lr")), bool(get(params, "ctnet.adapt_output"))
+    emb_lr = float(get(params, "ctnet.target_emb_lr"))
     view = source_view(str(get(params, "ctnet.source_view")), large, source_scen)
     follow = float(get(params, "ctnet.follow_source"))
 
@@ -166,7 +167,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
                 follow_source(target, source, source_init, follow)
         model: RetrievalModel | CTNet = target
         if use_adapters:
-            model = CTNet(frozen, target, adapter_lr, adapt_output, view)
+            model = CTNet(frozen, target, adapter_lr, adapt_output, view, emb_lr)
             if isinstance(prev, CTNet):   # yesterday's adapters carry on over today's source
                 model.user_adapters.load_state_dict(prev.user_adapters.state_dict())
                 model.item_adapters.load_state_dict(prev.item_adapters.state_dict())

@@ -63,16 +63,20 @@ class PairedOptimizer:
         dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
         sparse = [p for p in model.parameters() if p.requires_grad and id(p) in sparse_ids]
         self.opts: list[torch.optim.Optimizer] = []
+        # a model may scale some weights' learning rate (models.ctnet: its adapters, its target's embedding
+        # tables): one group per scale, in the optimiser of the weight's kind
+        scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+
+        def groups(params: list[torch.nn.Parameter], lr: float) -> list[dict[str, Any]]:
+            by_scale: dict[float, list[torch.nn.Parameter]] = {}
+            for p in params:
+                by_scale.setdefault(float(scales.get(id(p), 1.0)), []).append(p)
+            return [{"params": ps, "lr": lr * k} for k, ps in by_scale.items()]
+
         if dense:
-            # a model may scale some weights' learning rate (models.ctnet: its adapters): one Adam group per scale
-            scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
-            groups: dict[float, list[torch.nn.Parameter]] = {}
-            for p in dense:
-                groups.setdefault(float(scales.get(id(p), 1.0)), []).append(p)
-            self.opts.append(torch.optim.Adam([{"params": ps, "lr": s.lr * k} for k, ps in groups.items()],
-                                              lr=s.lr, weight_decay=s.weight_decay))
+            self.opts.append(torch.optim.Adam(groups(dense, s.lr), lr=s.lr, weight_decay=s.weight_decay))
         if sparse:
-            self.opts.append(torch.optim.SparseAdam(sparse, lr=s.emb_lr))
+            self.opts.append(torch.optim.SparseAdam(groups(sparse, s.emb_lr), lr=s.emb_lr))
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for o in self.opts:
