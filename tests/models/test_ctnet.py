@@ -93,7 +93,7 @@ def test_the_anchor_is_the_targets_start_and_is_neither_trained_nor_saved() -> N
     source, target = _pair()
     model = CTNet(source, target)
     assert model.scenario_drift().item() == 0.0
-    assert not any(k.startswith("anchor") for k in model.adapter_state())
+    assert not any(k.startswith("anchor") for k in model.state_dict())
     start = {n: p.detach().clone() for n, p in target.named_parameters()}
     with torch.no_grad():
         for p in target.parameters():
@@ -178,6 +178,24 @@ def test_target_emb_lr_scales_or_freezes_only_the_targets_embedding_tables() -> 
     assert any(not torch.equal(v, tower[k]) for k, v in target.user_tower.state_dict().items())
     with pytest.raises(ValueError, match="emb_lr"):
         CTNet(source, copy.deepcopy(target), emb_lr=-1.0)
+
+
+def test_the_state_holds_the_target_and_adapters_and_loading_it_keeps_the_source() -> None:
+    """Training copies and saves the state every epoch: the frozen source (its own checkpoint) is not in it, and a
+    load puts the target and adapters back strictly over whatever source the model holds."""
+    source, target = _pair()
+    model = CTNet(source, target)
+    state = model.state_dict()
+    assert not any(k.startswith("source.") for k in state)
+    assert any(k.startswith("target.") for k in state) and any(k.startswith("user_adapters.") for k in state)
+    other_source, other_target = _pair(3, 4)
+    other = CTNet(other_source, other_target)
+    before = copy.deepcopy(other_source.state_dict())
+    other.load_state_dict(state)
+    assert all(torch.equal(v, other_target.state_dict()[k]) for k, v in target.state_dict().items())
+    assert all(torch.equal(v, other_source.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(RuntimeError, match="Missing key"):
+        other.load_state_dict({k: v for k, v in state.items() if not k.startswith("target.")})
 
 
 def test_adapter_effect_is_zero_at_the_start_and_measures_how_far_the_source_moves_the_vectors() -> None:

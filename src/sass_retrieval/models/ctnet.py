@@ -134,9 +134,21 @@ class CTNet(nn.Module):
         self.source.eval()
         return self
 
-    def adapter_state(self) -> dict[str, torch.Tensor]:
-        """What a CTNet checkpoint stores: the target and the adapters (the source has its own checkpoint)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("source.")}
+    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
+        """The target and the adapters: what this model learns, and what a CTNet checkpoint stores. The frozen
+        source is a reference with its own checkpoint (train.checkpoint.save_ctnet). Left in, it doubled every
+        copy of the state training makes (early stopping's best epochs) and every per-epoch resume checkpoint,
+        which was what made a target dearer than dssm_single's model (bench/results/ctnet_cost_split.md)."""
+        state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        for key in [k for k in state if k.startswith(prefix + "source.")]:
+            del state[key]
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load the target and the adapters (state_dict's keys); the source stays as it is, unless the state names
+        its weights too."""
+        full = {f"source.{k}": v for k, v in self.source.state_dict().items()}
+        return super().load_state_dict({**full, **state_dict}, strict=strict, assign=assign)
 
     def _vectors(self, b: dict[str, torch.Tensor], side: str) -> tuple[torch.Tensor, torch.Tensor]:
         adapters = self.user_adapters if side == "user" else self.item_adapters

@@ -56,7 +56,7 @@ def save_checkpoint(path: Path, model: RetrievalModel | CTNet, meta: dict[str, A
     path = Path(path)
     if isinstance(model, MultiTaskModel):   # what load_model needs to rebuild the heads around the towers
         meta = {**(meta or {}), "multitask": model.spec()}
-    payload = {"model": model.adapter_state() if isinstance(model, CTNet) else model.state_dict()}
+    payload = {"model": model.state_dict()}   # a CTNet's holds its target and adapters, not its source
     if state is not None:
         payload["state"] = state
     _atomic_bytes(path, lambda p: torch.save(payload, p))
@@ -158,9 +158,9 @@ def load_ctnet(path: Path, source_path: Path, same_source: bool = True) -> tuple
     model = CTNet(source, RetrievalModel(ModelConfig.from_dict(manifest["config"])),
                   source_view=info.get("source_view"))   # absent before the key existed: the rows as they are
     missing, unexpected = model.load_state_dict(payload["model"], strict=False)
-    if unexpected or any(not k.startswith("source.") for k in missing):
-        raise CheckpointError(f"CTNet target {path} does not match the model: missing "
-                              f"{[k for k in missing if not k.startswith('source.')]}, unexpected {unexpected}")
+    if missing or unexpected:
+        raise CheckpointError(f"CTNet target {path} does not match the model: missing {missing}, unexpected "
+                              f"{unexpected}")
     model.eval()
     return model, manifest
 
