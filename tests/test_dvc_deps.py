@@ -13,7 +13,8 @@ both of code that can not change a stage's outputs:
 
 The slow test records the pipeline in a copy of the project with ``dvc commit`` and checks that editing
 a comment in a deep module (data/schema.py) makes ``dvc status`` report exactly the stages that import
-it, and that the knobs that can not change results (train.threads, train.checkpoint_every) rerun none.
+it, and that the knobs that can not change results (train.threads, train.checkpoint_every,
+train.checkpoint_seconds) rerun none.
 """
 
 from __future__ import annotations
@@ -274,7 +275,8 @@ def test_editing_a_deep_module_marks_exactly_its_importers_changed(tmp_path: Pat
     # knobs that can not change any output rerun nothing (only the params check)
     from sass_retrieval.config import update_params_file
 
-    update_params_file(project / "params.yaml", {"train.threads": 1, "train.checkpoint_every": 50})
+    update_params_file(project / "params.yaml", {"train.threads": 1, "train.checkpoint_every": 50,
+                                                   "train.checkpoint_seconds": 5})
     assert changed_stages(project) == {"params"}
     # a fine-tuning knob reruns the fine-tuned rows, not the data stages nor pretraining
     update_params_file(project / "params.yaml", {"finetune.lr": 0.001})

@@ -289,6 +289,7 @@ class Train(Section):
     seed: int
     threads: PosInt
     checkpoint_every: NonNegInt
+    checkpoint_seconds: NonNeg
 
 
 class Index(Section):

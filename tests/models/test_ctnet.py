@@ -107,11 +107,18 @@ def test_the_anchor_is_the_targets_start_and_is_neither_trained_nor_saved() -> N
     assert all(p.grad is None for p in model.source.parameters())
 
 
-def _steps(model: CTNet, n: int = 3) -> None:
-    from sass_retrieval.train.loop import LoopSettings, make_optimizer
+def _settings():
+    """A loop at lr and emb_lr 0.01, no checkpoints: what the optimiser tests build their optimiser from."""
+    from sass_retrieval.train.loop import LoopSettings
 
-    settings = LoopSettings(epochs=1, lr=0.01, emb_lr=0.01, weight_decay=0.0, seed=0, checkpoint_every=0,
-                            progress=False, max_steps_per_epoch=0)
+    return LoopSettings(epochs=1, lr=0.01, emb_lr=0.01, weight_decay=0.0, seed=0, checkpoint_every=0,
+                        checkpoint_seconds=0, progress=False, max_steps_per_epoch=0)
+
+
+def _steps(model: CTNet, n: int = 3) -> None:
+    from sass_retrieval.train.loop import make_optimizer
+
+    settings = _settings()
     opt = make_optimizer(model, settings)
     u, i = _batches()
     for _ in range(n):
@@ -141,12 +148,11 @@ def test_without_an_output_adapter_the_last_layer_adds_nothing_and_serves_alike_
 def test_adapter_lr_scales_only_the_adapters_learning_rate() -> None:
     """The optimizer gives the adapters lr x adapter_lr and every other dense weight lr; with a near-zero scale the
     adapters barely move while the target's towers train as before."""
-    from sass_retrieval.train.loop import LoopSettings, make_optimizer
+    from sass_retrieval.train.loop import make_optimizer
 
     source, target = _pair()
     model = CTNet(source, target, adapter_lr=1e-6)
-    settings = LoopSettings(epochs=1, lr=0.01, emb_lr=0.01, weight_decay=0.0, seed=0, checkpoint_every=0,
-                            progress=False, max_steps_per_epoch=0)
+    settings = _settings()
     adam = make_optimizer(model, settings).opts[0]
     by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in adam.param_groups}
     adapter_ids = {id(p) for m in (model.user_adapters, model.item_adapters) for p in m.parameters()}
@@ -160,11 +166,10 @@ def test_adapter_lr_scales_only_the_adapters_learning_rate() -> None:
 def test_target_emb_lr_scales_or_freezes_only_the_targets_embedding_tables() -> None:
     """emb_lr puts the target's sparse tables in a SparseAdam group at emb_lr x finetune.emb_lr; 0 freezes them (no
     gradient, bit-identical after training) while the towers still learn; a negative scale is refused."""
-    from sass_retrieval.train.loop import LoopSettings, make_optimizer
+    from sass_retrieval.train.loop import make_optimizer
 
     source, target = _pair()
-    settings = LoopSettings(epochs=1, lr=0.01, emb_lr=0.01, weight_decay=0.0, seed=0, checkpoint_every=0,
-                            progress=False, max_steps_per_epoch=0)
+    settings = _settings()
     scaled = CTNet(source, copy.deepcopy(target), emb_lr=0.25)
     sparse = make_optimizer(scaled, settings).opts[1]
     assert [g["lr"] for g in sparse.param_groups] == pytest.approx([0.0025])

@@ -89,6 +89,7 @@ def test_a_failed_validation_inside_a_full_run_stops_before_training(project: Pa
 
 def test_training_killed_mid_epoch_resumes_from_its_checkpoint(project: Path) -> None:
     _set(project, "train.checkpoint_every", 2)
+    _set(project, "train.checkpoint_seconds", 0)
     _set(project, "finetune.epochs", 6)
     _set(project, "finetune.early_stopping", False)
     out = project / "models" / "killed"

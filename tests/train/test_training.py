@@ -103,6 +103,26 @@ def test_resume_checkpoint_is_one_file_and_a_crash_mid_save_keeps_the_previous(t
         load_resume(path)
 
 
+@pytest.mark.parametrize("seconds,saves", [(0.0, 3), (3600.0, 0)])
+def test_resume_checkpoints_wait_for_checkpoint_seconds(tiny_bank, tmp_path, monkeypatch, seconds, saves) -> None:
+    """0: one resume checkpoint per epoch end but the last (a finished run needs none); an hour: none in a run of
+    a few seconds, which a crash would simply redo. The trained weights are the same either way."""
+    from sass_retrieval.train import loop
+
+    bank, cfg = tiny_bank
+    calls = []
+    monkeypatch.setattr(loop, "save_resume", lambda *a, **k: calls.append(k["state"]["epoch"]))
+    torch.manual_seed(0)
+    model = RetrievalModel(cfg)
+    finetune(model, bank, dataclasses.replace(_ft(4), loop=dataclasses.replace(_ft(4).loop, checkpoint_seconds=seconds)),
+             tmp_path)
+    assert len(calls) == saves and calls == list(range(1, saves + 1))
+    torch.manual_seed(0)
+    again = RetrievalModel(cfg)
+    finetune(again, bank, _ft(4), tmp_path / "again")
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+
+
 def test_warm_start_with_zero_steps_changes_nothing(tiny_bank, tmp_path) -> None:
     bank, cfg = tiny_bank
     model = RetrievalModel(cfg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class LoopSettings:
     weight_decay: float
     seed: int
     checkpoint_every: int
+    checkpoint_seconds: float  # a resume checkpoint at most this often (0: at every step count and epoch end)
     progress: bool
     max_steps_per_epoch: int   # 0 = no cap; tests and smoke runs cap it
 
@@ -171,8 +173,11 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                average: EpochAverage | None = None, memory: Stateful | None = None) -> dict[str, Any]:
     """Train for settings.epochs; ``batches(epoch)`` yields (step, closure returning the loss).
 
-    Every ``checkpoint_every`` steps the model and optimizer go to ``resume_path``; if that file exists
-    at start, training continues from it. ``on_epoch_end`` returning True stops early. ``average`` (of this
+    Every ``checkpoint_every`` steps and at every epoch end the model and optimizer go to ``resume_path``, once
+    ``checkpoint_seconds`` have passed since the last time (or the start): a checkpoint holds the embedding tables
+    and their optimiser state, and writing one after every short epoch took a third of a KuaiRand day's training
+    (bench/results/ctnet_cost_split*.md), while a crash between two checkpoints only redoes those seconds. If the
+    file exists at start, training continues from it. ``on_epoch_end`` returning True stops early. ``average`` (of this
     model's weights) takes every epoch's end weights before ``on_epoch_end`` looks at the epoch, and travels in
     the resume checkpoint, so a resumed run averages the same epochs as an uninterrupted one. ``memory`` is
     what ``on_epoch_end`` remembers across epochs (early stopping's best epochs and their weights): it travels
@@ -219,6 +224,14 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
     live = LiveLog(loss_log, resume) if rank == 0 else None
     history: list[float] = []
     stopped_early = False
+    last_save = time.monotonic()
+
+    def save_if_due(epoch: int, step: int) -> None:
+        nonlocal last_save
+        if rank == 0 and time.monotonic() - last_save >= settings.checkpoint_seconds:
+            save_resume(resume_path, model, state=resume_state(epoch, step))
+            last_save = time.monotonic()
+
     try:
         for epoch in range(start_epoch, settings.epochs):
             model.train()
@@ -245,8 +258,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 logger.write({"step": global_step, "epoch": epoch, "loss": round(value, 6)})
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}")
-                if rank == 0 and settings.checkpoint_every and global_step % settings.checkpoint_every == 0:
-                    save_resume(resume_path, model, state=resume_state(epoch, step + 1))
+                if settings.checkpoint_every and global_step % settings.checkpoint_every == 0:
+                    save_if_due(epoch, step + 1)
             bar.close()
             start_step = 0
             mean = float(np.mean(losses)) if losses else float("nan")
@@ -258,8 +271,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             # on_epoch_end returns stop, or (stop, {metric: value}) to log e.g. the validation NDCG@50
             verdict = on_epoch_end(epoch) if on_epoch_end is not None else False
             stop, extra = verdict if isinstance(verdict, tuple) else (verdict, {})
-            if rank == 0 and not stop:
-                save_resume(resume_path, model, state=resume_state(epoch + 1, 0))
+            if not stop:
+                save_if_due(epoch + 1, 0)
             if live is not None:
                 live.log(epoch, {"loss": mean, **(extra or {})})
             if stop:

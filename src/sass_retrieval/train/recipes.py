@@ -71,7 +71,8 @@ def loop_settings(params: dict[str, Any], section: str, seed: int, progress: boo
 
     return LoopSettings(epochs=int(key("epochs")), lr=float(key("lr")), emb_lr=float(key("emb_lr")),
                         weight_decay=float(key("weight_decay")),
-                        seed=seed, checkpoint_every=int(get(params, "train.checkpoint_every")), progress=progress,
+                        seed=seed, checkpoint_every=int(get(params, "train.checkpoint_every")),
+                        checkpoint_seconds=float(get(params, "train.checkpoint_seconds")), progress=progress,
                         max_steps_per_epoch=int(key("max_steps_per_epoch")))
 
 
