@@ -18,7 +18,8 @@ that window; after it:
 The first day's models are also scored on the BENCHMARK.md dev window (test 05-03..05-05), whose training
 window is the first day's. Every row goes through the product's code path (experiment.prepare_window,
 train.ctnet.train_ctnet, train.recipes.train_row, the protocol); paired bootstrap 95% CIs of ctnet − row
-per scenario and macro, pooled over seeds, per day and pooled over the days after the first. Training
+per scenario and macro, pooled over seeds, per day and pooled over the days after the first (and, in a backfill
+longer than BENCHMARK.md's 3 test days, over its last 3 days too). Training
 seconds per row and day are reported beside dssm_single's.
 
 Writes bench/results/ctnet.{md,json} and ctnet_vs_single.png (the issue's bar: every row − dssm_single per small
@@ -69,6 +70,7 @@ CONTINUAL = {"ctnet": ({"ctnet.adapters": True}, False),
              "pf_all": ({"ctnet.adapters": False, "ctnet.init": "all"}, False),
              "pf_emb": ({"ctnet.adapters": False, "ctnet.init": "embeddings"}, False)}
 SMALL_TABS = ("0", "2", "4", "6")
+DEV_DAYS = 3   # BENCHMARK.md's test window: a longer backfill also pools its last this many days
 
 
 def continual_rows(names: str, variants: list[str]) -> dict[str, tuple[dict[str, object], bool]]:
@@ -219,14 +221,16 @@ def comparisons(by_label: dict[str, list[dict]], reference: str, n_boot: int,
     comps = {lab: compare_rows(stack_seeds(by_label[lab], slice_name), reference, "ndcg@50", n_boot=n_boot)
              for lab in (labels if windows is None else windows)}
     later = labels[2:]                     # the days after the first (labels[0]: the dev window, [1]: the first day)
-    if len(later) > 1:
-        stacks = [stack_seeds(by_label[lab], slice_name) for lab in later]
-        every = compare_rows(pooled(stacks, later), reference, "ndcg@50", n_boot=n_boot)
+    spans = {f"pooled over the {len(later)} days after the first": later} if len(later) > 1 else {}
+    if len(later) > DEV_DAYS:              # a long backfill: its last days are BENCHMARK.md's test days, pooled too
+        spans[f"pooled over the last {DEV_DAYS} days"] = later[-DEV_DAYS:]
+    for name, span in spans.items():
+        stacks = [stack_seeds(by_label[lab], slice_name) for lab in span]
+        every = compare_rows(pooled(stacks, span), reference, "ndcg@50", n_boot=n_boot)
         tabs = list(stacks[0][reference])
-        per_tab = {t: compare_rows(pooled([{r: {t: st[r][t]} for r in st} for st in stacks], later), reference,
+        per_tab = {t: compare_rows(pooled([{r: {t: st[r][t]} for r in st} for st in stacks], span), reference,
                                    "ndcg@50", n_boot=n_boot) for t in tabs}
-        comps[f"pooled over the {len(later)} days after the first"] = {
-            r: {**{t: per_tab[t][r]["macro"] for t in tabs}, "macro": every[r]["macro"]} for r in every}
+        comps[name] = {r: {**{t: per_tab[t][r]["macro"] for t in tabs}, "macro": every[r]["macro"]} for r in every}
     return comps
 
 

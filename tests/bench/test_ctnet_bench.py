@@ -113,3 +113,15 @@ def test_comparisons_on_a_slice_use_its_pairs_and_the_table_names_their_count() 
     assert pooled["pairs"] == 4 and pooled["significant"]
     table = "\n".join(ctnet.ci_tables(cold, ["dssm_single", "ctnet"], "dssm_single", pair_counts=True))
     assert "| row | 4 (2) | macro (2) |" in table and "| row | 4 (4) | macro (4) |" in table
+
+
+def test_a_long_backfill_also_pools_its_last_three_days() -> None:
+    """Beyond three days after the first, the last three (BENCHMARK.md's test days) are pooled on their own too;
+    a short backfill has only the pooled days after the first."""
+    ctnet = load_bench("ctnet")
+    day = {"ctnet": _result({"4": [0.5, 0.6]}, {"4": [0.9]}), "dssm_single": _result({"4": [0.4, 0.4]}, {"4": [0.1]})}
+    long = ctnet.comparisons({lab: [day] for lab in ("dev", "d1", "d2", "d3", "d4", "d5")}, "dssm_single", 200, [])
+    assert list(long) == ["pooled over the 4 days after the first", "pooled over the last 3 days"]
+    assert long["pooled over the last 3 days"]["ctnet"]["4"]["pairs"] == 6
+    short = ctnet.comparisons({lab: [day] for lab in ("dev", "d1", "d2", "d3", "d4")}, "dssm_single", 200, [])
+    assert list(short) == ["pooled over the 3 days after the first"]
