@@ -262,8 +262,21 @@ def write_results(out: Path, title: str, prov: dict[str, Any], body_md: str, pay
               f"{prov['cores']} cores, torch threads {prov['torch_threads']}\n- commit: {prov['commit']}\n\n")
     out.with_suffix(".md").write_text(header + body_md + "\n")
     # compact: the .md is the file people read; the .json (every seed, scenario and CI) is for programs, and a
-    # long backfill's indented .json passed 1 MiB
-    out.with_suffix(".json").write_text(json.dumps({"provenance": prov, **payload}, default=str))
+    # long backfill's indented .json passed 1 MiB, then its full-precision floats did (7 days, 4 seeds)
+    out.with_suffix(".json").write_text(json.dumps(significant({"provenance": prov, **payload}), default=str))
+
+
+def significant(obj: Any, digits: int = 6) -> Any:
+    """``obj`` with every float rounded to ``digits`` significant digits: a metric averaged over a few thousand
+    pairs means nothing past the sixth (the IR-library oracle test checks ours to 1e-6), and the digits beyond
+    it were half of a long benchmark's .json."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: significant(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [significant(v, digits) for v in obj]
+    return obj
 
 
 def stack_seeds(per_seed: list[dict[str, dict[str, Any]]], slice_name: str = "all",
