@@ -239,6 +239,14 @@ def negated(ci: dict) -> dict:
     return {**ci, "diff": -ci["diff"], "lo": -ci["hi"], "hi": -ci["lo"]}
 
 
+def against_single(by_label: dict[str, list[dict]], n_boot: int, windows: list[str],
+                   slice_name: str = "all") -> dict[str, dict]:
+    """Every row − dssm_single (the issue's bar is set against no transfer): comparisons with dssm_single as the
+    reference, each interval turned round."""
+    return {lab: {r: {k: negated(ci) for k, ci in c.items()} for r, c in comp.items()}
+            for lab, comp in comparisons(by_label, "dssm_single", n_boot, windows, slice_name).items()}
+
+
 def ci_tables(comps: dict[str, dict], rows: list[str], reference: str, pair_counts: bool = False) -> list[str]:
     """One markdown table per window: a row per compared row, a CI per scenario and macro (with each column's
     number of evaluation pairs when ``pair_counts``: a slice's are few)."""
@@ -281,7 +289,6 @@ def effect_table(by_label: dict[str, list[dict]], labels: list[str], rows: list[
 
 
 PLOT_SUFFIX = "_vs_single.png"
-
 VS_SINGLE = "## Δ NDCG@50 = row − dssm_single (no transfer), 95% paired bootstrap CI (pooled over seeds)\n\n"
 
 
@@ -334,9 +341,7 @@ def report(per_seed: list[dict], args) -> tuple[str, dict]:
     rows = list(per_seed[0][labels[-1]])
     by_label = {lab: [ps[lab] for ps in per_seed] for lab in labels}
     comps = comparisons(by_label, REFERENCE, args.n_boot)
-    # the issue's bar is set against no transfer: every row − dssm_single, on the dev window and pooled later
-    vs_single = {lab: {r: {k: negated(ci) for k, ci in c.items()} for r, c in comp.items()}
-                 for lab, comp in comparisons(by_label, "dssm_single", args.n_boot, labels[:1]).items()}
+    vs_single = against_single(by_label, args.n_boot, labels[:1])
 
     def mean(lab: str, row: str, scen: str | None = None) -> float:
         return float(np.mean([(r[row]["per_scenario"][scen] if scen else r[row]["macro"])["ndcg@50"]
@@ -355,8 +360,7 @@ def report(per_seed: list[dict], args) -> tuple[str, dict]:
                            "CTNet on a rolling KuaiRand backfill")]
     out += ci_tables(vs_single, rows, "dssm_single")
     # the population transfer is for: users new to a small tab and known in the others (evaluate.slices)
-    cold = {lab: {r: {k: negated(ci) for k, ci in c.items()} for r, c in comp.items()}
-            for lab, comp in comparisons(by_label, "dssm_single", args.n_boot, labels[:1], "scenario_cold").items()}
+    cold = against_single(by_label, args.n_boot, labels[:1], "scenario_cold")
     out += ["## Scenario-cold users: Δ NDCG@50 = row − dssm_single, 95% paired bootstrap CI (pooled over seeds)\n",
             f"Slice `scenario_cold` (evaluate.slices): {slice_descriptions()['scenario_cold']}. Each heading gives "
             "its column's evaluation pairs.\n"]

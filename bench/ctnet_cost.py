@@ -53,11 +53,14 @@ def cost_table(seconds: dict[str, list[float]]) -> tuple[list[str], dict[str, fl
     return out, summary
 
 
+COST_KEYS = ("seconds", "steps", "validation_seconds")   # what a finetune report says its model cost
+
+
 def by_scenario(reports: dict[str, dict]) -> dict[str, dict[str, dict[str, float]]]:
     """row -> scenario -> {seconds, steps, validation_seconds} from train_row's reports (dssm_single: one per
     scenario; ctnet: the source under its scenario, then the targets)."""
     def numbers(rep: dict) -> dict[str, float]:
-        return {k: float(rep.get(k, 0.0)) for k in ("seconds", "steps", "validation_seconds")}
+        return {k: float(rep.get(k, 0.0)) for k in COST_KEYS}
 
     out = {"dssm_single": {s: numbers(r) for s, r in reports["dssm_single"].items()}}
     ct = reports["ctnet"]
@@ -76,8 +79,7 @@ def breakdown_table(split: dict[str, dict[str, dict[str, float]]]) -> list[str]:
 
     for s in base:
         out.append(f"| {s} | {cell(base[s])} | {cell(row[s])} | {row[s]['seconds'] / base[s]['seconds']:.2f}× |")
-    total = {r: {k: sum(v[k] for v in split[r].values()) for k in ("seconds", "steps", "validation_seconds")}
-             for r in split}
+    total = {r: {k: sum(v[k] for v in split[r].values()) for k in COST_KEYS} for r in split}
     out.append(f"| all models | {cell(total['dssm_single'])} | {cell(total['ctnet'])} | "
                f"{total['ctnet']['seconds'] / total['dssm_single']['seconds']:.2f}× |")
     return out
