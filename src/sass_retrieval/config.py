@@ -11,11 +11,14 @@ import uuid
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import BadConfigError
+
+if TYPE_CHECKING:
+    from .params_schema import Params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,12 +27,8 @@ class ConfigError(BadConfigError, ValueError):
     """A params.yaml value is missing or unusable; the message names the key."""
 
 
-def load_params(path: str | Path = "params.yaml", validate: bool = True) -> dict[str, Any]:
-    """params.yaml as the plain dict every stage reads, checked against ``params_schema`` first.
-
-    A missing, unknown (misspelt), mistyped or out-of-range key is a ConfigError with one line per
-    problem. Validation only accepts or rejects: the dict returned is exactly the file's content.
-    """
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """params.yaml's raw mapping, unvalidated (for tools that rewrite the file or report on it)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file not found: {path.resolve()}")
@@ -40,22 +39,33 @@ def load_params(path: str | Path = "params.yaml", validate: bool = True) -> dict
             raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    if validate:
-        from .params_schema import validate_params  # imports this module: import it when needed
-
-        validate_params(params, source=str(path))
     return params
 
 
-def get(params: dict[str, Any], dotted: str, default: Any = ...) -> Any:
-    """Look up 'a.b.c'; without a default a missing key is a ConfigError naming it."""
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """params.yaml as the typed :class:`~sass_retrieval.params_schema.Params`: code reads attributes.
+
+    A missing, unknown (misspelt), mistyped or out-of-range key is a ConfigError with one line per
+    problem, so every stage rejects a bad file before it does any work.
+    """
+    from .params_schema import validate_params  # imports this module: import it when needed
+
+    return validate_params(read_params_file(path), source=str(path))
+
+
+def get(params: Any, dotted: str, default: Any = ...) -> Any:
+    """Transitional: look up 'a.b.c' in Params or a dict; readers move to attribute access."""
     node: Any = params
     for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if isinstance(node, dict):
+            found, node = part in node, node.get(part)
+        else:
+            found = part in getattr(type(node), "model_fields", {})
+            node = getattr(node, part) if found else None
+        if not found:
             if default is ...:
                 raise ConfigError(f"params.yaml: missing key {dotted!r}")
             return default
-        node = node[part]
     return node
 
 

@@ -125,6 +125,15 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
+    # Transitional: dict-style reads while the readers move to attributes; removed with the last of them.
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in type(self).model_fields else default
+
 
 # ---------------------------------------------------------------- sections of params.yaml
 
@@ -349,6 +358,22 @@ class Params(Section):
     index: Index
     evaluate: Evaluate
     publish: Publish
+
+    def override(self, settings: dict[str, Any], source: str = "overrides") -> Params:
+        """A validated copy with dotted keys replaced (``{"finetune.lr": 1e-3}``): how a benchmark variant,
+        an incremental day or a test derives its params without mutating the run's."""
+        doc = self.to_dict()
+        for dotted, value in settings.items():
+            node = doc
+            *head, last = dotted.split(".")
+            for part in head:
+                node = node.setdefault(part, {})
+            node[last] = value
+        return validate_params(doc, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain mapping, as params.yaml would hold it (for writing a params file of a derived run)."""
+        return self.model_dump(mode="python")
 
 
 # ---------------------------------------------------------------- validation and messages

@@ -250,11 +250,11 @@ def resolve_day(root: str | Path, day: str | int) -> str:
     run triggered with ``end_date=auto`` is recorded under the day its stages actually ran on)."""
     if str(day).strip().lower() != "auto":
         return as_day(day)
-    from ..config import get, load_params, resolve_window
+    from ..config import get, read_params_file, resolve_window
     from ..data.schema import stored_dates
 
     root = Path(root)
-    params = load_params(root / "params.yaml", validate=False)   # the `params` stage checked it
+    params = read_params_file(root / "params.yaml")   # the `params` stage checked it
     store = Path(get(params, "data.store_dir"))
     return str(resolve_window(params, stored_dates(store if store.is_absolute() else root / store)).test_end)
 
