@@ -32,7 +32,7 @@ def bank_for(run: Run, features_dir: str | Path = "data/features", arch: str | N
 
     Serving stages (index, evaluate, recommend) pass ``serving_only``: they never read training samples."""
     from sass_retrieval.data.store import read_items, read_users
-    from sass_retrieval.train.bank import load_bank
+    from sass_retrieval.models.bank import load_bank
     from sass_retrieval.train.recipes import model_config
 
     cfg = model_config(run.params, run.names, arch)

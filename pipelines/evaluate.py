@@ -36,7 +36,7 @@ HEADLINE = ("ndcg@50", "hit_rate@50")
 
 def load_row_models(row: str, models_dir: Path, scenarios: list[str]):
     """scenario -> the model the row serves it with (one shared model, or one per scenario)."""
-    from sass_retrieval.train.checkpoint import load_row_model
+    from sass_retrieval.models.checkpoint import load_row_model
 
     cache: dict = {}
     return {s: load_row_model(models_dir, row, s, cache)[0] for s in scenarios}
@@ -59,8 +59,8 @@ def _published_on_this_window(run, bank, es, ks, recommender_cls, evaluate_fn) -
     published model on today's pairs is. None when nothing is published or its config no longer fits
     (e.g. the scenario list changed), in which case the gate falls back to the recorded number.
     """
+    from sass_retrieval.models.checkpoint import CheckpointError
     from sass_retrieval.publish import current_version, served_row
-    from sass_retrieval.train.checkpoint import CheckpointError
 
     from .common import published_dir
 

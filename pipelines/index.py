@@ -26,13 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenario", required=True)
     p.add_argument("--row", action="append", default=None,
                    help="row to index, repeatable (default: sass and publish.challenger)")
-    p.add_argument("--models", default="models", help="folder of models/<row>/ (train.checkpoint.row_checkpoint)")
+    p.add_argument("--models", default="models", help="folder of models/<row>/ (models.checkpoint.row_checkpoint)")
     p.add_argument("--features", default="data/features")
     p.add_argument("--out", default="indexes", help="writes <out>/<row>/<scenario>/")
     args = p.parse_args(argv)
     from sass_retrieval.index.faiss_index import set_threads
     from sass_retrieval.index.routing import mark_skipped
-    from sass_retrieval.train.checkpoint import load_row_model
+    from sass_retrieval.models.checkpoint import load_row_model
 
     run = load_run(args.params)
     rows = args.row or ["sass", str(run.params.get("publish", {}).get("challenger", "dssm_mixed"))]

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="models/pretrain")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    from sass_retrieval.train.checkpoint import load_model, save_checkpoint
+    from sass_retrieval.models.checkpoint import load_model
+    from sass_retrieval.train.checkpoint import save_checkpoint
     from sass_retrieval.train.distributed import init_from_env, is_main
     from sass_retrieval.train.recipes import run_pretraining
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if warm is not None:
         init, _ = load_model(warm)
         params = incremental_params(params, ("pretrain",))
-    from sass_retrieval.train.bank import split_scenarios
+    from sass_retrieval.models.bank import split_scenarios
 
     bank = bank_for(run, args.features, "sass") if get(params, "pretrain.enabled") else None
     model, report = run_pretraining(bank, params, int(get(params, "train.seed")), out, init=init,

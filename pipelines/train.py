@@ -3,7 +3,7 @@
 Layouts under models/<row>/: ``model.pt`` (one model for every scenario, but those with ``model_<s>.pt``: a large
 scenario that kept its own best epoch, finetune.own_epoch_min_clicks), ``model_<s>.pt`` per scenario
 (dssm_single), ctnet: ``source.pt`` (serves the largest scenario, unless a ``model_<largest>.pt`` holds its own
-epoch of a source trained on every scenario) and a target ``model_<s>.pt`` per other scenario (train.checkpoint.load_row_model reads all three)."""
+epoch of a source trained on every scenario) and a target ``model_<s>.pt`` per other scenario (models.checkpoint.load_row_model reads all three)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="default: models/<row>")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    from sass_retrieval.train.checkpoint import load_model, save_checkpoint
+    from sass_retrieval.models.checkpoint import load_model
+    from sass_retrieval.train.checkpoint import save_checkpoint
     from sass_retrieval.train.distributed import init_from_env, is_main
     from sass_retrieval.train.recipes import train_row
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 def drop_scenario_checkpoints(out) -> None:
     """Remove a row folder's per-scenario checkpoints (``model_<s>.pt`` and manifests), once today's models are
     trained and about to be saved: the folders persist between runs (persist: true), and yesterday's file for a
-    scenario today's run does not write would otherwise still be served (train.checkpoint.row_checkpoint)."""
+    scenario today's run does not write would otherwise still be served (models.checkpoint.row_checkpoint)."""
     for f in out.glob("model_*.pt*"):
         f.unlink()
 
@@ -94,14 +95,9 @@ def train_ctnet_row(run, features: str, out, progress: bool, t0: float) -> int:
 
     Incremental days continue from the published ctnet models (yesterday's source and targets; the targets'
     adapters then read today's source: continual transfer); without them the row starts from scratch."""
+    from sass_retrieval.models.checkpoint import load_ctnet, load_model, read_manifest
     from sass_retrieval.models.ctnet import CTNet
-    from sass_retrieval.train.checkpoint import (
-        load_ctnet,
-        load_model,
-        read_manifest,
-        save_checkpoint,
-        save_ctnet,
-    )
+    from sass_retrieval.train.checkpoint import save_checkpoint, save_ctnet
     from sass_retrieval.train.ctnet import train_ctnet
 
     params, source_init, target_inits = run.params, None, {}

@@ -24,7 +24,7 @@ def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_bank(tiny_project: dict):
-    from sass_retrieval.train.bank import load_bank
+    from sass_retrieval.models.bank import load_bank
     from sass_retrieval.train.recipes import model_config
 
     cfg = model_config(merged(TINY_PARAMS, {"model": {"user_buckets": 1009, "video_buckets": 1009, "field_buckets": 97,

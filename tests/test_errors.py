@@ -19,9 +19,9 @@ from sass_retrieval.data.schema import SchemaError
 from sass_retrieval.data.store import MissingDays
 from sass_retrieval.data.validation import ValidationFailed
 from sass_retrieval.index.faiss_index import IndexLoadError
+from sass_retrieval.models.checkpoint import CheckpointError
 from sass_retrieval.orchestration.dvc_graph import GraphError
 from sass_retrieval.runlock import RunLocked
-from sass_retrieval.train.checkpoint import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -137,7 +137,7 @@ def evaluation_slices(prep: Prepared) -> dict[str, Any]:
 
 def window_bank(prep: Prepared, params: dict[str, Any]):
     """The window's feature bank, as the training stages load it."""
-    from .train.bank import load_bank
+    from .models.bank import load_bank
     from .train.recipes import model_config
 
     return load_bank(prep.features, read_users(prep.store), read_items(prep.store),

@@ -9,8 +9,8 @@ import torch
 from support import TINY_PARAMS, TINY_SCENARIOS, merged
 
 from sass_retrieval.data.store import read_items, read_users
+from sass_retrieval.models.bank import load_bank, recent_days
 from sass_retrieval.models.retrieval import RetrievalModel
-from sass_retrieval.train.bank import load_bank, recent_days
 from sass_retrieval.train.finetune import finetune
 from sass_retrieval.train.pretrain import pretrain
 from sass_retrieval.train.recipes import finetune_settings, pretrain_settings
@@ -48,8 +48,8 @@ def test_training_on_a_serving_only_bank_is_refused(tiny_project, tiny_bank, tmp
 
 def test_histories_hashed_in_blocks_equal_hashing_at_once() -> None:
     from sass_retrieval.data.features import PAD
+    from sass_retrieval.models.bank import hash_histories
     from sass_retrieval.models.hashing import hash_ids
-    from sass_retrieval.train.bank import hash_histories
 
     rng = np.random.default_rng(0)
     values = rng.integers(1, 10**9, size=(1001, 4))
@@ -86,8 +86,8 @@ def _train_rows(tiny_project, s: str) -> pd.DataFrame:
 
 def test_bank_click_positives_are_the_clicked_rows(tiny_project, tiny_bank) -> None:
     from sass_retrieval.data.features import sequence_matrix
+    from sass_retrieval.models.bank import hash_histories
     from sass_retrieval.models.hashing import hash_ids
-    from sass_retrieval.train.bank import hash_histories
 
     bank, cfg = tiny_bank
     for s in TINY_SCENARIOS:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sass_retrieval.index.faiss_index import IndexConfig, build_index, search
+from sass_retrieval.models.checkpoint import load_model
 from sass_retrieval.models.multitask import (
     MultiTaskModel,
     item_serving_vector,
@@ -18,7 +19,7 @@ from sass_retrieval.models.multitask import (
     weighted_user_vector,
 )
 from sass_retrieval.models.retrieval import ModelConfig, RetrievalModel
-from sass_retrieval.train.checkpoint import load_model, save_checkpoint
+from sass_retrieval.train.checkpoint import save_checkpoint
 
 CFG = dict(arch="sass", scenarios=["a", "b"], n_user_fields=2, n_item_fields=2, user_buckets=50, video_buckets=60,
            field_buckets=11, emb_dim=6, field_dim=3, scen_dim=2, hidden=8, layers=2, gate="adaptive", gate_bias=None,

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import torch
 
+from sass_retrieval.models.checkpoint import load_model
 from sass_retrieval.models.pepnet import GAMMA, GateNU
 from sass_retrieval.models.retrieval import ModelConfig, RetrievalModel
 from sass_retrieval.models.tower import Tower
-from sass_retrieval.train.checkpoint import load_model, save_checkpoint
+from sass_retrieval.train.checkpoint import save_checkpoint
 
 
 def test_gates_start_at_one_and_stay_inside_zero_and_gamma() -> None:

@@ -12,8 +12,8 @@ import yaml
 from support import cwd
 
 from pipelines import evaluate, index, train
+from sass_retrieval.models.checkpoint import CheckpointError
 from sass_retrieval.models.ctnet import CTNet
-from sass_retrieval.train.checkpoint import CheckpointError
 
 pytestmark = pytest.mark.slow
 
@@ -92,8 +92,8 @@ def test_a_source_on_every_scenario_publishes_the_largest_tabs_own_epoch(built_p
     import torch
 
     import sass_retrieval.train.finetune as ft
-    from sass_retrieval.train import checkpoint
-    from sass_retrieval.train.checkpoint import load_row_model
+    from sass_retrieval.models import checkpoint
+    from sass_retrieval.models.checkpoint import load_row_model
 
     snapshots: list[dict] = []
 

@@ -166,7 +166,7 @@ def test_a_retried_stage_gives_the_same_outputs(project: Path) -> None:
     """
     import torch
 
-    from sass_retrieval.train.checkpoint import load_model
+    from sass_retrieval.models.checkpoint import load_model
 
     states = []
     with cwd(project):

@@ -34,7 +34,7 @@ def mt_project(built_project: Path, tmp_path_factory) -> Path:
 
 
 def test_sass_mt_is_scored_on_every_objective_and_reported(mt_project: Path) -> None:
-    from sass_retrieval.train.checkpoint import load_model
+    from sass_retrieval.models.checkpoint import load_model
 
     model, manifest = load_model(mt_project / "models/sass_mt/model.pt")
     assert manifest["meta"]["multitask"]["objectives"] == ["click", "long_view", "like"]

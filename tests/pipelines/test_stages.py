@@ -100,7 +100,7 @@ def test_torchrun_two_processes_train_a_model_of_the_same_quality(project: Path)
     from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
     from sass_retrieval.evaluate.protocol import build_eval_set
     from sass_retrieval.evaluate.protocol import evaluate as run_eval
-    from sass_retrieval.train.checkpoint import load_model
+    from sass_retrieval.models.checkpoint import load_model
 
     with cwd(project):
         run = load_run("params.yaml")
@@ -179,7 +179,7 @@ def test_a_scenario_with_its_own_epoch_is_saved_indexed_and_scored_from_its_own_
     import yaml
 
     from pipelines import evaluate, index, train
-    from sass_retrieval.train.checkpoint import read_manifest, row_checkpoint
+    from sass_retrieval.models.checkpoint import read_manifest, row_checkpoint
 
     root = tmp_path / "p"
     shutil.copytree(built_project, root, symlinks=True)

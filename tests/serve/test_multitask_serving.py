@@ -11,7 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 from support import cwd, warm_user
 
-from sass_retrieval.train.bank import click_prior
+from sass_retrieval.models.bank import click_prior
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +23,9 @@ def mt_project(served_project: dict, tmp_path_factory: pytest.TempPathFactory) -
     """The served project with a sass_mt model (the sass towers, fresh heads) and its indexes, built by the
     index stage itself."""
     from pipelines import index
+    from sass_retrieval.models.checkpoint import load_model
     from sass_retrieval.models.multitask import MultiTaskModel
-    from sass_retrieval.train.checkpoint import load_model, save_checkpoint
+    from sass_retrieval.train.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("mt") / "project"
     shutil.copytree(served_project["root"], root, symlinks=True)

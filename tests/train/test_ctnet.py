@@ -10,13 +10,8 @@ from support import TINY_PARAMS, merged
 
 from sass_retrieval.models.ctnet import CTNet
 from sass_retrieval.models.retrieval import RetrievalModel
-from sass_retrieval.train.checkpoint import (
-    CheckpointError,
-    load_ctnet,
-    load_model,
-    save_checkpoint,
-    save_ctnet,
-)
+from sass_retrieval.models.checkpoint import CheckpointError, load_ctnet, load_model
+from sass_retrieval.train.checkpoint import save_checkpoint, save_ctnet
 from sass_retrieval.train.ctnet import largest_scenario, source_and_targets, source_view, train_ctnet
 
 

@@ -16,8 +16,9 @@ from sass_retrieval.evaluate.embedding_recommender import (
     serving_prior,
 )
 from sass_retrieval.models.retrieval import RetrievalModel
-from sass_retrieval.train.bank import click_prior
-from sass_retrieval.train.checkpoint import load_model, save_checkpoint
+from sass_retrieval.models.bank import click_prior
+from sass_retrieval.models.checkpoint import load_model
+from sass_retrieval.train.checkpoint import save_checkpoint
 from sass_retrieval.train.finetune import (
     chosen_prior_weights,
     finetune,

@@ -9,15 +9,10 @@ import pytest
 import torch
 from support import TINY_PARAMS, merged
 
+from sass_retrieval import atomic
+from sass_retrieval.models.checkpoint import CheckpointError, load_model
 from sass_retrieval.models.retrieval import RetrievalModel
-from sass_retrieval.train import checkpoint
-from sass_retrieval.train.checkpoint import (
-    CheckpointError,
-    load_model,
-    load_resume,
-    save_checkpoint,
-    save_resume,
-)
+from sass_retrieval.train.checkpoint import load_resume, save_checkpoint, save_resume
 from sass_retrieval.train.finetune import finetune
 from sass_retrieval.train.loop import PairedOptimizer
 from sass_retrieval.train.pretrain import pretrain
@@ -93,7 +88,7 @@ def test_resume_checkpoint_is_one_file_and_a_crash_mid_save_keeps_the_previous(t
         raise KeyboardInterrupt("killed before the rename")
 
     with monkeypatch.context() as m:
-        m.setattr(checkpoint.os, "replace", killed)
+        m.setattr(atomic.os, "replace", killed)
         with pytest.raises(KeyboardInterrupt):
             save_resume(path, RetrievalModel(cfg), state={"step": 2})
     assert load_resume(path)["state"] == {"step": 1}

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from ..index.faiss_index import IndexConfig, build_index, search
+from ..models.bank import FeatureBank, click_prior
 from ..models.retrieval import RetrievalModel
-from ..train.bank import FeatureBank, click_prior
 
 
 def vector_dim(model: RetrievalModel) -> int:

@@ -19,8 +19,8 @@ import torch
 
 from ..data.features import PAD, seq_columns
 from ..data.schema import ITEM_CATEGORICAL, OBJECTIVES, USER_CATEGORICAL, USER_PROFILE_CODES
-from ..models.hashing import hash_ids, hash_strings
-from ..models.retrieval import N_ITEM_STATS, ModelConfig
+from .hashing import hash_ids, hash_strings
+from .retrieval import N_ITEM_STATS, ModelConfig
 
 USER_FIELDS = (*USER_CATEGORICAL, "is_live_streamer", "is_video_author", *USER_PROFILE_CODES)
 ITEM_FIELDS = ("author_id", "tag", *ITEM_CATEGORICAL, "duration_bucket")

@@ -7,7 +7,7 @@ request reads that object only. A new version is loaded aside into a new object 
 
 Two layouts are understood:
 
-* a published version (``<publish.dir>/versions/<run_id>/``): ``models/<row>/`` (``model.pt``, or per-scenario checkpoints: ``train.checkpoint.row_checkpoint``),
+* a published version (``<publish.dir>/versions/<run_id>/``): ``models/<row>/`` (``model.pt``, or per-scenario checkpoints: ``models.checkpoint.row_checkpoint``),
   ``indexes/<scenario>/index.faiss``, ``served.json`` naming the row, ``metrics.json``;
 * a workspace (the project folder after ``dvc repro``): ``models/<row>/`` and
   ``indexes/<row>/<scenario>/index.faiss`` (``sass recommend --from .``).
@@ -57,7 +57,7 @@ class LoadedVersion:
     run_id: str                         # the version folder's name (publish's run id)
     row: str                            # the reference row served (served.json)
     models: Mapping[str, Any]           # serving scenario -> its model in eval mode (one shared RetrievalModel,
-                                        # or one per scenario: train.checkpoint.row_checkpoint)
+                                        # or one per scenario: models.checkpoint.row_checkpoint)
     bank: Any                           # FeatureBank, serving_only
     indexes: Mapping[str, Any]          # scenario -> faiss index (IndexIDMap2 over video ids)
     routes: Mapping[str, str]           # requested scenario -> the scenario whose index and tower serve it
@@ -179,8 +179,8 @@ def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | 
     """
     from ..data.store import read_items, read_users
     from ..index.faiss_index import IndexLoadError, describe, load_index, with_prior_column
-    from ..train.bank import load_bank
-    from ..train.checkpoint import CheckpointError, load_row_model
+    from ..models.bank import load_bank
+    from ..models.checkpoint import CheckpointError, load_row_model
     from .query import user_vectors
 
     t0 = time.perf_counter()

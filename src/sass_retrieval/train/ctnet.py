@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from ..config import get
+from ..models.bank import FeatureBank
 from ..models.ctnet import CTNet
 from ..models.retrieval import RetrievalModel
-from .bank import FeatureBank
 from .finetune import finetune
 from .loop import seed_everything
 from .recipes import finetune_settings, model_config, require_same_model

@@ -53,9 +53,9 @@ import numpy as np
 import torch
 
 from ..data.schema import OBJECTIVES
+from ..models.bank import FeatureBank, click_prior, recent_days
 from ..models.retrieval import RetrievalModel
 from .averaging import EpochAverage
-from .bank import FeatureBank, click_prior, recent_days
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import retrieval_loss
 from .sampler import NegativeSampler

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..models.checkpoint import CheckpointError
 from ..models.retrieval import RetrievalModel
 from .averaging import EpochAverage
-from .checkpoint import CheckpointError, discard_resume, load_resume, save_resume
+from .checkpoint import discard_resume, load_resume, save_resume
 from .distributed import average_gradients, barrier, broadcast_model, world
 
 log = logging.getLogger(__name__)

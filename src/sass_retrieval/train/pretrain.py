@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..models.bank import FeatureBank, recent_days
 from ..models.retrieval import RetrievalModel
-from .bank import FeatureBank, recent_days
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import nt_xent
 

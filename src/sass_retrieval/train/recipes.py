@@ -18,9 +18,9 @@ import torch
 
 from ..config import ConfigError, get
 from ..data.schema import OBJECTIVES
+from ..models.bank import ITEM_FIELDS, USER_FIELDS, FeatureBank
 from ..models.multitask import MultiTaskModel
 from ..models.retrieval import ModelConfig, RetrievalModel
-from .bank import ITEM_FIELDS, USER_FIELDS, FeatureBank
 from .finetune import FinetuneSettings, finetune
 from .loop import LoopSettings, seed_everything
 from .pretrain import PretrainSettings, pretrain
