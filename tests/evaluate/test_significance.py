@@ -8,7 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from sass_retrieval.evaluate.significance import bootstrap_means, compare_rows, paired_bootstrap
+from sass_retrieval.evaluate.significance import (
+    DASH,
+    bootstrap_means,
+    compare_rows,
+    format_ci,
+    paired_bootstrap,
+    significance_by_slice,
+    significance_metric,
+)
 
 
 def noise(rng, sizes, seeds=None):
@@ -154,3 +162,32 @@ def test_fast_enough_for_the_benchmark_size():
     res = paired_bootstrap(a, b, n_boot=2000)
     assert time.perf_counter() - t < 1.5  # ~0.15 s on one core; slack for a shared machine
     assert res["macro"]["pairs"] == 11_000
+
+
+def test_significance_metric_is_ndcg_at_the_k_closest_to_50() -> None:
+    assert significance_metric([20, 50, 100]) == "ndcg@50"
+    assert significance_metric([10, 40, 60]) == "ndcg@40"
+
+
+def test_significance_by_slice_compares_the_reference_with_every_row() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.random(50)
+    per_pair = {
+        "all": {"popular": {"a": {"ndcg@50": v / 2}}, "sass": {"a": {"ndcg@50": v}},
+                "published": {"a": {"ndcg@50": v}}},
+        "tail_truth": {"popular": {"a": {"ndcg@50": np.empty(0)}}, "sass": {"a": {"ndcg@50": np.empty(0)}}},
+        "scenario_cold": {"popular": {"a": {"ndcg@50": v}}},   # the reference not scored here: left out
+    }
+    sig = significance_by_slice(per_pair, "sass", "ndcg@50", n_boot=200, level=0.95, seed=0)
+    assert set(sig) == {"all", "tail_truth"} and set(sig["all"]) == {"popular", "published"}
+    assert sig["all"]["popular"]["macro"]["significant"] and sig["all"]["published"]["a"]["diff"] == 0.0
+    assert sig["tail_truth"]["popular"]["a"]["pairs"] == 0
+    assert significance_by_slice(per_pair, None, "ndcg@50", 10, 0.95, 0) == {}
+
+
+def test_format_ci_is_signed_never_negative_zero_and_a_dash_when_undefined() -> None:
+    assert format_ci(0.0123, 0.005, 0.019) == "+0.0123 [+0.0050, +0.0190]"
+    assert format_ci(-0.00001, -0.00002, 0.0) == "+0.0000 [+0.0000, +0.0000]"
+    assert format_ci(-0.02, -0.03, -0.01, digits=3) == "-0.020 [-0.030, -0.010]"
+    assert format_ci(0.01, 0.0, 0.02, label=", paired 95% CI") == "+0.0100, paired 95% CI [+0.0000, +0.0200]"
+    assert format_ci(float("nan"), 0, 0) == DASH and format_ci(None, None, None) == DASH

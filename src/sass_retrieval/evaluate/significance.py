@@ -29,12 +29,15 @@ has zero width. The report shows the pair counts next to the intervals for that 
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 MACRO = "macro"
+DASH = "–"   # what a report shows for an interval that is undefined (no pairs)
 # replicates are drawn in chunks of at most this many indices (int32/int64 + gathered float64),
 # which bounds memory to ~50 MB whatever the number of pairs and replicates
 _CHUNK_ELEMENTS = 4_000_000
@@ -173,3 +176,41 @@ def compare_rows(per_pair_by_row: Mapping[str, Mapping[str, Mapping[str, np.ndar
                              f"covers {sorted(ref)}")
         result[row] = paired_bootstrap(ref, {s: other[s] for s in ref}, **kw)
     return result
+
+
+def significance_metric(ks: list[int]) -> str:
+    """NDCG@50 (the headline), or NDCG at the K closest to 50 when params drop 50 from evaluate.ks."""
+    return f"ndcg@{min(ks, key=lambda k: (abs(k - 50), k))}"
+
+
+def significance_by_slice(per_pair: Mapping[str, Mapping[str, Mapping]], reference: str | None, metric: str,
+                          n_boot: int, level: float, seed: int) -> dict[str, dict]:
+    """``{slice: {other_row: paired_bootstrap(reference, other_row)}}`` on ``metric`` (:func:`compare_rows`
+    per slice); a slice the reference was not scored on is left out, and no reference means no tests."""
+    if reference is None:
+        return {}
+    return {name: compare_rows(rows, reference, metric, n_boot=n_boot, level=level, seed=seed)
+            for name, rows in per_pair.items() if reference in rows}
+
+
+def _finite(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def format_ci(diff: Any, lo: Any, hi: Any, digits: int = 4, label: str = "") -> str:
+    """``+0.0123 [+0.0050, +0.0190]``: a difference and its interval, signed, the one way every report,
+    benchmark table and publish decision writes one; ``label`` goes between the two (``", paired 95% CI"``).
+    A dash when any of the three is undefined (no pairs, NaN)."""
+    vals = [_finite(v) for v in (diff, lo, hi)]
+    if any(v is None for v in vals):
+        return DASH
+
+    def signed(v: float) -> str:
+        return f"{round(v, digits) + 0.0:+.{digits}f}"  # + 0.0: no "-0.0000"
+
+    d, a, b = vals
+    return f"{signed(d)}{label} [{signed(a)}, {signed(b)}]"
