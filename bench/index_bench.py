@@ -21,7 +21,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from sass_retrieval.gitinfo import head_commit
 from sass_retrieval.index import faiss_index as fi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,12 +167,7 @@ def set_search_param(index: faiss.Index, kind: str, value: int) -> None:
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "uncommitted"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "uncommitted"
+    return head_commit(ROOT, short=True) or "uncommitted"
 
 
 def cpu_model() -> str:

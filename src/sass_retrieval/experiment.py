@@ -11,7 +11,6 @@ import json
 import logging
 import platform
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from .data.features import (
 )
 from .data.kuairand import import_kuairand
 from .data.store import read_interactions, read_items, read_users
+from .gitinfo import head_commit
 
 log = logging.getLogger(__name__)
 
@@ -241,15 +241,7 @@ def provenance(argv: list[str]) -> dict[str, Any]:
 
     import torch
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                     "src", "pipelines", "bench"],
-                                    capture_output=True, text=True).stdout.strip())
-        commit += "+dirty" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = head_commit(short=True, mark_dirty=True, paths=("src", "pipelines", "bench")) or "unknown"
     return {"command": " ".join([Path(sys.executable).name, *argv]), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "commit": commit, "python": platform.python_version(),

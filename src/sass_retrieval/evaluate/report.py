@@ -26,7 +26,6 @@ import io
 import json
 import math
 import os
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ import jinja2
 import pandas as pd
 
 from ..data.schema import OBJECTIVES
+from ..gitinfo import head_commit
 from .slices import SLICE_DESCRIPTIONS, SLICES
 
 HEADLINE = ("ndcg@50", "hit_rate@50")
@@ -204,17 +204,7 @@ def _phase_losses(folder: Path) -> dict[str, pd.DataFrame]:
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
     """The checked-out commit (short hash, "+dirty" with uncommitted tracked changes), or None."""
-    env = os.environ.get("SASS_GIT_COMMIT")
-    if env:
-        return env
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (sha + ("+dirty" if dirty else "")) or None
+    return os.environ.get("SASS_GIT_COMMIT") or head_commit(cwd, short=10, mark_dirty=True)
 
 
 def gather(metrics: str | Path, validation_dir: str | Path, models_dir: str | Path,
