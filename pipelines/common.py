@@ -1,7 +1,7 @@
 """Shared plumbing of the stage entry points: ``pipelines.base`` plus the feature bank.
 
-``bank_for`` imports the training code (the bank, the model config), so only the stages that need it
-import this module; the others import ``pipelines.base``, whose names are re-exported here.
+``bank_for`` imports the training code when called, so only the stages that need it import this module; the
+others import ``pipelines.base``, whose names are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,15 +26,8 @@ __all__ = ["ROOT", "Run", "bank_for", "incremental_params", "load_run", "parser"
            "safe_path", "setup_logging", "warm_start_path", "write_json"]
 
 
-def bank_for(run: Run, features_dir: str | Path = "data/features", arch: str | None = None,
-             serving_only: bool = False):
-    """The encoded feature bank for this run (imports torch lazily: only training stages need it).
+def bank_for(run: Run, features_dir: str | Path = "data/features", serving_only: bool = False):
+    """The run's feature bank (sass_retrieval.train.model_folder.bank_for), imported when called: it pulls torch."""
+    from sass_retrieval.train.model_folder import bank_for as load
 
-    Serving stages (index, evaluate, recommend) pass ``serving_only``: they never read training samples."""
-    from sass_retrieval.data.store import read_items, read_users
-    from sass_retrieval.models.bank import load_bank
-    from sass_retrieval.train.recipes import model_config
-
-    cfg = model_config(run.params, run.names, arch)
-    return load_bank(safe_path(features_dir), read_users(run.store), read_items(run.store), cfg,
-                     serving_only=serving_only)
+    return load(run, features_dir, serving_only)

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from sass_retrieval.config import get
 from sass_retrieval.data.features import skipped_scenarios
+from sass_retrieval.rows import CANDIDATE
 
 from .common import bank_for, load_run, parser, safe_path, setup_logging, write_json
 
@@ -35,15 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     from sass_retrieval.models.checkpoint import load_row_model
 
     run = load_run(args.params)
-    rows = args.row or ["sass", str(run.params.get("publish", {}).get("challenger", "dssm_mixed"))]
-    skipped = skipped_scenarios(get(run.params, "scenarios.names"), run.scenarios, run.names).get(args.scenario)
+    rows = args.row or [CANDIDATE, run.params.publish.challenger]
+    skipped = skipped_scenarios(run.params.scenarios.names, run.scenarios, run.names).get(args.scenario)
     if skipped is not None:
         log.warning("scenario %s skipped today (%s): skipped.json, no index; served by the %r index",
                     args.scenario, skipped.reason, skipped.served_by)
         for row in dict.fromkeys(rows):
             mark_skipped(safe_path(args.out) / row / args.scenario, skipped)
         return 0
-    set_threads(int(run.params.get("train", {}).get("threads", 2)))
+    set_threads(run.params.train.threads)
     bank = bank_for(run, args.features, serving_only=True)
     if args.scenario not in bank.per:
         from sass_retrieval.errors import MissingFile
@@ -64,7 +64,6 @@ def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
         serving_prior,
     )
     from sass_retrieval.index.faiss_index import (
-        IndexConfig,
         build_index,
         describe,
         recall_against_exact,
@@ -78,7 +77,7 @@ def build_one(run, bank, model, manifest, row: str, s: str, out) -> None:
     info = {"row": row, "scenario": s, "pool": int(len(pool)), "model_sha256": manifest["sha256"]}
     if len(pool):
         vecs = embed_items(model, bank, s, pool)
-        cfg = IndexConfig.from_params(run.params)
+        cfg = run.params.index
         prior = serving_prior(model, bank, s, pool)
         index = build_index(vecs, bank.item_ids[pool], cfg, prior)
         save_index(index, out / "index.faiss")

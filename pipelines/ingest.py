@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sass_retrieval.config import ConfigError, get, load_params, make_window, parse_date, project_path
+from sass_retrieval.config import ConfigError, fmt_date, load_params, make_window, parse_date, project_path
 from sass_retrieval.data.kuairand import import_kuairand
 from sass_retrieval.data.schema import stored_dates
 from sass_retrieval.data.store import carry_days, require_days, staged_store
 from sass_retrieval.data.synthetic import SyntheticConfig, fingerprint, generate
+from sass_retrieval.params_schema import Params
 
 from .base import parser, safe_path, setup_logging, write_json
 
@@ -32,13 +33,12 @@ SUMMARY = "ingest.json"
 PROGRESS = sys.stderr.isatty()   # progress bars for a person at a terminal, not in logs or captured output
 
 
-def requested_days(params: dict[str, Any], source: str) -> list[int] | None:
+def requested_days(params: Params, source: str) -> list[int] | None:
     """The days the run needs rows for: the window ending at ``window.end_date``; with 'auto', the
     synthetic generator's configured range, or None for a release (whatever days it holds, at least one)."""
-    end = get(params, "window.end_date")
-    if str(end) != "auto":
-        day = int(parse_date(end).strftime("%Y%m%d"))
-        return make_window(day, int(get(params, "window.train_days")), int(get(params, "window.test_days"))).all_dates
+    window = params.window
+    if str(window.end_date) != "auto":
+        return make_window(fmt_date(parse_date(window.end_date)), window.train_days, window.test_days).all_dates
     return SyntheticConfig.from_params(params).dates if source == "synthetic" else None
 
 
@@ -78,16 +78,16 @@ def main(argv: list[str] | None = None) -> int:
                         "holds what this import wrote, so a smaller re-run leaves no extra days behind)")
     args = p.parse_args(argv)
     params = load_params(args.params)
-    source = args.source or get(params, "data.source")
+    source = args.source or params.data.source
     if source not in ("synthetic", "kuairand"):
         raise ConfigError(f"{args.params}: data.source: 'synthetic' or 'kuairand': got {source!r}")
-    store = safe_path(get(params, "data.store_dir"))
+    store = safe_path(params.data.store_dir)
     days = requested_days(params, source)
     t0 = time.perf_counter()
     with staged_store(store) as new:   # replaces the store only if the block ends without an error
         if source == "kuairand":
             src = (Path(args.kuairand_dir) if args.kuairand_dir
-                   else project_path(Path(args.params), get(params, "data.kuairand_dir")))
+                   else project_path(Path(args.params), params.data.kuairand_dir))
             summary, origin = import_kuairand(src, new, progress=PROGRESS), str(src)
         else:
             cfg = SyntheticConfig.from_params(params)

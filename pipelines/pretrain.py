@@ -1,22 +1,11 @@
-"""Stage `pretrain`: cross-scenario contrastive pretraining of the SASS towers."""
+"""Stage `pretrain`: cross-scenario contrastive pretraining of the SASS towers into models/pretrain/."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from sass_retrieval.config import get
-
-from .common import (
-    bank_for,
-    incremental_params,
-    load_run,
-    parser,
-    safe_path,
-    setup_logging,
-    warm_start_path,
-    write_json,
-)
+from .common import load_run, parser, safe_path, setup_logging, write_json
 
 log = logging.getLogger("pretrain")
 
@@ -28,33 +17,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="models/pretrain")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    from sass_retrieval.models.checkpoint import load_model
-    from sass_retrieval.train.checkpoint import save_checkpoint
-    from sass_retrieval.train.distributed import init_from_env, is_main
-    from sass_retrieval.train.recipes import run_pretraining
+    from sass_retrieval.train.distributed import init_from_env
+    from sass_retrieval.train.model_folder import pretrain_folder
 
     init_from_env()  # under torchrun: join the gloo process group; standalone: no-op
     t0 = time.perf_counter()
     run = load_run(args.params)
     out = safe_path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    params, init = run.params, None
-    warm = warm_start_path(params, "models/pretrain/model.pt")
-    if warm is not None:
-        init, _ = load_model(warm)
-        params = incremental_params(params, ("pretrain",))
-    from sass_retrieval.models.bank import split_scenarios
-
-    bank = bank_for(run, args.features, "sass") if get(params, "pretrain.enabled") else None
-    model, report = run_pretraining(bank, params, int(get(params, "train.seed")), out, init=init,
-                                    progress=not args.no_progress, scenarios=split_scenarios(safe_path(args.features)))
-    if not is_main():
+    report = pretrain_folder(run, safe_path(args.features), out, not args.no_progress)
+    if report is None:   # a distributed worker: the main process writes the folder
         return 0
-    save_checkpoint(out / "model.pt", model, meta={"stage": "pretrain", "window": run.window.__dict__,
-                                                   "warm_start": str(warm) if warm else None})
-    (out / "resume.pt").unlink(missing_ok=True)
-    if not (out / "loss.csv").exists():
-        (out / "loss.csv").write_text("step,epoch,loss\n")
     write_json(out / "report.json", {**report, "seconds": round(time.perf_counter() - t0, 2)})
     log.info("pretraining done in %.1fs", time.perf_counter() - t0)
     return 0

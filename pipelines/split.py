@@ -9,7 +9,6 @@ import time
 import uuid
 from pathlib import Path
 
-from sass_retrieval.config import get
 from sass_retrieval.data.features import (
     skipped_scenarios,
     split_meta,
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     w = run.window
     train = read_mapped(run, w.train_start, w.train_end)
     meta = split_meta(run.names, list(run.scenarios.reported), run.scenarios.mapping, w.train_dates, w.test_dates,
-                      int(get(run.params, "features.seq_len")))
+                      run.params.features.seq_len)
     name = "pairs" if args.pairs else args.scenario
     tmp = out / f".{name}.{uuid.uuid4().hex}.tmp"
     try:
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             stats = write_pairs_split(tmp, train, meta)
         else:
             s = args.scenario
-            declared = get(run.params, "scenarios.names")
+            declared = run.params.scenarios.names
             if s not in declared:
                 from sass_retrieval.config import ConfigError
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from sass_retrieval.config import get
-from sass_retrieval.data.validation import ValidationRules, validate_store
+from sass_retrieval.data.validation import validate_store
+from sass_retrieval.params_schema import Params
 
 from .base import load_run, parser, safe_path, setup_logging
 
 log = logging.getLogger("validate")
 
 
-def known_scenarios(params: dict) -> list[str]:
+def known_scenarios(params: Params) -> list[str]:
     """Raw scenario names a source may produce: KuaiRand tabs 0..14, or the synthetic list."""
-    if get(params, "data.source") == "kuairand":
+    if params.data.source == "kuairand":
         return [str(t) for t in range(15)]
-    return [str(s) for s in get(params, "data.synthetic.scenarios")]
+    return [str(s) for s in params.data.synthetic.scenarios]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(args.params)
     out = safe_path(args.out)
     # ValidationFailed (exit 2, one line per failed expectation, a hint naming the report) stops the run.
-    summary = validate_store(run.store, run.window.all_dates, known_scenarios(run.params),
-                             ValidationRules.from_params(run.params), out)
+    summary = validate_store(run.store, run.window.all_dates, known_scenarios(run.params), run.params.validation,
+                             out)
     log.info("validation passed: %s", {k: v.get("success") for k, v in summary.get("suites", {}).items()})
     return 0
 

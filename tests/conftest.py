@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support import TINY_PARAMS, TINY_SCENARIOS, merged, run_pipeline, write_features, write_project
+from support import TINY_SCENARIOS, run_pipeline, tiny_params, write_features, write_project
 
 from sass_retrieval.config import make_window
 from sass_retrieval.data.store import read_items, read_users
@@ -27,8 +27,8 @@ def tiny_bank(tiny_project: dict):
     from sass_retrieval.models.bank import load_bank
     from sass_retrieval.train.recipes import model_config
 
-    cfg = model_config(merged(TINY_PARAMS, {"model": {"user_buckets": 1009, "video_buckets": 1009, "field_buckets": 97,
-                                                      "hidden": 16, "emb_dim": 8, "field_dim": 4}}), TINY_SCENARIOS)
+    cfg = model_config(tiny_params({"model": {"user_buckets": 1009, "video_buckets": 1009, "field_buckets": 97,
+                                              "hidden": 16, "emb_dim": 8, "field_dim": 4}}), TINY_SCENARIOS)
     bank = load_bank(tiny_project["features"], read_users(tiny_project["store"]), read_items(tiny_project["store"]), cfg)
     return bank, cfg
 

@@ -65,6 +65,13 @@ TINY_PARAMS = merged(yaml.safe_load((Path(__file__).resolve().parents[1] / "para
                      TINY_OVERRIDES)
 
 
+def tiny_params(overrides: dict | None = None):
+    """The tiny params with nested ``overrides`` merged in, as the validated ``Params`` the library reads."""
+    from sass_retrieval.params_schema import validate_params
+
+    return validate_params(merged(TINY_PARAMS, overrides or {}), source="tiny params")
+
+
 def write_project(root: Path, **overrides) -> Path:
     params = yaml.safe_load(yaml.safe_dump(TINY_PARAMS))
     for dotted, value in overrides.items():

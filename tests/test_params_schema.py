@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import typing
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 from support import TINY_PARAMS, copy_project
 
 from pipelines import check_params
-from sass_retrieval import params_schema
+from sass_retrieval import params_schema, rows
 from sass_retrieval.config import ConfigError, load_params, read_params_file
 from sass_retrieval.errors import EXIT_BAD_CONFIG, run_main
 from sass_retrieval.params_schema import Params, known_keys, validate_params
@@ -52,11 +53,46 @@ def test_the_shipped_params_validate() -> None:
     assert load_params(ROOT / "params.yaml").to_dict() == SHIPPED
 
 
-def test_every_key_of_params_yaml_is_in_the_schema_and_every_required_key_in_params_yaml() -> None:
-    assert set(leaf_keys(SHIPPED)) <= set(known_keys())
-    assert set(known_keys(optional=False)) <= set(leaf_keys(SHIPPED))
-    # no optional keys: params.yaml is the one source of defaults
-    assert set(known_keys(optional=True)) == set()
+def test_params_yaml_lists_every_key_of_the_schema_and_nothing_else() -> None:
+    assert set(leaf_keys(SHIPPED)) == set(known_keys())
+
+
+def test_every_knob_is_declared_once_with_its_default_and_a_one_line_description() -> None:
+    # the defaults are the values params.yaml ships: one declaration, the file repeats it for DVC
+    assert Params().to_dict() == SHIPPED
+    for key in known_keys():
+        *head, last = key.split(".")
+        section: type[pydantic.BaseModel] = Params
+        for part in head:
+            section = section.model_fields[part].annotation
+        info = section.model_fields[last]
+        assert info.description and "\n" not in info.description, key
+        assert section is params_schema.ObjectiveWeights or not info.is_required(), key
+
+
+def test_a_file_that_leaves_a_key_out_is_refused_not_run_on_the_default() -> None:
+    assert problems_of(finetune__patience=...) == [
+        "params.yaml: finetune.patience: missing (must be an integer > 0)"]
+    assert problems_of(ctnet=...)[0].startswith("params.yaml: ctnet: missing (must be a mapping with keys source")
+    assert problems_of(multitask__weights__like=...) == [
+        "params.yaml: multitask.weights.like: missing (must be a number >= 0)"]
+
+
+def test_problems_come_in_the_schemas_order() -> None:
+    assert problems_of(window__train_days=0, finetune__lr=..., data__source="x", finetune__epochs=0) == [
+        "params.yaml: data.source: 'x' is not allowed: must be one of synthetic, kuairand",
+        "params.yaml: window.train_days: 0 is not allowed: must be > 0",
+        "params.yaml: finetune.epochs: 0 is not allowed: must be > 0",
+        "params.yaml: finetune.lr: missing (must be a number > 0)"]
+
+
+def test_override_derives_a_validated_copy() -> None:
+    shipped = Params()
+    derived = shipped.override({"finetune.lr": 1e-3, "train.mode": "incremental"})
+    assert derived.finetune.lr == 1e-3 and derived.train.mode == "incremental"
+    assert shipped.finetune.lr == SHIPPED["finetune"]["lr"]       # the original is untouched
+    with pytest.raises(ConfigError, match="^overrides: finetune.lr: -1 is not allowed: must be > 0$"):
+        shipped.override({"finetune.lr": -1})
 
 
 def test_every_model_forbids_unknown_keys() -> None:
@@ -152,7 +188,7 @@ def test_missing_key_says_what_it_must_be() -> None:
     assert problems_of(model__gate=...) == ["params.yaml: model.gate: missing (must be one of adaptive, sigmoid, none)"]
 
 
-def test_optional_keys_are_checked_when_present_and_null_is_not_absent() -> None:
+def test_null_is_not_an_absent_key() -> None:
     params = copy.deepcopy(SHIPPED)
     params["model"].update(scenario_layer="star", residual=True)
     params["evaluate"].update(n_boot=200, level=0.9, seed=1, cold_max=5, cold_min_other=5)
@@ -170,21 +206,25 @@ def test_every_problem_is_one_line_naming_the_source() -> None:
 
 
 def test_choices_are_the_codes_choices() -> None:
+    from sass_retrieval.data.schema import OBJECTIVES
     from sass_retrieval.index.faiss_index import KINDS
     from sass_retrieval.models.tower import ScenarioLinear
     from sass_retrieval.models.transfer import GATE_KINDS
     from sass_retrieval.train.finetune import refit_mode
-    from sass_retrieval.train.recipes import ROWS
 
     def choices(section: type[pydantic.BaseModel], key: str) -> tuple:
         return params_schema._choices(section.model_fields[key].annotation)
 
+    def entry_choices(section: type[pydantic.BaseModel], key: str) -> tuple:
+        listed = params_schema._split(section.model_fields[key].annotation)[0]
+        return params_schema._choices(typing.get_args(listed)[0])
+
     assert choices(params_schema.Model, "gate") == GATE_KINDS
     assert choices(params_schema.Index, "kind") == KINDS
     assert choices(params_schema.Model, "scenario_layer") == ScenarioLinear.MODES
-    assert params_schema.ROWS == ROWS
-    from sass_retrieval.data.schema import OBJECTIVES
-
+    assert entry_choices(params_schema.Evaluate, "rows") == rows.ROWS
+    assert entry_choices(params_schema.Evaluate, "benchmark_rows") == rows.BENCHMARK_ROWS
+    assert choices(params_schema.Publish, "challenger") == rows.CHALLENGERS
     assert tuple(OBJECTIVES) == params_schema.OBJECTIVE_NAMES
     assert choices(params_schema.Finetune, "objective") == tuple(OBJECTIVES)
     assert tuple(params_schema.ObjectiveWeights.model_fields) == tuple(OBJECTIVES)

@@ -1,15 +1,13 @@
-"""The schema of params.yaml: every key, its type and what values it allows.
+"""The schema of params.yaml: every key, its type, what values it allows, its default and what it does.
 
-params.yaml holds the values; this module says which keys exist and what they may be. It never
-restates a value of params.yaml: a key of params.yaml is required here (no default), so a key that is
-missing, misspelt, of the wrong type, out of range or not one of its choices is an error naming it.
-A key written ``name: Type = None`` is optional: code reads it with its own default and params.yaml
-does not list it yet (when present it must be valid; null is not). Keep those few: a knob belongs in
-params.yaml, where it is visible.
+Each knob is declared once, here: ``name: Type = Field(default, description="...")``. params.yaml lists
+every key again with the value of this run (a key missing from the file is an error, not a silent
+default: what a run used is always in the file DVC tracks); the defaults are what code that builds a
+section without a file gets (``Finetune()``, ``Params().override({...})`` in tests and benchmarks), and
+tests/test_params_schema.py checks that they are the values params.yaml ships. Adding a knob is one line
+in its section (and its value in params.yaml), e.g.::
 
-Adding a knob is one line in the section's class (and its value in params.yaml), e.g.::
-
-    scenario_layer: Literal["gate", "film"]
+    scenario_layer: Literal["gate", "film"] = Field("gate", description="how scenario layers are built")
 
 :func:`validate_params` returns the typed :class:`Params` or raises :class:`ConfigError` with one line
 per problem::
@@ -18,9 +16,10 @@ per problem::
     params.yaml: finetune.lr: -1 is not allowed: must be > 0
 
 ``config.load_params`` calls it, so every stage checks its params when it starts, and the first stage of
-dvc.yaml (``params``, ``python -m pipelines.check_params``) checks them before anything runs. Validation
-only accepts or rejects: stages keep reading the plain dict, so the schema never changes a value a
-stage sees.
+dvc.yaml (``params``, ``python -m pipelines.check_params``) checks them before anything runs. Code reads
+attributes of the returned model (``params.finetune.lr``); a derived run (an incremental day, a row's own
+value of a knob) is a validated copy (:meth:`Params.override`, or ``section.model_copy(update=...)``).
+The row names come from the row registry (``sass_retrieval.rows``).
 
 Pure Python (pydantic only): importing it costs milliseconds.
 """
@@ -40,6 +39,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidato
 from pydantic.fields import FieldInfo
 
 from .config import ConfigError
+from .rows import BENCHMARK_ROWS, CHALLENGERS, ROWS
 
 # ---------------------------------------------------------------- value types
 
@@ -123,7 +123,8 @@ Names = Annotated[list[str], Field(min_length=1), AfterValidator(_unique)]
 class Section(BaseModel):
     """Every section: unknown keys are errors, types are strict (no "5" for 5, no 1 for true)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+    # validate_default: a default goes through the same checks (and conversions: 1 -> 1.0) as a file's value
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False, validate_default=True)
 
     # Transitional: dict-style reads while the readers move to attributes; removed with the last of them.
     def __getitem__(self, key: str) -> Any:
@@ -136,228 +137,269 @@ class Section(BaseModel):
 
 
 # ---------------------------------------------------------------- sections of params.yaml
+#
+# One line per knob: its type, its default (the value params.yaml ships) and what it does. params.yaml
+# lists every key again, with its value for this run; tests/test_params_schema.py checks that the two agree
+# where the file keeps the default. Measurements behind a value: docs/lab/params-history.md.
 
 
 class Synthetic(Section):
     model_config = ConfigDict(extra="forbid")
-    seed: int
-    users: PosInt
-    items: PosInt
-    scenarios: Names
-    days: PosInt
-    rows: NonNegInt
-    start_date: Date
+    seed: int = Field(7, description="seed of the synthetic world and its daily logs")
+    users: PosInt = Field(3000, description="number of users")
+    items: PosInt = Field(1500, description="number of videos")
+    scenarios: Names = Field(["s0", "s1", "s2", "s3", "s4"],
+                             description="raw scenario names: the first two large, the rest small and sparse")
+    days: PosInt = Field(15, description="days the generator's configured range spans from start_date")
+    rows: NonNegInt = Field(300000, description="exposure rows over the whole range")
+    start_date: Date = Field(20220425, description="first day of the configured range (YYYYMMDD)")
 
 
 class Data(Section):
     model_config = ConfigDict(extra="forbid")
-    source: Literal["synthetic", "kuairand"]
-    kuairand_dir: PathStr
-    store_dir: PathStr
-    synthetic: Synthetic
+    source: Literal["synthetic", "kuairand"] = Field("synthetic", description="where ingest reads the raw logs")
+    kuairand_dir: PathStr = Field("../shared/data/kuairand_pure",
+                                  description="the KuaiRand release folder (read-only), relative to params.yaml")
+    store_dir: PathStr = Field("data/store", description="the canonical daily-partitioned Parquet store")
+    synthetic: Synthetic = Field(default_factory=Synthetic, description="the synthetic generator's configuration")
 
 
 class Window(Section):
     model_config = ConfigDict(extra="forbid")
-    end_date: EndDate
-    test_days: PosInt
-    train_days: PosInt
+    end_date: EndDate = Field("auto", description="last day of data (YYYYMMDD), or auto: the last stored day")
+    test_days: PosInt = Field(3, description="the evaluation window: the last test_days days")
+    train_days: PosInt = Field(8, description="the training window: the train_days days before it")
 
 
 class Scenarios(Section):
     model_config = ConfigDict(extra="forbid")
-    names: Names
-    min_scenario_rows: NonNegInt
+    names: Names = Field(["s0", "s1", "s2", "s3", "s4"],
+                         description="the reported scenarios; other raw scenarios map to 'other'")
+    min_scenario_rows: NonNegInt = Field(1000, description="a raw scenario with fewer training rows maps to 'other'")
 
 
 class Validation(Section):
     model_config = ConfigDict(extra="forbid")
-    min_rows_per_day: NonNegInt
-    max_unknown_id_rate: Fraction
-    max_duplicate_rate: Fraction
-    min_day_ratio: NonNeg
-    time_slack_hours: NonNeg
-    min_time_consistency: Fraction
-    min_play_time_consistency: Fraction
+    min_rows_per_day: NonNegInt = Field(100, description="a day with fewer rows fails")
+    max_unknown_id_rate: Fraction = Field(0.01, description="largest share of rows with a user or video id not in the tables")
+    max_duplicate_rate: Fraction = Field(0.05, description="largest share of duplicated rows")
+    min_day_ratio: NonNeg = Field(0.2, description="a day with fewer rows than this times the window's median fails")
+    time_slack_hours: NonNeg = Field(1.0, description="time_ms may precede 00:00 of its date by this much "
+                                                      "(KuaiRand dates rows by hour bucket)")
+    min_time_consistency: Fraction = Field(0.999, description="share of rows whose time_ms must fall inside their "
+                                                               "date (with the slack)")
+    min_play_time_consistency: Fraction = Field(0.999, description="share of rows whose play_time_ms must agree "
+                                                                    "with long_view")
 
 
 class Features(Section):
     model_config = ConfigDict(extra="forbid")
-    seq_len: PosInt
+    seq_len: PosInt = Field(20, description="last N clicked videos per user and scenario")
 
 
 class Model(Section):
     model_config = ConfigDict(extra="forbid")
-    arch: Literal["sass", "star", "pepnet", "dssm"]
-    emb_dim: PosInt
-    field_dim: PosInt
-    scen_dim: PosInt
-    hidden: PosInt
-    layers: PosInt
-    gate: Literal["adaptive", "sigmoid", "none"]
-    gate_bias: Number | None
-    bias_net: bool
-    dropout: Annotated[Number, Field(ge=0, lt=1)]
-    scenario_layer: Literal["full", "star", "lowrank"]
-    residual: bool
-    scenario_norm: bool
-    user_buckets: Buckets
-    video_buckets: Buckets
-    field_buckets: Buckets
+    arch: Literal["sass", "star", "pepnet", "dssm"] = Field(
+        "sass", description="the sass family's tower (models/tower.py, models/pepnet.py); the other rows fix theirs")
+    emb_dim: PosInt = Field(32, description="size of the id and field embeddings")
+    field_dim: PosInt = Field(8, description="size of each categorical profile field's embedding")
+    scen_dim: PosInt = Field(8, description="size of the scenario embedding fed to both towers")
+    hidden: PosInt = Field(64, description="width of the tower layers")
+    layers: PosInt = Field(3, description="tower layers")
+    gate: Literal["adaptive", "sigmoid", "none"] = Field("adaptive", description="the transfer gates' kind")
+    gate_bias: Number | None = Field(None, description="initial bias of the transfer gates (null: default init; > 0: "
+                                                       "start as the global net)")
+    bias_net: bool = Field(True, description="a scenario bias network beside the towers")
+    dropout: Annotated[Number, Field(ge=0, lt=1)] = Field(0.0, description="dropout of the tower layers")
+    scenario_layer: Literal["full", "star", "lowrank"] = Field(
+        "star", description="how each scenario's layers are parameterised (models/tower.py ScenarioLinear)")
+    residual: bool = Field(True, description="serving vector = normalize(g_L + h_s,L + P b_s): the global vector "
+                                             "reaches it unchanged")
+    scenario_norm: bool = Field(False, description="STAR's partitioned normalisation of the sass tower input")
+    user_buckets: Buckets = Field(100003, description="rows of the hashed user-id table (new ids never crash)")
+    video_buckets: Buckets = Field(100003, description="rows of the hashed video-id table")
+    field_buckets: Buckets = Field(4099, description="rows of the hashed profile-field table")
 
 
 class Pretrain(Section):
     model_config = ConfigDict(extra="forbid")
-    enabled: bool
-    epochs: PosInt
-    batch_size: PosInt
-    lr: Positive
-    emb_lr: Positive
-    weight_decay: NonNeg
-    temperature: Positive
-    id_dropout: Fraction
-    max_steps_per_epoch: NonNegInt
-    recent_days: NonNegInt
+    enabled: bool = Field(False, description="run the cross-scenario contrastive pretraining (off: sass starts "
+                                             "from the seeded initial model)")
+    epochs: PosInt = Field(3, description="pretraining epochs")
+    batch_size: PosInt = Field(512, description="pairs per batch")
+    lr: Positive = Field(0.001, description="learning rate of the dense layers (Adam)")
+    emb_lr: Positive = Field(0.001, description="learning rate of the hashed embedding tables (SparseAdam)")
+    weight_decay: NonNeg = Field(0.0, description="weight decay of the dense layers")
+    temperature: Positive = Field(0.1, description="temperature of the NT-Xent loss")
+    id_dropout: Fraction = Field(0.5, description="chance that a view's id embedding is masked")
+    max_steps_per_epoch: NonNegInt = Field(0, description="0 = no cap (smoke runs cap it)")
+    recent_days: NonNegInt = Field(0, description="newest n training days only; 0 = all (incremental days set it)")
 
 
 class Finetune(Section):
     model_config = ConfigDict(extra="forbid")
-    epochs: PosInt
-    batch_size: PosInt
-    lr: Positive
-    emb_lr: Positive
-    weight_decay: NonNeg
-    loss: Literal["softmax", "bpr", "hinge"]
-    margin: NonNeg
-    negatives: PosInt
-    alpha: NonNeg
-    logq: bool
-    temperature: Positive
-    aux_weight: NonNeg
-    load_pretrained: bool
-    freeze_pretrained: bool
-    early_stopping: bool
-    patience: PosInt
-    min_epochs: PosInt
-    min_delta: NonNeg
-    refit: Refit
-    max_steps_per_epoch: NonNegInt
-    recent_days: NonNegInt
-    objective: Literal[OBJECTIVE_NAMES]  # type: ignore[valid-type]
-    average_from: NonNegInt
-    own_epoch_min_clicks: NonNegInt
-    scenario_l2: NonNeg
-    holdout_days: PosInt
-    in_batch_negatives: bool
-    prior_grid: list[NonNeg]           # candidate weights of the serving popularity prior (train.finetune)
+    epochs: PosInt = Field(8, description="fine-tuning epochs (at most, with early stopping)")
+    batch_size: PosInt = Field(512, description="positives per batch")
+    lr: Positive = Field(0.0005, description="learning rate of the dense layers (Adam)")
+    emb_lr: Positive = Field(0.002, description="learning rate of the hashed embedding tables (SparseAdam)")
+    weight_decay: NonNeg = Field(0.0, description="weight decay of the dense layers")
+    loss: Literal["softmax", "bpr", "hinge"] = Field("softmax", description="the retrieval loss")
+    margin: NonNeg = Field(0.2, description="margin of the hinge loss")
+    negatives: PosInt = Field(256, description="sampled negatives shared per scenario and batch")
+    alpha: NonNeg = Field(1.0, description="sampling probability ~ exposures^alpha (1 = SASS rule, 0 = uniform)")
+    logq: bool = Field(True, description="log-Q correction of the sampled softmax")
+    in_batch_negatives: bool = Field(True, description="the batch's other positives of the same scenario are "
+                                                       "negatives too (train/sampler.py)")
+    prior_grid: list[NonNeg] = Field([0.0025, 0.005, 0.01, 0.02, 0.04, 0.08],
+                                     description="candidate weights of the serving popularity prior, chosen per "
+                                                 "scenario on the held-out day; [] = no prior")
+    temperature: Positive = Field(0.02, description="temperature of the softmax")
+    aux_weight: NonNeg = Field(1.0, description="lambda: weight of the loss on the global vectors")
+    load_pretrained: bool = Field(True, description="sass starts from the pretraining stage's model")
+    freeze_pretrained: bool = Field(False, description="freeze what pretraining produced but the top layers")
+    early_stopping: bool = Field(True, description="select the epoch on the held-out newest training days")
+    patience: PosInt = Field(3, description="epochs without a gain before early stopping stops")
+    holdout_days: PosInt = Field(1, description="the newest training days early stopping holds out")
+    min_epochs: PosInt = Field(4, description="never stop early before this many epochs")
+    own_epoch_min_clicks: NonNegInt = Field(1000, description="a scenario with this many held-out clicks keeps its "
+                                                              "own best epoch (model_<scenario>.pt); 0 = off")
+    scenario_l2: NonNeg = Field(0.01, description="pull of every scenario layer toward the global layer; 0 = off")
+    min_delta: NonNeg = Field(0.0, description="a validation gain must exceed this to count")
+    refit: Refit = Field("holdout", description="after selection: holdout (best epoch + 1 epoch on the held-out "
+                                                "days) | full (retrain on every day) | none")
+    max_steps_per_epoch: NonNegInt = Field(0, description="0 = no cap (smoke runs cap it)")
+    recent_days: NonNegInt = Field(0, description="newest n training days only; 0 = all (incremental days set it)")
+    objective: Literal[OBJECTIVE_NAMES] = Field(  # type: ignore[valid-type]
+        "click", description="the label the single-objective rows train on")
+    average_from: NonNegInt = Field(0, description="from this epoch on, keep the mean of the epoch-end weights "
+                                                   "(train/averaging.py); 0 = off")
 
 
 class ObjectiveWeights(Section):
-    """One non-negative weight per objective (data.schema.OBJECTIVES; tests check the names agree)."""
+    """One non-negative weight per objective (data.schema.OBJECTIVES; tests check the names agree). No defaults
+    of their own: each field holding a mapping of weights carries its default mapping."""
 
     model_config = ConfigDict(extra="forbid")
-    click: NonNeg
-    long_view: NonNeg
-    like: NonNeg
+    click: NonNeg = Field(description="weight of the click objective")
+    long_view: NonNeg = Field(description="weight of the long-view objective")
+    like: NonNeg = Field(description="weight of the like objective")
 
 
 class Multitask(Section):
     """The sass_mt row (models.multitask): one head per objective on the sass towers, per-request weights."""
 
     model_config = ConfigDict(extra="forbid")
-    loss_weights: ObjectiveWeights     # lambda_k of each objective's retrieval loss
-    weights: ObjectiveWeights          # the serving weights w when a request names none
-    head_dim: PosInt
-    hard_negatives: bool
-    hard_negative_weight: Positive
-    in_batch_negatives: bool           # the row's own value of finetune.in_batch_negatives
-    prior_grid: list[NonNeg]           # the row's own value of finetune.prior_grid
+    loss_weights: ObjectiveWeights = Field(
+        default_factory=lambda: ObjectiveWeights(click=1.0, long_view=1.0, like=0.5),
+        description="lambda_k: each objective's share of the training loss")
+    weights: ObjectiveWeights = Field(
+        default_factory=lambda: ObjectiveWeights(click=1.0, long_view=0.5, like=0.0),
+        description="the serving weights when a request names none")
+    head_dim: PosInt = Field(32, description="per-objective vector size; the index holds objectives x head_dim")
+    hard_negatives: bool = Field(True, description="an objective's loss also ranks its positives above the batch's "
+                                                   "items engaged with but negative for it")
+    hard_negative_weight: Positive = Field(4.0, description="each hard negative counts this many times in its "
+                                                            "objective's softmax")
+    in_batch_negatives: bool = Field(False, description="this row's finetune.in_batch_negatives")
+    prior_grid: list[NonNeg] = Field([], description="this row's finetune.prior_grid (none: a request's weights "
+                                                     "rescale the score, a prior would not follow)")
 
 
 class Ctnet(Section):
     """The ctnet row (train.ctnet): continual transfer from a daily source model to the other scenarios."""
 
     model_config = ConfigDict(extra="forbid")
-    source: Literal["largest", "all"]
-    adapters: bool
-    init: Literal["all", "embeddings", "scratch"]
-    anchor_l2: NonNeg
-    keep_start: bool
-    adapter_lr: Positive               # the adapters' learning rate as a multiple of finetune.lr
-    adapt_output: bool                 # an adapter on the last layer (the retrieval vector) too
-    source_view: Literal["largest", "own"]   # the scenario the source is shown the target's rows as
-    follow_source: NonNeg              # an incremental day moves each target by this times the source's update
-    target_emb_lr: NonNeg              # the targets' embedding tables' learning rate, a multiple of finetune.emb_lr
+    source: Literal["largest", "all"] = Field("largest", description="the scenarios the source trains on: the one "
+                                                                     "with the most clicks (it serves it) | all")
+    adapters: bool = Field(True, description="targets read the frozen source through gated adapters (false: plain "
+                                             "pretrain-then-finetune from the source)")
+    init: Literal["all", "embeddings", "scratch"] = Field(
+        "all", description="what of the source a first day's target starts from")
+    anchor_l2: NonNeg = Field(0.0, description="pull of each target's tower weights toward its warm start (L2-SP, "
+                                               "adapters only); 0 = off")
+    keep_start: bool = Field(True, description="early stopping may keep a target as it started (epoch 0)")
+    adapter_lr: Positive = Field(0.1, description="the adapters' learning rate as a multiple of finetune.lr")
+    adapt_output: bool = Field(False, description="an adapter on the last layer (the retrieval vector) too")
+    source_view: Literal["largest", "own"] = Field(
+        "own", description="the scenario the frozen source is shown a target's rows as")
+    follow_source: NonNeg = Field(0.5, description="an incremental day first moves each target by this times the "
+                                                   "source's own update of the day; 0 = off")
+    target_emb_lr: NonNeg = Field(1.0, description="the targets' embedding tables' learning rate as a multiple of "
+                                                   "finetune.emb_lr (adapters only; 0 freezes them)")
 
 
 class Train(Section):
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["full", "incremental"]
-    incremental_epochs: PosInt
-    incremental_days: NonNegInt
-    seed: int
-    threads: PosInt
-    checkpoint_every: NonNegInt
-    checkpoint_seconds: NonNeg
+    mode: Literal["full", "incremental"] = Field("full", description="full | incremental (warm start from the "
+                                                                     "published model)")
+    incremental_epochs: PosInt = Field(2, description="epochs of an incremental day")
+    incremental_days: NonNegInt = Field(1, description="newest training days an incremental day trains on (0 = "
+                                                       "whole window)")
+    seed: int = Field(0, description="seed of every trainer")
+    threads: PosInt = Field(1, description="torch and FAISS threads per stage")
+    checkpoint_every: NonNegInt = Field(200, description="steps between resume checkpoints (and every epoch end)")
+    checkpoint_seconds: NonNeg = Field(30, description="a resume checkpoint only when this many seconds have "
+                                                       "passed since the last; 0 = every time")
 
 
 class Index(Section):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["flat", "ivf", "hnsw"]
-    nlist: NonNegInt
-    nprobe: PosInt
-    hnsw_m: PosInt
-    ef_search: PosInt
-    ef_construction: PosInt
-    min_ann_size: NonNegInt
-    max_train_per_list: PosInt
-    seed: int
-
-
-ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet", "sass_mt")
-BENCHMARK_ROWS = ("dssm_mixed", "dssm_single", "sass_base", "ctnet", "sass_mt")
-CHALLENGERS = ("dssm_mixed", "sass_base", "ctnet", "sass_mt")  # indexed and served per scenario like the candidate sass
+    kind: Literal["flat", "ivf", "hnsw"] = Field("flat", description="flat (exact) | ivf | hnsw")
+    nlist: NonNegInt = Field(0, description="IVF lists; 0 = about 4*sqrt(pool size)")
+    nprobe: PosInt = Field(16, description="IVF lists searched per query")
+    hnsw_m: PosInt = Field(32, description="HNSW neighbours per node")
+    ef_search: PosInt = Field(128, description="HNSW search breadth")
+    ef_construction: PosInt = Field(200, description="HNSW construction breadth")
+    min_ann_size: NonNegInt = Field(2000, description="smaller pools get an exact flat index whatever kind says")
+    max_train_per_list: PosInt = Field(256, description="IVF k-means trains on at most this many points per list")
+    seed: int = Field(1234, description="IVF training sample and k-means seed")
 
 
 class Evaluate(Section):
     model_config = ConfigDict(extra="forbid")
-    ks: Annotated[list[PosInt], Field(min_length=1), AfterValidator(_unique)]
-    rows: Annotated[list[Literal[ROWS]], Field(min_length=1), AfterValidator(_unique)]  # type: ignore[valid-type]
-    # trained (stage reference@<row>) and scored only on demand: the benchmark, not the daily path
-    benchmark_rows: Annotated[list[Literal[BENCHMARK_ROWS]], AfterValidator(_unique)]  # type: ignore[valid-type]
-    objective_min_pairs: PosInt
-    cold_max: NonNegInt
-    cold_min_other: NonNegInt
-    n_boot: PosInt
-    level: Annotated[Number, Field(gt=0, lt=1)]
-    seed: int
+    ks: Annotated[list[PosInt], Field(min_length=1), AfterValidator(_unique)] = Field(
+        [20, 50, 100], description="cut-offs of every metric")
+    rows: Annotated[list[Literal[ROWS]], Field(min_length=1), AfterValidator(_unique)] = Field(  # type: ignore[valid-type]
+        ["popular", "dssm_mixed", "sass"], description="rows scored every day (the candidate, the challenger, popular)")
+    benchmark_rows: Annotated[list[Literal[BENCHMARK_ROWS]], AfterValidator(_unique)] = Field(  # type: ignore[valid-type]
+        [], description="rows trained (stage reference@<row>) and scored on demand, off the daily path")
+    objective_min_pairs: PosInt = Field(100, description="a scenario enters an objective's table from this many "
+                                                         "evaluation pairs")
+    cold_max: NonNegInt = Field(5, description="scenario_cold slice: fewer than this many training rows in the "
+                                               "scenario...")
+    cold_min_other: NonNegInt = Field(5, description="...and at least this many in the other scenarios")
+    n_boot: PosInt = Field(2000, description="paired bootstrap replicates of the confidence intervals")
+    level: Annotated[Number, Field(gt=0, lt=1)] = Field(0.95, description="confidence level")
+    seed: int = Field(0, description="bootstrap resampling seed")
 
 
 class Publish(Section):
     model_config = ConfigDict(extra="forbid")
-    tolerance: NonNeg
-    dir: PathStr
-    challenger: Literal[CHALLENGERS]  # type: ignore[valid-type]
+    challenger: Literal[CHALLENGERS] = Field(  # type: ignore[valid-type]
+        "dssm_mixed", description="trained daily beside the candidate sass; the better of the two may be published")
+    tolerance: NonNeg = Field(0.005, description="when the model in service can not be re-scored: publish unless "
+                                                 "macro NDCG@50 falls more than this below its recorded number")
+    dir: PathStr = Field("published", description="where published models and indexes go")
 
 
 class Params(Section):
     """The whole of params.yaml."""
 
     model_config = ConfigDict(extra="forbid")
-    data: Data
-    window: Window
-    scenarios: Scenarios
-    validation: Validation
-    features: Features
-    model: Model
-    pretrain: Pretrain
-    finetune: Finetune
-    ctnet: Ctnet
-    multitask: Multitask
-    train: Train
-    index: Index
-    evaluate: Evaluate
-    publish: Publish
+    data: Data = Field(default_factory=Data, description="raw data and the store")
+    window: Window = Field(default_factory=Window, description="the run's days")
+    scenarios: Scenarios = Field(default_factory=Scenarios, description="the reported scenarios")
+    validation: Validation = Field(default_factory=Validation, description="the data checks' thresholds")
+    features: Features = Field(default_factory=Features, description="per-scenario features")
+    model: Model = Field(default_factory=Model, description="the towers' shape")
+    pretrain: Pretrain = Field(default_factory=Pretrain, description="stage 1: contrastive pretraining")
+    finetune: Finetune = Field(default_factory=Finetune, description="stage 2: fine-tuning every trained row")
+    ctnet: Ctnet = Field(default_factory=Ctnet, description="the ctnet row")
+    multitask: Multitask = Field(default_factory=Multitask, description="the sass_mt row")
+    train: Train = Field(default_factory=Train, description="run mode, seed and resources of the training stages")
+    index: Index = Field(default_factory=Index, description="the FAISS indexes")
+    evaluate: Evaluate = Field(default_factory=Evaluate, description="the evaluation protocol")
+    publish: Publish = Field(default_factory=Publish, description="the publish gate")
 
     def override(self, settings: dict[str, Any], source: str = "overrides") -> Params:
         """A validated copy with dotted keys replaced (``{"finetune.lr": 1e-3}``): how a benchmark variant,
@@ -380,45 +422,82 @@ class Params(Section):
 
 
 def validate_params(params: dict[str, Any], source: str = "params.yaml") -> Params:
-    """``params`` as :class:`Params`, or :class:`ConfigError` with one line per problem."""
+    """``params`` as :class:`Params`, or :class:`ConfigError` with one line per problem. Every key must be
+    present: a file that leaves one out is refused, naming it, rather than run on the default."""
     if not isinstance(params, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {_show(params)}")
+    found = [(loc, f"{_dotted(loc)}: missing (must be {_describe(*_annotation_at(loc))})")
+             for loc in missing_keys(params)]
     try:
-        return Params.model_validate(params)
+        validated = Params.model_validate(params)
     except ValidationError as exc:
-        lines = list(dict.fromkeys(f"{source}: {problem}" for problem in problems(exc)))
-        raise ConfigError("\n".join(lines)) from None
+        found += problems(exc)
+    else:
+        if not found:
+            return validated
+    found.sort(key=lambda item: _position(item[0]))
+    lines = list(dict.fromkeys(f"{source}: {problem}" for _, problem in found))
+    raise ConfigError("\n".join(lines))
 
 
-def known_keys(model: type[BaseModel] = Params, prefix: str = "", optional: bool | None = None) -> list[str]:
-    """Leaf keys of the schema, dotted (``finetune.lr``, ``data.synthetic.seed``...): all of them, or only
-    the optional (``optional=True``) or required (``optional=False``) ones."""
+def missing_keys(doc: Any, model: type[BaseModel] = Params, loc: tuple = ()) -> list[tuple]:
+    """Where the schema has a key that ``doc`` (a params mapping) leaves out, as locations."""
+    if not isinstance(doc, dict):
+        return []
+    out: list[tuple] = []
+    for name, info in model.model_fields.items():
+        sub = info.annotation
+        if name not in doc:
+            out.append((*loc, name))
+        elif isinstance(sub, type) and issubclass(sub, BaseModel):
+            out += missing_keys(doc[name], sub, (*loc, name))
+    return out
+
+
+def known_keys(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
+    """Leaf keys of the schema, dotted (``finetune.lr``, ``data.synthetic.seed``...)."""
     out = []
     for name, info in model.model_fields.items():
         key = f"{prefix}{name}"
         sub = info.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
-            out += known_keys(sub, key + ".", optional)
-        elif optional is None or optional == (not info.is_required()):
+            out += known_keys(sub, key + ".")
+        else:
             out.append(key)
     return out
 
 
-def problems(exc: ValidationError) -> list[str]:
+def problems(exc: ValidationError) -> list[tuple[tuple, str]]:
+    """(location, the problem's line) of every error pydantic found."""
     out = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         key = _dotted(loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            out.append(f"{key}: unknown key{_did_you_mean(loc)}")
+            out.append((loc, f"{key}: unknown key{_did_you_mean(loc)}"))
             continue
         ann, meta = _annotation_at(loc)
         if kind == "missing":
-            out.append(f"{key}: missing (must be {_describe(ann, meta)})")
+            out.append((loc, f"{key}: missing (must be {_describe(ann, meta)})"))
             continue
-        out.append(f"{key}: {_show(err['input'])} is not allowed: {_allowed(err, ann, meta)}")
+        out.append((loc, f"{key}: {_show(err['input'])} is not allowed: {_allowed(err, ann, meta)}"))
     return out
+
+
+def _position(loc: tuple) -> tuple:
+    """Sort key of a location: the schema's field order (a list entry by its index, an unknown key last)."""
+    model: Any = Params
+    out = []
+    for part in loc:
+        if isinstance(part, int):
+            out.append(part)
+            continue
+        fields = list(getattr(model, "model_fields", {}))
+        out.append(fields.index(part) if part in fields else len(fields))
+        info = getattr(model, "model_fields", {}).get(part)
+        model = _split(info.annotation)[0] if info is not None else None
+    return tuple(out)
 
 
 def _dotted(loc: tuple) -> str:

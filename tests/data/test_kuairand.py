@@ -3,13 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from support import SHARED, needs_kuairand
 
+from sass_retrieval.config import load_params
 from sass_retrieval.data.kuairand import SourceError, import_kuairand
 from sass_retrieval.data.schema import FEEDBACK_COLUMNS, SchemaError, stored_dates
 from sass_retrieval.data.store import read_interactions, read_items, read_users
-from sass_retrieval.data.validation import ValidationRules, validate_store
+from sass_retrieval.data.validation import validate_store
 
 
 @needs_kuairand
@@ -33,9 +33,9 @@ def test_imports_the_shared_release_and_it_passes_validation(tmp_path) -> None:
     assert int((lv & (df["is_click"] == 0)).sum()) == 181
     assert int(((df["is_like"] == 1) & (df["is_click"] == 0)).sum()) == 566
     # and the real release passes validation under the shipped rules (labels, play-time rule and all)
-    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
-    report = validate_store(tmp_path, stored_dates(tmp_path), [str(t) for t in range(15)],
-                            ValidationRules.from_params(params), tmp_path / "report")
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    report = validate_store(tmp_path, stored_dates(tmp_path), [str(t) for t in range(15)], params.validation,
+                            tmp_path / "report")
     assert report["success"] is True
     rule = [e for e in report["suites"]["interactions"]["expectations"]
             if e["column"] == "long_view_play_time_consistent"]

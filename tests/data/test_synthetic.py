@@ -32,6 +32,7 @@ from sass_retrieval.data.synthetic import (
     fingerprint,
     generate,
 )
+from sass_retrieval.params_schema import Params
 
 TINY = SyntheticConfig(seed=11, users=400, items=200, days=4, rows=20_000, chunk_rows=3_000, scenarios=("s0", "s1", "s2", "s3", "s4"), start_date=20220425)
 
@@ -178,18 +179,17 @@ SECTION = {"seed": 3, "users": 10, "items": 7, "scenarios": ["a", "b"], "days": 
 
 
 def test_from_params_reads_the_synthetic_section() -> None:
-    cfg = SyntheticConfig.from_params({"data": {"synthetic": SECTION}})
+    params = Params().override({"data.synthetic": {**SECTION, "start_date": "20220425"}})
+    cfg = SyntheticConfig.from_params(params)
     assert (cfg.seed, cfg.users, cfg.items, cfg.scenarios, cfg.days, cfg.rows, cfg.start_date) == (
-        3, 10, 7, ("a", "b"), 2, 500, 20220425)
-    with pytest.raises(ValueError, match="data.synthetic: missing key 'days'"):
-        SyntheticConfig.from_params({"data": {"synthetic": {k: v for k, v in SECTION.items() if k != "days"}}})
+        3, 10, 7, ("a", "b"), 2, 500, 20220425)      # the fingerprint's types, whatever YAML handed over
 
 
 def test_bad_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="scenarios"):
-        SyntheticConfig.from_params({"data": {"synthetic": {**SECTION, "scenarios": ["a", "a"]}}})
+        SyntheticConfig(**{**SECTION, "scenarios": ("a", "a")})
     with pytest.raises(ValueError, match="start_date"):
-        SyntheticConfig.from_params({"data": {"synthetic": {**SECTION, "start_date": 20221345}}})
+        SyntheticConfig(**{**SECTION, "start_date": 20221345})
 
 
 @pytest.mark.parametrize("scenarios", [("only",), ("big", "small")])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import sys
@@ -12,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sass_retrieval.config import ConfigError
 from sass_retrieval.data.schema import FEEDBACK_COLUMNS, INTERACTIONS, ITEMS, USERS, day_dir, table_path
 from sass_retrieval.data.store import DayWriter, write_table
-from sass_retrieval.data.validation import ValidationFailed, ValidationRules, validate_store
+from sass_retrieval.data.validation import ValidationFailed, validate_store
+from sass_retrieval.params_schema import Params, Validation
 
 DATES = [20240301, 20240302, 20240303]
 SCENARIOS = ["0", "1"]
@@ -97,7 +96,7 @@ def canonical(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(store: Path, tmp_path: Path, **rules) -> dict:
-    return validate_store(store, DATES, SCENARIOS, ValidationRules(**rules), tmp_path / "report")
+    return validate_store(store, DATES, SCENARIOS, Validation(**rules), tmp_path / "report")
 
 
 def expect_failure(store: Path, tmp_path: Path, *needles: str, **rules) -> str:
@@ -147,20 +146,11 @@ def test_valid_store_passes_and_writes_report(tmp_path):
         assert name in html
 
 
-def test_rules_from_params():
-    rules = ValidationRules.from_params({"validation": {"min_rows_per_day": 5, "max_duplicate_rate": 0.1,
-                                                        "min_play_time_consistency": 0.99}})
-    assert rules.min_rows_per_day == 5 and rules.max_duplicate_rate == 0.1
-    assert rules.min_play_time_consistency == 0.99
-    assert rules.max_unknown_id_rate == ValidationRules().max_unknown_id_rate
-    assert ValidationRules.from_params({}) == ValidationRules()
-    # the shipped params.yaml sets every rule (so a default here never silently decides a run)
-    import yaml
-
-    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())["validation"]
-    assert set(shipped) == {f.name for f in dataclasses.fields(ValidationRules)}
-    with pytest.raises(ConfigError, match="min_play_time_consistency"):
-        ValidationRules.from_params({"validation": {"min_play_time_consistency": 1.5}})
+def test_the_rules_are_the_validation_section_and_the_report_records_them(tmp_path):
+    rules = Validation(min_rows_per_day=5, max_duplicate_rate=0.1, min_play_time_consistency=0.99)
+    assert rules.max_unknown_id_rate == Params().validation.max_unknown_id_rate    # unset: the shipped value
+    summary = validate_store(make_store(tmp_path), DATES, SCENARIOS, rules, tmp_path / "report")
+    assert summary["rules"] == rules.model_dump() and summary["rules"]["min_rows_per_day"] == 5
 
 
 # ---- one test per bad-input class ---------------------------------------------------------------

@@ -4,12 +4,11 @@ import logging
 
 import faiss
 import numpy as np
+import pydantic
 import pytest
 
-from sass_retrieval.config import ConfigError
 from sass_retrieval.index import faiss_index as fi
 from sass_retrieval.index.faiss_index import (
-    IndexConfig,
     IndexLoadError,
     build_index,
     load_index,
@@ -17,6 +16,7 @@ from sass_retrieval.index.faiss_index import (
     save_index,
     search,
 )
+from sass_retrieval.params_schema import Index, Params
 
 DIM = 32
 
@@ -60,7 +60,7 @@ def brute_force(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: in
 
 def test_flat_matches_numpy_brute_force_and_returns_our_ids(pool, same_dist_queries):
     vectors, ids = pool
-    index = build_index(vectors, ids, IndexConfig(kind="flat"))
+    index = build_index(vectors, ids, Index(kind="flat"))
     assert isinstance(index, faiss.IndexIDMap2)
     scores, got = search(index, same_dist_queries, 10)
     want_scores, want_ids = brute_force(vectors, ids, same_dist_queries, 10)
@@ -75,7 +75,7 @@ def test_flat_matches_numpy_brute_force_and_returns_our_ids(pool, same_dist_quer
 
 def test_scores_are_cosines(pool):
     vectors, ids = pool
-    index = build_index(vectors, ids, IndexConfig())
+    index = build_index(vectors, ids, Index())
     scores, got = search(index, vectors[:5], 1)
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)  # each vector is its own best match
     np.testing.assert_array_equal(got[:, 0], ids[:5])
@@ -84,8 +84,8 @@ def test_scores_are_cosines(pool):
 @pytest.mark.parametrize(
     "cfg",
     [
-        IndexConfig(kind="ivf", nprobe=16),
-        IndexConfig(kind="hnsw", hnsw_m=16, ef_construction=100, ef_search=64),
+        Index(kind="ivf", nprobe=16),
+        Index(kind="hnsw", hnsw_m=16, ef_construction=100, ef_search=64),
     ],
     ids=["ivf", "hnsw"],
 )
@@ -109,7 +109,7 @@ def test_ivf_nlist_auto_is_clipped_to_training_points():
 def test_tiny_pool_falls_back_to_flat(caplog):
     vectors, ids = clustered(300), sparse_ids(300)
     with caplog.at_level(logging.INFO, logger=fi.__name__):
-        index = build_index(vectors, ids, IndexConfig(kind="ivf"))
+        index = build_index(vectors, ids, Index(kind="ivf"))
     assert fi.describe(index).startswith("flat")
     assert "flat" in caplog.text and "ivf" in caplog.text
     r = recall_against_exact(index, vectors, ids, vectors[:20], 10)
@@ -118,7 +118,7 @@ def test_tiny_pool_falls_back_to_flat(caplog):
 
 def test_k_larger_than_pool_pads():
     vectors, ids = clustered(7), sparse_ids(7)
-    index = build_index(vectors, ids, IndexConfig(kind="hnsw"))
+    index = build_index(vectors, ids, Index(kind="hnsw"))
     scores, got = search(index, vectors[:3], 10)
     assert got.shape == scores.shape == (3, 10)
     assert (got[:, :7] >= 0).all() and (got[:, 7:] == -1).all()
@@ -127,7 +127,7 @@ def test_k_larger_than_pool_pads():
 
 
 def test_empty_pool_returns_only_padding():
-    index = build_index(np.zeros((0, DIM), np.float32), np.zeros(0, np.int64), IndexConfig())
+    index = build_index(np.zeros((0, DIM), np.float32), np.zeros(0, np.int64), Index())
     scores, got = search(index, clustered(2), 3)
     assert (got == -1).all() and np.isneginf(scores).all()
 
@@ -135,30 +135,30 @@ def test_empty_pool_returns_only_padding():
 def test_rejects_bad_input(pool):
     vectors, ids = pool
     with pytest.raises(ValueError, match="normalised"):
-        build_index(vectors * 2, ids, IndexConfig())
+        build_index(vectors * 2, ids, Index())
     with pytest.raises(ValueError, match="unique"):
-        build_index(vectors[:3], np.array([1, 1, 2]), IndexConfig())
+        build_index(vectors[:3], np.array([1, 1, 2]), Index())
     with pytest.raises(ValueError, match="ids"):
-        build_index(vectors[:3], ids[:2], IndexConfig())
-    index = build_index(vectors[:10], ids[:10], IndexConfig())
+        build_index(vectors[:3], ids[:2], Index())
+    index = build_index(vectors[:10], ids[:10], Index())
     with pytest.raises(ValueError, match="dimension"):
         search(index, np.ones((1, DIM + 1), np.float32), 3)
 
 
-def test_config_from_params():
-    assert IndexConfig.from_params({}) == IndexConfig()
-    cfg = IndexConfig.from_params({"index": {"kind": "ivf", "nprobe": 8}})
-    assert cfg.kind == "ivf" and cfg.nprobe == 8 and cfg.hnsw_m == IndexConfig().hnsw_m
-    with pytest.raises(ConfigError, match="kind"):
-        IndexConfig.from_params({"index": {"kind": "lsh"}})
-    with pytest.raises(ConfigError, match="nprobes"):
-        IndexConfig.from_params({"index": {"nprobes": 8}})
+def test_the_index_config_is_the_params_section_with_its_checks():
+    assert Params().index == Index()
+    cfg = Index(kind="ivf", nprobe=8)
+    assert cfg.kind == "ivf" and cfg.nprobe == 8 and cfg.hnsw_m == Index().hnsw_m
+    with pytest.raises(pydantic.ValidationError, match="kind"):
+        Index(kind="lsh")
+    with pytest.raises(pydantic.ValidationError, match="nprobes"):
+        Index(nprobes=8)
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
 def test_save_load_round_trip(tmp_path, pool, same_dist_queries, kind):
     vectors, ids = pool
-    index = build_index(vectors, ids, IndexConfig(kind=kind, nprobe=8, ef_search=40))
+    index = build_index(vectors, ids, Index(kind=kind, nprobe=8, ef_search=40))
     before = search(index, same_dist_queries, 20)
     path = tmp_path / "nested" / f"{kind}.faiss"
     save_index(index, path)
@@ -173,7 +173,7 @@ def test_save_load_round_trip(tmp_path, pool, same_dist_queries, kind):
 def test_truncated_file_raises_index_load_error(tmp_path, pool):
     vectors, ids = pool
     path = tmp_path / "s0.faiss"
-    save_index(build_index(vectors, ids, IndexConfig(kind="ivf")), path)
+    save_index(build_index(vectors, ids, Index(kind="ivf")), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(IndexLoadError, match="s0.faiss") as info:
@@ -196,7 +196,7 @@ def test_garbage_file_raises_index_load_error(tmp_path):
 def test_failed_save_leaves_existing_file_intact(tmp_path, pool, same_dist_queries, monkeypatch):
     vectors, ids = pool
     path = tmp_path / "s1.faiss"
-    old = build_index(vectors[:1000], ids[:1000], IndexConfig())
+    old = build_index(vectors[:1000], ids[:1000], Index())
     save_index(old, path)
     old_bytes = path.read_bytes()
 
@@ -207,7 +207,7 @@ def test_failed_save_leaves_existing_file_intact(tmp_path, pool, same_dist_queri
 
     monkeypatch.setattr(faiss, "write_index", half_write_then_fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        save_index(build_index(vectors, ids, IndexConfig()), path)
+        save_index(build_index(vectors, ids, Index()), path)
     monkeypatch.undo()
 
     assert path.read_bytes() == old_bytes
@@ -235,7 +235,7 @@ def test_a_prior_column_adds_each_items_prior_to_its_inner_product(pool, same_di
     vectors, ids = pool
     rng = np.random.default_rng(3)
     prior = (0.2 * rng.random(len(ids))).astype(np.float32)
-    index = build_index(vectors, ids, IndexConfig(kind=kind, hnsw_m=16, ef_search=256), prior)
+    index = build_index(vectors, ids, Index(kind=kind, hnsw_m=16, ef_search=256), prior)
     assert index.d == DIM + 1
     scores, got = search(index, same_dist_queries, 10)
     sims = same_dist_queries @ vectors.T + prior[None, :]
@@ -246,7 +246,7 @@ def test_a_prior_column_adds_each_items_prior_to_its_inner_product(pool, same_di
     np.testing.assert_allclose(scores, exact, atol=1e-5)
     boosted = prior.copy()
     boosted[17] = 5.0
-    _, top = search(build_index(vectors, ids, IndexConfig(kind="flat"), boosted), same_dist_queries, 1)
+    _, top = search(build_index(vectors, ids, Index(kind="flat"), boosted), same_dist_queries, 1)
     assert (top[:, 0] == ids[17]).all()
     assert recall_against_exact(index, vectors, ids, same_dist_queries, 10, prior) > 0.9
 
@@ -254,8 +254,8 @@ def test_a_prior_column_adds_each_items_prior_to_its_inner_product(pool, same_di
 def test_a_prior_must_hold_one_finite_value_per_vector(pool):
     vectors, ids = pool
     with pytest.raises(ValueError, match="one finite value per vector"):
-        build_index(vectors[:10], ids[:10], IndexConfig(), np.zeros(9, np.float32))
+        build_index(vectors[:10], ids[:10], Index(), np.zeros(9, np.float32))
     with pytest.raises(ValueError, match="one finite value per vector"):
-        build_index(vectors[:2], ids[:2], IndexConfig(), np.array([0.0, np.nan], np.float32))
+        build_index(vectors[:2], ids[:2], Index(), np.array([0.0, np.nan], np.float32))
     with pytest.raises(ValueError, match="dimension"):   # two short is a wrong model, not a prior column
-        search(build_index(vectors[:10], ids[:10], IndexConfig()), vectors[:3, :-2], 5)
+        search(build_index(vectors[:10], ids[:10], Index()), vectors[:3, :-2], 5)

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from support import TINY_PARAMS, TINY_SCENARIOS, merged
+from support import TINY_SCENARIOS, tiny_params
 
 from sass_retrieval.data.store import read_items, read_users
 from sass_retrieval.models.bank import load_bank, recent_days
 from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train.finetune import finetune
 from sass_retrieval.train.pretrain import pretrain
-from sass_retrieval.train.recipes import finetune_settings, pretrain_settings
+from sass_retrieval.train.recipes import finetune_job, loop_settings
 
 
 def test_serving_only_bank_serves_the_same_batches(tiny_project, tiny_bank) -> None:
@@ -39,11 +39,11 @@ def test_training_on_a_serving_only_bank_is_refused(tiny_project, tiny_bank, tmp
     _, cfg = tiny_bank
     lean = load_bank(tiny_project["features"], read_users(tiny_project["store"]), read_items(tiny_project["store"]),
                      cfg, serving_only=True)
-    params = merged(TINY_PARAMS, {"finetune": {"epochs": 1, "early_stopping": False}, "train": {"checkpoint_every": 0}})
+    params = tiny_params({"finetune": {"epochs": 1, "early_stopping": False}, "train": {"checkpoint_every": 0}})
     with pytest.raises(ValueError, match="serving_only"):
-        finetune(RetrievalModel(cfg), lean, finetune_settings(params, 0, progress=False), tmp_path)
+        finetune(RetrievalModel(cfg), lean, finetune_job(params, 0, progress=False), tmp_path)
     with pytest.raises(ValueError, match="serving_only"):
-        pretrain(RetrievalModel(cfg), lean, pretrain_settings(params, 0, progress=False), tmp_path)
+        pretrain(RetrievalModel(cfg), lean, params.pretrain, loop_settings(params.pretrain, params.train, 0, False), tmp_path)
 
 
 def test_histories_hashed_in_blocks_equal_hashing_at_once() -> None:

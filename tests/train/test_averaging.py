@@ -7,19 +7,19 @@ import copy
 
 import pytest
 import torch
-from support import TINY_PARAMS, merged
+from support import tiny_params
 
 from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train.averaging import EpochAverage
 from sass_retrieval.train.finetune import finetune
 from sass_retrieval.train.loop import PairedOptimizer
-from sass_retrieval.train.recipes import finetune_settings
+from sass_retrieval.train.recipes import finetune_job
 
 
 def _ft(epochs: int, **kw):
-    params = merged(TINY_PARAMS, {"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
+    params = tiny_params({"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
                                                "early_stopping": False, **kw}, "train": {"checkpoint_every": 0}})
-    return finetune_settings(params, seed=0, progress=False)
+    return finetune_job(params, seed=0, progress=False)
 
 
 def _set(layer: torch.nn.Linear, value: float) -> None:

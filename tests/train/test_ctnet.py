@@ -6,22 +6,22 @@ import copy
 
 import pytest
 import torch
-from support import TINY_PARAMS, merged
+from support import tiny_params
 
+from sass_retrieval.models.checkpoint import CheckpointError, load_ctnet, load_model
 from sass_retrieval.models.ctnet import CTNet
 from sass_retrieval.models.retrieval import RetrievalModel
-from sass_retrieval.models.checkpoint import CheckpointError, load_ctnet, load_model
+from sass_retrieval.params_schema import Params
 from sass_retrieval.train.checkpoint import save_checkpoint, save_ctnet
 from sass_retrieval.train.ctnet import largest_scenario, source_and_targets, source_view, train_ctnet
 
 
-def _params(**ctnet) -> dict:
-    return merged(TINY_PARAMS, {"model": {"user_buckets": 1009, "video_buckets": 1009, "field_buckets": 97,
+def _params(finetune: dict | None = None, **ctnet) -> Params:
+    return tiny_params({"model": {"user_buckets": 1009, "video_buckets": 1009, "field_buckets": 97,
                                           "hidden": 16, "emb_dim": 8, "field_dim": 4},
-                                "finetune": {"epochs": 1, "early_stopping": False, "max_steps_per_epoch": 3},
-                                "train": {"checkpoint_every": 0},
-                                "ctnet": {"source": "largest", "adapters": True, "init": "all", "anchor_l2": 0.0,
-                                          **ctnet}})
+                        "finetune": {"epochs": 1, "early_stopping": False, "max_steps_per_epoch": 3, **(finetune or {})},
+                        "train": {"checkpoint_every": 0},
+                        "ctnet": {"source": "largest", "adapters": True, "init": "all", "anchor_l2": 0.0, **ctnet}})
 
 
 def test_source_serves_the_largest_scenario_and_every_other_gets_a_target(tiny_bank, tmp_path) -> None:
@@ -96,10 +96,10 @@ def test_anchor_l2_keeps_each_target_near_its_warm_start(tiny_bank, tmp_path) ->
     """ctnet.anchor_l2 (L2-SP): the same day trained with a strong pull ends with every target's towers closer
     to the source it started from than without it."""
     bank, _ = tiny_bank
-    p = merged(_params(), {"finetune": {"max_steps_per_epoch": 6, "scenario_l2": 0.0}})
     drift = {}
     for l2 in (0.0, 10.0):
-        _, models, rep = train_ctnet(bank, merged(p, {"ctnet": {"anchor_l2": l2}}), 0, tmp_path / str(l2),
+        p = _params({"max_steps_per_epoch": 6, "scenario_l2": 0.0}, anchor_l2=l2)
+        _, models, rep = train_ctnet(bank, p, 0, tmp_path / str(l2),
                                      progress=False)
         drift[l2] = sum(models[s].scenario_drift().item() for s in rep["targets"])
     assert drift[0.0] > 0.0
@@ -125,9 +125,8 @@ def test_a_source_trained_on_every_scenario_serves_the_largest_at_its_own_epoch(
         return {n: 0.5 for n in scenarios}
 
     monkeypatch.setattr(ft, "validate_scenarios", scripted)
-    p = merged(_params(source="all"), {"finetune": {"epochs": 6, "early_stopping": True, "patience": 2,
-                                                    "min_epochs": 1, "refit": "none", "prior_grid": [],
-                                                    "own_epoch_min_clicks": 1}})
+    p = _params({"epochs": 6, "early_stopping": True, "patience": 2, "min_epochs": 1, "refit": "none",
+                 "prior_grid": [], "own_epoch_min_clicks": 1}, source="all")
     source, models, rep = train_ctnet(bank, p, 0, tmp_path, progress=False)
     assert models[large] is not source and rep["source"]["own_models"] == [large]
     assert all(torch.equal(v, snapshots[2][k]) for k, v in models[large].state_dict().items())
@@ -135,7 +134,7 @@ def test_a_source_trained_on_every_scenario_serves_the_largest_at_its_own_epoch(
     t = rep["targets"][0]
     assert all(torch.equal(v, snapshots[0][k]) for k, v in models[t].source.state_dict().items())
     # source=largest trains on one scenario: its epoch is the macro epoch, the source serves it
-    source, models, _ = train_ctnet(bank, merged(p, {"ctnet": {"source": "largest"}}), 0, tmp_path / "l",
+    source, models, _ = train_ctnet(bank, p.override({"ctnet.source": "largest"}), 0, tmp_path / "l",
                                     progress=False)
     assert models[large] is source
 

@@ -7,22 +7,22 @@ import copy
 import numpy as np
 import pytest
 import torch
-from support import TINY_PARAMS, merged
+from support import tiny_params
 
 import sass_retrieval.train.finetune as ft
 from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train.finetune import finetune, own_epoch_scenarios
-from sass_retrieval.train.recipes import finetune_settings
+from sass_retrieval.train.recipes import finetune_job
 
 
 def _ft(epochs: int, **kw):
-    params = merged(TINY_PARAMS, {"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
+    params = tiny_params({"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
                                                "early_stopping": True, "patience": 2, "min_epochs": 1,
                                                "min_delta": 0.0, "refit": "none",
                                                "prior_grid": [],   # the scripted validations script validate_scenarios
                                                **kw},
                                   "train": {"checkpoint_every": 0}})
-    return finetune_settings(params, seed=0, progress=False)
+    return finetune_job(params, seed=0, progress=False)
 
 
 def test_only_scenarios_with_enough_held_out_clicks_pick_their_own_epoch(tiny_bank) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from support import TINY_PARAMS, merged
+from support import tiny_params
 
 import sass_retrieval.train.finetune as ft
 from sass_retrieval.evaluate.embedding_recommender import (
@@ -15,9 +15,9 @@ from sass_retrieval.evaluate.embedding_recommender import (
     embed_users,
     serving_prior,
 )
-from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.models.bank import click_prior
 from sass_retrieval.models.checkpoint import load_model
+from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train.checkpoint import save_checkpoint
 from sass_retrieval.train.finetune import (
     chosen_prior_weights,
@@ -26,21 +26,21 @@ from sass_retrieval.train.finetune import (
     prior_evidence,
     prior_grid,
 )
-from sass_retrieval.train.recipes import finetune_settings, train_row
+from sass_retrieval.train.recipes import finetune_job, train_row
 
 GRID = [0.05, 0.5, 5.0]
 
 
 def _ft(epochs: int, **kw):
-    params = merged(TINY_PARAMS, {"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
+    params = tiny_params({"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
                                                "early_stopping": True, "patience": 1, "min_epochs": 1,
                                                "refit": "none", **kw}, "train": {"checkpoint_every": 0}})
-    return finetune_settings(params, seed=0, progress=False)
+    return finetune_job(params, seed=0, progress=False)
 
 
 def test_the_grid_always_starts_at_no_prior_and_ties_pick_the_smaller_weight() -> None:
-    assert prior_grid(_ft(1, prior_grid=[0.5, 0.0, 0.05, 0.5])) == (0.0, 0.05, 0.5)
-    assert prior_grid(_ft(1, prior_grid=[])) == (0.0,)
+    assert prior_grid(_ft(1, prior_grid=[0.5, 0.0, 0.05, 0.5]).knobs) == (0.0, 0.05, 0.5)
+    assert prior_grid(_ft(1, prior_grid=[]).knobs) == (0.0,)
     point = {"prior": {"a": {"ndcg": [0.1, 0.3, 0.3], "se": [0.0, 0.01, 0.01]},
                        "b": {"ndcg": [0.2, 0.1, 0.0], "se": [0.0, 0.01, 0.01]},
                        "c": {"ndcg": [0.1, 0.3, 0.2], "se": [0.0, 0.2, 0.01]}}}
@@ -155,7 +155,7 @@ def test_no_grid_no_prior_and_a_checkpoint_or_a_warm_start_keeps_the_weights(tin
     np.testing.assert_allclose(serving_prior(loaded, bank, name, bank.per[name].pool),
                                0.25 * click_prior(bank.per[name].item_stats[bank.per[name].pool]))
 
-    params = merged(TINY_PARAMS, {"finetune": {"epochs": 1, "batch_size": 128, "negatives": 32, "early_stopping": False},
+    params = tiny_params({"finetune": {"epochs": 1, "batch_size": 128, "negatives": 32, "early_stopping": False},
                                   "model": {k: getattr(cfg, k) for k in ("user_buckets", "video_buckets", "field_buckets",
                                                                          "hidden", "emb_dim", "field_dim")},
                                   "train": {"checkpoint_every": 0}})

@@ -4,30 +4,35 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 
+import pandas as pd
 import pytest
 import torch
-from support import TINY_PARAMS, merged
+from support import tiny_params
 
 from sass_retrieval import atomic
 from sass_retrieval.models.checkpoint import CheckpointError, load_model
 from sass_retrieval.models.retrieval import RetrievalModel
+from sass_retrieval.params_schema import Multitask, ObjectiveWeights, Pretrain
+from sass_retrieval.rows import spec
 from sass_retrieval.train.checkpoint import load_resume, save_checkpoint, save_resume
 from sass_retrieval.train.finetune import finetune
-from sass_retrieval.train.loop import PairedOptimizer
+from sass_retrieval.train.loop import LiveLog, LoopSettings, PairedOptimizer
 from sass_retrieval.train.pretrain import pretrain
-from sass_retrieval.train.recipes import finetune_settings, pretrain_settings
+from sass_retrieval.train.recipes import finetune_job, loop_settings
 
 
 def _ft(epochs: int, **kw):
-    params = merged(TINY_PARAMS, {"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
+    params = tiny_params({"finetune": {"epochs": epochs, "batch_size": 128, "negatives": 32, "lr": 0.01,
                                                "early_stopping": False, **kw}, "train": {"checkpoint_every": 0}})
-    return finetune_settings(params, seed=0, progress=False)
+    return finetune_job(params, seed=0, progress=False)
 
 
-def _pt(**kw):
-    params = merged(TINY_PARAMS, {"pretrain": {"lr": 0.01, **kw}, "train": {"checkpoint_every": 0}})
-    return pretrain_settings(params, seed=0, progress=False)
+def _pt(**kw) -> tuple[Pretrain, LoopSettings]:
+    """The pretrain section and its loop settings, as the pretraining stage passes them."""
+    params = tiny_params({"pretrain": {"lr": 0.01, **kw}, "train": {"checkpoint_every": 0}})
+    return params.pretrain, loop_settings(params.pretrain, params.train, seed=0, progress=False)
 
 
 def test_finetune_loss_decreases(tiny_bank, tmp_path) -> None:
@@ -44,9 +49,33 @@ def test_pretrain_loss_decreases(tiny_bank, tmp_path) -> None:
     torch.manual_seed(0)
     model = RetrievalModel(cfg)
     s = _pt(epochs=4, batch_size=64)
-    losses = pretrain(model, bank, s, tmp_path)["epoch_loss"]
+    losses = pretrain(model, bank, *s, tmp_path)["epoch_loss"]
     assert losses[-1] < losses[0]
-    assert (tmp_path / "loss.csv").read_text().startswith("step,epoch,loss")
+    per_step = pd.read_csv(tmp_path / "dvclive/plots/metrics/per_step/loss.tsv", sep="\t")
+    per_epoch = pd.read_csv(tmp_path / "dvclive/plots/metrics/loss.tsv", sep="\t")
+    assert per_step["step"].tolist() == list(range(1, len(per_step) + 1)) and len(per_step) > len(losses)
+    assert per_epoch["loss"].tolist() == pytest.approx(losses)
+    assert json.loads((tmp_path / "dvclive/metrics.json").read_text()) == pytest.approx({"loss": losses[-1], "step": 4})
+
+
+def test_a_fresh_phase_replaces_its_curves_and_a_resumed_one_appends(tmp_path) -> None:
+    """The model folders persist between runs: yesterday's points must not sit under today's curves."""
+    def phase(resume: bool, losses: list[float], val: float) -> None:
+        live = LiveLog(tmp_path / "dvclive", "loss-select", resume)
+        for i, v in enumerate(losses):
+            live.log_step(i + 1, v)
+        live.log(0, {"loss": sum(losses) / len(losses), "val_ndcg@50": val})
+        live.close()
+
+    series = tmp_path / "dvclive/plots/metrics"
+    phase(False, [3.0, 2.0], 0.1)
+    phase(False, [5.0, 4.0, 3.0], 0.2)
+    assert pd.read_csv(series / "per_step/loss-select.tsv", sep="\t")["loss-select"].tolist() == [5.0, 4.0, 3.0]
+    assert pd.read_csv(series / "val_ndcg@50.tsv", sep="\t")["val_ndcg@50"].tolist() == [0.2]
+    phase(True, [1.0], 0.3)
+    assert pd.read_csv(series / "per_step/loss-select.tsv", sep="\t")["loss-select"].tolist() == [5.0, 4.0, 3.0, 1.0]
+    summary = json.loads((tmp_path / "dvclive/metrics.json").read_text())
+    assert summary == {"loss-select": 1.0, "val_ndcg@50": 0.3, "step": 1}, "per-epoch values only"
 
 
 def test_same_seed_same_weights(tiny_bank, tmp_path) -> None:
@@ -124,7 +153,8 @@ def test_warm_start_with_zero_steps_changes_nothing(tiny_bank, tmp_path) -> None
     save_checkpoint(tmp_path / "prev.pt", model)
     warm, _ = load_model(tmp_path / "prev.pt")
     before = copy.deepcopy(warm.state_dict())
-    finetune(warm, bank, _ft(0), tmp_path / "ft")
+    job = _ft(1)   # zero epochs: the loop's own count (params allow no such finetune.epochs)
+    finetune(warm, bank, dataclasses.replace(job, loop=dataclasses.replace(job.loop, epochs=0)), tmp_path / "ft")
     for k, v in before.items():
         assert torch.equal(v, warm.state_dict()[k]), k
 
@@ -183,7 +213,7 @@ def test_incremental_pretrain_uses_the_pairs_of_the_newest_day(tiny_bank, tmp_pa
     steps = {}
     for r in (0, 1):
         s = _pt(epochs=1, batch_size=16, recent_days=r)
-        steps[r] = pretrain(RetrievalModel(cfg), bank, s, tmp_path / str(r))["steps"]
+        steps[r] = pretrain(RetrievalModel(cfg), bank, *s, tmp_path / str(r))["steps"]
     assert steps[1] < steps[0]
 
 
@@ -302,7 +332,7 @@ def test_batched_loss_equals_the_per_scenario_loss(tiny_bank) -> None:
     bank, cfg = tiny_bank
     torch.manual_seed(0)
     model = RetrievalModel(cfg).eval()
-    s = _ft(1, in_batch_negatives=False)     # the sampled negatives alone (in-batch: test_in_batch_negatives_*)
+    s = _ft(1, in_batch_negatives=False).knobs     # the sampled negatives alone (in-batch: test_in_batch_negatives_*)
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
                 for n in bank.scenarios}
     pos = _positives(bank, bank.scenarios, set(range(len(bank.train_dates))))
@@ -338,6 +368,12 @@ def test_single_objective_rows_train_on_that_objectives_positives(tiny_bank, tmp
         _ft(1, objective="watch")
 
 
+def _multitask(loss_weights: dict[str, float]) -> Multitask:
+    """The multitask section with these loss weights and no hard negatives (the plain per-objective losses)."""
+    return tiny_params().multitask.model_copy(update={"loss_weights": ObjectiveWeights(**loss_weights),
+                                                      "hard_negatives": False})
+
+
 def test_multitask_loss_is_the_lambda_weighted_sum_of_objective_losses(tiny_bank, tmp_path) -> None:
     import numpy as np
 
@@ -348,7 +384,7 @@ def test_multitask_loss_is_the_lambda_weighted_sum_of_objective_losses(tiny_bank
     bank, cfg = tiny_bank
     torch.manual_seed(0)
     model = MultiTaskModel(RetrievalModel(cfg), ["click", "long_view", "like"], 8).eval()
-    s = _ft(1, in_batch_negatives=False)     # as the sass_mt row trains (multitask.in_batch_negatives)
+    s = _ft(1, in_batch_negatives=False).knobs     # as the sass_mt row trains (multitask.in_batch_negatives)
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
                 for n in bank.scenarios}
     pos = _positives(bank, bank.scenarios, set(range(len(bank.train_dates))), labels=True)
@@ -360,16 +396,15 @@ def test_multitask_loss_is_the_lambda_weighted_sum_of_objective_losses(tiny_bank
     parts = [scored_loss(eb, u_s[:, k], i_s[:, k], s, labels[:, k])
              + s.aux_weight * scored_loss(eb, u_g[:, k], i_g[:, k], s, labels[:, k]) for k in range(3)]
     for lam in ({"click": 1.0, "long_view": 0.0, "like": 0.0}, {"click": 1.0, "long_view": 2.0, "like": 0.5}):
-        s.objective_weights = lam
-        got = multitask_batch_loss(model, bank, samplers, pos, idx, s, np.random.default_rng(5))
+        mt = _multitask(lam)
+        got = multitask_batch_loss(model, bank, samplers, pos, idx, s, np.random.default_rng(5), mt)
         want = sum(w * p for w, p in zip(lam.values(), parts, strict=True))
         assert torch.allclose(got, want, atol=1e-5), (float(got), float(want))
     # the whole row trains: its loss falls
     torch.manual_seed(0)
     model = MultiTaskModel(RetrievalModel(cfg), ["click", "long_view", "like"], 8)
-    s = _ft(4)
-    s.objective_weights = {"click": 1.0, "long_view": 1.0, "like": 0.5}
-    losses = finetune(model, bank, s, tmp_path)["refit"]["epoch_loss"]
+    job = dataclasses.replace(_ft(4), multitask=_multitask({"click": 1.0, "long_view": 1.0, "like": 0.5}))
+    losses = finetune(model, bank, job, tmp_path)["refit"]["epoch_loss"]
     assert losses[-1] < losses[0] * 0.9
 
 
@@ -385,8 +420,7 @@ def test_hard_negatives_come_from_the_same_scenario_block_and_never_the_rows_own
     eb = EmbeddedBatch(user=None, item=None, rows=torch.arange(4), counts=[2, 2], hit=torch.zeros(4, 2, dtype=torch.bool),
                        log_q=None, n_pos=4, n_blocks=2, block=torch.tensor([0, 0, 1, 1]),
                        items=torch.tensor([10, 11, 12, 12]))
-    s = _ft(1)
-    s.temperature, s.loss, s.negatives = 1.0, "softmax", 2
+    s = _ft(1).knobs.model_copy(update={"temperature": 1.0, "loss": "softmax", "negatives": 2})
     hard = torch.tensor([False, True, True, False])
     negs = i[4:].view(2, 2, 3)
     pos = (u * i[:4]).sum(-1)
@@ -397,10 +431,9 @@ def test_hard_negatives_come_from_the_same_scenario_block_and_never_the_rows_own
     assert torch.allclose(scored_loss(eb, u, i, s, hard=hard), torch.stack(expected).mean(), atol=1e-6)
     assert torch.allclose(scored_loss(eb, u, i, s, hard=torch.zeros(4, dtype=torch.bool)), scored_loss(eb, u, i, s))
     # hard_negative_weight 3: row 0's hard negative counts as three copies of itself in the softmax
-    s.hard_negative_weight = 3.0
     cols = [u[0] @ negs[0][j] for j in range(2)] + [u[0] @ i[1]] * 3
     expected[0] = sampled_softmax(pos[0:1], torch.stack(cols).unsqueeze(0))
-    assert torch.allclose(scored_loss(eb, u, i, s, hard=hard), torch.stack(expected).mean(), atol=1e-6)
+    assert torch.allclose(scored_loss(eb, u, i, s, hard=hard, hard_weight=3.0), torch.stack(expected).mean(), atol=1e-6)
 
 
 def test_embedding_tables_get_their_own_learning_rate(tiny_bank) -> None:
@@ -426,8 +459,7 @@ def test_in_batch_negatives_are_the_blocks_other_positives_with_their_own_log_q(
     eb = EmbeddedBatch(user=None, item=None, rows=torch.arange(4), counts=[2, 2], hit=torch.zeros(4, 2, dtype=torch.bool),
                        log_q=log_q, n_pos=4, n_blocks=2, block=torch.tensor([0, 0, 1, 1]),
                        items=torch.tensor([10, 11, 12, 12]), in_batch=True, batch_log_q=batch_log_q)
-    s = _ft(1)
-    s.temperature, s.loss, s.negatives = 1.0, "softmax", 2
+    s = _ft(1).knobs.model_copy(update={"temperature": 1.0, "loss": "softmax", "negatives": 2})
     negs = i[4:].view(2, 2, 3)
     pos = (u * i[:4]).sum(-1)
     expected = []
@@ -443,9 +475,7 @@ def test_in_batch_negatives_train_end_to_end(tiny_bank, tmp_path) -> None:
     import numpy as np
 
     bank, cfg = tiny_bank
-    s = _ft(3)
-    s.in_batch_negatives = True
-    losses = finetune(RetrievalModel(cfg), bank, s, tmp_path)["refit"]["epoch_loss"]
+    losses = finetune(RetrievalModel(cfg), bank, _ft(3, in_batch_negatives=True), tmp_path)["refit"]["epoch_loss"]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
@@ -496,7 +526,7 @@ def test_the_sass_rows_take_model_arch_and_the_reference_rows_keep_theirs(tiny_b
     from sass_retrieval.train.recipes import multitask_model, train_row
 
     bank, _ = tiny_bank
-    params = merged(TINY_PARAMS, {"model": {"arch": "star"},
+    params = tiny_params({"model": {"arch": "star"},
                                   "finetune": {"epochs": 1, "max_steps_per_epoch": 1, "load_pretrained": False}})
     models, _ = train_row("sass", bank, params, 0, tmp_path / "sass")
     assert {m.cfg.arch for m in models.values()} == {"star"}
@@ -508,13 +538,14 @@ def test_the_sass_rows_take_model_arch_and_the_reference_rows_keep_theirs(tiny_b
 def test_the_multitask_row_takes_its_own_in_batch_negatives_and_prior_settings() -> None:
     """finetune.in_batch_negatives and finetune.prior_grid are every single-objective row's; sass_mt reads
     multitask.in_batch_negatives and multitask.prior_grid."""
-    params = merged(TINY_PARAMS, {"finetune": {"in_batch_negatives": True, "prior_grid": [0.01]},
+    params = tiny_params({"finetune": {"in_batch_negatives": True, "prior_grid": [0.01]},
                                   "multitask": {"in_batch_negatives": False, "prior_grid": []}})
-    single = finetune_settings(params, 0)
-    assert single.in_batch_negatives is True and single.prior_grid == [0.01]
-    mt = finetune_settings(params, 0, multitask=True)
-    assert mt.in_batch_negatives is False and mt.hard_negatives is True and mt.objective_weights is not None
-    assert mt.prior_grid == []
+    single = finetune_job(params, 0)
+    assert single.knobs.in_batch_negatives is True and single.knobs.prior_grid == [0.01] and single.multitask is None
+    mt = finetune_job(params, 0, row=spec("sass_mt"))
+    assert mt.knobs.in_batch_negatives is False and mt.knobs.prior_grid == []
+    assert mt.multitask is params.multitask and mt.multitask.hard_negatives is True
+    assert params.finetune.in_batch_negatives is True, "the run's section is untouched"
 
 
 def test_a_warm_start_over_another_model_is_refused_with_the_keys_named(tiny_bank, tmp_path) -> None:
@@ -525,7 +556,7 @@ def test_a_warm_start_over_another_model_is_refused_with_the_keys_named(tiny_ban
 
     bank, cfg = tiny_bank
     published = RetrievalModel(dataclasses.replace(cfg, arch="sass"))
-    params = merged(TINY_PARAMS, {"model": {"arch": "star", "hidden": 16}})
+    params = tiny_params({"model": {"arch": "star", "hidden": 16}})
     with pytest.raises(ConfigError) as err:
         train_row("sass", bank, params, 0, tmp_path / "sass", init=published)
     lines = str(err.value).splitlines()

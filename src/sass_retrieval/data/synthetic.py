@@ -52,9 +52,9 @@ import datetime as dt
 import logging
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,9 @@ from tqdm import tqdm
 
 from .schema import FEEDBACK_COLUMNS, INTERACTIONS, ITEMS, LONG_VIEW_MS, USERS
 from .store import DayWriter, write_table
+
+if TYPE_CHECKING:
+    from ..params_schema import Params
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,9 @@ PROFILE_CARDINALITY = (0, 7, 50, 1471, 15, 34, 3, 118, 454, 7, 5, 5, 2, 2, 2, 2,
 class SyntheticConfig:
     """Size and seed of a synthetic store; everything else is fixed so runs stay comparable.
 
-    The values come from params.yaml's ``data.synthetic`` (``from_params``); no defaults here but the
-    streaming chunk size, which is not a property of the data."""
+    The generator's own record of params.yaml's ``data.synthetic`` (``from_params``), in the types its
+    fingerprint (``fingerprint``: may a stored day be kept?) was always written with; no defaults here but
+    the streaming chunk size, which is not a property of the data."""
 
     seed: int
     users: int
@@ -156,15 +160,12 @@ class SyntheticConfig:
             raise ValueError("SyntheticConfig: " + "; ".join(problems))
 
     @classmethod
-    def from_params(cls, params: dict) -> SyntheticConfig:
-        """Read ``params['data']['synthetic']`` (every key required; the params schema checked them)."""
-        try:
-            section = params["data"]["synthetic"]
-            kwargs: dict[str, Any] = {f.name: section[f.name] for f in fields(cls) if f.name != "chunk_rows"}
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"params.yaml: data.synthetic: missing key {exc}") from exc
-        kwargs["scenarios"] = tuple(kwargs["scenarios"])
-        return cls(**{k: (v if k == "scenarios" else int(v)) for k, v in kwargs.items()})
+    def from_params(cls, params: Params) -> SyntheticConfig:
+        """The generator of params.yaml's ``data.synthetic`` (the schema checked every value)."""
+        section = params.data.synthetic
+        return cls(seed=int(section.seed), users=int(section.users), items=int(section.items),
+                   scenarios=tuple(section.scenarios), days=int(section.days), rows=int(section.rows),
+                   start_date=int(section.start_date))
 
     @property
     def dates(self) -> list[int]:

@@ -36,7 +36,6 @@ users of this module (the CLI's help, the DAG parser) never validate anything.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -51,8 +50,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import ConfigError
 from ..errors import BadInputError
+from ..params_schema import Validation
 from .schema import FEEDBACK_COLUMNS, INTERACTIONS, ITEMS, LONG_VIEW_MS, USERS, Table, day_dir, table_path
 
 log = logging.getLogger(__name__)
@@ -94,49 +93,6 @@ class ValidationFailed(BadInputError, RuntimeError):
         report = f" Report: {Path(report_dir) / 'data_docs' / 'index.html'}" if report_dir is not None else ""
         super().__init__("\n".join(f["message"] for f in failures),
                          hint="validation failed: the run stops here; the published model stays in place." + report)
-
-
-@dataclass
-class ValidationRules:
-    min_rows_per_day: int = 100
-    max_unknown_id_rate: float = 0.01
-    max_duplicate_rate: float = 0.05
-    min_day_ratio: float = 0.2
-    # time_ms may precede 00:00 of `date` by this much: KuaiRand's `date` comes from an hour bucket
-    # that puts ~1% of the exposures of 23:xx on the next day.
-    time_slack_hours: float = 1.0
-    # share of rows whose time_ms must fall inside their date (with the slack above)
-    min_time_consistency: float = 0.999
-    # share of rows whose play_time_ms agrees with long_view (the play-time rule, module docstring)
-    min_play_time_consistency: float = 0.999
-
-    @classmethod
-    def from_params(cls, params: dict) -> ValidationRules:
-        section = params.get("validation") or {}
-        if not isinstance(section, dict):
-            raise ConfigError("params.yaml: 'validation' must be a mapping")
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in section:
-                continue
-            kind = int if f.type in (int, "int") else float
-            try:
-                kwargs[f.name] = kind(section[f.name])
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"params.yaml: validation.{f.name} must be a number, got "
-                                  f"{section[f.name]!r}") from exc
-        unknown = sorted(set(section) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            log.warning("params.yaml: ignoring unknown validation key(s) %s", unknown)
-        rules = cls(**kwargs)
-        for name in ("max_unknown_id_rate", "max_duplicate_rate", "min_time_consistency",
-                     "min_play_time_consistency"):
-            if not 0.0 <= getattr(rules, name) <= 1.0:
-                raise ConfigError(f"params.yaml: validation.{name} must be within [0, 1]")
-        if rules.min_rows_per_day < 0 or rules.min_day_ratio < 0 or rules.time_slack_hours < 0:
-            raise ConfigError("params.yaml: validation.min_rows_per_day, min_day_ratio and "
-                              "time_slack_hours must be >= 0")
-        return rules
 
 
 # ---- reading ------------------------------------------------------------------------------------
@@ -263,7 +219,7 @@ def _type_expectations(gxe, table: Table, present: set[str]) -> list:
 
 
 def _interactions_suite(gxe, batch: pd.DataFrame, dates: list[int], known_scenarios: list[str],
-                        rules: ValidationRules) -> list:
+                        rules: Validation) -> list:
     present = set(batch.columns)
     exps: list = [gxe.ExpectTableColumnsToMatchSet(column_set=INTERACTIONS.names, exact_match=False,
                                                    notes="every canonical column is present; extra "
@@ -584,7 +540,7 @@ def _localize_docs(docs_dir: Path) -> None:
 # ---- entry point --------------------------------------------------------------------------------
 
 
-def validate_store(store: Path, dates: list[int], known_scenarios: list[str], rules: ValidationRules,
+def validate_store(store: Path, dates: list[int], known_scenarios: list[str], rules: Validation,
                    report_dir: Path) -> dict:
     """Validate interactions of the given days plus the users and items tables.
 
@@ -654,7 +610,7 @@ def validate_store(store: Path, dates: list[int], known_scenarios: list[str], ru
         "store": str(store),
         "dates": dates,
         "known_scenarios": sorted(map(str, known_scenarios)),
-        "rules": dataclasses.asdict(rules),
+        "rules": rules.model_dump(),
         "suites": suites,
         "failures": failures,
         "data_docs": str(docs_dir / "index.html"),

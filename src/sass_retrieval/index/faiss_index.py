@@ -19,7 +19,7 @@ Design choices:
 * **Flat fallback for tiny pools.** Small, sparse scenarios have pools of a few hundred to a few thousand
   videos. There exact search costs microseconds, while IVF cannot be trained sensibly (k-means needs ~39+
   points per list, otherwise FAISS warns and the lists are noise) and HNSW only adds build time and
-  recall loss. So pools below ``IndexConfig.min_ann_size`` get an exact flat index whatever ``kind`` says,
+  recall loss. So pools below ``index.min_ann_size`` get an exact flat index whatever ``kind`` says,
   and a log line records the substitution.
 
 * **An optional prior column.** ``build_index(..., prior=p)`` appends p (one value per item) as a last
@@ -39,16 +39,13 @@ import logging
 import math
 import os
 import tempfile
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 
-from sass_retrieval.config import ConfigError
-
 from ..errors import MissingPrerequisiteError
+from ..params_schema import Index
 
 log = logging.getLogger(__name__)
 
@@ -66,44 +63,8 @@ class IndexLoadError(MissingPrerequisiteError, RuntimeError):
         super().__init__(f"cannot load FAISS index {self.path}: {reason}")
 
 
-@dataclass(frozen=True)
-class IndexConfig:
-    kind: str = "flat"  # flat (exact inner product) | ivf | hnsw
-    nlist: int = 0  # 0 => auto (about 4*sqrt(n)), clipped so each list gets >= 39 training points
-    nprobe: int = 16
-    hnsw_m: int = 32
-    ef_search: int = 128
-    ef_construction: int = 200
-    min_ann_size: int = 2000  # pools smaller than this get an exact flat index whatever `kind` says
-    max_train_per_list: int = 256  # IVF k-means trains on at most this many sampled points per list
-    seed: int = 1234  # IVF training sample and k-means seed, so rebuilds are reproducible
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError(f"index.kind must be one of {KINDS}, got {self.kind!r}")
-        for name in ("nprobe", "hnsw_m", "ef_search", "ef_construction", "max_train_per_list"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"index.{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.nlist < 0 or self.min_ann_size < 0:
-            raise ConfigError("index.nlist and index.min_ann_size must be >= 0")
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> IndexConfig:
-        """Read ``params["index"]``; missing keys take the defaults, unknown keys are an error."""
-        section = params.get("index") or {}
-        if not isinstance(section, dict):
-            raise ConfigError("params.yaml: 'index' must be a mapping")
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(section) - set(known))
-        if unknown:
-            raise ConfigError(f"params.yaml: unknown index keys {unknown}; known: {sorted(known)}")
-        kwargs: dict[str, Any] = {}
-        for key, value in section.items():
-            try:
-                kwargs[key] = str(value) if key == "kind" else int(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"params.yaml: index.{key} must be an integer, got {value!r}") from exc
-        return cls(**kwargs)
+# The index's configuration is params.yaml's index section (its kinds, bounds and defaults are declared there).
+IndexConfig = Index
 
 
 def auto_nlist(n: int, requested: int = 0) -> int:
@@ -142,7 +103,7 @@ def _check_normalised(x: np.ndarray) -> None:
         )
 
 
-def _base_index(vectors: np.ndarray, cfg: IndexConfig) -> tuple[faiss.Index, str]:
+def _base_index(vectors: np.ndarray, cfg: Index) -> tuple[faiss.Index, str]:
     n, dim = vectors.shape
     kind = cfg.kind
     if kind != "flat" and n < cfg.min_ann_size:
@@ -173,7 +134,7 @@ def _base_index(vectors: np.ndarray, cfg: IndexConfig) -> tuple[faiss.Index, str
     return index, "ivf"
 
 
-def build_index(vectors: np.ndarray, ids: np.ndarray, cfg: IndexConfig, prior: np.ndarray | None = None
+def build_index(vectors: np.ndarray, ids: np.ndarray, cfg: Index, prior: np.ndarray | None = None
                 ) -> faiss.Index:
     """Build an inner-product index over L2-normalised ``vectors`` labelled with our int64 ``ids``.
 
@@ -261,7 +222,7 @@ def recall(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
 def recall_against_exact(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray,
                          queries: np.ndarray, k: int, prior: np.ndarray | None = None) -> float:
     """recall@k of ``index`` against exact flat inner-product search over the same vectors, prior and ids."""
-    exact = build_index(vectors, ids, IndexConfig(kind="flat"), prior)
+    exact = build_index(vectors, ids, Index(kind="flat"), prior)
     _, exact_ids = search(exact, queries, k)
     _, approx_ids = search(index, queries, k)
     return recall(approx_ids, exact_ids)

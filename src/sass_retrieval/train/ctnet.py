@@ -35,13 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import get
 from ..models.bank import FeatureBank
 from ..models.ctnet import CTNet
 from ..models.retrieval import RetrievalModel
-from .finetune import finetune
+from ..params_schema import Params
+from ..rows import RowSpec, spec
+from .finetune import FinetuneJob, finetune
 from .loop import seed_everything
-from .recipes import finetune_settings, model_config, require_same_model
+from .recipes import TrainedRow, finetune_job, model_config, require_same_model, row_arch
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,26 @@ def follow_source(target: RetrievalModel, today: RetrievalModel, yesterday: Retr
                 v.add_(a[k] - b[k], alpha=alpha)
 
 
-def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: Path,
+def target_job(params: Params, seed: int, scenario: str, progress: bool = True) -> FinetuneJob:
+    """A target's fine-tuning: on its scenario alone, ``ctnet.anchor_l2`` in place of ``finetune.scenario_l2`` (a
+    target has no scenario layers), and early stopping may keep its start (``ctnet.keep_start``)."""
+    job = finetune_job(params, seed, [scenario], progress)
+    return replace(job, knobs=job.knobs.model_copy(update={"scenario_l2": params.ctnet.anchor_l2}),
+                   keep_start=params.ctnet.keep_start)
+
+
+def train_ctnet_row(row: RowSpec, bank: FeatureBank, params: Params, seed: int, out_dir: Path,
+                    pretrained: RetrievalModel | None = None,
+                    init: tuple[RetrievalModel, dict[str, CTNet | RetrievalModel]] | None = None,
+                    progress: bool = True) -> TrainedRow:
+    """The registry's trainer of the ctnet row: ``init`` is yesterday's (source, targets by scenario), or None
+    (from scratch). ``pretrained`` does not apply."""
+    source_init, target_inits = init if init is not None else (None, None)
+    source, models, report = train_ctnet(bank, params, seed, out_dir, source_init, target_inits, progress=progress)
+    return TrainedRow(models, report, source)
+
+
+def train_ctnet(bank: FeatureBank, params: Params, seed: int, out_dir: Path,
                 source_init: RetrievalModel | None = None,
                 target_inits: dict[str, CTNet | RetrievalModel] | None = None,
                 adapter_source: RetrievalModel | None = None,
@@ -132,14 +152,11 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
     (missing scenarios start from the source); ``adapter_source``: the source the adapters read (default:
     today's, i.e. continual transfer)."""
     out_dir = Path(out_dir)
-    cfg = model_config(params, bank.scenarios, "dssm")
-    large, source_scen, targets = source_and_targets(bank, str(get(params, "ctnet.source")))
-    use_adapters, init = bool(get(params, "ctnet.adapters")), str(get(params, "ctnet.init"))
-    target_choices = {"scenario_l2": float(get(params, "ctnet.anchor_l2")), "keep_start": bool(get(params, "ctnet.keep_start"))}
-    adapter_lr, adapt_output = float(get(params, "ctnet.adapter_lr")), bool(get(params, "ctnet.adapt_output"))
-    emb_lr = float(get(params, "ctnet.target_emb_lr"))
-    view = source_view(str(get(params, "ctnet.source_view")), large, source_scen)
-    follow = float(get(params, "ctnet.follow_source"))
+    ct = params.ctnet
+    cfg = model_config(params, bank.scenarios, row_arch(params, spec("ctnet")))
+    large, source_scen, targets = source_and_targets(bank, ct.source)
+    use_adapters, init = ct.adapters, ct.init
+    view = source_view(ct.source_view, large, source_scen)
 
     seed_everything(seed)
     source = RetrievalModel(cfg)
@@ -149,7 +166,7 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
     own: dict[str, Any] = {}      # source=all: the largest scenario's own-epoch model, when selection keeps one
     report: dict[str, Any] = {"source_scenario": large, "source_trains_on": source_scen or "all",
                               "targets": targets, "adapters": use_adapters, "init": init,
-                              "source": finetune(source, bank, finetune_settings(params, seed, source_scen, progress),
+                              "source": finetune(source, bank, finetune_job(params, seed, source_scen, progress),
                                                  out_dir / "source", own if source_scen is None else None)}
     models: dict[str, RetrievalModel | CTNet] = {large: own.get(large, source)}
     frozen = copy.deepcopy(adapter_source if adapter_source is not None else source)
@@ -163,16 +180,15 @@ def train_ctnet(bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: P
             prev_target = prev.target if isinstance(prev, CTNet) else prev
             require_same_model(prev_target.cfg, cfg, f"yesterday's ctnet target of scenario {s}")
             target.load_state_dict(prev_target.state_dict())
-            if follow and source_init is not None:
-                follow_source(target, source, source_init, follow)
+            if ct.follow_source and source_init is not None:
+                follow_source(target, source, source_init, ct.follow_source)
         model: RetrievalModel | CTNet = target
         if use_adapters:
-            model = CTNet(frozen, target, adapter_lr, adapt_output, view, emb_lr)
+            model = CTNet(frozen, target, ct.adapter_lr, ct.adapt_output, view, ct.target_emb_lr)
             if isinstance(prev, CTNet):   # yesterday's adapters carry on over today's source
                 model.user_adapters.load_state_dict(prev.user_adapters.state_dict())
                 model.item_adapters.load_state_dict(prev.item_adapters.state_dict())
-        report[s] = finetune(model, bank, replace(finetune_settings(params, seed, [s], progress), **target_choices),
-                             out_dir / s)
+        report[s] = finetune(model, bank, target_job(params, seed, s, progress), out_dir / s)
         models[s] = model
         how = "no adapters"
         if isinstance(model, CTNet):

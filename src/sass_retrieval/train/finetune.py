@@ -41,13 +41,14 @@ incremental day): the weights the model was warm-started with stay.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,6 +56,7 @@ import torch
 from ..data.schema import OBJECTIVES
 from ..models.bank import FeatureBank, click_prior, recent_days
 from ..models.retrieval import RetrievalModel
+from ..params_schema import Finetune, Multitask
 from .averaging import EpochAverage
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import retrieval_loss
@@ -71,51 +73,16 @@ def refit_mode(value: bool | str) -> str:
     return mode
 
 
-@dataclass
-class FinetuneSettings:
-    """Values come from params.yaml's ``finetune`` section (train.recipes.finetune_settings): no defaults here."""
+@dataclass(frozen=True)
+class FinetuneJob:
+    """One fine-tuning call: the ``finetune`` section it trains with (params.finetune, or a row's copy of it:
+    train.recipes.finetune_job) and what the caller decides beyond those knobs."""
 
-    KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "negatives", "alpha", "logq", "loss", "margin", "temperature",
-                                       "aux_weight", "early_stopping", "patience", "min_epochs", "min_delta",
-                                       "refit", "recent_days", "objective", "average_from",
-                                       "own_epoch_min_clicks", "scenario_l2", "holdout_days",
-                                       "in_batch_negatives", "prior_grid")
-    loop: LoopSettings
-    batch_size: int
-    negatives: int
-    alpha: float
-    logq: bool
-    loss: str
-    margin: float
-    temperature: float
-    aux_weight: float
-    early_stopping: bool
-    patience: int
-    min_epochs: int                      # never stop before this many epochs (see the module docstring)
-    min_delta: float                     # a validation gain must exceed this to count as an improvement
-    refit: bool | str                    # True/"full" | "holdout" | False/"none": see the module docstring
-    recent_days: int                     # train on the newest n training days only (incremental); 0 = all
-    objective: str                       # the label a single-objective row trains on (data.schema.OBJECTIVES)
-    average_from: int                    # keep the mean of the epoch-end weights from this epoch on; 0 = off
-    own_epoch_min_clicks: int            # a scenario with this many held-out clicks keeps its own best epoch; 0 = off
-    scenario_l2: float                   # strength of the pull of the scenario layers toward the global ones; 0 = off
-    holdout_days: int                    # early stopping's held-out newest training days
-    in_batch_negatives: bool             # the block's other positives join the sampled negatives (mixed negatives)
-    prior_grid: list[float]              # candidate weights of the serving popularity prior; [] = no prior
-    scenarios: list[str] | None = None   # train on these scenarios only (dssm_single); None = all
-    objective_weights: dict[str, float] | None = None   # multi-task rows: lambda_k of every objective's loss
-    hard_negatives: bool = False         # multi-task rows: rows negative for an objective are its negatives too
-    hard_negative_weight: float = 1.0    # each such hard negative counts as this many sampled ones in the softmax
+    knobs: Finetune
+    loop: LoopSettings                   # epochs, learning rates and checkpointing (train.recipes.loop_settings)
+    scenarios: list[str] | None = None   # train on these scenarios only (dssm_single, ctnet); None = all
+    multitask: Multitask | None = None   # the multi-objective row: its loss weights and hard negatives
     keep_start: bool = False             # early stopping may keep the model as it started ("epoch 0"): warm starts
-
-    def __post_init__(self) -> None:
-        # a misspelt refit fails when the settings are read, not after the selection run has trained
-        self.refit = refit_mode(self.refit)
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"finetune.objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
-        if any(not math.isfinite(w) or w < 0 for w in self.prior_grid):
-            raise ValueError(f"finetune.prior_grid must hold finite weights >= 0, got {self.prior_grid!r}")
-
 
 
 def _positives(bank: FeatureBank, scenarios: list[str], days: set[int], objective: str = "click",
@@ -172,12 +139,12 @@ class EmbeddedBatch:
     n_blocks: int
     block: torch.Tensor       # each row's scenario block, scenario order
     items: torch.Tensor       # each row's positive item, scenario order
-    in_batch: bool = False    # the block's other positives are negatives too (FinetuneSettings.in_batch_negatives)
+    in_batch: bool = False    # the block's other positives are negatives too (finetune.in_batch_negatives)
     batch_log_q: torch.Tensor | None = None   # (rows,) log-Q of each row's item as another row's in-batch negative
 
 
 def embed_batch(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampler], pos: dict[str, np.ndarray],
-                idx: np.ndarray, s: FinetuneSettings, rng: np.random.Generator, side) -> EmbeddedBatch:
+                idx: np.ndarray, s: Finetune, rng: np.random.Generator, side) -> EmbeddedBatch:
     """Draw each present scenario's shared negatives and run the towers: ``side(batch, "user"|"item")``.
 
     The positives and every scenario's negatives go through the item tower in ONE call: a tower call has a
@@ -222,8 +189,9 @@ def _log_count(expected: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.log(np.maximum(expected, 1e-12))).float()
 
 
-def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: FinetuneSettings,
-                keep: torch.Tensor | None = None, hard: torch.Tensor | None = None) -> torch.Tensor:
+def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: Finetune,
+                keep: torch.Tensor | None = None, hard: torch.Tensor | None = None,
+                hard_weight: float = 1.0) -> torch.Tensor:
     """The retrieval loss of (n, d) user vectors against (n_pos + blocks * negatives, d) item vectors; ``keep``
     (scenario order) limits it to some rows: an objective's loss over the rows positive for it.
 
@@ -231,7 +199,7 @@ def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: 
     engaged with it (clicked, not long-viewed): their items join the sampled negatives of every row of the same
     scenario block, without log-Q (they are not drawn from the exposure sampler). They carry what separates one
     objective from another; exposure-sampled negatives are mostly items nobody clicked, on which every objective
-    agrees. Each counts ``hard_negative_weight`` times in the softmax's denominator (its logit + log w): the
+    agrees. Each counts ``hard_weight`` (multitask.hard_negative_weight) times in the softmax's denominator (its logit + log w): the
     weight sets how hard an objective's loss pushes the items it disagrees with the others on."""
     u = vec_u[eb.rows]
     pos_items = vec_i[:eb.n_pos][eb.rows]
@@ -251,7 +219,7 @@ def scored_loss(eb: EmbeddedBatch, vec_u: torch.Tensor, vec_i: torch.Tensor, s: 
             if q_parts is not None:   # embed_batch sets batch_log_q whenever it sets log_q with in-batch negatives
                 q_parts.append(eb.batch_log_q[None, :].expand_as(pair))   # type: ignore[index]
         if with_hard:     # not drawn by any proposal: no log-Q, a weight instead
-            parts.append((pair + math.log(s.hard_negative_weight)).masked_fill(~(other & hard[None, :]), float("-inf")))
+            parts.append((pair + math.log(hard_weight)).masked_fill(~(other & hard[None, :]), float("-inf")))
             if q_parts is not None:
                 q_parts.append(pair.new_zeros(pair.shape))
         neg_logit = torch.cat(parts, dim=1)
@@ -269,7 +237,7 @@ def _tower_side(model: RetrievalModel):
 
 
 def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, NegativeSampler],
-               pos: dict[str, np.ndarray], idx: np.ndarray, s: FinetuneSettings,
+               pos: dict[str, np.ndarray], idx: np.ndarray, s: Finetune,
                rng: np.random.Generator) -> torch.Tensor:
     """Sampled-softmax (or pairwise) loss of one day's batch: scenario vectors + aux_weight x global vectors.
 
@@ -290,7 +258,7 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
     return with_scenario_l2(total, model, s)
 
 
-def with_scenario_l2(loss: torch.Tensor, model: Any, s: FinetuneSettings) -> torch.Tensor:
+def with_scenario_l2(loss: torch.Tensor, model: Any, s: Finetune) -> torch.Tensor:
     """``loss + scenario_l2 x drift``: every scenario layer pulled toward the global layer it started from.
 
     The data pull a scenario's layers by the gradient of its own rows, the penalty pulls every scenario equally
@@ -300,8 +268,8 @@ def with_scenario_l2(loss: torch.Tensor, model: Any, s: FinetuneSettings) -> tor
 
 
 def multitask_batch_loss(model: Any, bank: FeatureBank, samplers: dict[int, NegativeSampler],
-                         pos: dict[str, np.ndarray], idx: np.ndarray, s: FinetuneSettings,
-                         rng: np.random.Generator) -> torch.Tensor:
+                         pos: dict[str, np.ndarray], idx: np.ndarray, s: Finetune,
+                         rng: np.random.Generator, mt: Multitask) -> torch.Tensor:
     """sum_k lambda_k x (loss of objective k over the rows positive for k), on one pass through the towers:
     the batch holds the rows positive for any objective, every objective shares the batch's negatives."""
     eb = embed_batch(model, bank, samplers, pos, idx, s, rng, model.objective_vectors)
@@ -309,15 +277,16 @@ def multitask_batch_loss(model: Any, bank: FeatureBank, samplers: dict[int, Nega
     labels = torch.from_numpy(pos["labels"][idx][eb.rows.numpy()] == 1)
     total = u_s.new_zeros(())
     for k, name in enumerate(model.objectives):
-        lam = float(s.objective_weights.get(name, 0.0))
+        lam = float(getattr(mt.loss_weights, name, 0.0))
         if lam == 0:
             continue
-        hard = ~labels[:, k] if s.hard_negatives else None
-        term = scored_loss(eb, u_s[:, k], i_s[:, k], s, labels[:, k], hard)
+        hard = ~labels[:, k] if mt.hard_negatives else None
+        term = scored_loss(eb, u_s[:, k], i_s[:, k], s, labels[:, k], hard, mt.hard_negative_weight)
         if u_g is u_s:   # a dssm base: its one vector is both paths, as in batch_loss
             term = (1.0 + s.aux_weight) * term
         elif s.aux_weight:
-            term = term + s.aux_weight * scored_loss(eb, u_g[:, k], i_g[:, k], s, labels[:, k], hard)
+            term = term + s.aux_weight * scored_loss(eb, u_g[:, k], i_g[:, k], s, labels[:, k], hard,
+                                                     mt.hard_negative_weight)
         total = total + lam * term
     return with_scenario_l2(total, model, s)
 
@@ -459,7 +428,7 @@ def _mask_earlier(scores: torch.Tensor, users: np.ndarray, items: np.ndarray, so
     return keep
 
 
-def prior_grid(s: FinetuneSettings) -> tuple[float, ...]:
+def prior_grid(s: Finetune) -> tuple[float, ...]:
     """The candidate prior weights, 0 (no prior) first: the weight stays 0 unless another one does better."""
     return (0.0, *sorted({float(w) for w in s.prior_grid if w > 0}))
 
@@ -537,7 +506,7 @@ class SelectionMemory:
             self.best, self.own_best, self.curve = state["best"], state["own_best"], state["curve"]
 
 
-def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path,
+def finetune(model: RetrievalModel, bank: FeatureBank, job: FinetuneJob, out_dir: Path,
              own_models: dict[str, torch.nn.Module] | None = None) -> dict[str, Any]:
     """Train ``model`` (in place); returns the training report. ``own_models``, when given, receives a model for
     each scenario that kept an epoch of its own (``own_epoch_min_clicks``, :func:`own_epoch_scenarios`) different
@@ -547,7 +516,7 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
     ``validation_seconds`` spent scoring the held-out days: what a row's cost is made of, model by model
     (bench/ctnet_cost.py)."""
     t = time.perf_counter()
-    report = _finetune(model, bank, s, out_dir, own_models)
+    report = _finetune(model, bank, job, out_dir, own_models)
     phases = [report.get("select"), report.get("refit"),
               *(e.get("refit") for e in report.get("own_epoch", {}).values())]
     report["steps"] = sum(int(p["steps"]) for p in phases if p)
@@ -555,10 +524,11 @@ def finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_
     return report
 
 
-def _finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out_dir: Path,
+def _finetune(model: RetrievalModel, bank: FeatureBank, job: FinetuneJob, out_dir: Path,
               own_models: dict[str, torch.nn.Module] | None) -> dict[str, Any]:
     bank.require_training_samples("fine-tuning")
-    scenarios = s.scenarios or bank.scenarios
+    s, refit = job.knobs, refit_mode(job.knobs.refit)
+    scenarios = job.scenarios or bank.scenarios
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
                 for n in scenarios}
     all_days = recent_days(len(bank.train_dates), s.recent_days)
@@ -569,8 +539,8 @@ def _finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out
     out_dir = Path(out_dir)
     report: dict[str, Any] = {}
 
-    multi = s.objective_weights is not None
-    step_loss = multitask_batch_loss if multi else batch_loss
+    multi = job.multitask is not None
+    step_loss = functools.partial(multitask_batch_loss, mt=job.multitask) if multi else batch_loss
 
     def train_on(days: set[int], settings: LoopSettings, tag: str, on_epoch_end=None,
                  average: EpochAverage | None = None,
@@ -590,7 +560,7 @@ def _finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out
 
         n = len(_day_batches(pos["day"], s.batch_size, np.random.default_rng(0)))
         rep = run_epochs(model, settings, lambda e: n, batches, out_dir / f"resume-{tag}.pt",
-                         out_dir / f"loss-{tag}.csv", f"finetune[{tag}]", on_epoch_end, average, memory)
+                         out_dir / f"loss-{tag}", f"finetune[{tag}]", on_epoch_end, average, memory)
         rep["averaged_epochs"] = average.count
         return rep, average
 
@@ -645,18 +615,18 @@ def _finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out
 
         def apply(entry: dict[str, Any], tag: str) -> tuple[dict[str, Any] | None, EpochAverage]:
             """Put the selected epoch in the model and refit it: its refit report and average (not yet finished)."""
-            if s.refit == "full":
+            if refit == "full":
                 model.load_state_dict(initial)
-                return train_on(all_days, replace(s.loop, epochs=max(entry["epoch"], 1)), tag)
+                return train_on(all_days, replace(job.loop, epochs=max(entry["epoch"], 1)), tag)
             model.load_state_dict(entry["state"])
             selection.load_state_dict(entry["average"])
-            if s.refit == "holdout":   # the held-out day's epoch joins the selected mean
-                return train_on(held, replace(s.loop, epochs=1), tag, average=selection.continued())
+            if refit == "holdout":   # the held-out day's epoch joins the selected mean
+                return train_on(held, replace(job.loop, epochs=1), tag, average=selection.continued())
             return None, selection
 
-        if s.keep_start:   # the start is a candidate: scored as "epoch 0" before any training
+        if job.keep_start:   # the start is a candidate: scored as "epoch 0" before any training
             check(-1)
-        report["select"], _ = train_on(all_days - held, s.loop, "select", check, selection, memory)
+        report["select"], _ = train_on(all_days - held, job.loop, "select", check, selection, memory)
         best = memory.best
         report["validation"] = memory.curve
         report["best_epoch"] = best["epoch"]
@@ -690,6 +660,6 @@ def _finetune(model: RetrievalModel, bank: FeatureBank, s: FinetuneSettings, out
                 m.cfg.prior_weights = {**(m.cfg.prior_weights or {}), **weights}
             log.info("popularity prior weights chosen on the held-out days: %s", weights)
         return report
-    report["refit"], average = train_on(all_days, s.loop, "full")
+    report["refit"], average = train_on(all_days, job.loop, "full")
     average.finish()
     return report

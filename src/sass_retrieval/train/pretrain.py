@@ -10,29 +10,17 @@ the id alone and the scenario networks learn nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..models.bank import FeatureBank, recent_days
 from ..models.retrieval import RetrievalModel
+from ..params_schema import Pretrain
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import nt_xent
-
-
-@dataclass
-class PretrainSettings:
-    """Values come from params.yaml's ``pretrain`` section (train.recipes.pretrain_settings): no defaults here."""
-
-    KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "temperature", "id_dropout", "recent_days")
-    loop: LoopSettings
-    batch_size: int
-    temperature: float
-    id_dropout: float
-    recent_days: int            # pretrain on pairs seen in the newest n training days (incremental); 0 = all
 
 
 def _views_user(bank: FeatureBank, pairs: np.ndarray, rng: np.random.Generator, id_dropout: float):
@@ -57,8 +45,9 @@ def _recent(pairs: np.ndarray | None, day: np.ndarray | None, days: set[int]) ->
     return pairs[np.isin(day, sorted(days))]
 
 
-def pretrain(model: RetrievalModel, bank: FeatureBank, s: PretrainSettings, out_dir: Path) -> dict[str, Any]:
-    """Train ``model`` in place; writes the loss log and a resume checkpoint under ``out_dir``."""
+def pretrain(model: RetrievalModel, bank: FeatureBank, s: Pretrain, loop: LoopSettings, out_dir: Path) -> dict[str, Any]:
+    """Train ``model`` in place with the ``pretrain`` section's knobs and ``loop`` (train.recipes.loop_settings);
+    writes the loss log and a resume checkpoint under ``out_dir``."""
     bank.require_training_samples("pretraining")
     days = recent_days(len(bank.train_dates), s.recent_days)
     users = _recent(bank.user_pairs, bank.user_pair_day, days)
@@ -69,11 +58,11 @@ def pretrain(model: RetrievalModel, bank: FeatureBank, s: PretrainSettings, out_
     n_steps = max(int(np.ceil(len(users) / bs)), int(np.ceil(len(items) / bs)), 1)
 
     def batches(epoch: int) -> Iterator[tuple[int, Any]]:
-        order_rng = step_rng(s.loop.seed, epoch, -1)
+        order_rng = step_rng(loop.seed, epoch, -1)
         u_perm, i_perm = order_rng.permutation(len(users)), order_rng.permutation(len(items))
         for step in range(n_steps):
             def closure(step: int = step) -> torch.Tensor:
-                rng = step_rng(s.loop.seed, epoch, step)
+                rng = step_rng(loop.seed, epoch, step)
                 loss = torch.zeros(())
                 for pairs, perm, views, tower in ((users, u_perm, _views_user, model.user_vectors),
                                                   (items, i_perm, _views_item, model.item_vectors)):
@@ -88,5 +77,5 @@ def pretrain(model: RetrievalModel, bank: FeatureBank, s: PretrainSettings, out_
                 return loss
             yield step, closure
 
-    return run_epochs(model, s.loop, lambda e: n_steps, batches, Path(out_dir) / "resume.pt",
-                      Path(out_dir) / "loss.csv", "pretrain")
+    return run_epochs(model, loop, lambda e: n_steps, batches, Path(out_dir) / "resume.pt",
+                      Path(out_dir) / "loss", "pretrain")

@@ -1,40 +1,53 @@
-"""The reference rows of BENCHMARK.md as recipes over one trainer and one data path.
+"""How each trained row of the registry (sass_retrieval.rows) trains: its model, the knobs it reads, its trainer.
 
-``dssm_mixed``: plain two-tower on all scenarios; ``dssm_single``: one plain two-tower per scenario,
-trained on that scenario only; ``sass_base``: SASS without pretraining; ``sass``: pretraining then
-fine-tuning; ``ctnet``: a daily source and continually transferred per-scenario targets (train.ctnet).
-``sass_mt``: the sass towers with one head per objective (models.multitask), trained on
-sum_k lambda_k x objective k's loss. ``popular`` needs no training and lives in evaluate.popular.
+``dssm_mixed``, ``sass_base``, ``sass`` and ``sass_mt`` train one shared model (:func:`train_shared`; sass starts
+from the pretraining stage's model, sass_mt has one head per objective, models.multitask, and trains on
+sum_k lambda_k x objective k's loss); ``dssm_single`` one model per scenario on that scenario alone
+(:func:`train_per_scenario`); ``ctnet`` a daily source and continually transferred per-scenario targets
+(train.ctnet). ``popular`` needs no training and lives in evaluate.popular.
+
+Every trainer reads the params sections themselves (``params.finetune``...); a row that changes a knob
+trains with a copy of its section (:func:`row_finetune`).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import ConfigError, get
+from ..config import ConfigError
 from ..data.schema import OBJECTIVES
 from ..models.bank import ITEM_FIELDS, USER_FIELDS, FeatureBank
 from ..models.multitask import MultiTaskModel
 from ..models.retrieval import ModelConfig, RetrievalModel
-from .finetune import FinetuneSettings, finetune
+from ..params_schema import Finetune, Params, Pretrain, Train
+from ..rows import RowSpec, spec, trainer
+from .finetune import FinetuneJob, finetune
 from .loop import LoopSettings, seed_everything
-from .pretrain import PretrainSettings, pretrain
+from .pretrain import pretrain
 
 log = logging.getLogger(__name__)
 
-ROWS = ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet", "sass_mt")   # ctnet: train.ctnet
-TRAINED_ROWS = ROWS[1:]
+
+@dataclass
+class TrainedRow:
+    """What a row's trainer hands back: the serving model of every scenario, its training report, and (ctnet) the
+    source the targets were trained over (saved beside them, train.row_stage)."""
+
+    models: dict[str, torch.nn.Module]
+    report: dict[str, Any]
+    source: RetrievalModel | None = None
 
 
-def model_config(params: dict[str, Any], scenarios: list[str], arch: str | None = None) -> ModelConfig:
-    """The model's shape from params.yaml (the one source of its values; the schema checked them)."""
-    m = get(params, "model")
-    known = {k: m[k] for k in ModelConfig.__dataclass_fields__ if k in m}
+def model_config(params: Params, scenarios: list[str], arch: str | None = None) -> ModelConfig:
+    """The model's shape from params.yaml's model section (the one source of its values)."""
+    m = params.model
+    known = {k: getattr(m, k) for k in ModelConfig.__dataclass_fields__ if k in type(m).model_fields}
     cfg = ModelConfig(**{**known, "scenarios": list(scenarios), "n_user_fields": len(USER_FIELDS),
                          "n_item_fields": len(ITEM_FIELDS)})
     if arch is not None:
@@ -42,10 +55,10 @@ def model_config(params: dict[str, Any], scenarios: list[str], arch: str | None 
     return cfg
 
 
-def sass_arch(params: dict[str, Any]) -> str:
-    """The tower of the sass family (sass, sass_base, sass_mt): ``model.arch``. The reference rows fix theirs
-    (dssm_mixed, dssm_single and ctnet are plain two-towers whatever it says)."""
-    return str(get(params, "model.arch"))
+def row_arch(params: Params, row: RowSpec) -> str:
+    """The row's tower: the one it always uses (dssm_mixed, dssm_single and ctnet are plain two-towers), else
+    ``model.arch`` (the sass family: sass, sass_base, sass_mt)."""
+    return row.arch or params.model.arch
 
 
 # ModelConfig fields that params.yaml's model section does not hold directly
@@ -65,42 +78,39 @@ def require_same_model(init_cfg: ModelConfig, cfg: ModelConfig, what: str) -> No
                           hint="train the day from scratch (train.mode: full), then go back to incremental days")
 
 
-def loop_settings(params: dict[str, Any], section: str, seed: int, progress: bool = True) -> LoopSettings:
-    def key(k: str) -> Any:
-        return get(params, f"{section}.{k}")
-
-    return LoopSettings(epochs=int(key("epochs")), lr=float(key("lr")), emb_lr=float(key("emb_lr")),
-                        weight_decay=float(key("weight_decay")),
-                        seed=seed, checkpoint_every=int(get(params, "train.checkpoint_every")),
-                        checkpoint_seconds=float(get(params, "train.checkpoint_seconds")), progress=progress,
-                        max_steps_per_epoch=int(key("max_steps_per_epoch")))
+def loop_settings(section: Pretrain | Finetune, train: Train, seed: int, progress: bool = True) -> LoopSettings:
+    """The training loop's settings of one stage: its section's epochs and learning rates, train's checkpointing."""
+    return LoopSettings(epochs=int(section.epochs), lr=float(section.lr), emb_lr=float(section.emb_lr),
+                        weight_decay=float(section.weight_decay),
+                        seed=seed, checkpoint_every=int(train.checkpoint_every),
+                        checkpoint_seconds=float(train.checkpoint_seconds), progress=progress,
+                        max_steps_per_epoch=int(section.max_steps_per_epoch))
 
 
-def pretrain_settings(params: dict[str, Any], seed: int, progress: bool = True) -> PretrainSettings:
-    return PretrainSettings(loop=loop_settings(params, "pretrain", seed, progress),
-                            **{k: get(params, f"pretrain.{k}") for k in PretrainSettings.KEYS})
+def row_finetune(params: Params, row: RowSpec | None = None) -> Finetune:
+    """The finetune section as ``row`` trains with it. The multi-objective row has its own negatives (its
+    objective-specific hard negatives are in-batch negatives already) and its own popularity prior (a request's
+    weights rescale the model's score, not a prior chosen at the default weights)."""
+    if row is None or not row.multi_objective:
+        return params.finetune
+    mt = params.multitask
+    return params.finetune.model_copy(update={"in_batch_negatives": mt.in_batch_negatives,
+                                              "prior_grid": list(mt.prior_grid)})
 
 
-def finetune_settings(params: dict[str, Any], seed: int, scenarios: list[str] | None = None,
-                      progress: bool = True, multitask: bool = False) -> FinetuneSettings:
-    """``multitask``: the sass_mt row's settings, every objective's loss weighted by multitask.loss_weights."""
-    keys = {k: get(params, f"finetune.{k}") for k in FinetuneSettings.KEYS}
-    if not multitask:
-        return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios, **keys)
-    # the multi-objective row's own negatives: its objective-specific hard negatives are in-batch negatives already
-    keys["in_batch_negatives"] = bool(get(params, "multitask.in_batch_negatives"))
-    # and its own popularity prior: a request's weights rescale the model's score, not a prior chosen at the defaults
-    keys["prior_grid"] = list(get(params, "multitask.prior_grid"))
-    return FinetuneSettings(loop=loop_settings(params, "finetune", seed, progress), scenarios=scenarios,
-                            objective_weights={k: float(v) for k, v in get(params, "multitask.loss_weights").items()},
-                            hard_negatives=bool(get(params, "multitask.hard_negatives")),
-                            hard_negative_weight=float(get(params, "multitask.hard_negative_weight")), **keys)
+def finetune_job(params: Params, seed: int, scenarios: list[str] | None = None, progress: bool = True,
+                 row: RowSpec | None = None) -> FinetuneJob:
+    """One fine-tuning call of ``row`` (default: the section as params.yaml has it), on ``scenarios`` (None: all)."""
+    knobs = row_finetune(params, row)
+    multi = row is not None and row.multi_objective
+    return FinetuneJob(knobs, loop_settings(knobs, params.train, seed, progress), scenarios,
+                       params.multitask if multi else None)
 
 
-def multitask_model(params: dict[str, Any], scenarios: list[str]) -> MultiTaskModel:
+def multitask_model(params: Params, scenarios: list[str]) -> MultiTaskModel:
     """The sass_mt row's model: sass towers (model section) and the multitask section's heads and weights."""
-    return MultiTaskModel(RetrievalModel(model_config(params, scenarios, sass_arch(params))), list(OBJECTIVES),
-                          int(get(params, "multitask.head_dim")), get(params, "multitask.weights"))
+    return MultiTaskModel(RetrievalModel(model_config(params, scenarios, params.model.arch)), list(OBJECTIVES),
+                          params.multitask.head_dim, params.multitask.weights.model_dump())
 
 
 def freeze_transferred(model: RetrievalModel) -> None:
@@ -116,7 +126,7 @@ def freeze_transferred(model: RetrievalModel) -> None:
                 p.requires_grad_(True)
 
 
-def run_pretraining(bank: FeatureBank | None, params: dict[str, Any], seed: int, out_dir: Path,
+def run_pretraining(bank: FeatureBank | None, params: Params, seed: int, out_dir: Path,
                     init: RetrievalModel | None = None, progress: bool = True,
                     scenarios: list[str] | None = None) -> tuple[RetrievalModel, dict]:
     """Stage 1. With ``pretrain.enabled: false`` the seeded initial model is returned untrained, so `sass` is
@@ -126,57 +136,75 @@ def run_pretraining(bank: FeatureBank | None, params: dict[str, Any], seed: int,
     names = bank.scenarios if bank is not None else scenarios
     if names is None:
         raise ValueError("run_pretraining needs the bank or the scenarios")
-    cfg = model_config(params, names, sass_arch(params))
+    cfg = model_config(params, names, params.model.arch)
     if init is not None:
         require_same_model(init.cfg, cfg, "the published pretrained model")
     model = init if init is not None else RetrievalModel(cfg)
-    if not get(params, "pretrain.enabled"):
+    if not params.pretrain.enabled:
         return model, {"skipped": True, "steps": 0}
     if bank is None:
         raise ValueError("pretraining is enabled: run_pretraining needs the feature bank")
-    torch.set_num_threads(int(get(params, "train.threads")))
-    report = pretrain(model, bank, pretrain_settings(params, seed, progress), out_dir)
+    torch.set_num_threads(params.train.threads)
+    report = pretrain(model, bank, params.pretrain, loop_settings(params.pretrain, params.train, seed, progress),
+                      out_dir)
     return model, report
 
 
-def train_row(row: str, bank: FeatureBank, params: dict[str, Any], seed: int, out_dir: Path,
-              pretrained: RetrievalModel | None = None, init: RetrievalModel | None = None,
+def train_row(row: str | RowSpec, bank: FeatureBank, params: Params, seed: int, out_dir: Path,
+              pretrained: RetrievalModel | None = None, init: Any = None,
               progress: bool = True) -> tuple[dict[str, RetrievalModel], dict[str, Any]]:
     """Train one reference row; returns scenario -> model and a training report.
 
-    ``pretrained`` is the stage-1 model for ``sass``; ``init`` warm-starts (incremental mode).
-    """
-    if row not in TRAINED_ROWS:
-        raise ValueError(f"unknown trained row {row!r}; choose from {TRAINED_ROWS}")
-    torch.set_num_threads(int(get(params, "train.threads")))
-    out_dir = Path(out_dir)
-    if row == "ctnet":   # a source and per-scenario targets (train.ctnet); init/pretrained do not apply
-        from .ctnet import train_ctnet
+    ``pretrained`` is the stage-1 model (row sass); ``init`` warm-starts (incremental mode): the published
+    model of a shared row, ctnet's (source, targets) (:func:`train_trained_row` for the source as well)."""
+    trained = train_trained_row(row, bank, params, seed, out_dir, pretrained, init, progress)
+    return trained.models, trained.report
 
-        _, models, report = train_ctnet(bank, params, seed, out_dir, progress=progress)
-        return models, report
-    if row == "dssm_single":
-        models, reports = {}, {}
-        for s in bank.scenarios:
-            seed_everything(seed)
-            model = RetrievalModel(model_config(params, bank.scenarios, "dssm"))
-            reports[s] = finetune(model, bank, finetune_settings(params, seed, [s], progress), out_dir / s)
-            models[s] = model
-        return models, reports
+
+def train_trained_row(row: str | RowSpec, bank: FeatureBank, params: Params, seed: int, out_dir: Path,
+                      pretrained: RetrievalModel | None = None, init: Any = None,
+                      progress: bool = True) -> TrainedRow:
+    """:func:`train_row`, with everything the row's trainer hands back (ctnet's source too)."""
+    row = row if isinstance(row, RowSpec) else spec(row)
+    if not row.trained:
+        raise ValueError(f"row {row.name!r} has nothing to train")
+    torch.set_num_threads(params.train.threads)
+    return trainer(row)(row, bank, params, seed, Path(out_dir), pretrained=pretrained, init=init, progress=progress)
+
+
+def train_per_scenario(row: RowSpec, bank: FeatureBank, params: Params, seed: int, out_dir: Path,
+                       pretrained: RetrievalModel | None = None, init: Any = None,
+                       progress: bool = True) -> TrainedRow:
+    """One model per scenario, trained on that scenario's clicks alone (dssm_single; no warm start)."""
+    models, reports = {}, {}
+    for s in bank.scenarios:
+        seed_everything(seed)
+        model = RetrievalModel(model_config(params, bank.scenarios, row_arch(params, row)))
+        reports[s] = finetune(model, bank, finetune_job(params, seed, [s], progress, row), out_dir / s)
+        models[s] = model
+    return TrainedRow(models, reports)
+
+
+def train_shared(row: RowSpec, bank: FeatureBank, params: Params, seed: int, out_dir: Path,
+                 pretrained: RetrievalModel | None = None, init: RetrievalModel | None = None,
+                 progress: bool = True) -> TrainedRow:
+    """One model for every scenario (but a scenario that keeps an epoch of its own, finetune.own_epoch_min_clicks).
+
+    ``init`` (incremental days) continues the published model; else a row that starts from pretraining (sass, with
+    finetune.load_pretrained) loads ``pretrained``."""
     seed_everything(seed)
-    arch = "dssm" if row == "dssm_mixed" else sass_arch(params)
-    model = (multitask_model(params, bank.scenarios) if row == "sass_mt" else
-             RetrievalModel(model_config(params, bank.scenarios, arch)))
+    model = (multitask_model(params, bank.scenarios) if row.multi_objective else
+             RetrievalModel(model_config(params, bank.scenarios, row_arch(params, row))))
     if init is not None:
-        require_same_model(init.cfg, model.cfg, f"the published {row} model")
+        require_same_model(init.cfg, model.cfg, f"the published {row.name} model")
         model.load_state_dict(init.state_dict())
         model.cfg.prior_weights = init.cfg.prior_weights   # kept unless this day's held-out day picks new ones
-    elif row == "sass" and bool(get(params, "finetune.load_pretrained")):
+    elif row.pretrained and params.finetune.load_pretrained:
         if pretrained is None:
-            raise ValueError("row 'sass' needs the pretrained model (run pretraining first)")
+            raise ValueError(f"row {row.name!r} needs the pretrained model (run pretraining first)")
         model.load_state_dict(copy.deepcopy(pretrained.state_dict()))
-        if bool(get(params, "finetune.freeze_pretrained")):
+        if params.finetune.freeze_pretrained:
             freeze_transferred(model)
     own: dict[str, torch.nn.Module] = {}
-    report = finetune(model, bank, finetune_settings(params, seed, None, progress, row == "sass_mt"), out_dir, own)
-    return {s: own.get(s, model) for s in bank.scenarios}, report
+    report = finetune(model, bank, finetune_job(params, seed, None, progress, row), out_dir, own)
+    return TrainedRow({s: own.get(s, model) for s in bank.scenarios}, report)
