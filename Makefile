@@ -8,7 +8,7 @@ ASSETS := report-assets
 # Passive OpenMP waiting: spinning threads of parallel processes starve each other (src/sass_retrieval/__init__.py).
 export OMP_WAIT_POLICY = PASSIVE
 
-.PHONY: install run test test-fast lint bench-quality bench-speed bench-scale bench-index airflow dag-graph clean
+.PHONY: install run demo-all test test-fast lint bench-quality bench-speed bench-scale bench-index bench-seed-spread airflow dag-graph clean
 
 install: $(VENV)/.installed $(ASSETS)/node_modules/.package-lock.json
 
@@ -31,6 +31,15 @@ run: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 	@echo; echo "Headline table (all metrics: dvc metrics show; report: reports/run/index.html):"; cat plots/table.md
 
+# The same pipeline with the reference rows of the benchmark (evaluate.benchmark_rows, off the daily path),
+# as a DVC experiment (dvc exp show compares it with make run's). `dvc exp run -S` rewrites params.yaml in
+# place; the file is put back afterwards, so the next make run is the default run again.
+demo-all: install
+	@saved=$$(mktemp); cp params.yaml $$saved; \
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run -S 'evaluate.benchmark_rows=[dssm_single,ctnet,sass_mt]'; \
+	status=$$?; cp $$saved params.yaml; rm -f $$saved; exit $$status
+	@echo; echo "Headline table with the reference rows (dvc exp show compares runs):"; cat plots/table.md
+
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" DVC_NO_ANALYTICS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -49,11 +58,24 @@ airflow: install dag-graph
 	bash scripts/airflow-standalone.sh
 
 
+# Benchmarks (bench/, docs/benchmark.md): each writes its one current result to bench/results/.
+# KuaiRand ones read ../shared/data/kuairand_pure (--data-dir to change it).
 bench-quality: install
 	$(PY) bench/quality.py
 
+bench-speed: install
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/speed.py
+
+bench-scale: install
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/scale.py
+
 bench-index: install
 	$(PY) bench/index_bench.py
+
+# The synthetic default at train.seed 0 1 2 (a few minutes each): the spread docs/results.md and
+# tests/expected/quickstart.yaml's tolerances come from.
+bench-seed-spread: install
+	PATH="$(abspath $(BIN)):$$PATH" $(PY) bench/seed_spread.py
 
 clean:
 	rm -rf data models indexes metrics plots reports runs published .dvc/tmp

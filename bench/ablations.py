@@ -1,42 +1,46 @@
-"""Ablations of `sass` on KuaiRand-Pure (BENCHMARK.md dev split by default, or any window: --end-date,
---train-days, --test-days): which parts of the design earn their place.
+"""Ablations of `sass` on KuaiRand-Pure (the dev split of docs/benchmark.md by default, or any window:
+--end-date, --train-days, --test-days; ``--source synthetic``: the params' generator): which parts of the
+design earn their place.
 
     python bench/ablations.py --seeds 0
     python bench/ablations.py --seeds 0 1 2 --out bench/results/ablations_temperature \
         --variants default,temperature=0.02,temperature=0.1,pretrain_temperature=0.05,pretrain_temperature=0.2
 
-Each variant changes one knob of params.yaml from the default and trains the full `sass` row (pretraining
-+ fine-tuning) through the product's code path. Each variant is compared with the default on the same
+Each variant changes knobs of params.yaml from the default (``Params.override``) and trains the full `sass`
+row (pretraining + fine-tuning) through the product's code path. Each variant is compared with the default on the same
 evaluation pairs: Δ = variant − default with a paired bootstrap 95% CI pooled over seeds (per scenario and
 macro, all pairs and the scenario-cold slice). Writes bench/results/ablations.{md,json}.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
 import os
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
-import torch  # noqa: E402
-import yaml
-from bench_cli import bench_parser  # noqa: E402
+from bench_cli import (  # noqa: E402
+    bench_params,
+    bench_parser,
+    bench_provenance,
+    declared_scenarios,
+    params_options,
+    source_option,
+    source_store,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-from sass_retrieval.config import make_window, set_dotted  # noqa: E402
+from sass_retrieval.config import make_window  # noqa: E402
 from sass_retrieval.evaluate.significance import paired_bootstrap  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
     aggregate,
     fmt_ci,
-    prepare_kuairand,
-    provenance,
+    prepare_window,
     run_rows,
     stack_seeds,
     strip_pairs,
@@ -104,26 +108,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-days", type=int, default=3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--params", default=str(ROOT / "params.yaml"))
+    source_option(p)
+    params_options(p, "finetune.epochs=4")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("faiss.loader", "sass_retrieval.train.loop", "sass_retrieval.train.finetune"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    base = yaml.safe_load(Path(args.params).read_text())
-    torch.set_num_threads(int(base.get("train", {}).get("threads", 2)))
-    args.provenance = provenance(sys.argv)  # at start (the code that produced the numbers), after the thread count
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        p.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    base = bench_params(args)
+    args.provenance = bench_provenance(__file__, argv)  # at start (the code measured), after the thread count
     window = make_window(args.end_date, args.train_days, args.test_days)
-    prep = prepare_kuairand(Path(args.data_dir), Path(args.work), window, ["1", "0", "4", "6", "2", "other"],
-                            int(base["scenarios"]["min_scenario_rows"]), int(base["features"]["seq_len"]))
+    work = Path(args.work)
+    prep = prepare_window(source_store(args, base, work), work / "features", window, declared_scenarios(args, base),
+                          base.scenarios.min_scenario_rows, base.features.seq_len)
     results: dict[str, dict] = {}
     stacks: dict[str, dict] = {}
     args.cis = {}
     t0 = time.perf_counter()
     for name in args.variants.split(","):
-        params = copy.deepcopy(base)
-        for k, v in VARIANTS[name].items():
-            set_dotted(params, k, v)
-        per_seed = [{name: run_rows(prep, params, ["sass"], seed, Path(args.work) / name)["sass"]} for seed in args.seeds]
+        params = base.override(VARIANTS[name], source=f"variant {name}")
+        per_seed = [{name: run_rows(prep, params, ["sass"], seed, work / name)["sass"]} for seed in args.seeds]
         stacks[name] = {sl: stack_seeds(per_seed, sl)[name] for sl in ("all", "scenario_cold")}
         results[name] = aggregate([strip_pairs(r) for r in per_seed])[name]
         if "default" in stacks and name != "default":
@@ -154,7 +157,8 @@ def _write(results: dict, args, window, t0: float) -> None:
     print(body)
     dev = (args.end_date, args.train_days, args.test_days) == (20220505, 8, 3)
     where = "dev split" if dev else f"test {args.test_days}d to {args.end_date}, train {args.train_days}d"
-    write_results(Path(args.out), f"Ablations of sass on KuaiRand-Pure ({where})", args.provenance, body,
+    source = "KuaiRand-Pure" if args.source == "kuairand" else "the synthetic generator"
+    write_results(Path(args.out), f"Ablations of sass on {source} ({where})", args.provenance, body,
                   {"window": window.__dict__, "seeds": args.seeds, "variants": VARIANTS, "results": results,
                    "significance": args.cis})
 

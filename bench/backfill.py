@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import bench_parser  # noqa: E402
+from bench_cli import bench_parser, bench_provenance, recorded_path  # noqa: E402
 
 from sass_retrieval.config import update_params_file  # noqa: E402
-from sass_retrieval.experiment import provenance, write_results  # noqa: E402
+from sass_retrieval.experiment import write_results  # noqa: E402
 
 KUAIRAND_NAMES = ["1", "0", "4", "6", "2", "other"]
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-epochs", type=int, default=2)
     p.add_argument("--timeout-minutes", type=float, default=120)
     args = p.parse_args(argv)
-    prov = provenance(sys.argv)
+    prov = bench_provenance(__file__, argv)
     settings = {"data.source": "kuairand", "data.kuairand_dir": str(Path(args.data_dir).resolve()),
                 "window.train_days": args.train_days, "window.test_days": args.test_days,
                 "scenarios.names": KUAIRAND_NAMES, "train.mode": "incremental",
@@ -189,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             f"`sass runs restore {args.restore_day} --to <dir>`:\n\n```\n{restored.rstrip()}\n```\n")
     print(body)
     failed = [r[0] for r in runs if r[1] != "success"]
+    recorded = {**settings, "data.kuairand_dir": recorded_path(str(settings["data.kuairand_dir"]))}
     write_results(Path(args.out), "Backfill of KuaiRand-Pure days under a real Airflow scheduler", prov, body,
-                  {"settings": settings, "seconds": seconds, "airflow_runs": [list(r) for r in runs],
+                  {"settings": recorded, "seconds": seconds, "airflow_runs": [list(r) for r in runs],
                    "runs": listed_json, "decisions": decisions, "failed": failed})
     return 1 if failed else 0
 

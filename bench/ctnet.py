@@ -15,12 +15,14 @@ that window; after it:
 - ``dssm_single`` (no transfer), ``dssm_mixed`` and ``sass`` (joint training) and ``popular``: retrained from
   scratch on each day's window, as the daily pipeline does in ``train.mode: full``.
 
-The first day's models are also scored on the BENCHMARK.md dev window (test 05-03..05-05), whose training
+The first day's models are also scored on the dev window of docs/benchmark.md (test 05-03..05-05), whose training
 window is the first day's. Every row goes through the product's code path (experiment.prepare_window,
 train.ctnet.train_ctnet, train.recipes.train_row, the protocol); paired bootstrap 95% CIs of ctnet − row
 per scenario and macro, pooled over seeds, per day and pooled over the days after the first (and, in a backfill
-longer than BENCHMARK.md's 3 test days, over its last 3 days too). Training
+longer than the 3 test days of docs/benchmark.md, over its last 3 days too). Training
 seconds per row and day are reported beside dssm_single's.
+
+``--source synthetic`` runs the same backfill on the params' generator (data.synthetic) instead of KuaiRand-Pure.
 
 Writes bench/results/ctnet.{md,json} and ctnet_vs_single.png (the issue's bar: every row − dssm_single per small
 tab, with CIs). ``--replot bench/results/X.json`` draws X_vs_single.png from a recorded run.
@@ -34,25 +36,31 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import numpy as np  # noqa: E402
-from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
+from bench_cli import (  # noqa: E402
+    bench_params,
+    bench_parser,
+    bench_provenance,
+    declared_scenarios,
+    params_options,
+    source_option,
+    source_store,
+)
 from forest import finish_forest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.base import incremental_params  # noqa: E402
 from sass_retrieval.config import make_window  # noqa: E402
 from sass_retrieval.evaluate.report import slice_descriptions  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
     evaluation_slices,
     fmt_ci,
-    fresh_kuairand_store,
     prepare_window,
-    provenance,
     run_rows,
     score,
     stack_seeds,
@@ -60,6 +68,9 @@ from sass_retrieval.experiment import (  # noqa: E402
     window_bank,
     write_results,
 )
+
+if TYPE_CHECKING:
+    from sass_retrieval.params_schema import Params
 
 REFERENCE = "ctnet"
 BASELINES = ["popular", "dssm_mixed", "dssm_single", "sass"]
@@ -70,7 +81,7 @@ CONTINUAL = {"ctnet": ({"ctnet.adapters": True}, False),
              "pf_all": ({"ctnet.adapters": False, "ctnet.init": "all"}, False),
              "pf_emb": ({"ctnet.adapters": False, "ctnet.init": "embeddings"}, False)}
 SMALL_TABS = ("0", "2", "4", "6")
-DEV_DAYS = 3   # BENCHMARK.md's test window: a longer backfill also pools its last this many days
+DEV_DAYS = 3   # the test window of docs/benchmark.md: a longer backfill also pools its last this many days
 
 
 def continual_rows(names: str, variants: list[str]) -> dict[str, tuple[dict[str, object], bool]]:
@@ -111,15 +122,15 @@ def pooled(stacks: list[dict], labels: list[str]) -> dict:
             for row in stacks[0]}
 
 
-def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days: int, declared: list[str],
+def run_seed(store: Path, work: Path, params: Params, days: list[int], train_days: int, declared: list[str],
              seed: int, baselines: list[str] = BASELINES,
              continual: dict[str, tuple[dict[str, object], bool]] = CONTINUAL) -> dict[str, dict]:
     """One seed's backfill: label -> row -> protocol result (with per-pair values and training seconds)."""
-    from sass_retrieval.config import set_dotted
     from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
+    from sass_retrieval.run import incremental_params
     from sass_retrieval.train.ctnet import train_ctnet
 
-    min_rows, seq_len = int(params["scenarios"]["min_scenario_rows"]), int(params["features"]["seq_len"])
+    min_rows, seq_len = params.scenarios.min_scenario_rows, params.features.seq_len
     out: dict[str, dict] = {}
     state: dict[str, tuple] = {}          # continual row -> (source, scenario -> model)
     firsts: dict[str, object] = {}        # continual row -> its first day's source (one-time transfer, drift)
@@ -128,16 +139,14 @@ def run_seed(store: Path, work: Path, params: dict, days: list[int], train_days:
         prep = prepare_window(store, work / "features", make_window(day, train_days, 1), declared, min_rows, seq_len)
         kept: dict = {}
         slices, bank = evaluation_slices(prep), window_bank(prep, params)
-        res = run_rows(prep, copy.deepcopy(params), baselines, seed, work / "rows", keep_models=kept,
+        res = run_rows(prep, params, baselines, seed, work / "rows", keep_models=kept,
                        slices=slices, bank=bank)
         for row, (overrides, one_time) in continual.items():
             if i == 0 and row == "ctnet_one_time":      # identical to ctnet on the first day
                 state[row], res[row] = state["ctnet"], copy.deepcopy(res["ctnet"])
                 kept[row], firsts[row] = kept["ctnet"], firsts["ctnet"]
                 continue
-            p = copy.deepcopy(params)
-            for key, value in overrides.items():
-                set_dotted(p, key, value)
+            p = params.override(overrides, source=f"row {row}")
             if i > 0:
                 p = incremental_params(p, ("finetune",))
             prev = state.get(row)
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p = bench_parser(__doc__, "ctnet")
     p.add_argument("--days", default="20220503,20220504,20220505", help="backfill test days, comma-separated")
     p.add_argument("--train-days", type=int, default=8)
-    p.add_argument("--scenarios", default="1,0,4,6,2", help="reported scenarios (tabs)")
+    source_option(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--baselines", default=",".join(BASELINES),
@@ -190,16 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         replot(Path(args.replot))
         return 0
     params = bench_params(args, ("sass_retrieval.train.ctnet",))
-    prov = provenance(sys.argv)   # after the thread count is set: it records torch's threads
+    prov = bench_provenance(__file__, argv)   # after the thread count is set: it records torch's threads
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    store = fresh_kuairand_store(Path(args.data_dir), work)
+    store = source_store(args, params, work)
     days = [int(d) for d in args.days.split(",")]
     baselines = [r for r in args.baselines.split(",") if r]
     if "dssm_single" not in baselines:
         p.error("--baselines must include dssm_single (the reference of the cost column)")
     continual = continual_rows(args.rows, args.variant)
-    declared = args.scenarios.split(",") + ["other"]
+    declared = declared_scenarios(args, params)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)   # report() draws the plot before write_results
     t0 = time.perf_counter()
     per_seed: list[dict] = []
     for seed in args.seeds:
@@ -222,7 +232,7 @@ def comparisons(by_label: dict[str, list[dict]], reference: str, n_boot: int,
              for lab in (labels if windows is None else windows)}
     later = labels[2:]                     # the days after the first (labels[0]: the dev window, [1]: the first day)
     spans = {f"pooled over the {len(later)} days after the first": later} if len(later) > 1 else {}
-    if len(later) > DEV_DAYS:              # a long backfill: its last days are BENCHMARK.md's test days, pooled too
+    if len(later) > DEV_DAYS:              # a long backfill: its last days are the test days of docs/benchmark.md, pooled too
         spans[f"pooled over the last {DEV_DAYS} days"] = later[-DEV_DAYS:]
     for name, span in spans.items():
         stacks = [stack_seeds(by_label[lab], slice_name) for lab in span]

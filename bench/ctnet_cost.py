@@ -11,6 +11,8 @@ Alternating them puts a slow spell of a shared machine on both rows, which a rat
 two separate benchmark runs cannot (bench/ctnet.py's one-run ratio of the same code has ranged 1.04-1.25x).
 Training is deterministic for a seed, so the repeats differ only in the machine's timing.
 
+``--source synthetic``: the params' generator (data.synthetic) instead of KuaiRand-Pure.
+
 Writes bench/results/ctnet_cost.{md,json}.
 """
 
@@ -23,19 +25,21 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import numpy as np  # noqa: E402
-from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
+from bench_cli import (  # noqa: E402
+    bench_params,
+    bench_parser,
+    bench_provenance,
+    declared_scenarios,
+    params_options,
+    source_option,
+    source_store,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sass_retrieval.config import make_window  # noqa: E402
-from sass_retrieval.experiment import (  # noqa: E402
-    fresh_kuairand_store,
-    prepare_window,
-    provenance,
-    window_bank,
-    write_results,
-)
+from sass_retrieval.experiment import prepare_window, window_bank, write_results  # noqa: E402
 
 ROWS = ("dssm_single", "ctnet")
 
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p = bench_parser(__doc__, "ctnet_cost")
     p.add_argument("--day", type=int, default=20220503, help="the window's test day")
     p.add_argument("--train-days", type=int, default=8)
-    p.add_argument("--scenarios", default="1,0,4,6,2", help="reported scenarios (tabs)")
+    source_option(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3)
     params_options(p, "ctnet.source_view=largest")
@@ -99,13 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
     params = bench_params(args, ("sass_retrieval.train.ctnet",))
-    prov = provenance(sys.argv)
+    prov = bench_provenance(__file__, argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    store = fresh_kuairand_store(Path(args.data_dir), work)
-    prep = prepare_window(store, work / "features", make_window(args.day, args.train_days, 1),
-                          args.scenarios.split(",") + ["other"], int(params["scenarios"]["min_scenario_rows"]),
-                          int(params["features"]["seq_len"]))
+    prep = prepare_window(source_store(args, params, work), work / "features", make_window(args.day, args.train_days, 1),
+                          declared_scenarios(args, params), params.scenarios.min_scenario_rows, params.features.seq_len)
     bank = window_bank(prep, params)
     seconds: dict[str, list[float]] = {r: [] for r in ROWS}
     reports: dict[str, dict] = {}

@@ -29,11 +29,10 @@ from typing import Any
 
 import faiss
 import numpy as np
+from bench_cli import ROOT, recorded_args, recorded_path
 
 from sass_retrieval.gitinfo import head_commit
 from sass_retrieval.index import faiss_index as fi
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def log(msg: str) -> None:
@@ -51,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--k", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path("bench/results/index"))
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "index")
     p.add_argument("--runs", type=int, default=3, help="timed search runs; the median is reported")
     p.add_argument("--clusters", type=int, default=1000, help="Gaussian-mixture components")
     p.add_argument("--spread", type=float, default=0.5,
@@ -320,8 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.sizes:
         rows.extend(bench_size(n, args, (bw["one_thread"], bw["threads"])))
     meta = {
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None
-        else shlex.join(["index_bench.py", *argv]),
+        "command": shlex.join([Path(sys.executable).name, "bench/index_bench.py",
+                               *recorded_args(sys.argv[1:] if argv is None else list(argv))]),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": f"{cpu_model()} (L3 {l3_cache()}), {platform.machine()} {platform.system()} {platform.release()}",
         "cpu_count": os.cpu_count(),
@@ -347,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.md").write_text(md)
-    Path(f"{out}.json").write_text(json.dumps({"meta": meta, "args": {k: str(v) if isinstance(v, Path) else v
-                                                                        for k, v in vars(args).items()},
+    Path(f"{out}.json").write_text(json.dumps({"meta": meta, "args": {k: recorded_path(str(v)) if isinstance(v, Path)
+                                                                        else v for k, v in vars(args).items()},
                                                "rows": rows}, indent=2) + "\n")
     log(f"wrote {out}.md and {out}.json")
     return 0

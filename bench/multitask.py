@@ -3,7 +3,7 @@ scenario, every weighting.
 
     python bench/multitask.py --seeds 0 1 2
 
-On the BENCHMARK.md dev window (train 8 days, test 05-03..05-05), per seed:
+On the dev window of docs/benchmark.md (train 8 days, test 05-03..05-05), per seed:
 
 - ``sass[o]``: the sass row trained on one objective's positives (``finetune.objective`` o = click, long_view,
   like): the single-objective models;
@@ -18,22 +18,33 @@ Controllability: over an 11-point grid of the click/long_view weight (like 0), a
 (long_view 0), the Spearman correlation between an objective's own weight and its macro NDCG@50 (click's
 weight is 1 − a).
 
+Any other window: --end-date, --train-days, --test-days; ``--source synthetic``: the params' generator
+(data.synthetic) instead of KuaiRand-Pure.
+
 Writes bench/results/multitask.{md,json} and multitask_grid.png.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
+from bench_cli import (  # noqa: E402
+    bench_params,
+    bench_parser,
+    bench_provenance,
+    declared_scenarios,
+    params_options,
+    source_option,
+    source_store,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,8 +53,11 @@ from sass_retrieval.config import make_window  # noqa: E402
 from sass_retrieval.data.schema import OBJECTIVES  # noqa: E402
 from sass_retrieval.evaluate.protocol import build_eval_set, evaluate  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
-from sass_retrieval.experiment import fmt_ci, prepare_kuairand, provenance, window_bank, write_results  # noqa: E402
+from sass_retrieval.experiment import fmt_ci, prepare_window, window_bank, write_results  # noqa: E402
 from sass_retrieval.models.multitask import weighted  # noqa: E402
+
+if TYPE_CHECKING:
+    from sass_retrieval.params_schema import Params
 
 METRIC = "ndcg@50"
 GRID = [round(a, 1) for a in np.linspace(0, 1, 11)]   # the other objective's weight a; click weight 1 - a
@@ -61,12 +75,13 @@ def eval_sets(prep, min_pairs: int) -> dict[str, object]:
     return out
 
 
-def weightings(params: dict) -> dict[str, dict[str, float]]:
+def weightings(params: Params) -> dict[str, dict[str, float]]:
     named = {f"{o} only": {o: 1.0} for o in OBJECTIVES}
-    return {**named, "default mix": {k: float(v) for k, v in params["multitask"]["weights"].items() if v}}
+    weights = params.multitask.weights.model_dump()
+    return {**named, "default mix": {k: float(v) for k, v in weights.items() if v}}
 
 
-def run_seed(prep, bank, params: dict, sets: dict, seed: int, work: Path) -> dict:
+def run_seed(prep, bank, params: Params, sets: dict, seed: int, work: Path) -> dict:
     """One seed: row label -> objective -> protocol result (per-pair values kept), and the grid's macro NDCG."""
     from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
     from sass_retrieval.train.recipes import run_pretraining, train_row
@@ -74,8 +89,7 @@ def run_seed(prep, bank, params: dict, sets: dict, seed: int, work: Path) -> dic
     rows: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     for o in OBJECTIVES:
-        p = copy.deepcopy(params)
-        p["finetune"]["objective"] = o
+        p = params.override({"finetune.objective": o}, source=f"objective {o}")
         t = time.perf_counter()
         pretrained, _ = run_pretraining(bank, p, seed, work / f"seed{seed}" / "pretrain", progress=False)
         models, _ = train_row("sass", bank, p, seed, work / f"seed{seed}" / f"sass_{o}", pretrained=pretrained,
@@ -125,7 +139,7 @@ def grid_spearman_per_scenario(per_seed: list[dict], other: str, own: dict[str, 
     return out
 
 
-def report(per_seed: list[dict], sets: dict, params: dict, n_boot: int) -> tuple[str, dict]:
+def report(per_seed: list[dict], sets: dict, params: Params, n_boot: int) -> tuple[str, dict]:
     rows = list(per_seed[0]["rows"])
     objectives = list(sets)
 
@@ -187,7 +201,7 @@ def report(per_seed: list[dict], sets: dict, params: dict, n_boot: int) -> tuple
                "ci_vs_sass_click": comps, "grids": {"weight": GRID, **grids}, "spearman": rho,
                "spearman_per_scenario": rho_scen,
                "seconds": secs, "pairs": {o: {s: len(sets[o].pairs[s]) for s in sets[o].scenarios} for o in objectives},
-               "params": {"multitask": params["multitask"]}}
+               "params": {"multitask": params.multitask.model_dump()}}
     return "\n".join(out), payload
 
 
@@ -215,34 +229,37 @@ def plot_grid(payload: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = bench_parser(__doc__, "multitask")
-    p.add_argument("--scenarios", default="1,0,4,6,2", help="reported scenarios (tabs)")
+    p.add_argument("--end-date", type=int, default=20220505, help="the window's last test day")
+    p.add_argument("--train-days", type=int, default=8)
+    p.add_argument("--test-days", type=int, default=3)
+    source_option(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--min-pairs", type=int, default=100, help="report a scenario for an objective from this many pairs")
     p.add_argument("--n-boot", type=int, default=2000)
     params_options(p, "multitask.head_dim=16")
     args = p.parse_args(argv)
     params = bench_params(args)
-    prov = provenance(sys.argv)
+    prov = bench_provenance(__file__, argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    declared = args.scenarios.split(",") + ["other"]
-    # imported afresh every run (experiment.prepare_kuairand), as the other benchmarks do: a store left in the work
-    # folder by an earlier importer was reused silently (the suspected cause of multitask_emb_lr.md, which the commit
-    # it names does not reproduce)
-    prep = prepare_kuairand(Path(args.data_dir), work, make_window(20220505, 8, 3), declared,
-                            int(params["scenarios"]["min_scenario_rows"]), int(params["features"]["seq_len"]))
+    # written afresh every run (bench_cli.source_store), as the other benchmarks do: a store left in the work folder
+    # by an earlier importer was once reused silently (the suspected cause of the archived multitask_emb_lr run,
+    # which the commit it names does not reproduce)
+    prep = prepare_window(source_store(args, params, work), work / "features",
+                          make_window(args.end_date, args.train_days, args.test_days), declared_scenarios(args, params),
+                          params.scenarios.min_scenario_rows, params.features.seq_len)
     sets = eval_sets(prep, args.min_pairs)
     bank = window_bank(prep, params)
     t0 = time.perf_counter()
     per_seed: list[dict] = []
     out = Path(args.out)
+    where = "KuaiRand dev window" if args.source == "kuairand" else "synthetic generator"
     for seed in args.seeds:
         per_seed.append(run_seed(prep, bank, params, sets, seed, work / "rows"))
         body, payload = report(per_seed, sets, params, args.n_boot)
         body = (f"Seeds {args.seeds[:len(per_seed)]}; overrides {args.set or 'none'}; "
                 f"{time.perf_counter() - t0:.0f}s.\n\n" + body)
-        write_results(out, "Multi-objective retrieval with per-request weights (KuaiRand dev window)", prov, body,
-                      payload)
+        write_results(out, f"Multi-objective retrieval with per-request weights ({where})", prov, body, payload)
         plot_grid(payload, out.with_name(out.name + "_grid.png"))
     print(body)
     return 0

@@ -1,8 +1,8 @@
-"""Quality benchmark: BENCHMARK.md on KuaiRand-Pure, rolling-origin, with paired bootstrap CIs and slices.
+"""Quality benchmark: the protocol of docs/benchmark.md on KuaiRand-Pure, rolling-origin, with paired bootstrap CIs and slices.
 
     python bench/quality.py --seeds 0 1 2
 
-Windows (``END:TEST_DAYS:TRAIN_DAYS``, default below): the BENCHMARK.md dev split (train 04-25..05-02, test
+Windows (``END:TEST_DAYS:TRAIN_DAYS``, default below): the dev split of docs/benchmark.md (train 04-25..05-02, test
 05-03..05-05), then three successive 1-day test windows (05-03, 05-04, 05-05) trained on every earlier day
 (8, 9, 10 days: the trend with more data), and 05-05 trained on the 4 days before it (a second
 training-window length). Every row is trained and scored per window and seed through the
@@ -14,8 +14,8 @@ scenario-cold users, tail ground truth). "Rolling" pools the three 1-day windows
 as strata of one comparison (its macro is the mean over windows and scenarios).
 
 ``--source synthetic``: the same benchmark on the embedded default (params.yaml's data.synthetic, the world
-`make run` trains on; default window: its dev split, the last 3 days after 8 training days; scenarios:
-params.yaml's). `make run` trains one seed; this gives its comparisons over seeds.
+`make run` trains on; default window: the one `make run` evaluates, params.yaml's window after the generator's
+last day; scenarios: params.yaml's). `make run` trains one seed; this gives its comparisons over seeds.
 
 Writes bench/results/quality.{md,json} and quality_ci.png (the CIs as a forest plot; per-pair arrays go to the
 work folder). ``--replot bench/results/X.json`` redraws X_ci.png from a recorded run (and links it from X.md).
@@ -23,16 +23,24 @@ work folder). ``--replot bench/results/X.json`` redraws X_ci.png from a recorded
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import numpy as np  # noqa: E402
-from bench_cli import bench_params, bench_parser, params_options  # noqa: E402
+from bench_cli import (  # noqa: E402
+    KUAIRAND_TABS,
+    bench_params,
+    bench_parser,
+    bench_provenance,
+    declared_scenarios,
+    params_options,
+    source_option,
+)
 from forest import finish_forest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,28 +55,30 @@ from sass_retrieval.experiment import (  # noqa: E402
     format_ci_table,
     prepare_kuairand,
     prepare_synthetic,
-    provenance,
     run_rows,
     stack_seeds,
     strip_pairs,
     write_results,
 )
 
+if TYPE_CHECKING:
+    from sass_retrieval.params_schema import Params
+
 DEFAULT_WINDOWS = "20220505:3:8,20220503:1:8,20220504:1:9,20220505:1:10,20220503:1:4,20220504:1:4,20220505:1:4"
 SLICES = ("all", "scenario_cold", "tail_truth")
 REFERENCE = "sass"
 
 
-def source_defaults(args, params: dict) -> None:
+def source_defaults(args, params: Params) -> None:
     """Fill --windows, --scenarios and --title from the source when they were not given."""
     if args.source == "synthetic":
         from sass_retrieval.data.synthetic import SyntheticConfig
 
         last = SyntheticConfig.from_params(params).dates[-1]
-        defaults = (f"{last}:3:8", ",".join(params["scenarios"]["names"]),
-                    "Quality on the synthetic default (BENCHMARK.md protocol)")
+        defaults = (f"{last}:{params.window.test_days}:{params.window.train_days}", ",".join(params.scenarios.names),
+                    "Quality on the synthetic default (docs/benchmark.md protocol)")
     else:
-        defaults = (DEFAULT_WINDOWS, "1,0,4,6,2", "Quality on KuaiRand-Pure (BENCHMARK.md), rolling-origin")
+        defaults = (DEFAULT_WINDOWS, KUAIRAND_TABS, "Quality on KuaiRand-Pure (docs/benchmark.md), rolling-origin")
     args.windows = args.windows or defaults[0]
     args.scenarios = args.scenarios or defaults[1]
     args.title = args.title or defaults[2]
@@ -159,11 +169,9 @@ def pooled(stacks: list[dict], labels: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = bench_parser(__doc__, "quality")
-    p.add_argument("--source", choices=["kuairand", "synthetic"], default="kuairand",
-                   help="synthetic: the embedded default's generator (params.yaml data.synthetic)")
+    source_option(p)
     p.add_argument("--windows", default=None,
-                   help=f"END:TEST_DAYS:TRAIN_DAYS, comma-separated (KuaiRand: {DEFAULT_WINDOWS}; synthetic: its last 3 days after 8)")
-    p.add_argument("--scenarios", default=None, help="reported scenarios (KuaiRand: 1,0,4,6,2; synthetic: params.yaml's)")
+                   help=f"END:TEST_DAYS:TRAIN_DAYS, comma-separated (KuaiRand: {DEFAULT_WINDOWS}; synthetic: params.yaml's window)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--rows", default="popular,dssm_mixed,dssm_single,sass_base,sass")
     p.add_argument("--n-boot", type=int, default=2000)
@@ -177,21 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     params = bench_params(args)
     source_defaults(args, params)
     # at start (the code that produced the numbers, not what is checked out later), after the thread count
-    prov = provenance(sys.argv)
+    prov = bench_provenance(__file__, argv)
     work = Path(args.work)
     rows = [r for r in args.rows.split(",") if r]
-    declared = args.scenarios.split(",") + ["other"]
+    declared = declared_scenarios(args, params)
     windows = [tuple(int(x) for x in w.split(":")) for w in args.windows.split(",")]
     results: dict[str, dict] = {}
     t0 = time.perf_counter()
     for end, test_days, train_days in windows:
         label = window_label(end, test_days, train_days)
         window = make_window(end, train_days, test_days)
-        prepare_args = (work, window, declared, int(params["scenarios"]["min_scenario_rows"]),
-                        int(params["features"]["seq_len"]))
+        prepare_args = (work, window, declared, params.scenarios.min_scenario_rows, params.features.seq_len)
         prep = (prepare_synthetic(params, *prepare_args) if args.source == "synthetic"
                 else prepare_kuairand(Path(args.data_dir), *prepare_args))
-        per_seed = [run_rows(prep, copy.deepcopy(params), rows, seed, work) for seed in args.seeds]
+        per_seed = [run_rows(prep, params, rows, seed, work) for seed in args.seeds]
         results[label] = {"window": window.__dict__, "train_days": train_days, "test_days": test_days,
                           "per_seed": per_seed}
         # per-pair values (seeds x pairs) of every slice, row, scenario and metric: later comparisons need no rerun
@@ -203,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                                        for r in rows), flush=True)
         body, payload = report(results, rows, args)
         out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)   # the plot is drawn before write_results makes it
         link = plot_cis(payload, out.with_name(out.name + PLOT_SUFFIX), args.title)
         body = f"Seeds {args.seeds}; overrides {args.set or 'none'}; {time.perf_counter() - t0:.0f}s so far.\n\n{link}" + body
         # after every window: a crash or a kill keeps what was measured

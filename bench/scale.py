@@ -3,8 +3,10 @@ and the cost of one incremental day against a full retrain.
 
     python bench/scale.py --rows 1000000 10000000
 
-For each size: a full run (ingest .. publish, rows `popular` and `sass`; the reference rows are a
-benchmark concern, not part of the daily cost), then the next day as `train.mode: incremental`
+For each size: a full run (every stage of dvc.yaml but the run report: what the daily run trains, the
+candidate `sass` and its challenger (publish.challenger), scored beside `popular`; evaluate.benchmark_rows
+stays empty, the reference rows are a benchmark concern, not part of the daily cost), then the next day
+as `train.mode: incremental`
 (warm start from the published model, `train.incremental_epochs` over the newest
 `train.incremental_days`), then the same next day retrained in full, so the incremental day's
 quality is compared on the same evaluation pairs. Every stage is its own process under
@@ -18,6 +20,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -25,30 +28,56 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import bench_parser  # noqa: E402
+from bench_cli import bench_parser, bench_provenance  # noqa: E402
 from stage_timer import StageTime, dvc_plan, run_stage, table  # noqa: E402
 
-from sass_retrieval.config import shift  # noqa: E402
-from sass_retrieval.experiment import provenance, write_results  # noqa: E402
+from sass_retrieval.config import load_params, shift  # noqa: E402
+from sass_retrieval.experiment import write_results  # noqa: E402
+from sass_retrieval.orchestration.dvc_graph import load_graph  # noqa: E402
+
+if TYPE_CHECKING:
+    from sass_retrieval.params_schema import Params
+
+UNTIMED = {"params", "report"}                 # the params check and the HTML report: not the daily compute
+DATA = {"validate", "split", "pairs"}
+TRAINING = {"pretrain", "finetune", "challenger", "reference"}   # dvc.yaml's training stages
 
 
 def daily(work: Path, env: dict[str, str], ingest: bool, data: bool = True, publish: bool = True) -> list[StageTime]:
-    """The daily stages (dvc.yaml's commands) without the reference rows and the report."""
-    groups = {"pretrain", "finetune", "index", "evaluate"}
-    groups |= {"ingest"} if ingest else set()
-    groups |= {"validate", "split", "pairs"} if data else set()
-    groups |= {"publish"} if publish else set()
+    """The daily stages, dvc.yaml's commands resolved for the work folder's params: every stage but UNTIMED,
+    so whatever the daily run trains (the candidate, the challenger, any stage added later) is trained here;
+    without ingest, the data stages or publish when asked."""
+    groups = set(load_graph(work, str(ROOT / "dvc.yaml")).groups()) - UNTIMED
+    groups -= set() if ingest else {"ingest"}
+    groups -= set() if data else DATA
+    groups -= set() if publish else {"publish"}
     return [run_stage(name, cmd, work, env) for name, cmd in dvc_plan(work, groups)]
 
 
 def quality(work: Path) -> dict[str, float]:
-    """Macro NDCG@50 of the rows this run evaluated (BENCHMARK.md protocol on the synthetic window)."""
+    """Macro NDCG@50 of every row this run evaluated (the protocol of docs/benchmark.md, synthetic window)."""
     m = json.loads((work / "metrics" / "metrics.json").read_text())
-    return {row: m["rows"][row]["macro"]["ndcg@50"] for row in ("popular", "sass")}
+    return {row: res["macro"]["ndcg@50"] for row, res in m["rows"].items()}
 
 
 def training_s(rows: list[StageTime]) -> float:
-    return sum(r.seconds for r in rows if r.stage in ("pretrain", "finetune"))
+    return sum(r.seconds for r in rows if r.stage.split("@")[0] in TRAINING)
+
+
+def size_params(base: Params, n: int, threads: int) -> tuple[Params, int, int]:
+    """The benchmark's params for ``n`` interactions (users and items grow with it), and those counts."""
+    users, items = max(3000, n // 50), max(1500, n // 200)
+    return base.override({
+        "data.synthetic.rows": n, "data.synthetic.users": users, "data.synthetic.items": items,
+        "data.synthetic.days": 12, "validation.min_rows_per_day": 100,
+        "window.end_date": shift(20220425, 10), "window.train_days": 8, "window.test_days": 2,
+        "finetune.epochs": 1, "finetune.early_stopping": False, "finetune.batch_size": 2048,
+        "pretrain.epochs": 1, "pretrain.batch_size": 2048, "train.threads": threads, "train.incremental_epochs": 1,
+        "evaluate.rows": ["popular", "sass"], "evaluate.benchmark_rows": []}, source=f"scale {n} rows"), users, items
+
+
+def write_params(work: Path, params: Params) -> None:
+    (work / "params.yaml").write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,43 +86,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--full-only", action="store_true", help="only the first (full) day: for the largest sizes")
     p.add_argument("--append", action="store_true", help="keep the other sizes already in the results file")
+    p.add_argument("--params", default=str(ROOT / "params.yaml"), help="the params every size starts from")
     args = p.parse_args(argv)
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    base = load_params(args.params)
     env = {"SASS_ALLOW_EXTERNAL_PATHS": "1", "OMP_NUM_THREADS": str(args.threads)}
     out = Path(args.out)
-    prov = provenance(sys.argv)
+    prov = bench_provenance(__file__, argv)
     results: list[dict] = []
     if args.append and out.with_suffix(".json").exists():
         results = [r for r in json.loads(out.with_suffix(".json").read_text())["results"] if r["rows"] not in args.rows]
     for n in args.rows:
-        params = yaml.safe_load(yaml.safe_dump(base))
-        users, items = max(3000, n // 50), max(1500, n // 200)
-        params["data"]["synthetic"].update({"rows": n, "users": users, "items": items, "days": 12})
-        params["validation"]["min_rows_per_day"] = 100
-        params["window"] = {"end_date": shift(20220425, 10), "train_days": 8, "test_days": 2}
-        params["finetune"].update({"epochs": 1, "early_stopping": False, "batch_size": 2048})
-        params["pretrain"].update({"epochs": 1, "batch_size": 2048})
-        params["train"].update({"threads": args.threads, "incremental_epochs": 1})
-        params["evaluate"]["rows"] = ["popular", "sass"]
+        params, users, items = size_params(base, n, args.threads)
         work = Path(args.work) / f"rows{n}"
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        write_params(work, params)
         full = daily(work, env, ingest=True)
         r = {"rows": n, "users": users, "items": items, "full": [x.__dict__ for x in full],
              "train_full_s": training_s(full), "ndcg50": {"day1_full": quality(work)},
              "provenance": {k: prov[k] for k in ("command", "date", "commit")},
-             "incremental_days": params["train"]["incremental_days"],
-             "incremental_epochs": params["train"]["incremental_epochs"]}
+             "incremental_days": params.train.incremental_days,
+             "incremental_epochs": params.train.incremental_epochs}
         if not args.full_only:
-            params["window"]["end_date"] = shift(20220425, 11)
-            params["train"]["mode"] = "incremental"
-            (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            day2 = {"window.end_date": shift(20220425, 11)}
+            write_params(work, params.override({**day2, "train.mode": "incremental"}, source="incremental day"))
             incr = daily(work, env, ingest=False)
             r["ndcg50"]["day2_incremental"] = quality(work)
-            params["train"]["mode"] = "full"  # the same next day retrained from scratch: the quality yardstick
-            (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            # the same next day retrained from scratch: the quality yardstick
+            write_params(work, params.override({**day2, "train.mode": "full"}, source="next day in full"))
             retrain = daily(work, env, ingest=False, data=False, publish=False)
             r["ndcg50"]["day2_full"] = quality(work)
             r.update({"incremental": [x.__dict__ for x in incr], "next_day_full": [x.__dict__ for x in retrain],

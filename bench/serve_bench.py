@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_cli import bench_parser
+from bench_cli import bench_parser, bench_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sass_retrieval.experiment import provenance, write_results  # noqa: E402
+from sass_retrieval.experiment import write_results  # noqa: E402
 
 TARGET_P99_MS = 10.0
 TARGET_RPS = 200.0
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=50)
     p.add_argument("--startup-timeout", type=float, default=600.0)
     args = p.parse_args(argv)
-    prov = provenance(sys.argv if argv is None else [sys.argv[0], *argv])  # at start: the code measured
+    prov = bench_provenance(__file__, argv)  # at start: the code measured
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]

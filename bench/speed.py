@@ -2,6 +2,7 @@
 throughput of pretraining and fine-tuning for dssm_mixed and sass beside torch-rechub's DSSM.
 
     python bench/speed.py            # threads: params.yaml train.threads (--threads N to override)
+    python bench/speed.py --source synthetic   # the same on the params' own data (data.synthetic, their window)
 
 The first day trains on the whole window from scratch (``train.mode: full``, the default); the second day
 (``--incremental-day``, on by default) runs every stage again in ``train.mode: incremental``: it warm-starts
@@ -17,18 +18,18 @@ runs of a fixed number of optimizer steps. Writes bench/results/speed.{md,json}.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see sass_retrieval/__init__.py
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from bench_cli import bench_parser  # noqa: E402
+from bench_cli import bench_parser, bench_provenance, params_options, parse_sets, source_option  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,20 +37,23 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from stage_timer import dvc_plan, run_stage, table  # noqa: E402
 
-from sass_retrieval.experiment import provenance, write_results  # noqa: E402
+from sass_retrieval.experiment import write_results  # noqa: E402
+
+if TYPE_CHECKING:
+    from sass_retrieval.params_schema import Params
 
 NAMES = ["1", "0", "4", "6", "2", "other"]
 
 
-def row_arch(row: str, params: dict) -> str:
+def row_arch(row: str, params: Params) -> str:
     """``dssm_*`` rows are plain two-towers; ``sass@<arch>`` is the sass row with ``model.arch`` = <arch>
     (``sass@star``: STAR alone); ``sass`` the params' own."""
     if row.startswith("dssm"):
         return "dssm"
-    return row.split("@", 1)[1] if "@" in row else str(params["model"]["arch"])
+    return row.split("@", 1)[1] if "@" in row else params.model.arch
 
 
-def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[str, ...] = ("dssm_mixed", "sass")
+def throughput(work: Path, params: Params, steps: int, repeats: int, rows: tuple[str, ...] = ("dssm_mixed", "sass")
                ) -> list[dict]:
     """Samples per second of the product's own training loops (train.finetune / train.pretrain, the functions
     the pipeline's stages call), each run for ``steps`` optimizer steps: no second implementation of a step.
@@ -57,7 +61,6 @@ def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[s
     Every row is timed once per repeat, rows interleaved (A B A B ...), so a change in the machine's load
     hits every row alike; the median over repeats is reported, and the ratio of two rows is taken per repeat.
     """
-    import copy
     import tempfile
 
     from pipelines.common import bank_for, load_run
@@ -66,11 +69,9 @@ def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[s
     from sass_retrieval.train.pretrain import pretrain
     from sass_retrieval.train.recipes import finetune_settings, model_config, pretrain_settings
 
-    p = copy.deepcopy(params)
-    for sec in ("finetune", "pretrain"):
-        p[sec].update(epochs=1, max_steps_per_epoch=steps)
-    p["finetune"]["early_stopping"] = False
-    p["train"]["checkpoint_every"] = 0
+    p = params.override({"finetune.epochs": 1, "finetune.max_steps_per_epoch": steps, "pretrain.epochs": 1,
+                         "pretrain.max_steps_per_epoch": steps, "finetune.early_stopping": False,
+                         "train.checkpoint_every": 0}, source="throughput")
     old = Path.cwd()
     os.chdir(work)
     try:
@@ -87,10 +88,10 @@ def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[s
                 t0 = time.perf_counter()
                 if stage == "fine-tuning":
                     rep = finetune(model, bank, finetune_settings(p, 0, progress=False), Path(tmp))["refit"]
-                    n = rep["steps"] * int(p["finetune"]["batch_size"])
+                    n = rep["steps"] * p.finetune.batch_size
                 else:
                     rep = pretrain(model, bank, pretrain_settings(p, 0, progress=False), Path(tmp))
-                    n = rep["steps"] * 2 * int(p["pretrain"]["batch_size"])  # user pairs + item pairs
+                    n = rep["steps"] * 2 * p.pretrain.batch_size  # user pairs + item pairs
                 return n / (time.perf_counter() - t0)
 
         for j in jobs:  # warm-up
@@ -101,9 +102,9 @@ def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[s
         out = []
         for (row, stage), r in rates.items():
             out.append({"model": row, "stage": stage, "samples_per_s": statistics.median(r), "runs": r,
-                        "batch_size": int(p["finetune" if stage == "fine-tuning" else "pretrain"]["batch_size"]),
-                        "emb_dim": p["model"]["emb_dim"],
-                        "negatives": p["finetune"]["negatives"] if stage == "fine-tuning" else "2n-2 in batch"})
+                        "batch_size": (p.finetune if stage == "fine-tuning" else p.pretrain).batch_size,
+                        "emb_dim": p.model.emb_dim,
+                        "negatives": p.finetune.negatives if stage == "fine-tuning" else "2n-2 in batch"})
         a = rates[(rows[0], "fine-tuning")]
         for other in rows[1:]:   # every row against the first, per repeat
             b = rates[(other, "fine-tuning")]
@@ -112,6 +113,28 @@ def throughput(work: Path, params: dict, steps: int, repeats: int, rows: tuple[s
         return out
     finally:
         os.chdir(old)
+
+
+def speed_params(args: argparse.Namespace) -> Params:
+    """The params file with the benchmark's settings, then the --set overrides: on KuaiRand-Pure its dev window
+    and tabs; the daily path only (candidate, challenger, popular); ``--threads`` (default train.threads)."""
+    from sass_retrieval.config import load_params
+
+    base = load_params(args.params)
+    args.threads = args.threads or base.train.threads
+    fixed: dict[str, object] = {"train.threads": args.threads, "publish.dir": "published",
+                                "evaluate.benchmark_rows": []}
+    if args.source == "kuairand":
+        fixed |= {"data.source": "kuairand", "data.kuairand_dir": str(Path(args.data_dir).resolve()),
+                  "window.end_date": 20220505, "window.train_days": 8, "window.test_days": 3,
+                  "scenarios.names": args.scenarios.split(",") + ["other"] if args.scenarios else NAMES,
+                  "scenarios.min_scenario_rows": 1000}
+    return base.override({**fixed, **dict(parse_sets(args.set))}, source="speed settings")
+
+
+def write_params(work: Path, params: Params) -> None:
+    """The work folder's params.yaml, which the stages read."""
+    (work / "params.yaml").write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,32 +149,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--incremental-day", action=argparse.BooleanOptionalAction, default=True,
                    help="after the first (full) day, time the next day in train.mode=incremental")
+    source_option(p)
+    params_options(p, "finetune.epochs=2")
     args = p.parse_args(argv)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    args.threads = args.threads or int(params["train"]["threads"])
+    params = speed_params(args)
     torch.set_num_threads(args.threads)
-    params["data"] = {**params["data"], "source": "kuairand", "kuairand_dir": str(Path(args.data_dir).resolve())}
-    params["window"] = {"end_date": 20220505, "train_days": 8, "test_days": 3}
-    params["scenarios"] = {"names": NAMES, "min_scenario_rows": 1000}
-    params["train"] = {**params["train"], "threads": args.threads}
-    params["publish"] = {**params["publish"], "dir": "published"}
-    params["evaluate"] = {**params["evaluate"], "benchmark_rows": []}  # the daily path: candidate, challenger, popular
+    prov = bench_provenance(__file__, argv)
     work = Path(args.work)
     env = {"SASS_ALLOW_EXTERNAL_PATHS": "1", "OMP_NUM_THREADS": str(args.threads)}
     if args.stages:
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        write_params(work, params)
         rows = [run_stage(name, cmd, work, env) for name, cmd in dvc_plan(work)]  # every stage of dvc.yaml
     else:
         rows = []
     total = sum(r.seconds for r in rows)
     inc_rows: list = []
     if args.stages and args.incremental_day:
-        day2 = copy.deepcopy(params)   # KuaiRand-Pure ends on the dev window's last day: the same window again
-        day2["train"]["mode"] = "incremental"
-        (work / "params.yaml").write_text(yaml.safe_dump(day2, sort_keys=False))
+        # KuaiRand-Pure ends on the dev window's last day: the same window again
+        write_params(work, params.override({"train.mode": "incremental"}, source="incremental day"))
         inc_rows = [run_stage(name, cmd, work, env) for name, cmd in dvc_plan(work)]
     inc_total = sum(r.seconds for r in inc_rows)
     tp = throughput(work, params, args.steps, args.repeats, tuple(args.rows.split(",")))
@@ -164,17 +182,19 @@ def main(argv: list[str] | None = None) -> int:
                  f"{t['samples_per_s']:,.0f} |" for t in tp if "model" in t]
     tp_lines += [f"\nRatio {t['ratio']} (measured per repeat, same run): median **{t['median']:.2f}×** "
                  f"({', '.join(f'{x:.2f}' for x in t['per_repeat'])})" for t in tp if "ratio" in t]
-    stages = (f"## Daily pipeline on KuaiRand-Pure (dev window), {args.threads} threads\n\n{table(rows)}\n\n"
-              f"Whole pipeline, first day (train.mode=full, the whole {params['window']['train_days']}-day window "
+    data = "KuaiRand-Pure (dev window)" if args.source == "kuairand" else "the synthetic generator"
+    stages = (f"## Daily pipeline on {data}, {args.threads} threads\n\n{table(rows)}\n\n"
+              f"Whole pipeline, first day (train.mode=full, the whole {params.window.train_days}-day window "
               f"from scratch): **{total:.0f} s** (target: at most 90 s on 2 cores).\n\n") if rows else ""
     if inc_rows:
         stages += (f"## An incremental day: train.mode=incremental (warm start from the published model, "
-                   f"{params['train']['incremental_epochs']} epochs on the newest {params['train']['incremental_days']} "
+                   f"{params.train.incremental_epochs} epochs on the newest {params.train.incremental_days} "
                    f"day(s)), {args.threads} threads\n\n{table(inc_rows)}\n\n"
                    f"Whole pipeline, incremental day: **{inc_total:.0f} s** (target: at most 90 s on 2 cores).\n\n")
     body = (stages + f"## Training throughput ({args.steps} steps × {args.repeats} runs, median)\n\n" + "\n".join(tp_lines) + "\n")
     print(body)
-    write_results(Path(args.out), "Speed on KuaiRand-Pure", provenance(sys.argv), body,
+    title = "Speed on KuaiRand-Pure" if args.source == "kuairand" else "Speed on the synthetic generator"
+    write_results(Path(args.out), title, prov, body,
                   {"stages": [r.__dict__ for r in rows], "total_seconds": total,
                    "incremental_stages": [r.__dict__ for r in inc_rows], "incremental_total_seconds": inc_total,
                    "throughput": tp})

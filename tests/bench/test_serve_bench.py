@@ -1,13 +1,16 @@
-"""bench/serve_bench.py's load client: it counts what it sent, what failed and what the server said it took."""
+"""bench/serve_bench.py: its load client counts what it sent, what failed and what the server said it took;
+a smoke run of the real server on a tiny synthetic setup."""
 
 from __future__ import annotations
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import pytest
 from support import load_bench
 
 
@@ -50,3 +53,20 @@ def test_drive_counts_requests_errors_and_fallbacks() -> None:
     assert out["fallbacks"] == int(((picks % 2 == 1) & (picks % 5 != 0)).sum())
     assert out["server_p99_ms"] == 0.5
     assert 0 < out["p50_ms"] <= out["p99_ms"]
+
+
+@pytest.mark.slow
+def test_smoke_run_of_the_real_server_on_a_tiny_synthetic_setup(tmp_path: Path) -> None:
+    """The real `python -m pipelines.serve` over loopback at a tiny size; the KuaiRand setup, without a published
+    folder, is skipped and says so."""
+    out = tmp_path / "results" / "serve"
+    assert load_bench("serve_bench").main([
+        "--setups", "kuairand,synthetic", "--items", "2000", "--requests", "40", "--rate", "20", "--warmup", "5",
+        "--workers", "1", "--duration", "30", "--startup-timeout", "300", "--work", str(tmp_path / "work"),
+        "--out", str(out)]) == 0
+    payload = json.loads(out.with_suffix(".json").read_text())
+    (row,) = payload["rows"]
+    assert row["setup"] == "synthetic" and row["index"].lower().startswith("hnsw")
+    assert row["sent"] == 40 and row["errors"] == 0 and row["ok"] == 40
+    assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert payload["skipped"] == ["kuairand: no --published given"]

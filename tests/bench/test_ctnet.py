@@ -1,6 +1,10 @@
-"""bench/ctnet.py: --rows and --variant make the continual rows of one run, each a set of params overrides."""
+"""bench/ctnet.py: --rows and --variant make the continual rows of one run, each a set of params overrides; its
+comparisons, tables and plot; a smoke run on the tiny synthetic project."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +66,9 @@ def test_source_drift_is_zero_for_the_same_source_and_positive_for_another(tiny_
 
     ctnet = load_bench("ctnet")
     bank, _ = tiny_bank
-    source = RetrievalModel(model_config(TINY_PARAMS, bank.scenarios, "dssm"))
+    from sass_retrieval.params_schema import validate_params
+
+    source = RetrievalModel(model_config(validate_params(TINY_PARAMS), bank.scenarios, "dssm"))
     other = copy.deepcopy(source)
     with torch.no_grad():
         other.video_emb.weight.add_(torch.randn_like(other.video_emb.weight))
@@ -116,7 +122,7 @@ def test_comparisons_on_a_slice_use_its_pairs_and_the_table_names_their_count() 
 
 
 def test_a_long_backfill_also_pools_its_last_three_days() -> None:
-    """Beyond three days after the first, the last three (BENCHMARK.md's test days) are pooled on their own too;
+    """Beyond three days after the first, the last three (the test days of docs/benchmark.md) are pooled on their own too;
     a short backfill has only the pooled days after the first."""
     ctnet = load_bench("ctnet")
     day = {"ctnet": _result({"4": [0.5, 0.6]}, {"4": [0.9]}), "dssm_single": _result({"4": [0.4, 0.4]}, {"4": [0.1]})}
@@ -125,3 +131,23 @@ def test_a_long_backfill_also_pools_its_last_three_days() -> None:
     assert long["pooled over the last 3 days"]["ctnet"]["4"]["pairs"] == 6
     short = ctnet.comparisons({lab: [day] for lab in ("dev", "d1", "d2", "d3", "d4")}, "dssm_single", 200, [])
     assert list(short) == ["pooled over the 3 days after the first"]
+
+
+@pytest.mark.slow
+def test_smoke_run_on_the_tiny_synthetic_project(tmp_path: Path, tiny_params_file: Path, tiny_end: int) -> None:
+    """A two-day backfill: the first day trains every row from scratch, the second continues ctnet and its
+    one-time variant; every day scored, ctnet compared with every row, the plot against dssm_single linked."""
+    out = tmp_path / "results" / "ctnet"
+    assert load_bench("ctnet").main([
+        "--source", "synthetic", "--params", str(tiny_params_file), "--days", f"{tiny_end - 1},{tiny_end}",
+        "--train-days", "2", "--seeds", "0", "--baselines", "popular,dssm_single", "--rows", "ctnet_one_time",
+        "--n-boot", "50", "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert payload["labels"] == ["dev 2d→0429 (train 2d)", "0428 (train 2d)", "0429 (train 2d)"]
+    assert set(payload["rows"]) == {"popular", "dssm_single", "ctnet", "ctnet_one_time"}
+    assert set(payload["significance"]["0429 (train 2d)"]) == {"popular", "dssm_single", "ctnet_one_time"}
+    first, second = (payload["per_seed"][0][lab] for lab in payload["labels"][1:])
+    assert first["ctnet_one_time"]["macro"] == first["ctnet"]["macro"]      # the same model on the first day
+    assert second["ctnet"]["info"]["source_drift"] >= 0.0
+    md = out.with_suffix(".md").read_text()
+    assert "(ctnet_vs_single.png)" in md and (out.parent / "ctnet_vs_single.png").exists()

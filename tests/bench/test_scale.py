@@ -1,0 +1,54 @@
+"""bench/scale.py: it runs what the daily run runs (the candidate, the challenger, any stage dvc.yaml adds),
+and a smoke run at a tiny row count: a full day, an incremental day and the same day retrained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from support import load_bench
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_sizes_grow_users_and_items_and_keep_the_daily_rows() -> None:
+    from sass_retrieval.config import load_params
+
+    scale = load_bench("scale")
+    params, users, items = scale.size_params(load_params(ROOT / "params.yaml"), 10_000_000, 2)
+    assert (users, items) == (200_000, 50_000)
+    assert params.data.synthetic.rows == 10_000_000 and params.data.synthetic.users == users
+    assert params.evaluate.benchmark_rows == [] and params.train.threads == 2
+
+
+def test_the_daily_stages_include_the_challenger_and_leave_out_only_the_untimed(tmp_path: Path, monkeypatch) -> None:
+    """The regression: the daily run indexes its challenger, so the benchmark must train it."""
+    scale = load_bench("scale")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    timed: list[str] = []
+    monkeypatch.setattr(scale, "run_stage", lambda name, cmd, work, env: timed.append(name))   # plan only
+    scale.daily(tmp_path, {}, ingest=True)
+    groups = {name.split("@")[0] for name in timed}
+    assert {"ingest", "pretrain", "finetune", "challenger", "index", "evaluate", "publish"} <= groups
+    assert groups.isdisjoint(scale.UNTIMED)
+    assert timed.index("challenger") < min(i for i, n in enumerate(timed) if n.startswith("index@"))
+    timed.clear()
+    scale.daily(tmp_path, {}, ingest=False, data=False, publish=False)
+    assert {n.split("@")[0] for n in timed} == {"pretrain", "finetune", "challenger", "index", "evaluate"}
+
+
+@pytest.mark.slow
+def test_smoke_run_at_a_tiny_row_count(tmp_path: Path, tiny_params_file: Path) -> None:
+    out = tmp_path / "results" / "scale"
+    assert load_bench("scale").main(["--rows", "20000", "--threads", "1", "--params", str(tiny_params_file),
+                                     "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    (r,) = json.loads(out.with_suffix(".json").read_text())["results"]
+    challenger = yaml.safe_load(tiny_params_file.read_text())["publish"]["challenger"]
+    for day in ("full", "incremental", "next_day_full"):
+        assert "challenger" in {s["stage"] for s in r[day]}, day
+    for day in ("day1_full", "day2_incremental", "day2_full"):
+        assert {"popular", "sass", challenger} <= set(r["ndcg50"][day]), day
+    assert r["train_full_s"] > 0 and r["train_incr_s"] > 0
+    assert "| 20,000 |" in out.with_suffix(".md").read_text()
