@@ -9,13 +9,11 @@ import closure, checked by tests/test_dvc_deps.py). The feature bank is in ``pip
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import uuid
 from pathlib import Path
-from typing import Any
 
+from sass_retrieval.atomic import write_json
 from sass_retrieval.run import (
     Run,
     incremental_params,
@@ -41,11 +39,3 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return p
-
-
-def write_json(path: Path, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)

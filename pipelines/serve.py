@@ -10,35 +10,9 @@ The service has no authentication: it binds the loopback interface unless --host
 
 from __future__ import annotations
 
-import logging
 import os
-from pathlib import Path
 
 from .base import parser, setup_logging
-
-log = logging.getLogger("serve")
-FACTORY = "sass_retrieval.serve.app:create_app"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def settings_from_args(args):
-    """The service's settings; paths not given come from params.yaml (publish.dir, data.store_dir)."""
-    from sass_retrieval.config import get, load_params
-    from sass_retrieval.serve.app import ServeSettings
-
-    params = None
-
-    def param(key: str) -> Path:
-        nonlocal params
-        params = params or load_params(args.params)
-        from .base import safe_path
-
-        return safe_path(get(params, key))
-
-    published = Path(args.published).resolve() if args.published else param("publish.dir")
-    store = Path(args.store).resolve() if args.store else param("data.store_dir")
-    return ServeSettings(published=published, features=Path(args.features).resolve(), store=store,
-                         reload_interval=args.reload_interval, threads=args.threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,10 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--workers must be >= 1")
     import uvicorn
 
-    settings = settings_from_args(args)
-    if args.host not in LOOPBACK:
-        log.warning("binding %s: the service has no authentication; anyone who can reach this port can query it",
-                    args.host)
+    from sass_retrieval.serve.settings import FACTORY, resolve_settings, warn_if_exposed
+
+    settings = resolve_settings(args.params, published=args.published, features=args.features, store=args.store,
+                                reload_interval=args.reload_interval, threads=args.threads)
+    warn_if_exposed(args.host)
     os.environ.update(settings.to_env())   # read by create_app in every worker process
     uvicorn.run(FACTORY, factory=True, host=args.host, port=args.port, workers=args.workers,
                 log_level=args.log_level)

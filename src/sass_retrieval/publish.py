@@ -20,12 +20,13 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CANDIDATE = "sass"
+from .atomic import atomic_path, staged_dir
+from .rows import CANDIDATE
+
 SERVED_FILE = "served.json"   # in a version folder: {"row": the reference row whose model and indexes it serves,
                               #  "fallback": {skipped scenario: its skipped.json marker, "served_by" included}}
 
@@ -47,9 +48,11 @@ def _finite(x: float | None) -> bool:
 
 
 def _ci(m: dict | None, level: float) -> str:
+    from .evaluate.significance import format_ci
+
     if not m:
         return "no paired CI"
-    return f"{m['diff']:+.4f}, paired {level:.0%} CI [{m['lo']:+.4f}, {m['hi']:+.4f}]"
+    return format_ci(m["diff"], m["lo"], m["hi"], label=f", paired {level:.0%} CI")
 
 
 def gate(validation_ok: bool, scores: dict[str, float | None], published: float | None,
@@ -204,13 +207,10 @@ def run_id(window_end: int, files: list[Path]) -> str:
 def install_version(root: Path, vid: str, sources: dict[str, Path], texts: dict[str, str] | None = None) -> Path:
     """Copy ``sources`` (name -> file or folder) and write ``texts`` (name -> content) into versions/<vid>,
     atomically; reuse it if present."""
-    versions = Path(root) / "versions"
-    target = versions / vid
+    target = Path(root) / "versions" / vid
     if target.exists():
         return target
-    tmp = versions / f".{vid}.{uuid.uuid4().hex}.tmp"
-    tmp.mkdir(parents=True)
-    try:
+    with staged_dir(target) as tmp:
         for name, src in sources.items():
             dst = tmp / name
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -220,17 +220,14 @@ def install_version(root: Path, vid: str, sources: dict[str, Path], texts: dict[
                 shutil.copy2(src, dst)
         for name, text in (texts or {}).items():
             (tmp / name).write_text(text)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
 def point_current(root: Path, target: Path) -> None:
+    """Make ``current`` point at ``target``: a new link made aside, renamed over the old one."""
     root = Path(root)
-    tmp_link = root / f".current.{uuid.uuid4().hex}"
-    os.symlink(os.path.relpath(target, root), tmp_link)
-    os.replace(tmp_link, root / "current")
+    with atomic_path(root / "current", suffix="") as tmp_link:
+        os.symlink(os.path.relpath(target, root), tmp_link)
 
 
 def record(root: Path, entry: dict[str, Any]) -> None:

@@ -43,7 +43,7 @@ def published_copy(served_project: dict, tmp_path: Path) -> Path:
 @pytest.fixture
 def make_settings(served_project: dict):
     """``make_settings(published, interval=0.0)``: service settings over the project's features and store."""
-    from sass_retrieval.serve.app import ServeSettings
+    from sass_retrieval.serve.settings import ServeSettings
 
     def make(published: Path, interval: float = 0.0) -> ServeSettings:
         return ServeSettings(published=published, features=served_project["features"],

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def client(served_project: dict):
-    from sass_retrieval.serve.app import ServeSettings, create_app
+    from sass_retrieval.serve.app import create_app
+    from sass_retrieval.serve.settings import ServeSettings
 
     app = create_app(ServeSettings(published=served_project["published"], features=served_project["features"],
                                    store=served_project["store"], reload_interval=0))

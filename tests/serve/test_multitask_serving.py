@@ -73,7 +73,8 @@ def test_weights_reorder_one_index_and_match_the_weighted_sum(mt_project: Path, 
 
 def test_the_service_takes_weights_and_refuses_them_for_a_single_objective_version(
         mt_project: Path, served_project: dict) -> None:
-    from sass_retrieval.serve.app import ServeSettings, create_app
+    from sass_retrieval.serve.app import create_app
+    from sass_retrieval.serve.settings import ServeSettings
 
     user = warm_user(served_project)
     app = create_app(ServeSettings(published=served_project["published"], features=served_project["features"],

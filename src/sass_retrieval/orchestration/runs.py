@@ -442,6 +442,13 @@ class RunInfo:
         m = _RUN_TAG.match(self.run_tag or "")
         return int(m.group(2)) if m else 0
 
+    def to_json(self) -> dict[str, Any]:
+        """The run as ``sass runs list --json`` prints it."""
+        return {"day": self.day, "tag": self.tag, "run_tag": self.run_tag, "run_id": self.run_id,
+                "recorded_at": self.recorded_at, "current": self.current, "end_date": self.end_date,
+                "ndcg@50": self.ndcg50, "published": self.published, "winner": self.winner,
+                "version": self.version, "reason": self.reason, "pushed": self.pushed}
+
 
 def _show_json(root: Path, rev: str, path: str) -> Any:
     out = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)

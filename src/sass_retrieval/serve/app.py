@@ -3,7 +3,7 @@
 ``create_app`` is also the uvicorn factory (``sass_retrieval.serve.app:create_app``, ``factory=True``):
 uvicorn needs an import string to start several worker processes, and each worker builds its own app
 (and loads its own copy of the version) from the ``SASS_SERVE_*`` environment variables that
-``pipelines/serve.py`` sets (:meth:`ServeSettings.to_env`).
+``sass serve`` sets (:meth:`~sass_retrieval.serve.settings.ServeSettings.to_env`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -22,39 +21,9 @@ from fastapi.responses import JSONResponse
 from .loader import MAX_K, LoadedVersion, load_version
 from .query import UnknownScenario, WeightsNotSupported, recommend
 from .service import Service
+from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
-
-ENV = {"published": "SASS_SERVE_PUBLISHED", "features": "SASS_SERVE_FEATURES", "store": "SASS_SERVE_STORE",
-       "reload_interval": "SASS_SERVE_RELOAD_INTERVAL", "threads": "SASS_SERVE_THREADS"}
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    published: Path               # the publish folder holding ``current`` (or one version folder)
-    features: Path                # the workspace's split output (data/features)
-    store: Path                   # the store, for the static user and item tables
-    reload_interval: float = 5.0  # seconds between polls of ``current``; <= 0: never reload
-    threads: int | None = None    # torch and FAISS threads per process; None: leave them as they are
-
-    def to_env(self) -> dict[str, str]:
-        """The settings as environment variables, for worker processes started by uvicorn."""
-        env = {ENV["published"]: str(self.published), ENV["features"]: str(self.features),
-               ENV["store"]: str(self.store), ENV["reload_interval"]: str(self.reload_interval)}
-        if self.threads is not None:
-            env[ENV["threads"]] = str(self.threads)
-        return env
-
-    @classmethod
-    def from_env(cls) -> ServeSettings:
-        missing = [v for k, v in ENV.items() if k in ("published", "features", "store") and v not in os.environ]
-        if missing:
-            raise RuntimeError(f"sass serve: {', '.join(missing)} not set (start the service with `sass serve`)")
-        threads = os.environ.get(ENV["threads"])
-        return cls(published=Path(os.environ[ENV["published"]]), features=Path(os.environ[ENV["features"]]),
-                   store=Path(os.environ[ENV["store"]]),
-                   reload_interval=float(os.environ.get(ENV["reload_interval"], "5")),
-                   threads=int(threads) if threads else None)
 
 
 def _error(status: int, error: str, reason: str, **extra) -> JSONResponse:

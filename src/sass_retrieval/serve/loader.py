@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ..rows import CANDIDATE
+
 log = logging.getLogger(__name__)
 
 MAX_K = 1000            # the largest k a request may ask for; popular lists are cut to this length
@@ -101,6 +103,15 @@ def resolve_source(published: Path) -> Path | None:
     return None
 
 
+def version_folder(source: str | Path | None, published: Path, workspace: Path) -> Path:
+    """What ``sass recommend`` answers from: the folder it was given, else the published current version,
+    else the workspace (models/ and indexes/ after ``dvc repro``)."""
+    if source:
+        return Path(source)
+    current = Path(published) / "current"
+    return current.resolve() if current.exists() else Path(workspace)
+
+
 def layout(base: Path, row: str | None = None) -> tuple[str, Path]:
     """(row, folder holding ``<scenario>/index.faiss``) of a published version or a workspace."""
     from ..publish import SERVED_FILE, served_row
@@ -109,7 +120,7 @@ def layout(base: Path, row: str | None = None) -> tuple[str, Path]:
     published = (base / SERVED_FILE).exists() or any((base / "indexes").glob("*/index.faiss"))
     if published:
         return (row or served_row(base)), base / "indexes"
-    row = row or "sass"
+    row = row or CANDIDATE
     return row, base / "indexes" / row
 
 

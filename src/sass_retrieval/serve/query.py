@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..models.multitask import MultiTaskModel, parse_weights, weighted_user_vector
+from ..rows import SPECS
 from .loader import MAX_K, LoadedVersion
 
 UNKNOWN_USER = "unknown_user"   # the id is in no table of the bank: a brand-new or mistyped user
@@ -41,7 +43,8 @@ def request_weights(model: Any, weights: Mapping[str, float] | str, row: str) ->
     """A request's objective weights, checked against the model that will answer it: every objective of a
     multi-task model (models.multitask) gets a weight; a single-objective model refuses them."""
     if not isinstance(model, MultiTaskModel):
-        raise WeightsNotSupported(f"weights apply to a multi-objective model (row sass_mt); this version serves "
+        multi = ", ".join(r.name for r in SPECS if r.multi_objective)
+        raise WeightsNotSupported(f"weights apply to a multi-objective model (row {multi}); this version serves "
                                   f"row {row!r}")
     return parse_weights(weights, model.objectives)
 
@@ -95,3 +98,14 @@ def recommend(version: LoadedVersion, user: int, scenario: str, k: int,
     keep = ids[0] >= 0
     return Recommendation(items=ids[0][keep].tolist(), scores=[round(float(s), 6) for s in scores[0][keep]],
                           fallback=None, reason=None, served_by=serving)
+
+
+def answer(version: LoadedVersion, rec: Recommendation, user: int, scenario: str, source: Path,
+           weights: str | None) -> dict[str, Any]:
+    """``sass recommend``'s output: the request, where it was answered from, and the ranked items (rank from
+    1, video id, score to 5 places)."""
+    items = [{"rank": r + 1, "video_id": v, "score": round(s, 5)}
+             for r, (v, s) in enumerate(zip(rec.items, rec.scores, strict=True))]
+    return {"user": user, "scenario": scenario, "source": str(source), "row": version.row,
+            "version": version.run_id, "fallback": rec.fallback, "reason": rec.reason,
+            "served_by": rec.served_by, "weights": weights, "items": items}

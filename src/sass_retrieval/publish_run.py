@@ -1,0 +1,96 @@
+"""Publishing one run: the gate decides on the evaluate stage's outputs, and a win is installed and made current.
+
+A published version holds what serving and the next day's warm start read: the pretraining model, the
+candidate's and the challenger's models, the winning row's indexes, the metrics and the validation summary,
+plus served.json (which row it serves, and which index serves each scenario skipped that day). It is
+installed under the publish lock and ``current`` moves to it; either way the decision is recorded in
+``<publish.dir>/decisions.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .publish import (
+    SERVED_FILE,
+    Decision,
+    current_version,
+    decide,
+    install_version,
+    point_current,
+    published_metric,
+    record,
+    run_id,
+    served_record,
+    served_row,
+)
+from .rows import CANDIDATE
+from .run import Run, published_dir, safe_path
+
+log = logging.getLogger("publish")
+
+
+def validation_passed(summary: Path) -> bool:
+    """The data validation's summary.json says success (a missing summary is a failed validation)."""
+    return summary.exists() and bool(json.loads(summary.read_text()).get("success"))
+
+
+def version_sources(row: str, challenger: str, metrics: Path, validation: Path) -> dict[str, Path]:
+    """What a version serving ``row`` holds (name in the version -> file or folder in the workspace). The
+    served row's models and indexes must exist; the others go in when they do."""
+    sources = {"models/pretrain": safe_path("models/pretrain"), f"models/{CANDIDATE}": safe_path(f"models/{CANDIDATE}"),
+               f"models/{challenger}": safe_path(f"models/{challenger}"), "indexes": safe_path(f"indexes/{row}"),
+               "metrics.json": metrics, "validation.json": validation}
+    return {k: v for k, v in sources.items() if v.exists() or k in ("indexes", f"models/{row}")}
+
+
+def decision_entry(run: Run, decision: Decision, challenger: str, published: float | None, level: float,
+                   in_service: Path | None) -> dict[str, Any]:
+    """The decision as reports/publish.json and decisions.jsonl hold it (fields in pipelines/publish.py)."""
+    return {"window_end": run.window.test_end, "publish": decision.publish, "reason": decision.reason,
+            "candidate_ndcg@50": decision.candidate, "published_ndcg@50": decision.published,
+            "candidate": CANDIDATE, "challenger": challenger, "best": decision.best, "winner": decision.winner,
+            "served": decision.winner or (served_row(in_service) if in_service else None),
+            "scores": {**decision.scores, "published": published}, "margins": decision.margins, "level": level}
+
+
+def install(root: Path, run: Run, row: str, sources: dict[str, Path]) -> tuple[str, dict[str, str]]:
+    """Install the version serving ``row`` and point ``current`` at it, under the publish lock.
+
+    Returns its id (the same day and the same files give the same id, so re-publishing a rerun is a no-op)
+    and the scenarios skipped today with the scenario whose index serves each."""
+    from .runlock import run_lock
+
+    served = served_record(row, sources["indexes"])
+    files = [f for src in sources.values() for f in ([src] if src.is_file() else sorted(src.rglob("*")))
+             if f.is_file()]
+    vid = run_id(run.window.test_end, files)  # the served row's indexes are among the files
+    with run_lock(root / ".publish.lock", "publish"):
+        target = install_version(root, vid, sources, {SERVED_FILE: json.dumps(served, sort_keys=True) + "\n"})
+        point_current(root, target)
+    return vid, {s: m["served_by"] for s, m in served["fallback"].items()}
+
+
+def publish_run(run: Run, metrics_path: Path, per_pair: Path, validation: Path) -> dict[str, Any]:
+    """Decide, install when the gate says so, record the decision; returns the recorded entry."""
+    root = published_dir(run.params)
+    challenger = str(run.params.publish.challenger)
+    metrics = json.loads(metrics_path.read_text())
+    level = float((metrics.get("significance_config") or {}).get("level", 0.95))
+    published = published_metric(root, metrics)
+    decision = decide(metrics, per_pair, validation_passed(validation), challenger, published,
+                      float(run.params.publish.tolerance))
+    entry = decision_entry(run, decision, challenger, published, level, current_version(root))
+    if decision.publish:
+        row = str(decision.winner)
+        vid, fallback = install(root, run, row, version_sources(row, challenger, metrics_path, validation))
+        if fallback:  # scenarios skipped today: no index of their own, served by another one
+            entry["fallback"] = fallback
+            log.info("skipped scenarios and the index serving them: %s", fallback)
+        entry["version"] = vid
+        log.info("published %s (%s): %s", vid, row, decision.reason)
+    record(root, entry)
+    return entry
