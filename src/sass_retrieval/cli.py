@@ -22,7 +22,7 @@ COMMANDS = {
     "pretrain": ("pipelines.pretrain", "cross-scenario contrastive pretraining"),
     "train": ("pipelines.train", "fine-tune a reference row (--row sass|sass_base|dssm_mixed|dssm_single)"),
     "index": ("pipelines.index", "build one scenario's FAISS index (--scenario S)"),
-    "evaluate": ("pipelines.evaluate", "BENCHMARK.md protocol for every reference row"),
+    "evaluate": ("pipelines.evaluate", "the benchmark protocol (docs/benchmark.md) for every reference row"),
     "report": ("pipelines.report", "HTML + markdown run report"),
     "publish": ("pipelines.publish", "publish gate and atomic swap"),
     "recommend": ("pipelines.recommend", "top-K items for a user in a scenario from the published index"),

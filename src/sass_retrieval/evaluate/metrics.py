@@ -1,4 +1,4 @@
-"""Ranking metrics with binary relevance, vectorised over users (BENCHMARK.md, "Metrics").
+"""Ranking metrics with binary relevance, vectorised over users (docs/benchmark.md, "Metrics").
 
 Inputs everywhere:
 

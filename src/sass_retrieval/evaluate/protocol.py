@@ -1,4 +1,4 @@
-"""The benchmark evaluation protocol (``/work/shared/BENCHMARK.md``), implemented exactly.
+"""The benchmark evaluation protocol (docs/benchmark.md), implemented exactly.
 
 Inputs are two interaction frames (the train window and the test window) whose ``scenario``
 column is already mapped to the run's scenario names (rare raw scenarios already merged into
@@ -11,7 +11,7 @@ Rules:
   the test window and has >= 1 interaction (any label, any scenario) in the train window.
 - Ground truth G = the videos the user clicked in that scenario in the test window, minus the
   videos the user clicked anywhere (any scenario) in the train window. A pair whose G is empty
-  after this removal is dropped: BENCHMARK defines G that way, and a pair with empty G has no
+  after this removal is dropped: the benchmark defines G that way, and a pair with empty G has no
   relevant item, so it cannot score (it would only add zeros to every metric).
 - Candidate pool of a scenario = the videos exposed (any label) in that scenario in the train
   window. A ground-truth video outside the pool is a miss and still counts in |G|.
@@ -99,7 +99,7 @@ def _group_sorted(users: np.ndarray, videos: np.ndarray) -> tuple[np.ndarray, li
 def build_eval_set(train: pd.DataFrame, test: pd.DataFrame, scenarios: Iterable[str], label: str = "is_click") -> EvalSet:
     """Evaluation pairs, ground truth and pools of the reported ``scenarios`` (see module doc).
 
-    ``label``: the test-window column that makes a video relevant (``is_click``, BENCHMARK.md's; ``long_view`` or
+    ``label``: the test-window column that makes a video relevant (``is_click``, the benchmark's; ``long_view`` or
     ``is_like`` score a multi-objective row per objective, data.schema.OBJECTIVES). Only the ground truth
     changes: pairs are the users with >= 1 such video, and the removal of train-window clicks, the pools and
     the exclusion from the ranked list stay the protocol's."""

@@ -1,6 +1,6 @@
 """Load one model version for serving: user tower, feature bank, FAISS indexes and popular lists, once.
 
-Loading torch, the bank and every index takes seconds; answering one user takes about a millisecond.
+Loading torch, the bank and every index is slow; answering one user is one user vector and one search.
 So a server (and ``sass recommend``) loads a version once, into a frozen :class:`LoadedVersion`, and every
 request reads that object only. A new version is loaded aside into a new object and swapped in whole
 (see ``serve.service``), so nothing here is ever mutated after :func:`load_version` returns.

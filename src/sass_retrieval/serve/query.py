@@ -53,8 +53,8 @@ def user_vectors(model: Any, bank: Any, scenario: str, rows: np.ndarray,
                  weights: Mapping[str, float] | None = None) -> np.ndarray:
     """The user tower's vectors for bank ``rows`` in ``scenario``: what evaluate's ``embed_users`` computes,
     minus its per-call ``model.eval()`` (a walk over every module; a served model is loaded in eval mode
-    and never trained) and under ``inference_mode``, a stricter ``no_grad``. Together they take about 40%
-    off one user's embedding, the largest part of a request; tests check both give the same vectors.
+    and never trained) and under ``inference_mode``, a stricter ``no_grad``: both are pure overhead on one
+    user's embedding, the largest part of a request; tests check both give the same vectors.
 
     ``weights`` (:func:`request_weights`' result, a multi-task model only): this request's objective weights.
     They are applied to the per-objective vectors here, never written into the shared model, so concurrent
