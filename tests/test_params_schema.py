@@ -70,6 +70,16 @@ def test_every_knob_is_declared_once_with_its_default_and_a_one_line_description
         assert section is params_schema.ObjectiveWeights or not info.is_required(), key
 
 
+def test_params_yaml_has_at_most_one_comment_line_per_key_and_no_lab_history() -> None:
+    """Why a value is what it is lives in docs/lab/params-history.md; the file says what a key does, in a line."""
+    lines = (ROOT / "params.yaml").read_text().splitlines()
+    first_key = next(i for i, line in enumerate(lines) if line and not line.startswith("#"))
+    continued = [line for line in lines[first_key:] if line.strip().startswith("#")]
+    assert continued == [], "a comment line of its own continues a key's comment"
+    text = "\n".join(lines)
+    assert "bench/results" not in text and "[+0." not in text and "[-0." not in text
+
+
 def test_a_file_that_leaves_a_key_out_is_refused_not_run_on_the_default() -> None:
     assert problems_of(finetune__patience=...) == [
         "params.yaml: finetune.patience: missing (must be an integer > 0)"]

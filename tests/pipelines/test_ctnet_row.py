@@ -113,7 +113,7 @@ def test_a_source_on_every_scenario_publishes_the_largest_tabs_own_epoch(built_p
         from pipelines.common import bank_for, load_run
         from sass_retrieval.train.ctnet import largest_scenario
 
-        large = [largest_scenario(bank_for(load_run("params.yaml"), "data/features", "dssm"))]
+        large = [largest_scenario(bank_for(load_run("params.yaml"), "data/features"))]
         monkeypatch.setattr(ft, "validate_scenarios", scripted)
         assert train.main(["--row", "ctnet", "--no-progress"]) == 0
         folder = Path("models/ctnet")
