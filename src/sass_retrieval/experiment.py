@@ -292,13 +292,11 @@ def strip_pairs(result: Any) -> Any:
 
 def fmt_ci(c: dict[str, Any]) -> str:
     """``+0.0123 [+0.0050, +0.0190]``, bold when the interval excludes 0; '–' when there are no pairs."""
-    # the run report's formatter: one way to write an interval
-    from .evaluate.report import DASH
-    from .evaluate.report import fmt_ci as interval
+    from .evaluate.significance import DASH, format_ci  # the one way to write an interval
 
     if not c.get("pairs"):
         return DASH
-    txt = interval(c.get("diff"), c.get("lo"), c.get("hi"))
+    txt = format_ci(c.get("diff"), c.get("lo"), c.get("hi"))
     return f"**{txt}**" if c.get("significant") and txt != DASH else txt
 
 

@@ -21,7 +21,6 @@ from sass_retrieval.evaluate.report import (
     Table,
     Text,
     draw_figures,
-    fmt_ci,
     gather,
     render_html,
     render_markdown,
@@ -451,10 +450,7 @@ def test_significance_section_for_older_metrics_and_without_metrics():
     assert not any(isinstance(b, Heading) and b.text == "Is the difference real?" for b in none)
 
 
-def test_fmt_ci_and_verdict():
-    assert fmt_ci(0.0123, 0.005, 0.019) == "+0.0123 [+0.0050, +0.0190]"
-    assert fmt_ci(-0.00001, -0.00002, 0.0) == "+0.0000 [+0.0000, +0.0000]"  # never "-0.0000"
-    assert fmt_ci(float("nan"), 0, 0) == "–" and fmt_ci(None, None, None) == "–"
+def test_verdict():   # the interval's text: tests/evaluate/test_significance.py (format_ci)
     assert verdict(boot(0.1, 0.01, 5), "sass", "x") == ("sass better", "pos")
     assert verdict(boot(-0.1, 0.01, 5), "sass", "x") == ("x better", "neg")
     assert verdict(boot(0.0, 0.01, 5), "sass", "x") == ("no measurable difference", "muted")

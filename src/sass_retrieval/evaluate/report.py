@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..data.schema import OBJECTIVES
 from ..gitinfo import head_commit
+from .significance import format_ci
 from .slices import SLICE_DESCRIPTIONS, SLICES
 
 HEADLINE = ("ndcg@50", "hit_rate@50")
@@ -904,19 +905,6 @@ def _slice_rank(name: str) -> tuple[int, str]:
     return (SLICE_ORDER.index(name) if name in SLICE_ORDER else len(SLICE_ORDER), name)
 
 
-def fmt_ci(diff: Any, lo: Any, hi: Any, digits: int = 4) -> str:
-    """``+0.0123 [+0.0050, +0.0190]``; a dash when the difference is undefined (no pairs)."""
-    vals = [_num(v) for v in (diff, lo, hi)]
-    if any(v is None for v in vals):
-        return DASH
-
-    def f(v: float) -> str:
-        return f"{round(v, digits) + 0.0:+.{digits}f}"  # + 0.0: no "-0.0000"
-
-    d, a, b = vals
-    return f"{f(d)} [{f(a)}, {f(b)}]"
-
-
 def verdict(res: Mapping[str, Any] | None, reference: str, row: str) -> tuple[str, str | None]:
     """(text, tone) of one bootstrap result: who is better, or "no measurable difference"."""
     if not res or _num(res.get("diff")) is None:
@@ -940,7 +928,7 @@ def significance_table(rep: RunReport, slice_name: str) -> Table:
         for scope in [*scen, "macro"]:
             r = res.get(scope) or {}
             _, tone = verdict(r, reference, row)
-            ci = fmt_ci(r.get("diff"), r.get("lo"), r.get("hi"))
+            ci = format_ci(r.get("diff"), r.get("lo"), r.get("hi"))
             cells.append(Cell(ci if ci != DASH else f"{DASH} (no pairs)", bold=bool(r.get("significant")),
                               tone=tone, num=True))
         text, tone = verdict(res.get("macro"), reference, row)
@@ -1086,7 +1074,7 @@ def _champion(rep: RunReport) -> list[Block]:
     margins = g.get("margins") or {}
     if margins:
         blocks.append(Table(["comparison", "Δ macro NDCG@50 [paired 95% CI]", "verdict"],
-                            [[Cell(k.replace("-", " − ")), Cell(fmt_ci(m.get("diff"), m.get("lo"), m.get("hi")), num=True),
+                            [[Cell(k.replace("-", " − ")), Cell(format_ci(m.get("diff"), m.get("lo"), m.get("hi")), num=True),
                               Cell("significant" if m.get("significant") else "no measurable difference")]
                              for k, m in margins.items()]))
     return blocks
