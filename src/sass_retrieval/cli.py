@@ -14,13 +14,15 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .rows import TRAINED_ROWS, help_text
+
 COMMANDS = {
     "params": ("pipelines.check_params", "check params.yaml against the schema (exit 3 on a bad key or value)"),
     "ingest": ("pipelines.ingest", "raw logs -> canonical daily Parquet store"),
     "validate": ("pipelines.validate", "Great Expectations suites; stops the run on bad data"),
     "split": ("pipelines.split", "per-scenario features and samples (--scenario S | --pairs)"),
     "pretrain": ("pipelines.pretrain", "cross-scenario contrastive pretraining"),
-    "train": ("pipelines.train", "fine-tune a reference row (--row sass|sass_base|dssm_mixed|dssm_single)"),
+    "train": ("pipelines.train", f"fine-tune a trained row (--row {help_text(TRAINED_ROWS)})"),
     "index": ("pipelines.index", "build one scenario's FAISS index (--scenario S)"),
     "evaluate": ("pipelines.evaluate", "the benchmark protocol (docs/benchmark.md) for every reference row"),
     "report": ("pipelines.report", "HTML + markdown run report"),
