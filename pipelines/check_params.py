@@ -14,9 +14,9 @@ and no marker (DVC removes a stage's outputs before running it).
 from __future__ import annotations
 
 import argparse
-import uuid
 from pathlib import Path
 
+from sass_retrieval.atomic import write_text
 from sass_retrieval.config import load_params
 from sass_retrieval.errors import EXIT_BAD_CONFIG
 
@@ -34,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.unlink(missing_ok=True)
     load_params(args.params)   # ConfigError: one `error:` line per problem, exit 3 (sass_retrieval.errors)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(MARKER_TEXT)
-    tmp.replace(out)
+    write_text(out, MARKER_TEXT)
     print(f"{args.params}: valid")
     return 0
 

@@ -7,7 +7,6 @@ or an Airflow run that rewrites the window changes every stage consistently.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .atomic import atomic_path
 from .errors import BadConfigError
 
 if TYPE_CHECKING:
@@ -96,10 +96,8 @@ def update_params_file(path: str | Path, settings: Mapping[str, Any]) -> dict[st
     with path.open() as fh:
         doc = yml.load(fh)
     previous = {k: set_dotted(doc, k, v) for k, v in settings.items()}
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("w") as fh:
+    with atomic_path(path) as tmp, tmp.open("w") as fh:
         yml.dump(doc, fh)
-    tmp.replace(path)
     return previous
 
 

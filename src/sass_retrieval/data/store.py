@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..atomic import swap_dir
+from ..atomic import atomic_path, staged_dir, swap_dir, temp_path
 from ..errors import BadInputError
 from .schema import (
     INTERACTIONS,
@@ -46,9 +45,8 @@ class MissingDays(BadInputError, ValueError):
 def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def write_table(df: pd.DataFrame, store: Path, table: Table) -> Path:
@@ -67,7 +65,7 @@ class DayWriter:
 
     def __init__(self, store: Path) -> None:
         self.store = Path(store)
-        self.staging = interactions_dir(self.store) / f".staging-{uuid.uuid4().hex}"
+        self.staging = temp_path(interactions_dir(self.store) / "staging", "")
         self.parts: dict[int, int] = {}
 
     def write(self, chunk: pd.DataFrame, source: str = "<chunk>") -> None:
@@ -83,12 +81,7 @@ class DayWriter:
     def commit(self) -> list[int]:
         dates = sorted(self.parts)
         for date in dates:
-            target = day_dir(self.store, date)
-            old = target.with_name(target.name + f".old-{uuid.uuid4().hex}")
-            if target.exists():
-                target.rename(old)
-            (self.staging / f"date={date}").rename(target)
-            shutil.rmtree(old, ignore_errors=True)
+            swap_dir(self.staging / f"date={date}", day_dir(self.store, date))
         shutil.rmtree(self.staging, ignore_errors=True)
         return dates
 
@@ -140,16 +133,8 @@ def read_items(store: Path) -> pd.DataFrame:
 def staged_store(store: Path) -> Iterator[Path]:
     """A new, empty store folder beside ``store``; it replaces ``store`` when the block ends normally and
     is deleted when the block raises, so a failed ingest leaves the previous store byte for byte."""
-    store = Path(store)
-    store.parent.mkdir(parents=True, exist_ok=True)
-    new = store.with_name(f".{store.name}.{uuid.uuid4().hex}.new")
-    new.mkdir()
-    try:
+    with staged_dir(store, suffix=".new") as new:
         yield new
-    except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
-        raise
-    swap_dir(new, store)
 
 
 def current_days(store: Path, dates: Iterable[int]) -> list[int]:

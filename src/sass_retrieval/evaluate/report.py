@@ -34,6 +34,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from ..atomic import write_text
 from ..data.schema import OBJECTIVES
 from ..gitinfo import head_commit
 from .significance import format_ci
@@ -1137,8 +1138,6 @@ def write_report(rep: RunReport, out_dir: str | Path, figs: Mapping[str, Figure]
         (images / f"{name}.png").write_bytes(f.png)
         written[name] = images / f"{name}.png"
     for name, text in (("index.html", render_html(rep, figs)), ("report.md", render_markdown(rep, figs))):
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out_dir / name)
+        write_text(out_dir / name, text)
         written[name] = out_dir / name
     return written

@@ -34,16 +34,14 @@ reader never sees a half-written file and a failed write leaves the previous ind
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import MissingPrerequisiteError
 from ..params_schema import Index
 
@@ -230,25 +228,8 @@ def recall_against_exact(index: faiss.Index, vectors: np.ndarray, ids: np.ndarra
 
 def save_index(index: faiss.Index, path: Path) -> None:
     """Write ``index`` to ``path`` atomically: a temporary file in the same directory, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path, durable=True) as tmp:   # fsynced, and the rename persisted
         faiss.write_index(index, str(tmp))
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # persist the rename; not possible on every filesystem
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def load_index(path: Path) -> faiss.Index:
