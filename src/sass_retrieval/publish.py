@@ -27,6 +27,7 @@ from typing import Any
 from .atomic import atomic_path, staged_dir
 from .rows import CANDIDATE
 
+PUBLISHED = "published"       # the metrics row of the model in service, re-scored on a run's pairs (evaluate.daily)
 SERVED_FILE = "served.json"   # in a version folder: {"row": the reference row whose model and indexes it serves,
                               #  "fallback": {skipped scenario: its skipped.json marker, "served_by" included}}
 
@@ -145,9 +146,9 @@ def decide(metrics: dict, per_pair: Path, validation_ok: bool, challenger: str, 
         margins[f"{CANDIDATE}-{challenger}"] = vs
     lead = None
     finite = {r: v for r, v in scores.items() if _finite(v)}
-    if finite and "published" in metrics.get("rows", {}):
+    if finite and PUBLISHED in metrics.get("rows", {}):
         best = max(finite, key=lambda r: (finite[r], r == CANDIDATE))
-        lead = paired_margin(per_pair, best, "published", config)
+        lead = paired_margin(per_pair, best, PUBLISHED, config)
     return gate(validation_ok, scores, published, lead, tolerance=tolerance,
                 level=float(config.get("level", 0.95)), margins=margins)
 
@@ -182,8 +183,8 @@ def served_record(row: str, indexes: Path) -> dict[str, Any]:
 def published_metric(root: Path, metrics: dict | None = None) -> float | None:
     """Macro NDCG@50 of the model in service: re-scored on this run's window when the evaluate stage
     did so (row "published"), else the number recorded when it was published."""
-    if metrics and "published" in metrics.get("rows", {}):
-        return float(metrics["rows"]["published"]["macro"]["ndcg@50"])
+    if metrics and PUBLISHED in metrics.get("rows", {}):
+        return float(metrics["rows"][PUBLISHED]["macro"]["ndcg@50"])
     cur = current_version(root)
     if cur is None or not (cur / "metrics.json").exists():
         return None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .publish import (
+    PUBLISHED,
     SERVED_FILE,
     Decision,
     current_version,
@@ -54,7 +55,7 @@ def decision_entry(run: Run, decision: Decision, challenger: str, published: flo
             "candidate_ndcg@50": decision.candidate, "published_ndcg@50": decision.published,
             "candidate": CANDIDATE, "challenger": challenger, "best": decision.best, "winner": decision.winner,
             "served": decision.winner or (served_row(in_service) if in_service else None),
-            "scores": {**decision.scores, "published": published}, "margins": decision.margins, "level": level}
+            "scores": {**decision.scores, PUBLISHED: published}, "margins": decision.margins, "level": level}
 
 
 def install(root: Path, run: Run, row: str, sources: dict[str, Path]) -> tuple[str, dict[str, str]]:

@@ -26,6 +26,7 @@ from ..index.faiss_index import load_index
 from ..models.bank import FeatureBank
 from ..models.checkpoint import load_row_models
 from ..params_schema import Params
+from ..publish import PUBLISHED
 from ..rows import CANDIDATE, REGISTRY, spec
 from ..run import Run, published_dir, read_mapped
 from .embedding_recommender import EmbeddingRecommender
@@ -40,7 +41,6 @@ from .slices import build_slices, evaluate_slices, slice_summary, tail_threshold
 log = logging.getLogger("evaluate")
 
 HEADLINE = ("ndcg@50", "hit_rate@50")
-PUBLISHED = "published"   # the row of the model in service, re-scored on this run's pairs
 BOOTSTRAP_METHOD = ("paired percentile bootstrap over evaluation pairs, stratified by scenario; "
                     "diff = reference - row")
 

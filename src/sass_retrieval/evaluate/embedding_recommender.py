@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..index.faiss_index import IndexConfig, build_index, search
+from ..index.faiss_index import build_index, search
 from ..models.bank import FeatureBank, click_prior
 from ..models.retrieval import RetrievalModel
+from ..params_schema import Index
 
 
 def vector_dim(model: RetrievalModel) -> int:
@@ -54,12 +55,15 @@ def serving_prior(model: RetrievalModel, bank: FeatureBank, scenario: str, rows:
 
 
 class EmbeddingRecommender:
-    """``models`` maps scenario -> model (one shared model, or one per scenario for dssm_single)."""
+    """``models`` maps scenario -> model (one shared model, or one per scenario for dssm_single).
 
-    def __init__(self, models: dict[str, RetrievalModel], bank: FeatureBank, index_cfg: IndexConfig | None = None,
+    ``indexes``: the row's own FAISS files per scenario; a scenario without one gets an index built here with
+    ``index_cfg`` (params.yaml's index section; None: its defaults, an exact flat index)."""
+
+    def __init__(self, models: dict[str, RetrievalModel], bank: FeatureBank, index_cfg: Index | None = None,
                  indexes: dict[str, object] | None = None):
         self.models, self.bank = models, bank
-        self.cfg = index_cfg or IndexConfig()
+        self.cfg = index_cfg or Index()
         self.indexes: dict[str, object] = dict(indexes or {})
 
     def index_for(self, scenario: str):
