@@ -42,6 +42,7 @@ class Run:
     store: Path
     window: Window
     scenarios: ScenarioMap
+    params_path: Path = Path("params.yaml")   # the file the params came from (named in error messages)
 
     @property
     def names(self) -> list[str]:
@@ -62,7 +63,7 @@ def load_run(params_path: str | Path) -> Run:
     train = read_interactions(store, window.train_start, window.train_end, columns=["scenario"])
     declared = [s for s in params.scenarios.names if s != OTHER]
     smap = scenario_map(train["scenario"].value_counts(), declared, params.scenarios.min_scenario_rows)
-    return Run(params=params, store=store, window=window, scenarios=smap)
+    return Run(params=params, store=store, window=window, scenarios=smap, params_path=Path(params_path))
 
 
 def read_mapped(run: Run, start: int, end: int) -> pd.DataFrame:

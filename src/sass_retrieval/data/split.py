@@ -1,0 +1,59 @@
+"""Writing a run's split: one scenario's feature tables and samples, or the cross-scenario pretraining pairs.
+
+Each is written beside its folder and swapped in whole (atomic.swap_dir), so a failed split leaves the
+previous one. A declared scenario skipped today (too few training rows, data.features.skipped_scenarios)
+gets a marker instead of features, and the day goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..atomic import swap_dir, temp_path
+from ..config import ConfigError
+from ..run import Run, read_mapped
+from .features import (
+    skipped_scenarios,
+    split_meta,
+    write_pairs_split,
+    write_scenario_split,
+    write_skipped_split,
+)
+from .store import read_items, read_users
+
+log = logging.getLogger("split")
+
+PAIRS = "pairs"   # the pretraining pairs' folder beside the scenarios'
+
+
+def write_run_split(run: Run, out: Path, scenario: str | None) -> dict[str, Any]:
+    """``out/<scenario>`` (or ``out/pairs`` when ``scenario`` is None) for the run's training window; its stats."""
+    w = run.window
+    declared = run.params.scenarios.names
+    if scenario is not None and scenario not in declared:
+        raise ConfigError(f"{run.params_path}: scenarios.names: does not list the scenario {scenario!r}: {declared}")
+    train = read_mapped(run, w.train_start, w.train_end)
+    meta = split_meta(run.names, list(run.scenarios.reported), run.scenarios.mapping, w.train_dates, w.test_dates,
+                      run.params.features.seq_len)
+    name = PAIRS if scenario is None else scenario
+    tmp = temp_path(out / name)
+    try:
+        if scenario is None:
+            stats = write_pairs_split(tmp, train, meta)
+        else:
+            skipped = skipped_scenarios(declared, run.scenarios, run.names).get(scenario)
+            if skipped is not None:  # a marker instead of features: the stage succeeds, the day goes on
+                log.warning("scenario %s skipped today (%s, %s..%s): a marker, no features; served by %r", scenario,
+                            skipped.reason, w.train_start, w.train_end, skipped.served_by)
+                stats = write_skipped_split(tmp, skipped)
+            else:
+                stats = write_scenario_split(tmp, train, scenario, read_users(run.store), read_items(run.store), meta)
+            if stats["rows"] == 0 and skipped is None:
+                log.warning("scenario %s has no training rows in %s..%s", scenario, w.train_start, w.train_end)
+        swap_dir(tmp, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stats
