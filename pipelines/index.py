@@ -8,8 +8,9 @@ naming the scenario that serves it (sass_retrieval.index.routing); the stage suc
 from __future__ import annotations
 
 from sass_retrieval.rows import CANDIDATE
+from sass_retrieval.run import load_run, safe_path
 
-from .base import load_run, parser, safe_path, setup_logging
+from .base import parser, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from sass_retrieval.config import load_params, project_path
 from sass_retrieval.data.ingest import ingest
+from sass_retrieval.run import safe_path
 
-from .base import parser, safe_path, setup_logging
+from .base import parser, setup_logging
 
 log = logging.getLogger("ingest")
 

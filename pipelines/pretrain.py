@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import time
 
-from .common import load_run, parser, safe_path, setup_logging, write_json
+from sass_retrieval.atomic import write_json
+from sass_retrieval.run import load_run, safe_path
+
+from .base import parser, setup_logging
 
 log = logging.getLogger("pretrain")
 

@@ -7,8 +7,9 @@ import logging
 import time
 
 from sass_retrieval.data.split import PAIRS, write_run_split
+from sass_retrieval.run import load_run, safe_path
 
-from .base import load_run, parser, safe_path, setup_logging
+from .base import parser, setup_logging
 
 log = logging.getLogger("split")
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 import time
 
+from sass_retrieval.atomic import write_json
 from sass_retrieval.rows import TRAINED_ROWS, spec
+from sass_retrieval.run import load_run, safe_path
 
-from .common import load_run, parser, safe_path, setup_logging, write_json
+from .base import parser, setup_logging
 
 log = logging.getLogger("train")
 

@@ -6,8 +6,9 @@ import logging
 
 from sass_retrieval.data.validation import validate_store
 from sass_retrieval.params_schema import Params
+from sass_retrieval.run import load_run, safe_path
 
-from .base import load_run, parser, safe_path, setup_logging
+from .base import parser, setup_logging
 
 log = logging.getLogger("validate")
 
