@@ -28,12 +28,13 @@ def project(built_project: Path, tmp_path_factory) -> Path:
 def test_pipeline_writes_every_artefact(project: Path) -> None:
     for rel in ("data/store/ingest.json", "reports/validation/summary.json", "reports/validation/data_docs/index.html",
                 "data/features/s0/positives.parquet", "data/features/pairs/users.parquet",
-                "models/pretrain/model.pt", "models/pretrain/loss.csv", "models/sass/model.pt",
+                "models/pretrain/model.pt", "models/sass/model.pt",
                 "models/dssm_mixed/model.pt", "indexes/sass/s1/index.faiss", "indexes/dssm_mixed/s1/index.faiss",
                 "metrics/metrics.json", "metrics/per_pair.npz", "plots/per_scenario.json",
-                # DVCLive's per-epoch curves (dvc plots show), beside the loss CSVs the report reads
+                # DVCLive's curves (dvc plots show and the run report): per epoch and per step
                 "models/pretrain/dvclive/plots/metrics/loss.tsv", "models/sass/dvclive/metrics.json",
-                "models/sass/dvclive/plots/metrics/loss-select.tsv"):
+                "models/sass/dvclive/plots/metrics/loss-select.tsv",
+                "models/pretrain/dvclive/plots/metrics/per_step/loss.tsv"):
         assert (project / rel).exists(), rel
     metrics = json.loads((project / "metrics/metrics.json").read_text())
     assert set(metrics["rows"]) == {"popular", "dssm_mixed", "sass"}

@@ -1,4 +1,4 @@
-"""What pretraining and fine-tuning share: settings, seeding, resumable epochs, loss logs.
+"""What pretraining and fine-tuning share: settings, seeding, resumable epochs, training curves.
 
 Resuming relies on determinism rather than saved RNG state: the order of an epoch and the draws of a
 step are seeded by (seed, epoch, step), so a run restarted from its last checkpoint replays exactly
@@ -7,7 +7,6 @@ the batches it had not done yet.
 
 from __future__ import annotations
 
-import csv
 import logging
 import random
 import time
@@ -101,57 +100,54 @@ def make_optimizer(model: torch.nn.Module, s: LoopSettings) -> PairedOptimizer:
     return PairedOptimizer(model, s)
 
 
-class LossLog:
-    """Per-step loss rows in a CSV that `dvc plots` can draw; appends when a run resumes."""
-
-    def __init__(self, path: Path, fields: list[str], resume: bool) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fields = fields
-        fresh = not (resume and self.path.exists())
-        self.fh = self.path.open("w" if fresh else "a", newline="")
-        self.writer = csv.DictWriter(self.fh, fieldnames=fields)
-        if fresh:
-            self.writer.writeheader()
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow({k: row.get(k, "") for k in self.fields})
-
-    def close(self) -> None:
-        self.fh.close()
+PER_STEP = "per_step"  # DVCLive's folder of the per-step series: plots/metrics/per_step/<series>.tsv
 
 
 class LiveLog:
-    """Per-epoch curves through DVCLive, in ``<model folder>/dvclive`` beside the loss CSVs (which the run
-    report reads): ``dvc plots show`` draws ``plots/metrics/*.tsv`` (declared in dvc.yaml), ``dvc exp show``
-    and ``dvc metrics show`` see the last values in ``metrics.json``.
+    """The training curves, through DVCLive, in ``<model folder>/dvclive``: their one record. dvc.yaml's
+    ``plots:`` declares the folders for ``dvc plots show``, the run report draws the same TSVs, and ``dvc exp
+    show`` / ``dvc metrics show`` read the last per-epoch values in ``metrics.json``.
 
-    One folder serves every phase of a stage (``loss``, ``loss-select``, ``loss-refit``...): each phase
-    logs under its own name, with the epoch as step, and a fresh (not resumed) phase drops only its own
-    old series (the model folders persist between runs).
+    One folder serves every phase of a stage, each under its own series name (``loss``, ``loss-select``,
+    ``loss-refit``...): ``plots/metrics/<name>.tsv`` is the phase's mean loss per epoch (step = epoch), beside
+    the epoch's other metrics (``val_ndcg@50``), and ``plots/metrics/per_step/<name>.tsv`` the loss of every
+    optimiser step (step = the phase's step count). A resumed phase appends to its series; a fresh one drops the
+    old file of each series before its first point, since the model folders persist between runs.
     """
 
-    def __init__(self, loss_log: Path, resume: bool) -> None:
-        self.name = Path(loss_log).stem
+    def __init__(self, folder: Path, name: str, resume: bool) -> None:
+        self.name = name
+        self.fresh = not resume
+        self.started: set[str] = set()
         self.live = None
-        folder = Path(loss_log).parent / "dvclive"
         try:
             from dvclive import Live
 
-            if not resume:
-                for old in (folder / "plots" / "metrics").glob(f"{self.name}*.tsv"):
-                    old.unlink()
             self.live = Live(dir=str(folder), resume=True, save_dvc_exp=False, dvcyaml=None, report=None)
         except Exception as exc:  # noqa: BLE001 - curves are a convenience; never fail a training run for them
             log.warning("DVCLive disabled for %s: %s", folder, exc)
 
+    def _point(self, key: str, step: int, value: float) -> None:
+        if key not in self.started:
+            self.started.add(key)
+            if self.fresh:
+                (Path(self.live.plots_dir) / "metrics" / f"{key}.tsv").unlink(missing_ok=True)
+        self.live.step = step
+        self.live.log_metric(key, value)
+
+    def log_step(self, step: int, loss: float) -> None:
+        if self.live is None:
+            return
+        self._point(f"{PER_STEP}/{self.name}", step, loss)
+        self.live.summary.pop(PER_STEP, None)  # metrics.json: the per-epoch values only
+
     def log(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.live is None:
             return
-        self.live.step = epoch + 1
         for key, value in metrics.items():
             if value == value:  # NaN (an empty epoch) is not a point
-                self.live.log_metric(key if key != "loss" else self.name, float(value))
+                self._point(key if key != "loss" else self.name, epoch + 1, float(value))
+        self.live.step = epoch + 1
         self.live.make_summary()
 
     def close(self) -> None:
@@ -169,7 +165,7 @@ class Stateful(Protocol):
 
 def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callable[[int], int],
                batches: Callable[[int], Iterator[tuple[int, Callable[[], torch.Tensor]]]],
-               resume_path: Path, loss_log: Path, desc: str,
+               resume_path: Path, curve: Path, desc: str,
                on_epoch_end: Callable[[int], bool] | None = None,
                average: EpochAverage | None = None, memory: Stateful | None = None) -> dict[str, Any]:
     """Train for settings.epochs; ``batches(epoch)`` yields (step, closure returning the loss).
@@ -183,7 +179,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
     the resume checkpoint, so a resumed run averages the same epochs as an uninterrupted one. ``memory`` is
     what ``on_epoch_end`` remembers across epochs (early stopping's best epochs and their weights): it travels
     in the resume checkpoint too, written after ``on_epoch_end`` has seen the epoch, so a resumed run selects
-    the epoch an uninterrupted one would.
+    the epoch an uninterrupted one would. ``curve`` is ``<model folder>/<series name>``: the loss curves go to
+    DVCLive in ``<model folder>/dvclive`` under that name (:class:`LiveLog`).
     """
     rank, n_proc = world()
     broadcast_model(model)
@@ -221,8 +218,7 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
             if memory is not None:
                 memory.load_state_dict(payload["state"].get("memory", {}))
             log.info("%s: resuming at epoch %d step %d", desc, start_epoch, start_step)
-    logger = LossLog(loss_log if rank == 0 else Path(f"{loss_log}.rank{rank}"), ["step", "epoch", "loss"], resume)
-    live = LiveLog(loss_log, resume) if rank == 0 else None
+    live = LiveLog(Path(curve).parent / "dvclive", Path(curve).name, resume) if rank == 0 else None
     history: list[float] = []
     stopped_early = False
     last_save = time.monotonic()
@@ -256,7 +252,8 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 global_step += 1
                 value = float(loss.detach())
                 losses.append(value)
-                logger.write({"step": global_step, "epoch": epoch, "loss": round(value, 6)})
+                if live is not None:
+                    live.log_step(global_step, value)
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}")
                 if settings.checkpoint_every and global_step % settings.checkpoint_every == 0:
@@ -280,7 +277,6 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 stopped_early = True
                 break
     finally:
-        logger.close()
         if live is not None:
             live.close()
     # Finished: the resume checkpoint has done its job. Left behind, it would make the next run in this
