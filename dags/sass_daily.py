@@ -7,7 +7,8 @@
   (``split``, ``index``; ``reference`` when evaluate.benchmark_rows lists rows) is one mapped task,
   ``.expand(item=[...])``, whose instances run in parallel.
 - Each task runs the stage's resolved cmd itself, then records it in dvc.lock with ``dvc commit`` under a
-  process-level file lock, so parallel instances never fight over DVC's repo lock.
+  process-level file lock (``sass_retrieval.runlock.dvc_lock``), so parallel instances never fight over
+  DVC's repo lock.
 - ``configure`` writes the run's day (the date of data_interval_start, or the ``end_date`` param) into
   params.yaml ``window.end_date``; ``record_run`` pushes the DVC cache and commits dvc.lock, params.yaml
   and the metrics to git as tag ``day-YYYYMMDD`` (``dvc metrics diff day-A day-B``, ``sass runs list``).
@@ -75,11 +76,11 @@ def _fail(exc):
 
 
 def _run(stage: str) -> None:
-    from sass_retrieval.orchestration import runs
+    from sass_retrieval.orchestration import stages
 
     try:
-        runs.run_stage(ROOT, stage, logger=log)
-    except runs.StageFailed as exc:
+        stages.run_stage(ROOT, stage, logger=log)
+    except stages.StageFailed as exc:
         if exc.final:
             raise _fail(exc) from exc
         raise

@@ -109,13 +109,11 @@ def test_task_groups_collapse_foreach_into_one_mapped_task(project: Path) -> Non
     groups = {g.name: g for g in task_groups(load_graph(project))}
     assert list(groups) == ["prepare", "per_item", "per_model", "sweep", "evaluate"]
     assert groups["prepare"].items is None and not groups["prepare"].mapped
-    assert groups["per_item"].items == ("a", "b") and groups["per_item"].stage_for("b") == "per_item@b"
+    assert groups["per_item"].items == ("a", "b") and groups["per_item"].stages == ("per_item@a", "per_item@b")
     assert groups["per_model"].items == ("small", "large")
     assert groups["per_model"].upstream == ("per_item",)
     assert groups["sweep"].upstream == ("per_item",)
     assert groups["evaluate"].upstream == ("per_model",)
-    with pytest.raises(GraphError):
-        groups["per_item"].stage_for("zzz")
 
 
 def test_the_graph_is_cached_and_regenerated_when_dvc_yaml_or_params_change(project: Path) -> None:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import multiprocessing as mp
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from sass_retrieval.errors import EXIT_BAD_INPUT, EXIT_MISSING, run_main
-from sass_retrieval.orchestration import runs
+from sass_retrieval.orchestration import runs, stages
 
 MAKE = """\
 import json, pathlib, sys, time, yaml
@@ -93,12 +91,12 @@ def project(tmp_path: Path) -> Path:
 
 
 def run_all(root: Path, parallel: bool = True) -> None:
-    runs.run_stage(root, "train")
+    stages.run_stage(root, "train")
     errors: list[BaseException] = []
 
     def one(item: str) -> None:
         try:
-            runs.run_stage(root, f"index@{item}")
+            stages.run_stage(root, f"index@{item}")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -110,7 +108,7 @@ def run_all(root: Path, parallel: bool = True) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
-    runs.run_stage(root, "evaluate")
+    stages.run_stage(root, "evaluate")
 
 
 def set_version(root: Path, v: int) -> None:
@@ -132,41 +130,18 @@ def test_parallel_stages_then_locked_commits_leave_dvc_clean(project: Path) -> N
 
 def test_failed_stage_raises_with_exit_code(project: Path) -> None:
     (project / "dvc.yaml").write_text(DVC_YAML + "  broken:\n    cmd: python make.py - fail 2\n")
-    with pytest.raises(runs.StageFailed) as info:
-        runs.run_stage(project, "broken")
+    with pytest.raises(stages.StageFailed) as info:
+        stages.run_stage(project, "broken")
     assert info.value.returncode == 2 and info.value.final
-    assert not runs.StageFailed("x", 1).final
-    assert runs.StageFailed("params", 3).final  # params.yaml does not validate: retrying can not help
+    assert not stages.StageFailed("x", 1).final
+    assert stages.StageFailed("params", 3).final  # params.yaml does not validate: retrying can not help
     assert not (project / "dvc.lock").exists()  # nothing recorded for a failed stage
     with pytest.raises(KeyError):
-        runs.run_stage(project, "nope")
-
-
-def _hold_lock(root: str, seconds: float, ready) -> None:
-    with runs.dvc_lock(root):
-        ready.set()
-        time.sleep(seconds)
-
-
-def test_dvc_lock_excludes_other_processes(tmp_path: Path) -> None:
-    ctx = mp.get_context("spawn")
-    ready = ctx.Event()
-    p = ctx.Process(target=_hold_lock, args=(str(tmp_path), 1.5, ready))
-    p.start()
-    try:
-        assert ready.wait(30)
-        t0 = time.monotonic()
-        with pytest.raises(TimeoutError), runs.dvc_lock(tmp_path, timeout=0.3):
-            pass
-        with runs.dvc_lock(tmp_path):
-            waited = time.monotonic() - t0
-        assert waited > 0.8
-    finally:
-        p.join(30)
+        stages.run_stage(project, "nope")
 
 
 def test_stage_env_puts_project_and_interpreter_first(tmp_path: Path) -> None:
-    env = runs.stage_env(tmp_path, {"PATH": "/usr/bin", "PYTHONPATH": "/x"})
+    env = stages.stage_env(tmp_path, {"PATH": "/usr/bin", "PYTHONPATH": "/x"})
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
     assert env["PYTHONPATH"].split(":")[:3] == [str(tmp_path.resolve() / "src"), str(tmp_path.resolve()), "/x"]
     assert env["SASS_PROJECT_DIR"] == str(tmp_path.resolve())
