@@ -153,26 +153,14 @@ def make_window(end_date: int, train_days: int, test_days: int) -> Window:
     return Window(train_start, train_end, test_start, test_end)
 
 
-def resolve_window(window: WindowParams | Any, available_dates: list[int]) -> Window:
+def resolve_window(window: WindowParams, available_dates: list[int]) -> Window:
     """The run's days from params.yaml's ``window`` section; end_date 'auto' means the last day in the store."""
-    if not hasattr(window, "end_date"):   # transitional: the whole Params or the raw mapping
-        window = window["window"] if isinstance(window, Mapping) else window.window
-        window = window if hasattr(window, "end_date") else _WindowValues(**window)
     end = window.end_date
     if str(end) == "auto":
         if not available_dates:
             raise ConfigError("window.end_date is 'auto' but the store holds no days; run `sass ingest` first")
         end = max(available_dates)
     return make_window(fmt_date(parse_date(end)), int(window.train_days), int(window.test_days))
-
-
-@dataclass(frozen=True)
-class _WindowValues:
-    """Transitional: the raw mapping's window section, for callers that have not moved to Params."""
-
-    end_date: int | str
-    test_days: int
-    train_days: int
 
 
 def project_path(params_path: Path, value: str | Path) -> Path:

@@ -126,15 +126,6 @@ class Section(BaseModel):
     # validate_default: a default goes through the same checks (and conversions: 1 -> 1.0) as a file's value
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False, validate_default=True)
 
-    # Transitional: dict-style reads while the readers move to attributes; removed with the last of them.
-    def __getitem__(self, key: str) -> Any:
-        if key not in type(self).model_fields:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in type(self).model_fields else default
-
 
 # ---------------------------------------------------------------- sections of params.yaml
 #

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sass_retrieval.index.faiss_index import IndexConfig, build_index, search
+from sass_retrieval.index.faiss_index import build_index, search
 from sass_retrieval.models.checkpoint import load_model
 from sass_retrieval.models.multitask import (
     MultiTaskModel,
@@ -19,6 +19,7 @@ from sass_retrieval.models.multitask import (
     weighted_user_vector,
 )
 from sass_retrieval.models.retrieval import ModelConfig, RetrievalModel
+from sass_retrieval.params_schema import Index
 from sass_retrieval.train.checkpoint import save_checkpoint
 
 CFG = dict(arch="sass", scenarios=["a", "b"], n_user_fields=2, n_item_fields=2, user_buckets=50, video_buckets=60,
@@ -76,7 +77,7 @@ def test_one_index_serves_every_weighting_and_the_checkpoint_round_trips(tmp_pat
     users, items = _batch(5, "user"), _batch(40, "item")
     with torch.no_grad():
         iv = model.item_vectors(items)[0].numpy()
-        index = build_index(iv, np.arange(40, dtype=np.int64), IndexConfig())   # refuses non-unit vectors
+        index = build_index(iv, np.arange(40, dtype=np.int64), Index())   # refuses non-unit vectors
         hu, _ = model.objective_vectors(users, "user")
         hi, _ = model.objective_vectors(items, "item")
         for w in ("click=1", "long_view=1", "click=1,long_view=0.5,like=0.2"):

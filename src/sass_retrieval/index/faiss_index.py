@@ -61,7 +61,8 @@ class IndexLoadError(MissingPrerequisiteError, RuntimeError):
         super().__init__(f"cannot load FAISS index {self.path}: {reason}")
 
 
-# The index's configuration is params.yaml's index section (its kinds, bounds and defaults are declared there).
+# The index's configuration is params.yaml's index section (params_schema.Index: kinds, bounds and defaults).
+# Transitional name for the callers (bench, serving tests) that have not switched to Index yet.
 IndexConfig = Index
 
 
