@@ -3,14 +3,13 @@ and the cost of one incremental day against a full retrain.
 
     python bench/scale.py --rows 1000000 10000000
 
-For each size: a full run (every stage of dvc.yaml but the run report: what the daily run trains, the
-candidate `sass` and its challenger (publish.challenger), scored beside `popular`; evaluate.benchmark_rows
-stays empty, the reference rows are a benchmark concern, not part of the daily cost), then the next day
-as `train.mode: incremental`
-(warm start from the published model, `train.incremental_epochs` over the newest
-`train.incremental_days`), then the same next day retrained in full, so the incremental day's
-quality is compared on the same evaluation pairs. Every stage is its own process under
-/usr/bin/time. Writes bench/results/scale.{md,json}.
+For each size: a full run (every stage of dvc.yaml but the params check and the run report: what the daily
+run trains, the candidate `sass` and its challenger (publish.challenger), scored beside `popular`;
+evaluate.benchmark_rows stays empty, the reference rows are a benchmark concern, not part of the daily cost),
+then the next day as `train.mode: incremental` (its ingest adds the day to the store, as the daily feed does;
+warm start from the published model, `train.incremental_epochs` over the newest `train.incremental_days`),
+then the same next day retrained in full, so the incremental day's quality is compared on the same
+evaluation pairs. Every stage is its own process under /usr/bin/time. Writes bench/results/scale.{md,json}.
 """
 
 from __future__ import annotations
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.full_only:
             day2 = {"window.end_date": shift(20220425, 11)}
             write_params(work, params.override({**day2, "train.mode": "incremental"}, source="incremental day"))
-            incr = daily(work, env, ingest=False)
+            incr = daily(work, env, ingest=True)   # the ingest stage is a daily feed: it adds the new day
             r["ndcg50"]["day2_incremental"] = quality(work)
             # the same next day retrained from scratch: the quality yardstick
             write_params(work, params.override({**day2, "train.mode": "full"}, source="next day in full"))

@@ -67,7 +67,7 @@ def throughput(work: Path, params: Params, steps: int, repeats: int, rows: tuple
     from sass_retrieval.models.retrieval import RetrievalModel
     from sass_retrieval.train.finetune import finetune
     from sass_retrieval.train.pretrain import pretrain
-    from sass_retrieval.train.recipes import finetune_settings, model_config, pretrain_settings
+    from sass_retrieval.train.recipes import finetune_job, loop_settings, model_config
 
     p = params.override({"finetune.epochs": 1, "finetune.max_steps_per_epoch": steps, "pretrain.epochs": 1,
                          "pretrain.max_steps_per_epoch": steps, "finetune.early_stopping": False,
@@ -87,10 +87,11 @@ def throughput(work: Path, params: Params, steps: int, repeats: int, rows: tuple
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 if stage == "fine-tuning":
-                    rep = finetune(model, bank, finetune_settings(p, 0, progress=False), Path(tmp))["refit"]
+                    rep = finetune(model, bank, finetune_job(p, 0, progress=False), Path(tmp))["refit"]
                     n = rep["steps"] * p.finetune.batch_size
                 else:
-                    rep = pretrain(model, bank, pretrain_settings(p, 0, progress=False), Path(tmp))
+                    rep = pretrain(model, bank, p.pretrain, loop_settings(p.pretrain, p.train, 0, progress=False),
+                                   Path(tmp))
                     n = rep["steps"] * 2 * p.pretrain.batch_size  # user pairs + item pairs
                 return n / (time.perf_counter() - t0)
 
