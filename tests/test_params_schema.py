@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import copy
 import os
-import typing
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pydantic

@@ -32,6 +32,8 @@ from .data.features import (
 from .data.kuairand import import_kuairand
 from .data.store import read_interactions, read_items, read_users
 from .gitinfo import head_commit
+from .params_schema import Params
+from .rows import spec
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def prepare_kuairand(data_dir: Path, work: Path, window: Window, declared: list[
     return _prepare_fresh(lambda: fresh_kuairand_store(data_dir, work), work, window, declared, min_rows, seq_len)
 
 
-def prepare_synthetic(params: dict[str, Any], work: Path, window: Window, declared: list[str], min_rows: int,
+def prepare_synthetic(params: Params, work: Path, window: Window, declared: list[str], min_rows: int,
                       seq_len: int) -> Prepared:
     """The embedded default's data (params' data.synthetic, the ingest stage's generator) for the window's days,
     mapped and split as on KuaiRand: the same benchmark code scores the world `make run` trains on."""
@@ -135,7 +137,7 @@ def evaluation_slices(prep: Prepared) -> dict[str, Any]:
     return build_slices(build_eval_set(prep.train, prep.test, list(prep.smap.reported)), prep.train)
 
 
-def window_bank(prep: Prepared, params: dict[str, Any]):
+def window_bank(prep: Prepared, params: Params):
     """The window's feature bank, as the training stages load it."""
     from .models.bank import load_bank
     from .train.recipes import model_config
@@ -152,7 +154,7 @@ def score(slices: dict[str, Any], rec: Any, info: dict[str, Any] | None = None) 
     return {**by_slice.pop("all"), "slices": by_slice, "info": info or {}}
 
 
-def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int, work: Path,
+def run_rows(prep: Prepared, params: Params, rows: list[str], seed: int, work: Path,
              progress: bool = False, keep_models: dict[str, Any] | None = None,
              slices: dict[str, Any] | None = None, bank: Any = None) -> dict[str, dict[str, Any]]:
     """Train and evaluate the given reference rows for one seed; returns row -> protocol results + timings.
@@ -174,10 +176,10 @@ def run_rows(prep: Prepared, params: dict[str, Any], rows: list[str], seed: int,
     for row in rows:
         t = time.perf_counter()
         info: dict[str, Any] = {}
-        if row == "popular":
+        if not spec(row).trained:
             rec = PopularRecommender(prep.train)
         else:
-            if row == "sass" and pretrained is None:
+            if spec(row).pretrained and pretrained is None:
                 pretrained, rep = run_pretraining(bank, params, seed, work / f"seed{seed}" / "pretrain",
                                                   progress=progress)
                 info["pretrain_seconds"] = time.perf_counter() - t
