@@ -56,7 +56,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.slow  # the whole daily run on the tiny project: ~20 s
+@pytest.mark.slow  # the whole daily run on the tiny project
 def test_split_and_index_of_the_skipped_scenario_write_markers(day: Path) -> None:
     expected = {"scenario": "s2", "rows": 12, "min_scenario_rows": 100, "served_by": "other",
                 "reason": "12 training rows in the window, fewer than scenarios.min_scenario_rows (100)"}
@@ -68,7 +68,7 @@ def test_split_and_index_of_the_skipped_scenario_write_markers(day: Path) -> Non
         assert (day / "indexes" / row / "other" / "index.faiss").is_file()
 
 
-@pytest.mark.slow  # the whole daily run on the tiny project: ~20 s
+@pytest.mark.slow  # the whole daily run on the tiny project
 def test_evaluation_reports_it_as_skipped_outside_the_macro(day: Path) -> None:
     m = json.loads((day / "metrics/metrics.json").read_text())
     assert m["reported"] == m["macro_scenarios"] == ["s0", "s1"]
@@ -79,21 +79,20 @@ def test_evaluation_reports_it_as_skipped_outside_the_macro(day: Path) -> None:
     assert m["macro_note"] in (day / "plots/table.md").read_text()
 
 
-@pytest.mark.slow  # the whole daily run on the tiny project: ~20 s
+@pytest.mark.slow  # the whole daily run on the tiny project
 def test_the_report_view_model_lists_it_with_its_fallback(day: Path) -> None:
-    from sass_retrieval.evaluate.report import Heading, Table, gather, sections
+    from sass_retrieval.evaluate.report import context, gather, render_markdown
 
     rep = gather(metrics=day / "metrics/metrics.json", validation_dir=day / "reports/validation",
                  models_dir=day / "models", features_dir=day / "data/features", published_dir=None,
                  out_dir=day / "reports/run")
     assert rep.skipped["s2"]["served_by"] == "other" and rep.stats["s2"]["skipped"] is True
-    blocks = sections(rep, {})
-    i = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Scenarios skipped today")
-    table = next(b for b in blocks[i:] if isinstance(b, Table))
-    assert [(r[0].text, r[2].text, r[4].text) for r in table.rows] == [("s2", "12", "other")]
+    assert "\n## Scenarios skipped today\n" in render_markdown(rep)
+    table = context(rep)["skipped"].text
+    assert table.iloc[:, [0, 2, 4]].values.tolist() == [["s2", "12", "other"]]
 
 
-@pytest.mark.slow  # the whole daily run on the tiny project: ~20 s
+@pytest.mark.slow  # the whole daily run on the tiny project
 def test_publish_completes_and_routes_the_skipped_scenario_to_other(day: Path) -> None:
     decision = json.loads((day / "reports/publish.json").read_text())
     assert decision["publish"] is True and decision["fallback"] == {"s2": "other"}
