@@ -2,7 +2,7 @@
 
 The benchmark scripts (bench/quality.py, bench/ablations.py, bench/speed.py) call this instead of
 re-implementing any stage, so a benchmark number is a number of the product's code path: the same
-importer, split, trainer, FAISS index and BENCHMARK.md protocol that `dvc repro` runs.
+importer, split, trainer, FAISS index and docs/benchmark.md protocol that `dvc repro` runs.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def write_split(store: Path, out: Path, window: Window, smap: ScenarioMap, train
 
 
 def evaluation_slices(prep: Prepared) -> dict[str, Any]:
-    """The window's evaluation pairs (BENCHMARK.md) and their slices (evaluate.slices)."""
+    """The window's evaluation pairs (docs/benchmark.md) and their slices (evaluate.slices)."""
     from .evaluate.protocol import build_eval_set
     from .evaluate.slices import build_slices
 
@@ -256,14 +256,14 @@ def write_results(out: Path, title: str, prov: dict[str, Any], body_md: str, pay
               f"{prov['cores']} cores, torch threads {prov['torch_threads']}\n- commit: {prov['commit']}\n\n")
     out.with_suffix(".md").write_text(header + body_md + "\n")
     # compact: the .md is the file people read; the .json (every seed, scenario and CI) is for programs, and a
-    # long backfill's indented .json passed 1 MiB, then its full-precision floats did (7 days, 4 seeds)
+    # long backfill's (many days and seeds) indented .json grows large, and so do its full-precision floats
     out.with_suffix(".json").write_text(json.dumps(significant({"provenance": prov, **payload}), default=str))
 
 
 def significant(obj: Any, digits: int = 6) -> Any:
     """``obj`` with every float rounded to ``digits`` significant digits: a metric averaged over a few thousand
     pairs means nothing past the sixth (the IR-library oracle test checks ours to 1e-6), and the digits beyond
-    it were half of a long benchmark's .json."""
+    it only swell a long benchmark's .json."""
     if isinstance(obj, float):
         return float(f"{obj:.{digits}g}")
     if isinstance(obj, dict):

@@ -516,7 +516,7 @@ def _run_suite(ctx, name: str, batch: pd.DataFrame, expectations: list, run_name
     source = ctx.data_sources.get("store")
     batch_def = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(f"{name}_all")
     # Pass the expectations at construction: suite.add_expectation() on a stored suite re-serialises
-    # the whole suite into the store on every call (quadratic, ~1 s for our ~65 expectations).
+    # the whole suite into the store on every call (quadratic in the number of expectations).
     suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"validate_{name}", data=batch_def,
                                                                 suite=suite))

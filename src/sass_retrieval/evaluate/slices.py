@@ -142,8 +142,9 @@ def evaluate_slices(slices: Mapping[str, EvalSet], rec: Recommender, ks: Iterabl
     :func:`build_slices`'s do) are ranked together: the union of their pairs is ranked once with
     :func:`~sass_retrieval.evaluate.protocol.rank_pairs` and each slice scores its rows of that
     ranking. For a recommender whose top-k lists are prefixes of its longer lists (every one in this
-    project) this is exactly what separate ``evaluate`` calls give, at a third of the cost, and
-    all slices are guaranteed to score the very same lists. Other slices are evaluated on their own.
+    project) this is exactly what separate ``evaluate`` calls give, for one ranking instead of one per
+    slice, and all slices are guaranteed to score the very same lists. Other slices are evaluated on
+    their own.
     """
     ks = _check_ks(ks)
     if not slices:

@@ -138,7 +138,8 @@ class CTNet(nn.Module):
         """The target and the adapters: what this model learns, and what a CTNet checkpoint stores. The frozen
         source is a reference with its own checkpoint (train.checkpoint.save_ctnet). Left in, it doubled every
         copy of the state training makes (early stopping's best epochs) and every per-epoch resume checkpoint,
-        which was what made a target dearer than dssm_single's model (bench/results/ctnet_cost_split_before.md)."""
+        which was what made a target dearer than dssm_single's model (docs/lab/ctnet.md, "Four seeds, the
+        scenario-cold users, and the cost made plain")."""
         state = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
         for key in [k for k in state if k.startswith(prefix + "source.")]:
             del state[key]

@@ -59,8 +59,8 @@ def segmented_linear(x: torch.Tensor, counts: list[int], w: torch.Tensor, b: tor
 class ScenarioLinear(nn.Module):
     """One linear layer per scenario, every scenario's rows in one contiguous block (segmented_linear).
 
-    ``mode`` chooses how a scenario's weight is formed (DESIGN.md keeps the gates; these are the
-    scenario layer's parameterisations measured in bench/ablations.py):
+    ``mode`` chooses how a scenario's weight is formed (docs/design.md, "Gates and tower variants"; these are
+    the scenario layer's parameterisations bench/ablations.py compares):
 
     - ``full``: W_s free, independently initialised (one full copy per scenario).
     - ``star``: W_s = W ⊙ M_s, b_s = b + c_s (STAR, Sheng et al. 2021) with M_s = 1 and c_s = 0 at the start:

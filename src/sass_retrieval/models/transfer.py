@@ -1,4 +1,4 @@
-"""The scenario-adaptive transfer layer (DESIGN.md, "Adaptive transfer at every layer").
+"""The scenario-adaptive transfer layer (docs/design.md, "Adaptive transfer at every layer").
 
     h'_s = act(W_s h_s,prev + b)                      the scenario's own layer
     a    = sigmoid(W_a [g ; h'_s ; b_s])              how much global information to transfer

@@ -1,12 +1,12 @@
 """The mean of a model's epoch-end weights (stochastic weight averaging, Izmailov et al. 2018).
 
-Why: on KuaiRand a single epoch's weights are a noisy draw. The test NDCG@50 of one run swings by 0.01-0.02
-macro from one epoch to the next (the small tabs, with a few hundred evaluation pairs, most: tab 6 moved
-0.30 -> 0.39 -> 0.35 on consecutive epochs), and early stopping, judging on one held-out day, picks among
-those draws as noisily. The mean of the epoch-end weights is the standard remedy. Measured
-(docs/lab-notes.md, 2026-12-02 "Averaged weights"): 8 fixed epochs averaged from epoch 5 lift the largest
-tab and the micro average for every learned row, but the small tabs of `sass` lose (they overfit in 8
-epochs where early stopping stopped sooner), so it is off by default (``finetune.average_from: 0``).
+Why: on KuaiRand a single epoch's weights are a noisy draw. The test NDCG@50 of one run swings from one
+epoch to the next (the small tabs, with a few hundred evaluation pairs, most), and early stopping, judging on
+one held-out day, picks among those draws as noisily. The mean of the epoch-end weights is the standard
+remedy. Over a fixed number of epochs it helps the largest tab and the micro average of every learned row,
+but the small tabs of `sass` lose (they overfit in epochs early stopping would have skipped), so it is off
+by default (``finetune.average_from: 0``; the measurements: docs/lab/notes.md and
+docs/lab/params-history.md, "finetune.average_from").
 The averaging itself is torch's
 ``torch.optim.swa_utils.AveragedModel``; this class adds when to start, and the save/restore the trainer
 needs for resumable runs and for the held-out-day refit that continues an average.

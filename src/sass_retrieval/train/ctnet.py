@@ -112,7 +112,7 @@ def follow_source(target: RetrievalModel, today: RetrievalModel, yesterday: Retr
 
     A target starts as a copy of the source; with alpha 1 it stays "today's source plus what its own clicks
     taught it", so the large scenario's newest day reaches it every day through its weights, which the adapters
-    barely do (docs/ctnet.md, "Where the transfer goes"), and without the large scenario's data. Every
+    barely do (docs/lab/ctnet.md, "Where the transfer goes: the warm start, not the adapters"), and without the large scenario's data. Every
     floating-point tensor of the state is moved (the embedding tables too: the same videos serve every tab)."""
     t, a, b = target.state_dict(), today.state_dict(), yesterday.state_dict()
     with torch.no_grad():

@@ -243,8 +243,8 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
 
     Each row is scored against its own scenario's negatives only (``scored_loss``). Scoring every row against
     every scenario's negatives and gathering the own block (the previous way) cost one matmul per scenario
-    present on the whole batch, and its backward a zero-filled (rows, scenarios, negatives) buffer: half of
-    dssm_mixed's step on KuaiRand."""
+    present on the whole batch, and its backward a zero-filled (rows, scenarios, negatives) buffer: a large
+    part of dssm_mixed's step on KuaiRand."""
     eb = embed_batch(model, bank, samplers, pos, idx, s, rng, _tower_side(model))
     (u_s, u_g), (i_s, i_g) = eb.user, eb.item
     # dssm and star return one vector as both scenario and global vector: one loss term weighted 1 + aux_weight
@@ -336,8 +336,8 @@ def capped_rank(scores: torch.Tensor, target: torch.Tensor, k: int) -> torch.Ten
     """Per row, how many scores are strictly above the target column's: exact below ``k``, ``k`` otherwise.
 
     Only the top k of a row can be above a target that ranks below k, so comparing the target with the row's
-    top k (a partial selection) gives the same NDCG@k as comparing it with the whole pool, at a third less
-    time on the held-out days' (clicks x pool) matrices, scored once per prior weight and epoch."""
+    top k (a partial selection) gives the same NDCG@k as comparing it with the whole pool, in less time on the
+    held-out days' (clicks x pool) matrices, scored once per prior weight and epoch."""
     t = scores.gather(1, target.unsqueeze(1))
     top = scores.topk(min(k, scores.shape[1]), dim=1, sorted=False).values
     return (top > t).sum(1)
@@ -447,7 +447,8 @@ def prior_evidence(gains: np.ndarray) -> dict[str, list[float]]:
 def chosen_prior_weights(point: dict[str, Any], grid: tuple[float, ...]) -> dict[str, float]:
     """Per scenario of a validation-curve point, the grid weight with the best held-out NDCG among those whose gain
     over no prior exceeds PRIOR_Z standard errors, else 0. Why the margin: most held-out days are a few hundred
-    clicks, and a weight picked on their noise costs the test window (bench/results/ablations_prior.md)."""
+    clicks, and a weight picked on their noise costs the test window (docs/lab/notes.md, the popularity prior;
+    docs/lab/params-history.md, "finetune.prior_grid")."""
     out = {}
     for n, ev in point.get("prior", {}).items():
         ndcg, se = np.asarray(ev["ndcg"]), np.asarray(ev["se"])
@@ -476,8 +477,9 @@ def prior_summary(evidence: dict[str, list[float]], grid: tuple[float, ...], cho
 def own_epoch_scenarios(val: dict[str, np.ndarray], bank: FeatureBank, scenarios: list[str], min_clicks: int) -> list[str]:
     """The scenarios whose held-out day has at least ``min_clicks`` clicks (0: none): each keeps the epoch best
     for it instead of the one best for the macro average. Why: on KuaiRand the largest tab (75% of the rows)
-    still improves at epochs 5-7 while the macro average, which the small tabs' noise dominates, peaks at 2-4
-    (docs/lab-notes.md, 2026-12-02 "own epoch"); a small tab's own held-out day is too noisy to pick from."""
+    still improves after the macro average, which the small tabs' noise dominates, has peaked
+    (docs/lab/params-history.md, "finetune.own_epoch_min_clicks"); a small tab's own held-out day is too noisy
+    to pick from."""
     if not min_clicks or len(scenarios) < 2:
         return []
     return [n for n in scenarios if int((val["scen"] == bank.scen_index(n)).sum()) >= min_clicks]

@@ -172,8 +172,9 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
 
     Every ``checkpoint_every`` steps and at every epoch end the model and optimizer go to ``resume_path``, once
     ``checkpoint_seconds`` have passed since the last time (or the start): a checkpoint holds the embedding tables
-    and their optimiser state, and writing one after every short epoch took a third of a KuaiRand day's training
-    (bench/results/ctnet_cost_split*.md), while a crash between two checkpoints only redoes those seconds. If the
+    and their optimiser state, and writing one after every short epoch took a large share of a KuaiRand day's
+    training (docs/lab/params-history.md, "train.checkpoint_every, train.checkpoint_seconds"), while a crash
+    between two checkpoints only redoes those seconds. If the
     file exists at start, training continues from it. ``on_epoch_end`` returning True stops early. ``average`` (of this
     model's weights) takes every epoch's end weights before ``on_epoch_end`` looks at the epoch, and travels in
     the resume checkpoint, so a resumed run averages the same epochs as an uninterrupted one. ``memory`` is
