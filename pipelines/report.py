@@ -6,26 +6,11 @@ import logging
 
 from sass_retrieval.config import load_params
 from sass_retrieval.evaluate.report import gather, git_commit, write_report
+from sass_retrieval.publish_run import gate_preview
 
 from .base import ROOT, parser, published_dir, safe_path, setup_logging
 
 log = logging.getLogger("report")
-
-
-def gate_preview(rep, per_pair, params) -> dict | None:
-    """What the publish stage (next) will decide on these outputs: the same function (publish.decide)."""
-    from dataclasses import asdict
-
-    from sass_retrieval.config import get
-    from sass_retrieval.publish import decide, published_metric
-
-    if not rep.metrics:
-        return None
-    ok = bool((rep.validation or {}).get("success"))
-    root = published_dir(params)
-    decision = decide(rep.metrics, per_pair, ok, str(get(params, "publish.challenger")),
-                      published_metric(root, rep.metrics), float(get(params, "publish.tolerance")))
-    return {**asdict(decision), "challenger": str(get(params, "publish.challenger"))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = gather(metrics=safe_path(args.metrics), validation_dir=safe_path(args.validation),
                  models_dir=safe_path(args.models), features_dir=safe_path(args.features),
                  published_dir=published_dir(params), out_dir=out, commit=git_commit(ROOT))
-    rep.gate = gate_preview(rep, safe_path(args.per_pair), params)
+    rep.gate = gate_preview(rep.metrics, rep.validation, safe_path(args.per_pair), params.publish)
     for problem in rep.problems:
         log.warning("report: %s", problem)
     written = write_report(rep, out)

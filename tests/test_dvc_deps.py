@@ -167,6 +167,14 @@ def test_every_stage_runs_after_the_params_check() -> None:
     assert not late, f"stages that do not depend on the params check: {late}"
 
 
+def package_data(dep: str, closure: set[str]) -> bool:
+    """A folder of non-Python files (e.g. Jinja templates) beside a module the stage runs: what it reads."""
+    folder = ROOT / dep
+    parent = Path(dep).parent.as_posix()
+    return (folder.is_dir() and not any(folder.rglob("*.py"))
+            and any(Path(c).parent.as_posix() == parent for c in closure))
+
+
 def test_code_deps_exist_and_name_no_stale_module() -> None:
     """Declared code deps exist (DVC fails on a missing dep) and each is used by the stage's closure."""
     stale = []
@@ -176,7 +184,7 @@ def test_code_deps_exist_and_name_no_stale_module() -> None:
             if not d.startswith(("pipelines/", "src/")):
                 continue
             assert (ROOT / d).exists(), f"stage {name}: dep {d} does not exist"
-            if not any(c == d or c.startswith(d + "/") for c in closure):
+            if not any(c == d or c.startswith(d + "/") for c in closure) and not package_data(d, closure):
                 stale.append(f"stage {name}: {d}")
     assert not stale, "code deps the stage never imports (remove them, or they rerun it for nothing):\n" + \
         "\n".join(stale)

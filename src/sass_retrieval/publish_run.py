@@ -48,6 +48,19 @@ def version_sources(row: str, challenger: str, metrics: Path, validation: Path) 
     return {k: v for k, v in sources.items() if v.exists() or k in ("indexes", f"models/{row}")}
 
 
+def gate_preview(metrics: dict, validation: dict | None, per_pair: Path, publish_section: Any) -> dict | None:
+    """What the publish stage will decide on these outputs, for the run report: the same ``decide``."""
+    from dataclasses import asdict
+
+    if not metrics:
+        return None
+    ok = bool((validation or {}).get("success"))
+    root = safe_path(publish_section.dir)
+    decision = decide(metrics, per_pair, ok, publish_section.challenger, published_metric(root, metrics),
+                      publish_section.tolerance)
+    return {**asdict(decision), "challenger": publish_section.challenger}
+
+
 def decision_entry(run: Run, decision: Decision, challenger: str, published: float | None, level: float,
                    in_service: Path | None) -> dict[str, Any]:
     """The decision as reports/publish.json and decisions.jsonl hold it (fields in pipelines/publish.py)."""
