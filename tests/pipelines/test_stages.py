@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -89,31 +86,6 @@ def test_paths_in_params_can_not_escape_the_project(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", data__store_dir="../../outside")
     with cwd(root), pytest.raises(ConfigError, match="escapes the project"):
         ingest.main([])
-
-
-def test_torchrun_two_processes_train_a_model_of_the_same_quality(project: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           "-m", "pipelines.train", "--row", "dssm_mixed", "--no-progress", "--out", "models/ddp"]
-    res = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    from pipelines.common import bank_for, load_run, read_mapped
-    from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
-    from sass_retrieval.evaluate.protocol import build_eval_set
-    from sass_retrieval.evaluate.protocol import evaluate as run_eval
-    from sass_retrieval.models.checkpoint import load_model
-
-    with cwd(project):
-        run = load_run("params.yaml")
-        w = run.window
-        es = build_eval_set(read_mapped(run, w.train_start, w.train_end), read_mapped(run, w.test_start, w.test_end),
-                            list(run.scenarios.reported))
-        bank = bank_for(run)
-        scores = {}
-        for name in ("dssm_mixed", "ddp"):
-            model, _ = load_model(Path("models") / name / "model.pt")
-            scores[name] = run_eval(es, EmbeddingRecommender({s: model for s in bank.scenarios}, bank))["macro"]["ndcg@50"]
-    assert scores["ddp"] >= scores["dssm_mixed"] - 0.05, scores
 
 
 def test_the_published_model_is_rescored_on_this_runs_window(project: Path) -> None:

@@ -1,0 +1,156 @@
+"""Data-parallel training is the single-process algorithm: one step of two torchrun processes (gloo, CPU) on two
+batches must leave both ranks with the weights one process reaches by one step on the mean loss of the same two
+batches. A result "of similar quality" would also accept ranks that never exchange gradients; exact weights and
+gradients do not, and the test shows it by training the same ranks without the all-reduce.
+
+This file is also the worker torchrun starts (``__main__``): each rank joins the group the way the training
+stages do (``init_from_env``) and runs the library's fine-tuning (``train.finetune`` -> ``train.loop.run_epochs``,
+which broadcasts the weights, gives every rank every N-th batch and averages the gradients), so the test checks
+the project's DDP path rather than a copy of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:   # the torchrun worker runs this file as a script, outside pytest's pythonpath
+    sys.path.insert(0, str(TESTS))
+
+from support import TINY_SCENARIOS, tiny_params  # noqa: E402
+
+SEED = 0
+RANK_SEEDS = (11, 12)   # each rank builds different initial weights: only the broadcast makes them one model
+
+
+def _setup(features: Path, store: Path) -> tuple[Any, Any, Any]:
+    """The model config, feature bank and fine-tuning job every process uses.
+
+    One epoch capped at two steps: under two processes, one optimiser step per rank. Dropout off (a rank and
+    the single process would draw different masks) and no in-batch negatives (their click-share proposal is
+    built inside ``finetune``; the reference below would have to rebuild it, and the all-reduce does not care
+    which loss produced the gradients). Early stopping off: one training phase, no validation.
+    """
+    from sass_retrieval.data.store import read_items, read_users
+    from sass_retrieval.models.bank import load_bank
+    from sass_retrieval.train.recipes import finetune_job, model_config
+
+    params = tiny_params({
+        "model": {"user_buckets": 1009, "video_buckets": 1009, "field_buckets": 97, "hidden": 16, "emb_dim": 8,
+                  "field_dim": 4, "dropout": 0.0},
+        "finetune": {"epochs": 1, "batch_size": 64, "negatives": 16, "lr": 0.01, "emb_lr": 0.01,
+                     "weight_decay": 0.01, "early_stopping": False, "in_batch_negatives": False,
+                     "max_steps_per_epoch": 2},
+        "train": {"checkpoint_every": 0}})
+    cfg = model_config(params, TINY_SCENARIOS)
+    bank = load_bank(features, read_users(store), read_items(store), cfg)
+    return cfg, bank, finetune_job(params, seed=SEED, progress=False)
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """Weights and the gradients of the last step (dense; a parameter no batch touched has a zero gradient)."""
+    grads = {n: (torch.zeros_like(p) if p.grad is None else p.grad.to_dense()).detach().clone()
+             for n, p in model.named_parameters()}
+    return {"weights": {k: v.detach().clone() for k, v in model.state_dict().items()}, "grads": grads}
+
+
+def _worker(features: Path, store: Path, out: Path) -> None:
+    """One rank: fine-tune with the all-reduce, then again (fresh model) with it switched off."""
+    import sass_retrieval.train.loop as loop
+    from sass_retrieval.models.retrieval import RetrievalModel
+    from sass_retrieval.train.distributed import init_from_env, world
+    from sass_retrieval.train.finetune import finetune
+
+    torch.set_num_threads(1)
+    assert init_from_env(), "torchrun describes a group of more than one process"
+    rank, n = world()
+    assert n == 2
+    cfg, bank, job = _setup(features, store)
+    for mode in ("ddp", "no_allreduce"):
+        torch.manual_seed(RANK_SEEDS[rank])
+        model = RetrievalModel(cfg)
+        with contextlib.ExitStack() as stack:
+            if mode == "no_allreduce":   # the negative control: each rank keeps the gradient of its own batch
+                saved = loop.average_gradients
+                loop.average_gradients = lambda _model: None
+                stack.callback(setattr, loop, "average_gradients", saved)
+            report = finetune(model, bank, job, out / f"{mode}-{rank}")
+        assert report["steps"] == 1, report
+        torch.save(_snapshot(model), out / f"{mode}-{rank}.pt")
+
+
+def _reference(features: Path, store: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """One process, one optimiser step on the mean of the losses of the two batches the two ranks take
+    (batch 0 and batch 1 of the epoch's plan, with their step's negatives), from rank 0's initial weights
+    (``start``: kept to show the step moved them)."""
+    from sass_retrieval.models.bank import recent_days
+    from sass_retrieval.models.retrieval import RetrievalModel
+    from sass_retrieval.train.finetune import _day_batches, _positives, batch_loss
+    from sass_retrieval.train.loop import make_optimizer, step_rng
+    from sass_retrieval.train.sampler import NegativeSampler
+
+    cfg, bank, job = _setup(features, store)
+    s = job.knobs
+    torch.manual_seed(RANK_SEEDS[0])
+    model = RetrievalModel(cfg)
+    model.train()
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
+                for n in bank.scenarios}
+    pos = _positives(bank, bank.scenarios, recent_days(len(bank.train_dates), s.recent_days), s.objective)
+    plan = _day_batches(pos["day"], s.batch_size, step_rng(SEED, 0, -1))
+    # equal shards: the mean of the two batch means is then the mean over the concatenated rows
+    assert len(plan[0]) == len(plan[1]) == s.batch_size
+    opt = make_optimizer(model, job.loop)
+    opt.zero_grad(set_to_none=True)
+    losses = [batch_loss(model, bank, samplers, pos, plan[k], s, step_rng(SEED, 0, k)) for k in (0, 1)]
+    ((losses[0] + losses[1]) / 2).backward()
+    opt.step()
+    return {**_snapshot(model), "start": start}
+
+
+def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
+    """The names whose tensors differ beyond float32 rounding of a different summation order."""
+    assert a.keys() == b.keys()
+    return [k for k in a if not torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7)]
+
+
+def test_two_ranks_one_step_equal_one_process_on_both_batches(tiny_project: dict, tmp_path: Path) -> None:
+    features, store = tiny_project["features"], tiny_project["store"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+        [str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           __file__, str(features), str(store), str(tmp_path)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    ref = _reference(features, store)
+    ddp = [torch.load(tmp_path / f"ddp-{r}.pt") for r in (0, 1)]
+    solo = [torch.load(tmp_path / f"no_allreduce-{r}.pt") for r in (0, 1)]
+    sparse = [n for n, p in ref["grads"].items() if n.endswith("emb.weight") or n.endswith("fields.weight")]
+    assert sparse, "the model's hashed embedding tables (SparseAdam) are part of the comparison"
+
+    # every table received gradient and the step moved it: the comparison is not between two starts
+    assert all(float(ref["grads"][n].abs().sum()) > 0 for n in sparse)
+    assert set(sparse) <= set(_close(ref["start"], ref["weights"]))
+    for rank in (0, 1):
+        assert _close(ddp[rank]["weights"], ddp[1 - rank]["weights"]) == [], "ranks hold different weights"
+        assert _close(ddp[rank]["grads"], ref["grads"]) == [], "averaged gradients != the two batches' gradient"
+        assert _close(ddp[rank]["weights"], ref["weights"]) == [], "DDP step != the single-process step"
+
+    # negative control: without the all-reduce the ranks drift apart and neither is the single-process step
+    assert _close(solo[0]["weights"], solo[1]["weights"]) != []
+    for rank in (0, 1):
+        wrong = _close(solo[rank]["weights"], ref["weights"])
+        assert wrong != [] and any(n in wrong for n in sparse), wrong
+        assert _close(solo[rank]["grads"], ref["grads"]) != []
+
+
+if __name__ == "__main__":
+    _worker(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
