@@ -116,7 +116,7 @@ def _reference(features: Path, store: Path) -> dict[str, dict[str, torch.Tensor]
     return {**_snapshot(model), "start": start}
 
 
-def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
+def _differing(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
     """The names whose tensors differ beyond float32 rounding of a different summation order."""
     assert a.keys() == b.keys()
     return [k for k in a if not torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7)]
@@ -138,18 +138,18 @@ def test_two_ranks_one_step_equal_one_process_on_both_batches(tiny_project: dict
 
     # every table received gradient and the step moved it: the comparison is not between two starts
     assert all(float(ref["grads"][n].abs().sum()) > 0 for n in sparse)
-    assert set(sparse) <= set(_close(ref["start"], ref["weights"]))
+    assert set(sparse) <= set(_differing(ref["start"], ref["weights"]))
     for rank in (0, 1):
-        assert _close(ddp[rank]["weights"], ddp[1 - rank]["weights"]) == [], "ranks hold different weights"
-        assert _close(ddp[rank]["grads"], ref["grads"]) == [], "averaged gradients != the two batches' gradient"
-        assert _close(ddp[rank]["weights"], ref["weights"]) == [], "DDP step != the single-process step"
+        assert _differing(ddp[rank]["weights"], ddp[1 - rank]["weights"]) == [], "ranks hold different weights"
+        assert _differing(ddp[rank]["grads"], ref["grads"]) == [], "averaged gradients != the two batches' gradient"
+        assert _differing(ddp[rank]["weights"], ref["weights"]) == [], "DDP step != the single-process step"
 
     # negative control: without the all-reduce the ranks drift apart and neither is the single-process step
-    assert _close(solo[0]["weights"], solo[1]["weights"]) != []
+    assert _differing(solo[0]["weights"], solo[1]["weights"]) != []
     for rank in (0, 1):
-        wrong = _close(solo[rank]["weights"], ref["weights"])
+        wrong = _differing(solo[rank]["weights"], ref["weights"])
         assert wrong != [] and any(n in wrong for n in sparse), wrong
-        assert _close(solo[rank]["grads"], ref["grads"]) != []
+        assert _differing(solo[rank]["grads"], ref["grads"]) != []
 
 
 if __name__ == "__main__":
