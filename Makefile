@@ -22,8 +22,13 @@ $(VENV)/.installed: pyproject.toml
 
 # The Data Docs' CDN files, exact versions from the npm registry (package-lock.json), copied next to the
 # docs by src/sass_retrieval/data/offline_assets.py so the reports open offline (docs/offline-reports.md).
+# A missing npm or a failed npm ci is a warning locally and an error under SASS_CI=1 (.ci/run): CI runs the
+# tests that need these files.
 $(ASSETS)/node_modules/.package-lock.json: $(ASSETS)/package.json $(ASSETS)/package-lock.json
-	@if command -v npm >/dev/null 2>&1; then cd $(ASSETS) && npm ci --silent || echo "warning: npm ci failed: Data Docs will load their scripts and styles from the network"; \
+	@if command -v npm >/dev/null 2>&1; then cd $(ASSETS) && npm ci --silent || { \
+	  if [ -n "$$SASS_CI" ]; then echo "error: npm ci failed (SASS_CI is set)"; exit 1; fi; \
+	  echo "warning: npm ci failed: Data Docs will load their scripts and styles from the network"; }; \
+	elif [ -n "$$SASS_CI" ]; then echo "error: npm not found (SASS_CI is set)"; exit 1; \
 	else echo "warning: npm not found: Data Docs will load their scripts and styles from the network (docs/offline-reports.md)"; fi
 
 # dvc.yaml commands say `python -m pipelines.<stage>`: the venv's bin goes first on PATH.

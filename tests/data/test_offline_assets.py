@@ -30,8 +30,9 @@ SCREENSHOT = ROOT / "bench" / "screenshot_report.sh"
 SCRIPT_SRC = re.compile(r"""<script\b[^>]*?\bsrc\s*=\s*["']([^"']+)["']""", re.I)
 STYLESHEET = re.compile(r"""<link\b(?=[^>]*\brel\s*=\s*["']stylesheet["'])[^>]*?\bhref\s*=\s*["']([^"']+)["']""", re.I)
 
-pytestmark = pytest.mark.skipif(not default_modules().is_dir(),
-                                reason=f"{default_modules()} missing: run `make install` (npm ci in report-assets/)")
+# the tests that copy files out of node_modules; the others run on pages they write themselves
+needs_node_modules = pytest.mark.skipif(not default_modules().is_dir(), reason=f"{default_modules()} missing: "
+                                        "run `make install` (npm ci in report-assets/)")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def pages(docs: Path) -> list[Path]:
     return sorted(p for p in docs.rglob("*.html") if (docs / VENDOR_DIR) not in p.parents)
 
 
+@needs_node_modules
 def test_no_page_loads_anything_from_the_network(docs: Path):
     assert len(pages(docs)) >= 1 + 2 * len(SUITE_NAMES)  # index, one suite page and one result per suite
     assert external_resources(docs) == []
@@ -57,6 +59,7 @@ def test_no_page_loads_anything_from_the_network(docs: Path):
     assert "integrity=" not in text and "amazonaws.com" not in text
 
 
+@needs_node_modules
 def test_every_script_and_stylesheet_is_a_local_file(docs: Path):
     for page in pages(docs):
         text = page.read_text()
@@ -70,6 +73,7 @@ def test_every_script_and_stylesheet_is_a_local_file(docs: Path):
     assert (fa / "webfonts" / "fa-solid-900.woff2").is_file() and (fa / "LICENSE.txt").is_file()
 
 
+@needs_node_modules
 def test_localize_is_idempotent_and_reports_what_it_rewrote(docs: Path, tmp_path: Path):
     assert localize(docs) == []
     # on pages as GX wrote them it names every CDN file it replaced
@@ -87,7 +91,20 @@ def test_an_unknown_cdn_link_is_named_in_a_warning(tmp_path: Path, caplog: pytes
     assert any(url in r.getMessage() and "index.html" in r.getMessage() for r in caplog.records)
 
 
+def test_without_node_modules_the_cdn_links_stay_and_the_warning_says_make_install(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    page = tmp_path / "docs" / "index.html"
+    page.parent.mkdir()
+    html = "".join(f'<script src="{u}"></script>\n' for u in CDN_ASSETS)
+    page.write_text(html)
+    assert localize(page.parent, modules=tmp_path / "absent") == []
+    assert page.read_text() == html and not (page.parent / VENDOR_DIR).exists()
+    assert sorted(u for _, u in external_resources(page.parent)) == sorted(CDN_ASSETS)
+    assert any("make install" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.slow
+@needs_node_modules
 def test_index_lists_the_validation_results_in_chromium_offline(docs: Path):
     if not shutil.which("chromium") and not shutil.which("chromium-browser") and not shutil.which("google-chrome"):
         pytest.skip("no Chromium (apt-get install -y chromium)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -153,15 +152,18 @@ def test_bootstrap_means_chunks_give_the_same_distribution_shape():
     assert out.std() == pytest.approx(d.std() / math.sqrt(d.size), rel=0.1)
 
 
-def test_fast_enough_for_the_benchmark_size():
-    """11,000 pairs x 3 seeds x 2,000 replicates (the KuaiRand dev split) in well under a second."""
+def test_the_benchmark_size_counts_every_pair_once_across_seeds():
+    """11,000 pairs x 3 seeds x 2,000 replicates (the KuaiRand dev split's shape). Its cost is part of the
+    evaluate stage's, which bench/speed.py times; a wall-clock bound here would measure the machine."""
     rng = np.random.default_rng(0)
     sizes = {"1": 5000, "0": 3000, "4": 1500, "6": 500, "2": 1000}
     a, b = noise(rng, sizes, seeds=3), noise(rng, sizes, seeds=3)
-    t = time.perf_counter()
     res = paired_bootstrap(a, b, n_boot=2000)
-    assert time.perf_counter() - t < 1.5  # the bound leaves slack for a shared machine
     assert res["macro"]["pairs"] == 11_000
+    assert {s: res[s]["pairs"] for s in sizes} == sizes
+    for s in sizes:
+        assert res[s]["diff"] == pytest.approx(float((a[s] - b[s]).mean()))
+        assert res[s]["lo"] < res[s]["diff"] < res[s]["hi"]
 
 
 def test_significance_metric_is_ndcg_at_the_k_closest_to_50() -> None:
