@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sass_retrieval.publish import current_version, install_version, point_current
+from sass_retrieval.atomic import temp_path
+from sass_retrieval.publish import current_version, install_version, point_current, sweep_stale
 from sass_retrieval.publish_run import validation_passed
 
 
@@ -56,3 +57,19 @@ def test_current_moves_by_one_rename(tmp_path: Path) -> None:
     point_current(root, b)
     assert current_version(root) == b.resolve()
     assert sorted(p.name for p in root.iterdir()) == ["current", "versions"]   # no link left aside
+
+
+def test_the_publish_sweep_removes_a_killed_installs_leftovers_and_nothing_in_service(tmp_path: Path) -> None:
+    root = tmp_path / "published"
+    a = root / "versions/20220501-abc"
+    (a / "indexes").mkdir(parents=True)
+    point_current(root, a)
+    staged = temp_path(root / "versions" / "20220502-def")   # install_version's folder, killed while filling it
+    (staged / "models").mkdir(parents=True)
+    link = temp_path(root / "current", "")                   # point_current's link, killed before the rename
+    link.symlink_to("versions/20220502-def")
+    (root / "decisions.jsonl").write_text("{}\n")
+    assert sweep_stale(root) == 2
+    assert sorted(p.name for p in root.iterdir()) == ["current", "decisions.jsonl", "versions"]
+    assert [p.name for p in (root / "versions").iterdir()] == ["20220501-abc"]
+    assert current_version(root) == a.resolve()

@@ -3,7 +3,8 @@
 A file is written under a hidden name beside its destination (``.<name>.<hex>.tmp``) and renamed over
 it when complete; a folder is filled beside its destination and swapped in by renames. A rename within
 one folder is atomic on POSIX, so a crash at any point leaves either the old content or the new one,
-plus at most a hidden temporary that the next write does not read.
+plus at most a hidden temporary that the next write does not read. A SIGKILL skips every cleanup, so those
+temporaries stay until :func:`sweep_temps` removes them: each writer sweeps its own folders when it starts.
 
 Kept free of heavy imports (no pandas, no torch) so the orchestration code that runs inside Airflow's
 scheduler can use it.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 TMP_SUFFIX = ".tmp"
+_HEX = r"[0-9a-f]{32}"    # uuid4().hex, the unique part of every temporary name
+log = logging.getLogger(__name__)
 
 
 def temp_path(dest: Path, suffix: str = TMP_SUFFIX) -> Path:
@@ -28,6 +33,46 @@ def temp_path(dest: Path, suffix: str = TMP_SUFFIX) -> Path:
     stays within one filesystem; unique, so two writers never share a temporary."""
     dest = Path(dest)
     return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}{suffix}")
+
+
+def temp_name_pattern(dest_name: str | None = None, suffix: str = TMP_SUFFIX) -> re.Pattern[str]:
+    """The names :func:`temp_path` gives beside a destination called ``dest_name`` (any destination when
+    None) with ending ``suffix``; match with ``fullmatch``. Built here, beside temp_path, so a sweep can
+    only ever remove what this module names."""
+    name = re.escape(dest_name) if dest_name is not None else r"[^/]+"
+    return re.compile(rf"\.{name}\.{_HEX}{re.escape(suffix)}")
+
+
+def sweep_temps(folder: Path, dest_name: str | None = None, suffix: str = TMP_SUFFIX) -> int:
+    """Remove the temporaries a killed writer left in ``folder`` (not below it); returns how many.
+
+    Only names of :func:`temp_name_pattern` go: files, symlinks and whole folders (a staged folder). A
+    writer calls this on start for the folders it alone writes, or under the lock its writers share: a
+    temporary of a writer still running would otherwise be pulled from under it. ``.old`` names are not
+    swept by default: after a crash inside :func:`swap_dir` such a folder may be the only copy left."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    pattern = temp_name_pattern(dest_name, suffix)
+    removed = 0
+    for entry in sorted(folder.iterdir()):
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:   # housekeeping: a temporary that can not go must not stop the writer
+            log.warning("could not remove the stale temporary %s: %s", entry, exc)
+            continue
+        removed += 1
+    if removed:
+        log.info("removed %d stale temporar%s in %s, left by an interrupted write", removed,
+                 "y" if removed == 1 else "ies", folder)
+    return removed
 
 
 def fsync_dir(folder: Path) -> None:

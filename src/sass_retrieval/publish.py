@@ -10,7 +10,8 @@ Layout under the publish folder:
 
 A version is copied aside under a temporary name and renamed into ``versions/`` when complete; then
 a new symlink is created aside and renamed over ``current``. Both renames are atomic on POSIX, so a
-crash at any point leaves ``current`` pointing at a complete version, old or new.
+crash at any point leaves ``current`` pointing at a complete version, old or new. A kill also leaves the
+temporary version folder or link behind; the next publish removes them under the lock (:func:`sweep_stale`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, staged_dir
+from .atomic import atomic_path, staged_dir, sweep_temps
 from .rows import CANDIDATE
 
 PUBLISHED = "published"       # the metrics row of the model in service, re-scored on a run's pairs (evaluate.daily)
@@ -222,6 +223,14 @@ def install_version(root: Path, vid: str, sources: dict[str, Path], texts: dict[
         for name, text in (texts or {}).items():
             (tmp / name).write_text(text)
     return target
+
+
+def sweep_stale(root: Path) -> int:
+    """Remove what an installer killed mid-way left: ``versions/.<vid>.<hex>.tmp`` folders (install_version)
+    and ``.current.<hex>`` links (point_current); returns how many. Call it under the publish lock, which an
+    installer holds for its whole install, so no temporary of a running installer is taken."""
+    root = Path(root)
+    return sweep_temps(root / "versions") + sweep_temps(root, "current", suffix="")
 
 
 def point_current(root: Path, target: Path) -> None:

@@ -3,8 +3,9 @@
 A published version holds what serving and the next day's warm start read: the pretraining model, the
 candidate's and the challenger's models, the winning row's indexes, the metrics and the validation summary,
 plus served.json (which row it serves, and which index serves each scenario skipped that day). It is
-installed under the publish lock and ``current`` moves to it; either way the decision is recorded in
-``<publish.dir>/decisions.jsonl``.
+installed and ``current`` moves to it; either way the decision is recorded in
+``<publish.dir>/decisions.jsonl``. The whole publish holds the publish lock, and starts by removing what an
+earlier, killed publish left half-installed.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from .publish import (
     run_id,
     served_record,
     served_row,
+    sweep_stale,
 )
 from .rows import CANDIDATE
 from .run import Run, published_dir, safe_path
 
 log = logging.getLogger("publish")
+PUBLISH_LOCK = ".publish.lock"   # in the publish folder: held by a publish from its decision to its record
 
 
 def validation_passed(summary: Path) -> bool:
@@ -72,25 +75,34 @@ def decision_entry(run: Run, decision: Decision, challenger: str, published: flo
 
 
 def install(root: Path, run: Run, row: str, sources: dict[str, Path]) -> tuple[str, dict[str, str]]:
-    """Install the version serving ``row`` and point ``current`` at it, under the publish lock.
+    """Install the version serving ``row`` and point ``current`` at it; the caller holds the publish lock.
 
     Returns its id (the same day and the same files give the same id, so re-publishing a rerun is a no-op)
     and the scenarios skipped today with the scenario whose index serves each."""
-    from .runlock import run_lock
-
     served = served_record(row, sources["indexes"])
     files = [f for src in sources.values() for f in ([src] if src.is_file() else sorted(src.rglob("*")))
              if f.is_file()]
     vid = run_id(run.window.test_end, files)  # the served row's indexes are among the files
-    with run_lock(root / ".publish.lock", "publish"):
-        target = install_version(root, vid, sources, {SERVED_FILE: json.dumps(served, sort_keys=True) + "\n"})
-        point_current(root, target)
+    target = install_version(root, vid, sources, {SERVED_FILE: json.dumps(served, sort_keys=True) + "\n"})
+    point_current(root, target)
     return vid, {s: m["served_by"] for s, m in served["fallback"].items()}
 
 
 def publish_run(run: Run, metrics_path: Path, per_pair: Path, validation: Path) -> dict[str, Any]:
-    """Decide, install when the gate says so, record the decision; returns the recorded entry."""
+    """Decide, install when the gate says so, record the decision; returns the recorded entry.
+
+    All of it under the publish lock (refused, not waited for, when another publish holds it): two publishers
+    never decide against the same model in service, and the temporaries a killed install left are swept
+    first, when no installer can be running (publish.sweep_stale)."""
+    from .runlock import run_lock
+
     root = published_dir(run.params)
+    with run_lock(root / PUBLISH_LOCK, "publish"):
+        sweep_stale(root)
+        return _decide_and_install(run, root, metrics_path, per_pair, validation)
+
+
+def _decide_and_install(run: Run, root: Path, metrics_path: Path, per_pair: Path, validation: Path) -> dict[str, Any]:
     challenger = str(run.params.publish.challenger)
     metrics = json.loads(metrics_path.read_text())
     level = float((metrics.get("significance_config") or {}).get("level", 0.95))

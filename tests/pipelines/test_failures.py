@@ -6,6 +6,7 @@ by one in tests/data/test_validation.py; here they go through the stage entry po
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,12 +19,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+from killpoint import child_env, command
 from support import cwd
 
-from pipelines import index, publish, train
+from pipelines import publish, train
 from sass_retrieval import cli
+from sass_retrieval.atomic import temp_name_pattern
 from sass_retrieval.config import update_params_file
 from sass_retrieval.errors import EXIT_BAD_INPUT, EXIT_BUSY
+from sass_retrieval.rows import CANDIDATE
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -110,44 +115,149 @@ def test_training_killed_mid_epoch_resumes_from_its_checkpoint(project: Path) ->
     assert (out / "model.pt").exists() and not list(out.glob("resume*"))
 
 
-def test_a_crash_while_writing_an_index_leaves_the_old_index_loadable(project: Path, monkeypatch) -> None:
+# Crash tests that kill: the real stage runs in a child that sends itself SIGKILL at a chosen call of the
+# write path (tests/killpoint.py), so no except/finally cleanup runs, as with the OOM killer or a lost node.
+TEMPORARIES = (temp_name_pattern(), temp_name_pattern("current", suffix=""))   # atomic.temp_path's names
+SWEPT = "removed 1 stale temporary"                                            # atomic.sweep_temps' log line
+
+
+def _temporaries(root: Path) -> list[Path]:
+    """Every temporary atomic.py names under the index and publish folders."""
+    return sorted(p for top in ("indexes", "published") for p in (root / top).rglob("*")
+                  if any(t.fullmatch(p.name) for t in TEMPORARIES))
+
+
+def _killed(root: Path, target: str, match: str, n: int, when: str, *stage: str) -> None:
+    """Run ``python -m <stage>`` in ``root`` with a SIGKILL at the n-th ``target`` call matching ``match``."""
+    res = subprocess.run(command(target, match, n, when, *stage), cwd=root, capture_output=True, text=True,
+                         timeout=600, env=child_env())
+    assert res.returncode == -signal.SIGKILL, f"not killed at {target} #{n} {when}: {res.stderr[-3000:]}"
+
+
+def _stage(root: Path, *stage: str) -> str:
+    """Run ``python -m <stage>`` in ``root`` normally; returns its log (stderr)."""
+    res = subprocess.run([sys.executable, "-m", *stage], cwd=root, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stderr
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _challenger(root: Path) -> str:
+    return str(yaml.safe_load((root / "params.yaml").read_text())["publish"]["challenger"])
+
+
+# id -> (wrapped call, its n-th call on an index.faiss temporary, kill before/after it, rows already renamed in)
+INDEX_KILLS = {
+    "temp-written": ("faiss:write_index", 1, "after", 0),       # the candidate's temporary is complete, not renamed
+    "before-rename": ("os:replace", 1, "before", 0),            # fsynced, at the rename that would commit it
+    "second-row-before-rename": ("os:replace", 2, "before", 1),  # candidate's index committed, challenger's not
+}
+
+
+@pytest.mark.parametrize("point", list(INDEX_KILLS))
+def test_an_index_stage_killed_mid_write_keeps_the_old_index_and_the_next_run_sweeps(project: Path,
+                                                                                    point: str) -> None:
     import faiss
+    import numpy as np
 
+    from sass_retrieval.index.faiss_index import load_index, save_index
+
+    target, n, when, renamed = INDEX_KILLS[point]
+    rows = [CANDIDATE, _challenger(project)]
+    paths = [project / "indexes" / row / "s0" / "index.faiss" for row in rows]
+    old = {}
+    for path in paths:   # yesterday's index: valid and different from what today's run writes
+        dim = load_index(path).d
+        yesterday = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        yesterday.add_with_ids(np.eye(3, dim, dtype=np.float32), np.array([1, 2, 3], dtype=np.int64))
+        save_index(yesterday, path)
+        old[path] = path.read_bytes()
+
+    _killed(project, target, ".index.faiss.", n, when, "pipelines.index", "--scenario", "s0")
+    for path in paths[:renamed]:                  # renamed in before the kill: today's index, whole
+        assert path.read_bytes() != old[path] and load_index(path).ntotal > 3
+    for path in paths[renamed:]:                  # not reached: yesterday's bytes, loadable
+        assert path.read_bytes() == old[path] and load_index(path).ntotal == 3
+    left = _temporaries(project)                  # the kill skipped the cleanup: the temporary is still there
+    assert [(p.parent, p.name.startswith(".index.faiss.")) for p in left] == [(paths[renamed].parent, True)]
+
+    log = _stage(project, "pipelines.index", "--scenario", "s0")
+    assert SWEPT in log
+    for path in paths:
+        assert path.read_bytes() != old[path] and load_index(path).ntotal > 3
+    assert _temporaries(project) == []
+
+
+# id -> (wrapped call, the text its path arguments contain, which matching call, kill before/after it)
+PUBLISH_KILLS = {
+    "first-file-copied": ("shutil:copyfile", "/versions/.", "first", "after"),
+    "half-the-files-copied": ("shutil:copyfile", "/versions/.", "half", "after"),
+    "before-the-version-rename": ("os:rename", "/versions/.", "first", "before"),
+    "before-current-is-swapped": ("os:replace", "/.current.", "first", "before"),
+}
+
+
+@pytest.mark.parametrize("point", list(PUBLISH_KILLS))
+def test_a_publish_killed_mid_install_keeps_current_and_the_next_run_sweeps(project: Path, point: str) -> None:
     from sass_retrieval.index.faiss_index import load_index
+    from sass_retrieval.publish import SERVED_FILE
 
-    target = project / "indexes/sass/s0/index.faiss"
-    before = target.read_bytes()
-
-    def crash(index, path):
-        Path(path).write_bytes(b"half an index")
-        raise OSError("killed while writing")
-
-    monkeypatch.setattr(faiss, "write_index", crash)
-    with cwd(project), pytest.raises(OSError, match="killed while writing"):
-        index.main(["--scenario", "s0"])
-    assert target.read_bytes() == before
-    assert load_index(target).ntotal > 0
-
-
-def test_a_crash_while_publishing_leaves_current_untouched(project: Path, monkeypatch) -> None:
-    from sass_retrieval import publish as pub
-    from sass_retrieval.index.faiss_index import load_index
-
+    published = project / "published"
     before = _current(project)
+    tree = _tree(before)
+    versions = sorted(p.name for p in (published / "versions").iterdir())
+    decisions = (published / "decisions.jsonl").read_bytes()
     metrics = json.loads((project / "metrics/metrics.json").read_text())
-    metrics["sass"]["macro"]["ndcg@50"] += 0.1          # a better run that would be published
+    metrics["sass"]["macro"]["ndcg@50"] += 0.1          # a better run, which the gate publishes
     metrics["rows"]["sass"]["macro"]["ndcg@50"] += 0.1
     (project / "metrics/metrics.json").write_text(json.dumps(metrics))
+    target, match, which, when = PUBLISH_KILLS[point]
+    n = max(2, sum(1 for f in tree if f != SERVED_FILE) // 2) if which == "half" else 1
 
-    def crash(*a, **k):
-        raise OSError("killed while copying")
-
-    monkeypatch.setattr(pub.shutil, "copytree", crash)
-    with cwd(project), pytest.raises(OSError, match="killed while copying"):
-        publish.main([])
-    assert _current(project) == before
+    _killed(project, target, match, n, when, "pipelines.publish")
+    assert _current(project) == before and (published / "current").resolve().is_dir()
+    assert _tree(before) == tree                         # the version in service, byte for byte
     assert load_index(before / "indexes/s0/index.faiss").ntotal > 0
-    assert not [p for p in (project / "published/versions").iterdir() if p.name.startswith(".")]
+    assert (published / "decisions.jsonl").read_bytes() == decisions
+    left = _temporaries(project)                         # the kill skipped the cleanup: the temporary is still there
+    now = sorted(p.name for p in (published / "versions").iterdir() if not p.name.startswith("."))
+    if point == "before-current-is-swapped":             # the new version is whole; only the new link is left aside
+        assert [p.parent for p in left] == [published] and left[0].is_symlink()
+        assert len(now) == len(versions) + 1
+    else:                                                # the version was still being filled aside
+        assert [p.parent for p in left] == [published / "versions"] and left[0].is_dir()
+        assert now == versions
+
+    log = _stage(project, "pipelines.publish")
+    assert SWEPT in log
+    after = _current(project)
+    assert after != before and after.parent == published / "versions"
+    assert (after / SERVED_FILE).is_file() and load_index(after / "indexes/s0/index.faiss").ntotal > 0
+    assert json.loads((published / "decisions.jsonl").read_text().splitlines()[-1])["publish"] is True
+    assert _tree(before) == tree
+    assert _temporaries(project) == []
+
+
+def test_the_publish_sweep_leaves_a_running_installers_temporary_alone(project: Path) -> None:
+    """The sweep runs under the publish lock: while an installer holds it, a second publish is refused and
+    the installer's half-filled version stays."""
+    from sass_retrieval.atomic import temp_path
+    from sass_retrieval.publish_run import PUBLISH_LOCK
+    from sass_retrieval.runlock import RunLocked, run_lock
+
+    published = project / "published"
+    staging = temp_path(published / "versions" / "20990101-0123456789")
+    staging.mkdir()
+    with cwd(project), run_lock(published / PUBLISH_LOCK, "publish"), pytest.raises(RunLocked):
+        publish.main([])
+    assert staging.is_dir()
+    with cwd(project):
+        assert publish.main([]) == 0
+    assert not staging.exists()
 
 
 def test_a_second_run_in_the_same_workspace_is_refused(project: Path, capsys) -> None:

@@ -3,7 +3,8 @@
 The index holds the item tower's vectors of the scenario's pool (plus the popularity prior the model chose,
 evaluate.embedding_recommender.serving_prior); ``build.json`` beside it records its kind and its recall
 against exact search. A declared scenario skipped today (too few training rows) gets ``skipped.json``
-instead, naming the scenario that serves it (index.routing).
+instead, naming the scenario that serves it (index.routing). A run killed while saving leaves a hidden
+temporary beside ``index.faiss`` (atomic.temp_path); the next run removes it before writing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import write_json
+from ..atomic import sweep_temps, write_json
 from ..data.features import skipped_scenarios
 from ..errors import MissingFile
 from ..evaluate.embedding_recommender import embed_items, embed_users, prior_weight, serving_prior
@@ -33,6 +34,8 @@ RECALL_QUERIES = 1000   # users of the scenario whose top 50 the recall against 
 
 def index_scenario(run: Run, scenario: str, rows: list[str], models: Path, features: str | Path, out: Path) -> None:
     """``out/<row>/<scenario>/`` for every row in ``rows``, from its checkpoint under ``models``."""
+    for row in dict.fromkeys(rows):   # a run killed mid-save left its temporaries in these folders, which only it writes
+        sweep_temps(out / row / scenario)
     skipped = skipped_scenarios(run.params.scenarios.names, run.scenarios, run.names).get(scenario)
     if skipped is not None:
         log.warning("scenario %s skipped today (%s): skipped.json, no index; served by the %r index",

@@ -29,7 +29,8 @@ Design choices:
   second artefact and cannot apply a prior the index was not built with.
 
 Saved indexes are written atomically (temporary file in the same directory, then ``os.replace``), so a
-reader never sees a half-written file and a failed write leaves the previous index in place.
+reader never sees a half-written file and a failed write leaves the previous index in place. A kill leaves
+the hidden temporary too (no cleanup runs); the index stage sweeps it on its next start (index.build).
 """
 
 from __future__ import annotations
