@@ -20,11 +20,11 @@ def measure_throughput(store: Path, params: Params, steps: int, repeats: int) ->
     Samples are the rows its trainer consumes (each positive and each of its sampled negatives), the same
     unit the peer reports; ours count positives (each scored against a shared set of negatives).
     """
-    from sass_retrieval.config import make_window
+    from sass_retrieval.config import resolve_window
+    from sass_retrieval.data.schema import stored_dates
     from sass_retrieval.experiment import load_window
 
-    w = params.window
-    window = make_window(int(w.end_date), w.train_days, w.test_days)
+    window = resolve_window(params.window, stored_dates(store))     # end_date auto: the store's last day
     smap, train, _ = load_window(store, window, list(params.scenarios.names), params.scenarios.min_scenario_rows)
     users, items = read_users(store), read_items(store)
     batch, dim = params.finetune.batch_size, params.model.emb_dim

@@ -40,10 +40,12 @@ def test_kuairand_settings_come_first_and_set_overrides_last(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_smoke_run_on_the_tiny_synthetic_project(tmp_path: Path, tiny_params_file: Path) -> None:
-    """Every dvc.yaml stage as its own process, a first and an incremental day, then the throughput."""
+    """Every dvc.yaml stage as its own process, a first and an incremental day, then the throughput of our rows
+    and of the torch-rechub peer (the [bench] extra)."""
+    pytest.importorskip("torch_rechub", reason="torch-rechub is not installed (pip install -e '.[bench]')")
     out = tmp_path / "results" / "speed"
     assert load_bench("speed").main([
-        "--source", "synthetic", "--params", str(tiny_params_file), "--no-peer", "--steps", "2", "--repeats", "1",
+        "--source", "synthetic", "--params", str(tiny_params_file), "--steps", "2", "--repeats", "1",
         "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
     payload = json.loads(out.with_suffix(".json").read_text())
     stages = [s["stage"] for s in payload["stages"]]
@@ -51,6 +53,8 @@ def test_smoke_run_on_the_tiny_synthetic_project(tmp_path: Path, tiny_params_fil
     assert [s["stage"] for s in payload["incremental_stages"]] == stages
     assert all(s["seconds"] > 0 for s in payload["stages"])
     rates = {(t["model"], t["stage"]): t["samples_per_s"] for t in payload["throughput"] if "model" in t}
-    assert set(rates) == {("dssm_mixed", "fine-tuning"), ("sass", "fine-tuning"), ("sass", "pretraining")}
+    assert set(rates) == {("dssm_mixed", "fine-tuning"), ("sass", "fine-tuning"), ("sass", "pretraining"),
+                          ("torch-rechub DSSM", "fine-tuning (rows incl. negatives)"),
+                          ("torch-rechub DSSM", "fine-tuning (positives)")}
     assert all(r > 0 for r in rates.values())
     assert out.with_suffix(".md").read_text().startswith("# Speed on the synthetic generator")
