@@ -2,40 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from support import cwd, warm_user
+from support import warm_user
 
 from sass_retrieval.models.bank import click_prior
 
 pytestmark = pytest.mark.slow
 
-OBJ = ["click", "long_view", "like"]
-
-
-@pytest.fixture(scope="module")
-def mt_project(served_project: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The served project with a sass_mt model (the sass towers, fresh heads) and its indexes, built by the
-    index stage itself."""
-    from pipelines import index
-    from sass_retrieval.models.checkpoint import load_model
-    from sass_retrieval.models.multitask import MultiTaskModel
-    from sass_retrieval.train.checkpoint import save_checkpoint
-
-    root = tmp_path_factory.mktemp("mt") / "project"
-    shutil.copytree(served_project["root"], root, symlinks=True)
-    base, _ = load_model(root / "models" / "sass" / "model.pt")
-    torch.manual_seed(0)
-    save_checkpoint(root / "models" / "sass_mt" / "model.pt", MultiTaskModel(base, OBJ, 8, {"click": 1.0}))
-    with cwd(root):
-        for s in ("s0", "s1"):
-            assert index.main(["--scenario", s, "--row", "sass_mt"]) == 0
-    return root
+OBJ = ["click", "long_view", "like"]   # the objectives of the conftest's sass_mt model (mt_project)
 
 
 def test_weights_reorder_one_index_and_match_the_weighted_sum(mt_project: Path, served_project: dict) -> None:
