@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"\n{len(problems)} problem(s):\n" + "\n".join(f"- {x}" for x in problems), file=sys.stderr)
         return 1
-    print(f"\nevery row within tolerance of {args.expected}")
+    print(f"\nevery row within tolerance of {os.path.relpath(args.expected)}")
     return 0
 
 
