@@ -33,6 +33,7 @@ from bench_cli import ROOT, recorded_args, recorded_path
 
 from sass_retrieval.gitinfo import head_commit
 from sass_retrieval.index import faiss_index as fi
+from sass_retrieval.params_schema import Index
 
 
 def log(msg: str) -> None:
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spread", type=float, default=0.5,
                    help="within-cluster noise norm relative to the unit centre")
     p.add_argument("--nprobe", type=int_list, default=int_list("16,64"), help="IVF nprobe values to search with")
-    p.add_argument("--nlist", type=int, default=0, help="IVF lists; 0 = IndexConfig auto (~4*sqrt(n))")
+    p.add_argument("--nlist", type=int, default=0, help="IVF lists; 0 = automatic (~4*sqrt(n))")
     p.add_argument("--ef-search", type=int_list, default=int_list("128,256"), help="HNSW efSearch values")
     p.add_argument("--hnsw-m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=100)
@@ -266,7 +267,7 @@ def bench_size(n: int, args: argparse.Namespace, bandwidth: tuple[float, float])
 
     log(f"n={n:,}: exact")
     t = time.perf_counter()
-    exact = fi.build_index(vectors, ids, fi.IndexConfig(kind="flat"))
+    exact = fi.build_index(vectors, ids, Index(kind="flat"))
     build = time.perf_counter() - t
     qps, exact_ids = timed_search(exact, queries, args.k, args.runs)
     rows.append(dict(n=n, index="exact", params="batched", build_s=build, qps=qps, bound_qps=bound, recall=1.0))
@@ -280,7 +281,7 @@ def bench_size(n: int, args: argparse.Namespace, bandwidth: tuple[float, float])
     del exact
 
     log(f"n={n:,}: ivf")
-    cfg = fi.IndexConfig(kind="ivf", nlist=args.nlist, min_ann_size=0)
+    cfg = Index(kind="ivf", nlist=args.nlist, min_ann_size=0)
     t = time.perf_counter()
     ivf = fi.build_index(vectors, ids, cfg)
     build = time.perf_counter() - t
@@ -293,7 +294,7 @@ def bench_size(n: int, args: argparse.Namespace, bandwidth: tuple[float, float])
     del ivf
 
     log(f"n={n:,}: hnsw")
-    cfg = fi.IndexConfig(kind="hnsw", hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, min_ann_size=0)
+    cfg = Index(kind="hnsw", hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, min_ann_size=0)
     t = time.perf_counter()
     hnsw = fi.build_index(vectors, ids, cfg)
     build = time.perf_counter() - t

@@ -70,9 +70,10 @@ def synthetic_setup(work: Path, items: int, hnsw_m: int, ef_construction: int, e
     from sass_retrieval.data.synthetic import SyntheticConfig, generate
     from sass_retrieval.evaluate.embedding_recommender import embed_items, serving_prior
     from sass_retrieval.experiment import load_window, write_split
-    from sass_retrieval.index.faiss_index import IndexConfig, build_index, save_index
+    from sass_retrieval.index.faiss_index import build_index, save_index
     from sass_retrieval.models.bank import load_bank
     from sass_retrieval.models.retrieval import RetrievalModel
+    from sass_retrieval.params_schema import Index
     from sass_retrieval.publish import SERVED_FILE, point_current
     from sass_retrieval.train.checkpoint import save_checkpoint
     from sass_retrieval.train.recipes import model_config
@@ -103,13 +104,13 @@ def synthetic_setup(work: Path, items: int, hnsw_m: int, ef_construction: int, e
         if s == "s0":
             continue
         pool = bank.per[s].pool
-        save_index(build_index(embed_items(model, bank, s, pool), bank.item_ids[pool], IndexConfig(),
+        save_index(build_index(embed_items(model, bank, s, pool), bank.item_ids[pool], Index(),
                                serving_prior(model, bank, s, pool)), version / "indexes" / s / "index.faiss")
     log(f"synthetic setup: HNSW index over {items:,} vectors (M={hnsw_m}, efConstruction={ef_construction})")
     t0 = time.perf_counter()
     vecs = mixture(items, model.cfg.hidden, clusters=1000, spread=0.5, seed=seed, centres_seed=seed + 1)
     index = build_index(vecs, np.arange(items, dtype=np.int64),
-                        IndexConfig(kind="hnsw", hnsw_m=hnsw_m, ef_construction=ef_construction,
+                        Index(kind="hnsw", hnsw_m=hnsw_m, ef_construction=ef_construction,
                                     ef_search=ef_search))
     del vecs
     save_index(index, version / "indexes" / "s0" / "index.faiss")

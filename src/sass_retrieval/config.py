@@ -54,22 +54,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return validate_params(read_params_file(path), source=str(path))
 
 
-def get(params: Any, dotted: str, default: Any = ...) -> Any:
-    """Transitional: look up 'a.b.c' in Params or a dict; readers move to attribute access."""
-    node: Any = params
-    for part in dotted.split("."):
-        if isinstance(node, dict):
-            found, node = part in node, node.get(part)
-        else:
-            found = part in getattr(type(node), "model_fields", {})
-            node = getattr(node, part) if found else None
-        if not found:
-            if default is ...:
-                raise ConfigError(f"params.yaml: missing key {dotted!r}")
-            return default
-    return node
-
-
 def set_dotted(doc: MutableMapping[str, Any], dotted: str, value: Any) -> Any:
     """Set ``a.b.c`` in nested mappings, creating missing levels; returns the previous value (or None)."""
     node = doc

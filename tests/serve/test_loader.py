@@ -37,13 +37,14 @@ def test_warm_users_are_the_users_with_features_in_the_scenario(version_a, serve
 
 
 def test_an_index_that_does_not_fit_the_model_is_refused_at_load(served_project: dict, tmp_path: Path) -> None:
-    from sass_retrieval.index.faiss_index import IndexConfig, build_index, normalize, save_index
+    from sass_retrieval.index.faiss_index import build_index, normalize, save_index
+    from sass_retrieval.params_schema import Index
     from sass_retrieval.serve.loader import VersionLoadError, load_version
 
     bad = tmp_path / "bad"
     shutil.copytree(served_project["a"], bad)
     vecs = normalize(np.random.default_rng(0).standard_normal((10, 3)))
-    save_index(build_index(vecs, np.arange(10), IndexConfig()), bad / "indexes" / "s1" / "index.faiss")
+    save_index(build_index(vecs, np.arange(10), Index()), bad / "indexes" / "s1" / "index.faiss")
     with pytest.raises(VersionLoadError, match="dimension 3"):
         load_version(bad, served_project["features"], served_project["store"])
 

@@ -62,11 +62,6 @@ class IndexLoadError(MissingPrerequisiteError, RuntimeError):
         super().__init__(f"cannot load FAISS index {self.path}: {reason}")
 
 
-# The index's configuration is params.yaml's index section (params_schema.Index: kinds, bounds and defaults).
-# Transitional name for the callers (bench, serving tests) that have not switched to Index yet.
-IndexConfig = Index
-
-
 def auto_nlist(n: int, requested: int = 0) -> int:
     """Number of IVF lists: ``requested`` or ~4*sqrt(n), clipped so each list has >= 39 training points."""
     nlist = requested if requested > 0 else int(round(4 * math.sqrt(n)))
