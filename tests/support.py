@@ -86,24 +86,9 @@ def write_project(root: Path, **overrides) -> Path:
 
 
 def copy_project(dst: Path) -> Path:
-    """The project's files as in the work tree (tracked and new, not git-ignored: no data, models or
-    .venv), in a fresh git repository with one commit (`dvc exp run` needs a commit)."""
-    import shutil
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=root,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
-    for rel in listed:
-        src = root / rel
-        if src.is_file() and not rel.endswith(".log"):
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
-    subprocess.run([*git, "init", "-q"], cwd=dst, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=dst, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "copy of the work tree"], cwd=dst, check=True)
-    return dst
+    """The project's files as in the work tree, in a fresh git repository with one commit: the quick start
+    benchmark's copy (bench/quickstart.py), so tests and benchmarks run the same project."""
+    return load_bench("quickstart").copy_project(dst)
 
 
 @contextmanager
