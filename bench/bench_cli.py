@@ -8,13 +8,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from sass_retrieval.params_schema import Params
+from sass_retrieval.params_schema import Params
 
 ROOT = Path(__file__).resolve().parents[1]
-KUAIRAND_DIR = ROOT.parent / "shared" / "data" / "kuairand_pure"  # ../shared beside the checkout, as in CI
+KUAIRAND_DIR = ROOT / Params().data.kuairand_dir   # params' default location, relative to the checkout
 SOURCES = ("kuairand", "synthetic")
 KUAIRAND_TABS = "1,0,4,6,2"   # the reported KuaiRand scenarios (docs/benchmark.md)
 

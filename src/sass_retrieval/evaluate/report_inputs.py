@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..data.schema import OBJECTIVES
 from ..gitinfo import head_commit
+from ..rows import PER_SCENARIO, REGISTRY, spec
 
 CANDIDATE = "sass"
 ROW_ORDER = ("popular", "dssm_mixed", "dssm_single", "sass_base", CANDIDATE)  # unknown rows go before sass
@@ -125,7 +126,7 @@ def row_reports(row: str, report_json: dict) -> dict[str, dict]:
     if isinstance(inner.get("targets"), list) and isinstance(inner.get("source"), dict):   # train.ctnet's report
         return {f"{row}/source": inner["source"],
                 **{f"{row}/{s}": inner[s] for s in inner["targets"] if isinstance(inner.get(s), dict)}}
-    if row == "dssm_single" and inner and all(isinstance(v, dict) for v in inner.values()):
+    if row in REGISTRY and spec(row).layout == PER_SCENARIO and inner and all(isinstance(v, dict) for v in inner.values()):
         return {f"{row}/{s}": v for s, v in inner.items()}
     return {row: inner}
 
