@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("day", help=RUN_HELP)
     rs.add_argument("--to", default=None, help="write DIR/models and DIR/indexes instead of the workspace")
     rs.add_argument("--remote", default=None, help="DVC remote to fetch from (default: the default remote)")
-    sub.add_parser("diff", help="macro metrics of two runs (dvc metrics diff: all of them)").add_argument(
-        "runs", nargs=2, metavar="RUN", help=RUN_HELP)
+    sub.add_parser("diff", help="the metrics and params that changed between two runs (dvc metrics diff, "
+                   "dvc params diff)").add_argument("runs", nargs=2, metavar="RUN", help=RUN_HELP)
     rc = sub.add_parser("record", help="record the workspace's current run by hand (after `dvc repro`)")
     rc.add_argument("day", help="YYYYMMDD")
     rc.add_argument("--no-push", action="store_true", help="do not push the DVC cache to the remote")
@@ -42,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root).resolve() if args.root else runs.project_root(Path.cwd())
     if args.command == "list":
         found = runs.list_runs(root)
-        print(json.dumps([r.to_json() for r in found], indent=2) if args.json else runs.format_runs(found))
+        print(json.dumps(found, indent=2) if args.json else runs.format_runs(found))
     elif args.command == "restore":
-        print(runs.format_restored(args.day, runs.restore(root, args.day, args.to, remote=args.remote), args.to))
+        print(runs.format_restored(*runs.restore(root, args.day, args.to, remote=args.remote), args.to))
     elif args.command == "diff":
-        print(runs.diff_runs(root, *args.runs))
+        return runs.diff_runs(root, *args.runs)
     elif args.command == "record":
         tag = runs.record_run(root, args.day, {"recorded_by": "sass runs record"}, push=not args.no_push)
         print(f"recorded {runs.current_run_tag(root, tag) or tag} ({tag} now points to it)")

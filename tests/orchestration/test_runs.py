@@ -200,7 +200,7 @@ def test_set_window_end_keeps_comments_and_layout(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- daily versions (git tags + DVC)
 
-def test_record_list_diff_and_restore(project: Path, tmp_path: Path) -> None:
+def test_record_list_diff_and_restore(project: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     set_version(project, 1)
     run_all(project)
     assert not (project / ".git").exists()  # dvc init --no-scm: the first record makes it a git repository
@@ -225,24 +225,31 @@ def test_record_list_diff_and_restore(project: Path, tmp_path: Path) -> None:
     assert "metrics/metrics.json" in json.loads(diff)
 
     listed = runs.list_runs(project)
-    assert [r.day for r in listed] == ["20220501", "20220502", "20220503"]
-    assert listed[1].ndcg50 == {"popular": 0.1, "sass": pytest.approx(0.22)}
-    assert [r.published for r in listed] == [True, True, False]
-    assert [r.pushed for r in listed] == [True, True, False]
+    assert [r["day"] for r in listed] == ["20220501", "20220502", "20220503"]
+    assert listed[1]["ndcg@50"] == {"popular": 0.1, "sass": pytest.approx(0.22)}
+    assert [r["published"] for r in listed] == [True, True, False]
+    assert [r["pushed"] for r in listed] == [True, True, False]
     table = runs.format_runs(listed)
     assert "sass ndcg@50" in table and "0.2200" in table and "v2" in table
-    assert "+0.0100" in runs.diff_runs(project, "20220501", "20220502")
+    # sass runs diff is DVC's metrics diff, then its params diff, of the two tags: what changed, nothing else
+    capfd.readouterr()
+    assert runs.diff_runs(project, "20220501", "20220502") == 0
+    lines = [line.split() for line in capfd.readouterr().out.splitlines()]
+    assert lines == [["Path", "Metric", "day-20220501", "day-20220502", "Change"],
+                     ["metrics/metrics.json", "rows.sass.macro.ndcg@50", "0.21", "0.22", "0.01"],
+                     ["Path", "Param", "day-20220501", "day-20220502"], ["params.yaml", "version", "1", "2"]]
 
     # into a folder: day 1's outputs (dvc get --rev day-20220501), the workspace untouched (it holds day 3)
     out = tmp_path / "restored"
-    restored = runs.restore(project, "20220501", to=out)
-    assert sorted(o for r in restored for o in r.outputs) == ["indexes/s0", "indexes/s1", "indexes/s2",
-                                                              "models/sass"]
+    tag, restored = runs.restore(project, "20220501", to=out)
+    assert tag == "day-20220501" and restored == ["indexes/s0", "indexes/s1", "indexes/s2", "models/sass"]
     assert (out / "models/sass/content.txt").read_text() == "models/sass version 1\n"
     assert (out / "indexes/s2/sub/more.bin").read_bytes() == bytes(range(6))
     assert not list(out.rglob(".gitignore"))
     assert (project / "models/sass/content.txt").read_text() == "models/sass version 3\n"
-    assert "restored run 20220501" in runs.format_restored("20220501", restored, out)
+    assert runs.format_restored(tag, restored, out) == (f"restored day-20220501 (dvc get --rev day-20220501) into "
+                                                        f"{out}: indexes/s0, indexes/s1, indexes/s2, models/sass")
+    assert runs.format_restored(tag, restored, None).splitlines()[1].startswith("note: dvc.lock still describes")
 
     # into the workspace
     runs.restore(project, "20220502")
@@ -311,7 +318,7 @@ def tag_meta(root: Path, tag: str) -> dict:
 
 
 def test_every_run_of_a_day_lists_and_restores_by_its_run_tag(project: Path, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                                              capfd: pytest.CaptureFixture[str]) -> None:
     """The issue: two runs landing on one day showed as one row. Each run now has its own immutable tag."""
     from pipelines import runs as cli
 
@@ -339,14 +346,14 @@ def test_every_run_of_a_day_lists_and_restores_by_its_run_tag(project: Path, tmp
     assert runs.current_run_tag(project, "20220501") == "run-20220501-02"
 
     listed = runs.list_runs(project)
-    assert [(r.day, r.run_tag, r.current) for r in listed] == [("20220501", "run-20220501-01", False),
+    assert [(r["day"], r["run_tag"], r["current"]) for r in listed] == [("20220501", "run-20220501-01", False),
                                                                ("20220501", "run-20220501-02", True),
                                                                ("20220502", "run-20220502-01", True)]
-    assert [r.tag for r in listed] == [r.run_tag for r in listed]
-    assert listed[0].run_id == "scheduled__2022-05-01T02:00:00+00:00" and listed[2].run_id is None
-    assert [r.ndcg50["sass"] for r in listed] == pytest.approx([0.21, 0.22, 0.22])
-    assert [r.version for r in listed] == ["v1", "v2", "v2"]
-    assert all(r.recorded_at for r in listed)
+    assert [r["tag"] for r in listed] == [r["run_tag"] for r in listed]
+    assert listed[0]["run_id"] == "scheduled__2022-05-01T02:00:00+00:00" and listed[2]["run_id"] is None
+    assert [r["ndcg@50"]["sass"] for r in listed] == pytest.approx([0.21, 0.22, 0.22])
+    assert [r["version"] for r in listed] == ["v1", "v2", "v2"]
+    assert all(r["recorded_at"] for r in listed)
     table = runs.format_runs(listed).splitlines()
     assert table[0].split() == ["day", "run", "recorded", "(UTC)", "popular", "ndcg@50", "sass", "ndcg@50",
                                 "published", "version"]
@@ -362,24 +369,28 @@ def test_every_run_of_a_day_lists_and_restores_by_its_run_tag(project: Path, tmp
     assert sh("git", "rev-parse", "run-20220501-03^{commit}", cwd=project) == c2
     assert sh("git", "rev-parse", "run-20220501-01", cwd=project) == run1
     listed = runs.list_runs(project)
-    assert [(r.run_tag, r.current) for r in listed if r.day == "20220501"] == [
+    assert [(r["run_tag"], r["current"]) for r in listed if r["day"] == "20220501"] == [
         ("run-20220501-01", False), ("run-20220501-02", False), ("run-20220501-03", True)]
     assert len([line for line in runs.format_runs(listed).splitlines() if "20220501" in line]) == 3
 
     # restore and diff take a run tag as well as a day (the day's current run)
-    runs.restore(project, "run-20220501-01", to=tmp_path / "first")
+    assert runs.restore(project, "run-20220501-01", to=tmp_path / "first")[0] == "run-20220501-01"
     assert (tmp_path / "first/models/sass/content.txt").read_text() == "models/sass version 1\n"
     assert (tmp_path / "first/indexes/s2/sub/more.bin").read_bytes() == bytes(range(6))
-    runs.restore(project, "20220501", to=tmp_path / "current")
+    assert runs.restore(project, "20220501", to=tmp_path / "current")[0] == "day-20220501"
     assert (tmp_path / "current/models/sass/content.txt").read_text() == "models/sass version 2\n"
-    assert "restored run run-20220501-01 (git tag run-20220501-01" in runs.format_restored(
-        "run-20220501-01", [], tmp_path / "first")
-    diff = runs.diff_runs(project, "run-20220501-01", "20220501")
-    assert "run-20220501-01" in diff.splitlines()[0] and "+0.0100" in diff
+    capfd.readouterr()
+    assert runs.diff_runs(project, "run-20220501-01", "20220501") == 0
+    lines = [line.split() for line in capfd.readouterr().out.splitlines()]
+    assert lines[:2] == [["Path", "Metric", "run-20220501-01", "day-20220501", "Change"],
+                         ["metrics/metrics.json", "rows.sass.macro.ndcg@50", "0.21", "0.22", "0.01"]]
     assert cli.main(["--root", str(project), "diff", "run-20220501-01", "run-20220501-02"]) == 0
-    assert "+0.0100" in capsys.readouterr().out
+    assert ["metrics/metrics.json", "rows.sass.macro.ndcg@50", "0.21", "0.22", "0.01"] in [
+        line.split() for line in capfd.readouterr().out.splitlines()]
+    assert cli.main(["--root", str(project), "diff", "run-20220501-02", "run-20220501-03"]) == 0
+    assert capfd.readouterr().out == ""   # one commit: nothing changed
     assert cli.main(["--root", str(project), "list", "--json"]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     as_json = json.loads(out[out.index("["):])
     assert [(r["run_tag"], r["current"]) for r in as_json][:2] == [("run-20220501-01", False),
                                                                    ("run-20220501-02", False)]
@@ -389,14 +400,14 @@ def test_every_run_of_a_day_lists_and_restores_by_its_run_tag(project: Path, tmp
     with pytest.raises(runs.MissingFile, match=r"runs of 20220501: run-20220501-01, run-20220501-02, run-20220501-03"):
         runs.restore(project, "run-20220501-09")
     assert run_main(cli.main, ["--root", str(project), "restore", "run-20220501-09"]) == EXIT_MISSING
-    assert capsys.readouterr().err.splitlines() == [
+    assert capfd.readouterr().err.splitlines() == [
         "error: no recorded run run-20220501-09 (no git tag run-20220501-09; runs of 20220501: run-20220501-01, "
         "run-20220501-02, run-20220501-03)"]
     assert run_main(cli.main, ["--root", str(project), "diff", "20220501", "run-20220503-01"]) == EXIT_MISSING
-    assert capsys.readouterr().err.splitlines() == [
+    assert capfd.readouterr().err.splitlines() == [
         "error: no recorded run run-20220503-01 (no git tag run-20220503-01; runs of 20220503: none)"]
     assert run_main(cli.main, ["--root", str(project), "restore", "run-2022-05-01"]) == EXIT_BAD_INPUT
-    assert len(capsys.readouterr().err.splitlines()) == 1
+    assert len(capfd.readouterr().err.splitlines()) == 1
 
 
 def test_runs_recorded_before_run_tags_still_list(project: Path, tmp_path: Path) -> None:
@@ -415,10 +426,10 @@ def test_runs_recorded_before_run_tags_still_list(project: Path, tmp_path: Path)
     runs.record_run(project, "20220501", push=False)
 
     listed = runs.list_runs(project)
-    assert [(r.day, r.tag, r.run_tag, r.current) for r in listed] == [
+    assert [(r["day"], r["tag"], r["run_tag"], r["current"]) for r in listed] == [
         ("20220430", "day-20220430", None, True), ("20220501", "run-20220501-01", "run-20220501-01", True)]
-    assert listed[0].recorded_at == old["recorded_at"] and listed[0].run_id == old["run_id"]
-    assert listed[0].version == "v1"
+    assert listed[0]["recorded_at"] == old["recorded_at"] and listed[0]["run_id"] == old["run_id"]
+    assert listed[0]["version"] == "v1"
     table = runs.format_runs(listed).splitlines()
     assert any(line.split()[:4] == ["*", "20220430", "-", "scheduled"] for line in table), table
     assert len([line for line in table if "2022043" in line or "20220501" in line]) == 2
@@ -432,7 +443,7 @@ def test_runs_recorded_before_run_tags_still_list(project: Path, tmp_path: Path)
     assert kept["run_id"] == old["run_id"] and kept["tagged_from"] == "day-20220430"
     assert runs.current_run_tag(project, "20220430") == "run-20220430-02"
     listed = runs.list_runs(project)
-    assert [(r.run_tag, r.current) for r in listed] == [("run-20220430-01", False), ("run-20220501-01", True),
+    assert [(r["run_tag"], r["current"]) for r in listed] == [("run-20220430-01", False), ("run-20220501-01", True),
                                                         ("run-20220430-02", True)]
 
 
