@@ -100,7 +100,7 @@ def test_stages_and_edges_are_dvcs_own(project: Path) -> None:
     assert g.stages["evaluate"].wdir == "sub"
     assert set(g.upstream("per_model@small")) == {"per_item@a", "per_item@b"}
     assert set(g.upstream("sweep@0.1-x")) == {"per_item@a"}
-    assert g.downstream("evaluate") == []
+    assert not [b for a, b in g.edges if a == "evaluate"]
     order = g.topological()
     assert all(order.index(a) < order.index(b) for a, b in g.edges)
 
@@ -174,7 +174,7 @@ def test_the_params_check_runs_first_and_everything_waits_for_it() -> None:
     assert graph.topological()[0] == "params"
     assert graph.stages["params"].cmd == "python -m pipelines.check_params"
     assert graph.upstream("params") == []
-    assert set(graph.downstream("params")) == set(graph.stages) - {"params"}
+    assert {b for a, b in graph.edges if a == "params"} == set(graph.stages) - {"params"}
     groups = task_groups(graph)
     assert groups[0].name == "params" and groups[0].upstream == () and not groups[0].mapped
     assert all("params" in g.upstream for g in groups[1:])

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import read_params_file
 from ..gitinfo import head_commit, is_repo_root
+from ..publish import current_version, macro, served_row
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, AssetAlias
@@ -45,11 +47,12 @@ def published_model_alias() -> AssetAlias:
     return AssetAlias(name=ALIAS_NAME, group="model")
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        found = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def param_path(project_dir: str | Path, dotted: str, default: str) -> Path:
@@ -57,27 +60,14 @@ def param_path(project_dir: str | Path, dotted: str, default: str) -> Path:
 
     Read without the schema: the ``params`` stage validated the file, and a consumer must be able to look at
     a workspace whose params.yaml predates a schema change."""
-    import yaml
-
     root = Path(project_dir).resolve()
-    try:
-        node: Any = yaml.safe_load((root / "params.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        node = {}
+    node: Any = read_params_file(root / "params.yaml") if (root / "params.yaml").is_file() else {}
     for part in dotted.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return root / str(node or default)   # an absolute value stays itself
 
 
-def _version_ndcg(version_dir: Path, row: str) -> float | None:
-    metrics = _read_json(version_dir / "metrics.json") or {}
-    try:
-        return float(((metrics.get("rows") or {}).get(row) or metrics.get(row))["macro"]["ndcg@50"])
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-
-
-def published_asset_extra(project_dir: str | Path, report: str = PUBLISH_REPORT) -> dict[str, Any] | None:
+def published_asset_extra(project_dir: str | Path) -> dict[str, Any] | None:
     """The metadata of the asset event for this run's publish decision; None when nothing was published.
 
     Read from what ``publish`` left: its report, the version folder's served.json / metrics.json (the numbers
@@ -86,18 +76,16 @@ def published_asset_extra(project_dir: str | Path, report: str = PUBLISH_REPORT)
     run still records its day.
     """
     root = Path(project_dir).resolve()
-    entry = _read_json(root / report)
-    if not isinstance(entry, dict) or not entry.get("publish") or not entry.get("version"):
+    entry = _read_json(root / PUBLISH_REPORT)
+    if not entry.get("publish") or not entry.get("version"):
         return None
     version, window_end = str(entry["version"]), entry.get("window_end")
     folder = param_path(root, "publish.dir", "published") / "versions" / version
-    row = str((_read_json(folder / "served.json") or {}).get("row") or entry.get("winner") or entry.get("served")
-              or "sass")
-    ndcg = _version_ndcg(folder, row)
-    if ndcg is None and isinstance(score := (entry.get("scores") or {}).get(row), int | float):
-        ndcg = float(score)
+    row = served_row(folder) if folder.is_dir() else entry.get("winner")
+    ndcg = macro(_read_json(folder / "metrics.json"), row)
     lock = root / "dvc.lock"
-    return {"version": version, "path": str(folder) if folder.is_dir() else None, "row": row, "ndcg@50": ndcg,
+    return {"version": version, "path": str(folder) if folder.is_dir() else None, "row": row,
+            "ndcg@50": (entry.get("scores") or {}).get(row) if ndcg is None else ndcg,
             "window_end": None if window_end is None else str(window_end), "reason": entry.get("reason"),
             "dvc_lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None,
             # only the workspace's own repository: not one it merely sits in (record_run git-inits it)
@@ -126,16 +114,14 @@ def check_published_version(extra: Mapping[str, Any], project_dir: str | Path, *
         raise ValueError(f"version {version}: no folder {folder}")
     if folder.name != version:
         raise ValueError(f"version {version}: the event's path {folder} names another version")
-    served = (_read_json(folder / "served.json") or {}).get("row", row)
-    if served != row:
+    if (served := served_row(folder)) != row:
         raise ValueError(f"version {version} serves {served!r}, the event says {row!r}")
-    recorded, announced = _version_ndcg(folder, str(row)), extra.get("ndcg@50")
+    recorded, announced = macro(_read_json(folder / "metrics.json"), str(row)), extra.get("ndcg@50")
     if None not in (recorded, announced) and not math.isclose(recorded, float(announced), abs_tol=NDCG_TOLERANCE):
         raise ValueError(f"version {version}: metrics.json has macro NDCG@50 {recorded}, the event says {announced}")
-    current = published / "current"
     summary: dict[str, Any] = {"version": version, "row": row, "ndcg@50": announced if recorded is None else recorded,
                                "path": str(folder), "dvc_rev": extra.get("dvc_rev"), "loaded": False,
-                               "in_service": current.exists() and current.resolve() == folder.resolve()}
+                               "in_service": current_version(published) == folder.resolve()}
     if load:
         from ..serve.loader import load_version
 

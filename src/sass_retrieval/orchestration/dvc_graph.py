@@ -62,9 +62,6 @@ class StageGraph:
     def upstream(self, name: str) -> list[str]:
         return [a for a in self.stages if (a, name) in self.edges]
 
-    def downstream(self, name: str) -> list[str]:
-        return [b for b in self.stages if (name, b) in self.edges]
-
     def groups(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for s in self.stages.values():
@@ -141,18 +138,19 @@ def write_cache(root: str | Path) -> Path:
     """Resolve ``root``'s dvc.yaml with DVC and write the JSON cache (atomically: the DAG parser may read it)."""
     root = Path(root).resolve()
     fp, graph = fingerprint(root), from_dvc(root)
-    doc = {"format": FORMAT, "fingerprint": fp, "stages": [asdict(s) for s in graph.stages.values()],
+    doc = {"fingerprint": fp, "stages": [asdict(s) for s in graph.stages.values()],
            "edges": sorted(map(list, graph.edges))}
     write_text(root / CACHE_FILE, json.dumps(doc, indent=1))
     return root / CACHE_FILE
 
 
-def _read_cache(root: Path) -> StageGraph | None:
+def _read_cache(root: Path, *, current: bool = True) -> StageGraph | None:
+    """The cached graph; None when there is none or (``current``) it is not of the files as they are now."""
     try:
         doc = json.loads((root / CACHE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if doc.get("format") != FORMAT or doc.get("fingerprint") != fingerprint(root):
+    if current and doc.get("fingerprint") != fingerprint(root):   # the fingerprint covers FORMAT too
         return None
     return StageGraph({s["name"]: Stage(**s) for s in doc["stages"]}, {(a, b) for a, b in doc["edges"]})
 
@@ -181,10 +179,10 @@ def load_graph(root: str | Path, dvc_yaml: str | Path = "dvc.yaml") -> StageGrap
         if out.returncode != 0:
             lines = (out.stderr or out.stdout).strip().splitlines()
             raise GraphError(lines[-1] if lines else f"dvc_graph --write exited with {out.returncode}")
-        graph = _read_cache(root)
-    if graph is None:  # params.yaml changed while DVC resolved it: resolve once more, in this process
-        write_cache(root)
-        graph = _read_cache(root) or from_dvc(root)
+        # what DVC just resolved; had params.yaml changed meanwhile, the next load resolves again
+        graph = _read_cache(root, current=False)
+    if graph is None:
+        raise GraphError(f"dvc_graph --write left no readable {root / CACHE_FILE}")
     return graph
 
 
