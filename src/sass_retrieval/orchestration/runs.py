@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import staged_dir
-from ..config import update_params_file
+from ..config import read_params_file, resolve_window, update_params_file
 from ..errors import MissingFile, NotADay
 from ..gitinfo import GitError, git, git_ok, is_repo_root
 from ..publish import macro
 from ..runlock import dvc_lock
+from .assets import param_path
 from .stages import dvc, stage_env
 
 log = logging.getLogger("sass.orchestration")
@@ -82,10 +83,8 @@ def resolve_day(root: str | Path, day: str | int) -> str:
     params.yaml and the store's days, as every stage resolved it."""
     if str(day).strip().lower() != "auto":
         return as_day(day)
-    from ..config import read_params_file, resolve_window
     from ..data.schema import stored_dates
     from ..params_schema import Window
-    from .assets import param_path
 
     window = Window.model_validate(read_params_file(Path(root) / "params.yaml")["window"])
     return str(resolve_window(window, stored_dates(param_path(root, "data.store_dir", "data/store"))).test_end)
@@ -176,7 +175,7 @@ def record_run(root: str | Path, day: str, meta: Mapping[str, Any] | None = None
             "--only", "--", *files, identity=True)
     commit, day_tag = git(root, "rev-parse", "HEAD").strip(), DAY_PREFIX + day
     before, meta_before = _tags(root, day_tag).get(day_tag, ("", {}))
-    if before and not _tag_exists(root, str(meta_before.get("run_tag"))):   # recorded before run tags: keep it
+    if before and not _tag_exists(root, str(meta_before.get("run_tag"))):   # from before run tags: keep it
         kept, _ = _create_run_tag(root, day, before, {**meta_before, "tagged_from": day_tag})
         logger.info("kept the earlier run of %s (tag %s, recorded before run tags) as %s", day, day_tag, kept)
     run_tag, message = _create_run_tag(root, day, commit, info)
@@ -205,7 +204,7 @@ def _show_json(root: Path, rev: str, path: str) -> dict[str, Any]:
 def _contents(root: Path, commit: str) -> dict[str, Any]:
     """What a run's commit says: macro NDCG@50 per reference row (metrics.json lists them in params.yaml's
     order) and the publish decision."""
-    metrics, pub = (_show_json(root, commit, path) for path in ("metrics/metrics.json", "reports/publish.json"))
+    metrics, pub = (_show_json(root, commit, f) for f in ("metrics/metrics.json", "reports/publish.json"))
     return {"ndcg@50": {row: macro(metrics, row) for row in metrics.get("rows") or {}},
             "published": bool(pub.get("publish")) if pub else None,
             **{key: pub.get(key) for key in ("winner", "version", "reason")}}
@@ -221,8 +220,8 @@ def list_runs(root: str | Path) -> list[dict[str, Any]]:
     prints it: each ``run-`` tag, and each ``day-`` tag that names no existing run tag (a run recorded before
     run tags; its ``run_tag`` is None). ``current``: the day's tag names this run."""
     root = Path(root)
-    runs = {name: found for name, found in _tags(root, f"{RUN_PREFIX}*").items() if _RUN_TAG.match(name)}
-    days = {name: found for name, found in _tags(root, f"{DAY_PREFIX}*").items() if re.fullmatch(r"day-\d{8}", name)}
+    runs = {name: found for name, found in _tags(root, "run-*").items() if _RUN_TAG.match(name)}
+    days = {name: found for name, found in _tags(root, "day-*").items() if re.fullmatch(r"day-\d{8}", name)}
     current = {meta.get("run_tag") for _, meta in days.values()}
     older = {name: found for name, found in days.items() if found[1].get("run_tag") not in runs}
     contents: dict[str, dict[str, Any]] = {}   # runs with identical files share a commit
@@ -263,7 +262,7 @@ def format_runs(runs: Sequence[Mapping[str, Any]]) -> str:
 
 def resolve_run(root: str | Path, ref: str) -> str:
     """``ref`` -> its git tag: a day (YYYYMMDD, an ISO date, ``day-YYYYMMDD``) is its current run
-    (``day-YYYYMMDD``), ``run-YYYYMMDD-NN`` that run. Raises NotADay (neither) or MissingFile (not recorded)."""
+    (``day-YYYYMMDD``), ``run-YYYYMMDD-NN`` that run. Raises NotADay (neither) or MissingFile (no such run)."""
     s = str(ref).strip()
     if _RUN_TAG.match(s):
         tag, label, pattern, listing = s, s, f"{RUN_PREFIX}{s[4:12]}-*", f"runs of {s[4:12]}"
@@ -276,8 +275,8 @@ def resolve_run(root: str | Path, ref: str) -> str:
         tag, pattern, listing = DAY_PREFIX + label, f"{DAY_PREFIX}*", "recorded runs"
     known = git(root, "tag", "-l", pattern).split() if is_repo_root(root) else []
     if tag not in known:
-        known = [t.removeprefix(DAY_PREFIX) for t in known]
-        raise MissingFile(f"no recorded run {label} (no git tag {tag}; {listing}: {', '.join(known) or 'none'})")
+        listed = ", ".join(t.removeprefix(DAY_PREFIX) for t in known) or "none"
+        raise MissingFile(f"no recorded run {label} (no git tag {tag}; {listing}: {listed})")
     return tag
 
 
@@ -309,7 +308,8 @@ def restore(root: str | Path, ref: str, to: str | Path | None = None, *,
     lock = yaml.safe_load(git(root, "show", f"{tag}:dvc.lock")) or {}
     outs = {posixpath.normpath(str(o["path"])) for stage in (lock.get("stages") or {}).values()
             for o in stage.get("outs") or [] if o.get("md5")}
-    outs = {o for o in outs if o.split("/")[0] in RESTORED_PREFIXES and not any(o.startswith(q + "/") for q in outs)}
+    outs = {o for o in outs if o.split("/")[0] in RESTORED_PREFIXES}
+    outs = {o for o in outs if not any(o.startswith(f"{q}/") for q in outs)}   # the outermost ones
     if not outs:
         raise ValueError(f"dvc.lock of {tag} lists no cached output under {', '.join(RESTORED_PREFIXES)}")
     for folder in sorted({o.split("/")[0] for o in outs}):
