@@ -200,7 +200,8 @@ def test_set_window_end_keeps_comments_and_layout(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- daily versions (git tags + DVC)
 
-def test_record_list_diff_and_restore(project: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_record_list_diff_and_restore(project: Path, tmp_path: Path,
+                                      capfd: pytest.CaptureFixture[str]) -> None:
     set_version(project, 1)
     run_all(project)
     assert not (project / ".git").exists()  # dvc init --no-scm: the first record makes it a git repository
@@ -247,9 +248,11 @@ def test_record_list_diff_and_restore(project: Path, tmp_path: Path, capfd: pyte
     assert (out / "indexes/s2/sub/more.bin").read_bytes() == bytes(range(6))
     assert not list(out.rglob(".gitignore"))
     assert (project / "models/sass/content.txt").read_text() == "models/sass version 3\n"
-    assert runs.format_restored(tag, restored, out) == (f"restored day-20220501 (dvc get --rev day-20220501) into "
-                                                        f"{out}: indexes/s0, indexes/s1, indexes/s2, models/sass")
-    assert runs.format_restored(tag, restored, None).splitlines()[1].startswith("note: dvc.lock still describes")
+    assert runs.format_restored(tag, restored, out) == (
+        f"restored day-20220501 (dvc get --rev day-20220501) into {out}: indexes/s0, indexes/s1, indexes/s2, "
+        "models/sass")
+    note = runs.format_restored(tag, restored, None).splitlines()[1]
+    assert note.startswith("note: dvc.lock still describes")
 
     # into the workspace
     runs.restore(project, "20220502")
@@ -346,9 +349,9 @@ def test_every_run_of_a_day_lists_and_restores_by_its_run_tag(project: Path, tmp
     assert runs.current_run_tag(project, "20220501") == "run-20220501-02"
 
     listed = runs.list_runs(project)
-    assert [(r["day"], r["run_tag"], r["current"]) for r in listed] == [("20220501", "run-20220501-01", False),
-                                                               ("20220501", "run-20220501-02", True),
-                                                               ("20220502", "run-20220502-01", True)]
+    assert [(r["day"], r["run_tag"], r["current"]) for r in listed] == [
+        ("20220501", "run-20220501-01", False), ("20220501", "run-20220501-02", True),
+        ("20220502", "run-20220502-01", True)]
     assert [r["tag"] for r in listed] == [r["run_tag"] for r in listed]
     assert listed[0]["run_id"] == "scheduled__2022-05-01T02:00:00+00:00" and listed[2]["run_id"] is None
     assert [r["ndcg@50"]["sass"] for r in listed] == pytest.approx([0.21, 0.22, 0.22])
@@ -443,8 +446,8 @@ def test_runs_recorded_before_run_tags_still_list(project: Path, tmp_path: Path)
     assert kept["run_id"] == old["run_id"] and kept["tagged_from"] == "day-20220430"
     assert runs.current_run_tag(project, "20220430") == "run-20220430-02"
     listed = runs.list_runs(project)
-    assert [(r["run_tag"], r["current"]) for r in listed] == [("run-20220430-01", False), ("run-20220501-01", True),
-                                                        ("run-20220430-02", True)]
+    assert [(r["run_tag"], r["current"]) for r in listed] == [
+        ("run-20220430-01", False), ("run-20220501-01", True), ("run-20220430-02", True)]
 
 
 def test_run_tags_are_valid_git_refs_and_sort_by_number() -> None:

@@ -262,7 +262,7 @@ def format_runs(runs: Sequence[Mapping[str, Any]]) -> str:
 
 def resolve_run(root: str | Path, ref: str) -> str:
     """``ref`` -> its git tag: a day (YYYYMMDD, an ISO date, ``day-YYYYMMDD``) is its current run
-    (``day-YYYYMMDD``), ``run-YYYYMMDD-NN`` that run. Raises NotADay (neither) or MissingFile (no such run)."""
+    (``day-YYYYMMDD``), ``run-YYYYMMDD-NN`` that run. Raises NotADay (neither), MissingFile (no such run)."""
     s = str(ref).strip()
     if _RUN_TAG.match(s):
         tag, label, pattern, listing = s, s, f"{RUN_PREFIX}{s[4:12]}-*", f"runs of {s[4:12]}"
