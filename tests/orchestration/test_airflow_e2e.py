@@ -1,11 +1,14 @@
 """End to end on tiny synthetic data, with the real dvc.yaml and the real DAG (slow: a few minutes each).
 
 - `airflow dags test sass_daily <date>`: every stage of dvc.yaml through the DAG in-process, then the day
-  is pushed, committed and tagged day-<date> in the project's git, listed and restored (dvc get --rev).
+  is pushed, committed and tagged day-<date> in the project's git, listed and restored (dvc get --rev); then
+  a run with end_date=auto in the same project.
 - A real deployment on loopback: `airflow api-server` (the task execution API), `airflow scheduler`
   (LocalExecutor: mapped instances run in parallel) and `airflow dag-processor`, on SQLite in a temporary
   AIRFLOW_HOME; one run is triggered with `airflow dags trigger` and must succeed within 15 minutes.
   Every process started is killed (with its children) in a finally block.
+
+Each test's AIRFLOW_HOME holds a copy of the database the session migrated once (conftest.py).
 
 Each test works in a temporary copy of the project (git-tracked and untracked-but-not-ignored files), with
 params.yaml shrunk so that the whole pipeline takes a minute or two on 2 CPU cores.
@@ -23,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,30 +102,43 @@ def check_recorded_day(project: Path, day: str) -> None:
     assert status.returncode == 0 and not status.stdout.strip(), f"dvc.lock out of date:\n{status.stdout}"
 
 
-def test_dags_test_end_to_end_then_list_and_restore(tmp_path: Path) -> None:
-    project = tiny_project(tmp_path / "proj")
-    home = tmp_path / "airflow_home"
-    env = airflow_env(home, project)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
-                   timeout=300)
-    t0 = time.monotonic()
-    # logical date 2022-05-01 03:00 -> data interval [2022-04-30 02:00, 2022-05-01 02:00) -> day 20220430
-    proc = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "sass_daily", "2022-05-01T03:00:00+00:00"],
+def dags_test(env: dict[str, str], project: Path, logical_date: str, conf: dict | None = None) -> None:
+    extra = ["--conf", json.dumps(conf)] if conf else []
+    proc = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "sass_daily", logical_date, *extra],
                           env=env, cwd=project, capture_output=True, text=True, timeout=1500)
-    seconds = time.monotonic() - t0
-    (tmp_path / "dags_test.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+
+
+def test_dags_test_runs_any_day_lists_and_restores_it_then_auto(tmp_path: Path,
+                                                                airflow_home: Callable[[Path], Path]) -> None:
+    """Unpaused on a fresh clone, the synthetic default runs its scheduled day, whatever the date: ingest
+    generates that day's window, every stage of dvc.yaml runs through the DAG, and the day is pushed, committed,
+    tagged day-<day>, listed and restored (dvc get --rev). A trigger with end_date=auto then runs the generator's
+    fixed range and is recorded under its last day (20220430 for the tiny params), not under 'auto'.
+
+    The fixed day reached through the data interval instead (logical date 2022-05-01 without conf) would run the
+    same stages on the same data as the auto run, so it is not run again here; the data interval -> day mapping
+    at that date is checked on a fake project (test_dag.py)."""
+    project = tiny_project(tmp_path / "proj")
+    home = airflow_home(tmp_path / "airflow_home")
+    env = airflow_env(home, project)
+    # a recent scheduled run: logical date D 03:00 UTC -> data interval [D-1 02:00, D 02:00) -> day D-1
+    today = datetime.datetime.now(datetime.UTC).date()
+    logical = datetime.datetime.combine(today - datetime.timedelta(days=1), datetime.time(3), datetime.UTC)
+    day = (today - datetime.timedelta(days=2)).strftime("%Y%m%d")
+    dags_test(env, project, logical.isoformat())
     states = task_states(home / "airflow.db")
     assert set(states.values()) == {"success"}, states
     assert "split[4]" in states and "index[4]" in states and "challenger" in states
     assert not [t for t in states if t.startswith("reference")]  # benchmark rows are on demand only
-    check_recorded_day(project, "20220430")
-    print(f"airflow dags test: {seconds:.0f}s")
+    check_recorded_day(project, day)
+    ingested = json.loads((project / "data/store/ingest.json").read_text())
+    assert ingested["generated"][-1] == int(day)
 
     cli = [sys.executable, "-m", "pipelines.runs", "--root", str(project)]
     listed = subprocess.run([*cli, "list"], cwd=project, capture_output=True, text=True, check=True).stdout
-    assert "20220430" in listed and "sass ndcg@50" in listed and "yes" in listed, listed
-    restored = subprocess.run([*cli, "restore", "20220430", "--to", str(tmp_path / "restored")], cwd=project,
+    assert day in listed and "sass ndcg@50" in listed and "yes" in listed, listed
+    restored = subprocess.run([*cli, "restore", day, "--to", str(tmp_path / "restored")], cwd=project,
                               capture_output=True, text=True, check=True).stdout
     assert "models/sass" in restored and "indexes/sass/s0" in restored, restored
     assert (tmp_path / "restored/models/sass/model.pt").stat().st_size > 0
@@ -130,34 +147,8 @@ def test_dags_test_end_to_end_then_list_and_restore(tmp_path: Path) -> None:
     assert any((tmp_path / "restored/indexes/dssm_mixed/s0").iterdir())
     metrics = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--all-tags", "--json"], cwd=project,
                              capture_output=True, text=True, check=True).stdout
-    assert "day-20220430" in metrics
+    assert f"day-{day}" in metrics
 
-
-def dags_test(env: dict[str, str], project: Path, logical_date: str, conf: dict | None = None) -> None:
-    extra = ["--conf", json.dumps(conf)] if conf else []
-    proc = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "sass_daily", logical_date, *extra],
-                          env=env, cwd=project, capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-
-
-def test_the_embedded_default_runs_any_day_and_auto(tmp_path: Path) -> None:
-    """Unpaused on a fresh clone, the synthetic default runs its scheduled day, whatever the date: ingest
-    generates that day's window. A trigger with end_date=auto runs the generator's fixed range and is
-    recorded under its last day (20220430 for the tiny params), not under 'auto'."""
-    project = tiny_project(tmp_path / "proj")
-    home = tmp_path / "airflow_home"
-    env = airflow_env(home, project)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
-                   timeout=300)
-    # a recent scheduled run: logical date D 03:00 UTC -> data interval [D-1 02:00, D 02:00) -> day D-1
-    today = datetime.datetime.now(datetime.UTC).date()
-    logical = datetime.datetime.combine(today - datetime.timedelta(days=1), datetime.time(3), datetime.UTC)
-    day = (today - datetime.timedelta(days=2)).strftime("%Y%m%d")
-    dags_test(env, project, logical.isoformat())
-    assert set(task_states(home / "airflow.db").values()) == {"success"}
-    check_recorded_day(project, day)
-    ingested = json.loads((project / "data/store/ingest.json").read_text())
-    assert ingested["generated"][-1] == int(day)
     dags_test(env, project, "2022-05-01T03:00:00+00:00", {"end_date": "auto"})
     meta = json.loads(git(project, "tag", "-l", "--format=%(contents)", "day-20220430"))
     assert meta["day"] == "20220430" and meta["end_date"] == "auto"
@@ -239,9 +230,9 @@ def run_deployment(env: dict[str, str], project: Path, db_path: Path, logs: dict
     return state
 
 
-def test_scheduler_runs_a_triggered_day(tmp_path: Path) -> None:
+def test_scheduler_runs_a_triggered_day(tmp_path: Path, airflow_home: Callable[[Path], Path]) -> None:
     project = tiny_project(tmp_path / "proj")
-    home = tmp_path / "airflow_home"
+    home = airflow_home(tmp_path / "airflow_home")
     port = free_port()
     env = airflow_env(
         home, project,
@@ -254,8 +245,6 @@ def test_scheduler_runs_a_triggered_day(tmp_path: Path) -> None:
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
     )
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True,
-                   timeout=300)
     db_path = home / "airflow.db"
     logs = {name: tmp_path / f"{name}.log" for name in ("api-server", "scheduler", "dag-processor")}
     t0 = time.monotonic()

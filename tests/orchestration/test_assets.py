@@ -21,6 +21,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -226,18 +227,9 @@ def fake_project(tmp_path: Path, publish_today: bool) -> Path:
     return project
 
 
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("migrated")
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=airflow_env(home, home / "dags", home),
-                   check=True, capture_output=True, timeout=600)
-    return home
-
-
-def run_producer(project: Path, home: Path, migrated: Path) -> list[tuple[str, dict]]:
-    """``airflow dags test sass_daily`` on the fake project; returns the asset events stored (name, extra)."""
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(migrated / "airflow.db", home / "airflow.db")
+def run_producer(project: Path, home: Path) -> list[tuple[str, dict]]:
+    """``airflow dags test sass_daily`` on the fake project, in ``home`` (holding a copy of the session's migrated
+    database: conftest.py); returns the asset events stored (name, extra)."""
     env = airflow_env(home, project / "dags", project)
     proc = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "sass_daily", "2022-05-06T03:00:00+00:00"],
                           env=env, capture_output=True, text=True, timeout=900, cwd=project)
@@ -249,10 +241,11 @@ def run_producer(project: Path, home: Path, migrated: Path) -> list[tuple[str, d
 
 
 @pytest.mark.slow
-def test_a_publish_emits_the_event_and_the_consumer_checks_it(tmp_path: Path, migrated: Path) -> None:
+def test_a_publish_emits_the_event_and_the_consumer_checks_it(tmp_path: Path,
+                                                              airflow_home: Callable[[Path], Path]) -> None:
     project = fake_project(tmp_path, publish_today=True)
-    home = tmp_path / "home"
-    events = run_producer(project, home, migrated)
+    home = airflow_home(tmp_path / "home")
+    events = run_producer(project, home)
     assert [name for name, _ in events] == [ASSET_NAME]
     extra = events[0][1]
     assert extra["version"] == "20220505-fake" and extra["row"] == "sass" and extra["ndcg@50"] == 0.5
@@ -280,9 +273,9 @@ def test_a_publish_emits_the_event_and_the_consumer_checks_it(tmp_path: Path, mi
 
 
 @pytest.mark.slow
-def test_a_kept_model_emits_no_event(tmp_path: Path, migrated: Path) -> None:
+def test_a_kept_model_emits_no_event(tmp_path: Path, airflow_home: Callable[[Path], Path]) -> None:
     project = fake_project(tmp_path, publish_today=False)
-    assert run_producer(project, tmp_path / "home", migrated) == []
+    assert run_producer(project, airflow_home(tmp_path / "home")) == []
 
 
 @pytest.mark.slow
