@@ -68,15 +68,14 @@ def synthetic_setup(work: Path, items: int, hnsw_m: int, ef_construction: int, e
 
     from sass_retrieval.config import load_params, make_window
     from sass_retrieval.data.synthetic import SyntheticConfig, generate
-    from sass_retrieval.evaluate.embedding_recommender import embed_items, serving_prior
     from sass_retrieval.experiment import load_window, write_split
     from sass_retrieval.index.faiss_index import build_index, save_index
-    from sass_retrieval.models.bank import load_bank
+    from sass_retrieval.models.bank import load_bank, model_config
+    from sass_retrieval.models.embed import embed_items, serving_prior
     from sass_retrieval.models.retrieval import RetrievalModel
     from sass_retrieval.params_schema import Index
     from sass_retrieval.publish import SERVED_FILE, point_current
     from sass_retrieval.train.checkpoint import save_checkpoint
-    from sass_retrieval.train.recipes import model_config
 
     root = work / f"synthetic-{items}-m{hnsw_m}-efc{ef_construction}-efs{ef_search}"
     published = root / "published"

@@ -1,7 +1,7 @@
 """Shared plumbing of the stage entry points: ``pipelines.base`` plus the feature bank.
 
-``bank_for`` imports the training code when called, so only the stages that need it import this module; the
-others import ``pipelines.base``, whose names are re-exported here.
+``bank_for`` imports torch when called, so only the stages that need it import this module; the others import
+``pipelines.base``, whose names are re-exported here.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = ["ROOT", "Run", "bank_for", "incremental_params", "load_run", "parser"
 
 
 def bank_for(run: Run, features_dir: str | Path = "data/features", serving_only: bool = False):
-    """The run's feature bank (sass_retrieval.train.model_folder.bank_for), imported when called: it pulls torch."""
-    from sass_retrieval.train.model_folder import bank_for as load
+    """The run's feature bank (sass_retrieval.models.bank.bank_for), imported when called: it pulls torch."""
+    from sass_retrieval.models.bank import bank_for as load
 
     return load(run, features_dir, serving_only)

@@ -76,8 +76,7 @@ def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_bank(tiny_project: dict):
-    from sass_retrieval.models.bank import load_bank
-    from sass_retrieval.train.recipes import model_config
+    from sass_retrieval.models.bank import load_bank, model_config
 
     cfg = model_config(tiny_params({"model": {"user_buckets": 1009, "video_buckets": 1009, "field_buckets": 97,
                                               "hidden": 16, "emb_dim": 8, "field_dim": 4}}), TINY_SCENARIOS)

@@ -61,10 +61,16 @@ def test_the_scan_resolves_relative_and_lazy_imports(tmp_path: Path, monkeypatch
     assert violations([src / "sass_retrieval/serve"], "sass_retrieval.models") != []
 
 
-def test_evaluation_and_serving_do_not_import_training() -> None:
-    found = violations([PACKAGE / "evaluate", PACKAGE / "serve"], "sass_retrieval.train")
-    assert not found, "evaluate/ and serve/ must not import train/ (move what they need to models/):\n" + \
+def test_evaluation_serving_and_indexing_do_not_import_training() -> None:
+    found = violations([PACKAGE / "evaluate", PACKAGE / "serve", PACKAGE / "index"], "sass_retrieval.train")
+    assert not found, "evaluate/, serve/ and index/ must not import train/ (move what they need to models/):\n" + \
         "\n".join(found)
+
+
+def test_indexing_does_not_import_evaluation() -> None:
+    """The index stage builds the artefact evaluation scores, from models/ (embed.py), never the reverse."""
+    found = violations([PACKAGE / "index"], "sass_retrieval.evaluate")
+    assert not found, "index/ must not import evaluate/:\n" + "\n".join(found)
 
 
 def test_the_library_does_not_import_the_stage_entry_points() -> None:

@@ -139,8 +139,7 @@ def evaluation_slices(prep: Prepared) -> dict[str, Any]:
 
 def window_bank(prep: Prepared, params: Params):
     """The window's feature bank, as the training stages load it."""
-    from .models.bank import load_bank
-    from .train.recipes import model_config
+    from .models.bank import load_bank, model_config
 
     return load_bank(prep.features, read_users(prep.store), read_items(prep.store),
                      model_config(params, prep.smap.names))

@@ -61,8 +61,8 @@ def test_source_drift_is_zero_for_the_same_source_and_positive_for_another(tiny_
 
     import torch
 
+    from sass_retrieval.models.bank import model_config
     from sass_retrieval.models.retrieval import RetrievalModel
-    from sass_retrieval.train.recipes import model_config
 
     ctnet = load_bench("ctnet")
     bank, _ = tiny_bank

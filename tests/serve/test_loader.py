@@ -19,7 +19,7 @@ def version_a(served_project: dict):
 
 
 def test_served_user_vectors_are_the_evaluated_ones(version_a) -> None:
-    from sass_retrieval.evaluate.embedding_recommender import embed_users
+    from sass_retrieval.models.embed import embed_users
     from sass_retrieval.serve.query import user_vectors
 
     for s in version_a.scenarios:

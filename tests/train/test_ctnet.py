@@ -67,9 +67,9 @@ def test_pretrain_then_finetune_variants(tiny_bank, tmp_path) -> None:
 def test_a_scratch_target_is_its_own_model_drawn_as_dssm_single_draws_it(tiny_bank) -> None:
     """ctnet.init=scratch (the paper's setting): the first day's target shares no weight with the source and
     starts exactly where dssm_single's model of that scenario starts; the other modes copy the source."""
+    from sass_retrieval.models.bank import model_config
     from sass_retrieval.train.ctnet import target_from_source
     from sass_retrieval.train.loop import seed_everything
-    from sass_retrieval.train.recipes import model_config
 
     bank, _ = tiny_bank
     cfg = model_config(_params(), bank.scenarios, "dssm")

@@ -39,8 +39,8 @@ def _setup(features: Path, store: Path) -> tuple[Any, Any, Any]:
     which loss produced the gradients). Early stopping off: one training phase, no validation.
     """
     from sass_retrieval.data.store import read_items, read_users
-    from sass_retrieval.models.bank import load_bank
-    from sass_retrieval.train.recipes import finetune_job, model_config
+    from sass_retrieval.models.bank import load_bank, model_config
+    from sass_retrieval.train.recipes import finetune_job
 
     params = tiny_params({
         "model": {"user_buckets": 1009, "video_buckets": 1009, "field_buckets": 97, "hidden": 16, "emb_dim": 8,

@@ -19,12 +19,11 @@ import numpy as np
 from ..atomic import sweep_temps, write_json
 from ..data.features import skipped_scenarios
 from ..errors import MissingFile
-from ..evaluate.embedding_recommender import embed_items, embed_users, prior_weight, serving_prior
-from ..models.bank import FeatureBank
+from ..models.bank import FeatureBank, bank_for
 from ..models.checkpoint import load_row_model
+from ..models.embed import embed_items, embed_users, prior_weight, serving_prior
 from ..params_schema import Index
 from ..run import Run
-from ..train.model_folder import bank_for
 from .faiss_index import build_index, describe, recall_against_exact, save_index, set_threads
 from .routing import clear_skipped, mark_skipped
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,10 @@ from ..data.features import PAD, seq_columns
 from ..data.schema import ITEM_CATEGORICAL, OBJECTIVES, USER_CATEGORICAL, USER_PROFILE_CODES
 from .hashing import hash_ids, hash_strings
 from .retrieval import N_ITEM_STATS, ModelConfig
+
+if TYPE_CHECKING:
+    from ..params_schema import Params
+    from ..run import Run
 
 USER_FIELDS = (*USER_CATEGORICAL, "is_live_streamer", "is_video_author", *USER_PROFILE_CODES)
 ITEM_FIELDS = ("author_id", "tag", *ITEM_CATEGORICAL, "duration_bucket")
@@ -345,3 +350,26 @@ def _pairs(df: pd.DataFrame, bank: FeatureBank, rows_of) -> tuple[np.ndarray, np
     else:  # pairs written before last_date existed: every pair counts as current
         day = np.full(len(df), len(bank.train_dates) - 1)
     return pairs, day.astype(np.int64)
+
+
+def model_config(params: Params, scenarios: list[str], arch: str | None = None) -> ModelConfig:
+    """The model's shape from params.yaml's model section (the one source of its values)."""
+    m = params.model
+    known = {k: getattr(m, k) for k in ModelConfig.__dataclass_fields__ if k in type(m).model_fields}
+    cfg = ModelConfig(**{**known, "scenarios": list(scenarios), "n_user_fields": len(USER_FIELDS),
+                         "n_item_fields": len(ITEM_FIELDS)})
+    if arch is not None:
+        cfg.arch = arch
+    return cfg
+
+
+def bank_for(run: Run, features_dir: str | Path = "data/features", serving_only: bool = False) -> FeatureBank:
+    """The encoded feature bank of this run's split features, whatever the tower (the bank hashes ids into the
+    model section's tables). Serving stages (index, evaluate, recommend) pass ``serving_only``: they never read
+    training samples."""
+    from ..data.store import read_items, read_users
+    from ..run import safe_path
+
+    cfg = model_config(run.params, run.names)
+    return load_bank(safe_path(features_dir), read_users(run.store), read_items(run.store), cfg,
+                     serving_only=serving_only)

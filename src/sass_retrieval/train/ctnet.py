@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.bank import FeatureBank
+from ..models.bank import FeatureBank, model_config
 from ..models.ctnet import CTNet
 from ..models.retrieval import RetrievalModel
 from ..params_schema import Params
 from ..rows import RowSpec, spec
 from .finetune import FinetuneJob, finetune
 from .loop import seed_everything
-from .recipes import TrainedRow, finetune_job, model_config, require_same_model, row_arch
+from .recipes import TrainedRow, finetune_job, require_same_model, row_arch
 
 log = logging.getLogger(__name__)
 

@@ -18,26 +18,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..data.store import read_items, read_users
-from ..models.bank import FeatureBank, load_bank, split_scenarios
+from ..models.bank import bank_for, split_scenarios
 from ..models.checkpoint import load_ctnet, load_model, read_manifest
 from ..models.ctnet import CTNet
 from ..rows import CTNET, PER_SCENARIO, SHARED, RowSpec
 from ..run import Run, incremental_params, safe_path, warm_start_path
 from .checkpoint import save_checkpoint, save_ctnet
 from .distributed import is_main
-from .recipes import TrainedRow, model_config, run_pretraining, train_trained_row
+from .recipes import TrainedRow, run_pretraining, train_trained_row
 
 log = logging.getLogger("train")
-
-
-def bank_for(run: Run, features_dir: str | Path = "data/features", serving_only: bool = False) -> FeatureBank:
-    """The encoded feature bank of this run's split features, whatever the tower (the bank hashes ids into the
-    model section's tables). Serving stages (index, evaluate, recommend) pass ``serving_only``: they never read
-    training samples."""
-    cfg = model_config(run.params, run.names)
-    return load_bank(safe_path(features_dir), read_users(run.store), read_items(run.store), cfg,
-                     serving_only=serving_only)
 
 
 def pretrain_folder(run: Run, features: Path, out: Path, progress: bool = True) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ import torch
 
 from ..config import ConfigError
 from ..data.schema import OBJECTIVES
-from ..models.bank import ITEM_FIELDS, USER_FIELDS, FeatureBank
+from ..models.bank import FeatureBank, model_config
 from ..models.multitask import MultiTaskModel
 from ..models.retrieval import ModelConfig, RetrievalModel
 from ..params_schema import Finetune, Params, Pretrain, Train
@@ -42,17 +42,6 @@ class TrainedRow:
     models: dict[str, torch.nn.Module]
     report: dict[str, Any]
     source: RetrievalModel | None = None
-
-
-def model_config(params: Params, scenarios: list[str], arch: str | None = None) -> ModelConfig:
-    """The model's shape from params.yaml's model section (the one source of its values)."""
-    m = params.model
-    known = {k: getattr(m, k) for k in ModelConfig.__dataclass_fields__ if k in type(m).model_fields}
-    cfg = ModelConfig(**{**known, "scenarios": list(scenarios), "n_user_fields": len(USER_FIELDS),
-                         "n_item_fields": len(ITEM_FIELDS)})
-    if arch is not None:
-        cfg.arch = arch
-    return cfg
 
 
 def row_arch(params: Params, row: RowSpec) -> str:
