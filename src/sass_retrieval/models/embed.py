@@ -19,21 +19,21 @@ def vector_dim(model: RetrievalModel) -> int:
 
 
 @torch.no_grad()
+def _embed(model: RetrievalModel, tower, batch_of, scenario: str, rows: np.ndarray, batch: int) -> np.ndarray:
+    """One tower's serving vectors for ``rows``, in batches (eval mode: no dropout, frozen statistics)."""
+    model.eval()
+    out = [tower(batch_of(rows[i:i + batch], scenario))[0] for i in range(0, len(rows), batch)]
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, vector_dim(model)), np.float32)
+
+
 def embed_items(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: np.ndarray,
                 batch: int = 8192) -> np.ndarray:
-    model.eval()
-    out = [model.item_vectors(bank.serving_item_batch(rows[i:i + batch], scenario))[0]
-           for i in range(0, len(rows), batch)]
-    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, vector_dim(model)), np.float32)
+    return _embed(model, model.item_vectors, bank.serving_item_batch, scenario, rows, batch)
 
 
-@torch.no_grad()
 def embed_users(model: RetrievalModel, bank: FeatureBank, scenario: str, rows: np.ndarray,
                 batch: int = 8192) -> np.ndarray:
-    model.eval()
-    out = [model.user_vectors(bank.serving_user_batch(rows[i:i + batch], scenario))[0]
-           for i in range(0, len(rows), batch)]
-    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, vector_dim(model)), np.float32)
+    return _embed(model, model.user_vectors, bank.serving_user_batch, scenario, rows, batch)
 
 
 def prior_weight(model: RetrievalModel, scenario: str) -> float:
