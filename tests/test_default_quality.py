@@ -6,7 +6,6 @@ in the model, the trainer, the sampler or the generator's planted structure fail
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def default_results(tmp_path_factory) -> dict:
     params = load_params(ROOT / "params.yaml")
-    assert params["data"]["source"] == "synthetic", "the shipped default is the synthetic generator"
+    assert params.data.source == "synthetic", "the shipped default is the synthetic generator"
     work = tmp_path_factory.mktemp("default")
     cfg = SyntheticConfig.from_params(params)
     generate(work / "store", cfg, progress=False)
-    window = make_window(cfg.dates[-1], params["window"]["train_days"], params["window"]["test_days"])
-    smap, train, test = load_window(work / "store", window, params["scenarios"]["names"],
-                                    params["scenarios"]["min_scenario_rows"])
-    write_split(work / "store", work / "features", window, smap, train, params["features"]["seq_len"])
+    window = make_window(cfg.dates[-1], params.window.train_days, params.window.test_days)
+    smap, train, test = load_window(work / "store", window, params.scenarios.names,
+                                    params.scenarios.min_scenario_rows)
+    write_split(work / "store", work / "features", window, smap, train, params.features.seq_len)
     prep = Prepared(work / "store", work / "features", window, smap, train, test, {})
-    return run_rows(prep, copy.deepcopy(params), ["popular", "dssm_single", "sass"], int(params["train"]["seed"]),
+    return run_rows(prep, params, ["popular", "dssm_single", "sass"], params.train.seed,
                     work / "runs")
 
 
