@@ -260,13 +260,40 @@ def test_the_publish_sweep_leaves_a_running_installers_temporary_alone(project: 
     assert not staging.exists()
 
 
-def test_a_second_run_in_the_same_workspace_is_refused(project: Path, capsys) -> None:
-    from sass_retrieval.runlock import run_lock
+HOLD_THE_RUN_LOCK = """
+import sys, time
+from pathlib import Path
+from sass_retrieval.runlock import run_lock
+lock, ready, release = map(Path, sys.argv[1:4])
+with run_lock(lock, "sass run"):
+    ready.touch()
+    while not release.exists():
+        time.sleep(0.05)
+"""
 
+
+def test_a_second_run_in_the_same_workspace_is_refused(project: Path) -> None:
+    """Two processes: one holds the workspace's run lock as a running `sass run` does, a real `sass run`
+    started beside it exits busy with one line naming the holder, and the holder is left running."""
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
-    with cwd(project), run_lock(project / ".locks" / "run.lock", "sass run"):
-        assert cli.main(["run"]) == EXIT_BUSY
-    assert "another run is in progress" in capsys.readouterr().err
+    ready, release = project / ".holder-ready", project / ".holder-release"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_RUN_LOCK, str(project / ".locks" / "run.lock"),
+                               str(ready), str(release)], cwd=project)
+    try:
+        deadline = time.time() + 120                     # a safety limit, not an assertion on speed
+        while not ready.exists():
+            assert holder.poll() is None and time.time() < deadline, "the lock holder did not start"
+            time.sleep(0.05)
+        sass = Path(sys.executable).parent / "sass"
+        second = subprocess.run([str(sass), "run"], cwd=project, capture_output=True, text=True, timeout=300)
+        assert second.returncode == EXIT_BUSY, second.stderr[-2000:]
+        assert "another run is in progress" in second.stderr and f'"pid": {holder.pid}' in second.stderr
+        assert "Running stage" not in second.stdout + second.stderr
+        assert holder.poll() is None, "the first run must go on"
+    finally:
+        release.touch()
+        holder.wait(timeout=60)
+    assert holder.returncode == 0
 
 
 def test_a_retried_stage_gives_the_same_outputs(project: Path) -> None:
