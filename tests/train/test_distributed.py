@@ -131,8 +131,8 @@ def test_two_ranks_one_step_equal_one_process_on_both_batches(tiny_project: dict
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     ref = _reference(features, store)
-    ddp = [torch.load(tmp_path / f"ddp-{r}.pt") for r in (0, 1)]
-    solo = [torch.load(tmp_path / f"no_allreduce-{r}.pt") for r in (0, 1)]
+    ddp = [torch.load(tmp_path / f"ddp-{r}.pt", weights_only=True) for r in (0, 1)]
+    solo = [torch.load(tmp_path / f"no_allreduce-{r}.pt", weights_only=True) for r in (0, 1)]
     sparse = [n for n, p in ref["grads"].items() if n.endswith("emb.weight") or n.endswith("fields.weight")]
     assert sparse, "the model's hashed embedding tables (SparseAdam) are part of the comparison"
 
