@@ -63,9 +63,9 @@ def throughput(work: Path, params: Params, steps: int, repeats: int, rows: tuple
     """
     import tempfile
 
-    from pipelines.common import bank_for, load_run
-    from sass_retrieval.models.bank import model_config
+    from sass_retrieval.models.bank import bank_for, model_config
     from sass_retrieval.models.retrieval import RetrievalModel
+    from sass_retrieval.run import load_run
     from sass_retrieval.train.finetune import finetune
     from sass_retrieval.train.pretrain import pretrain
     from sass_retrieval.train.recipes import finetune_job, loop_settings

@@ -1,9 +1,7 @@
-"""Shared plumbing of the stage entry points: arguments, logging, atomic JSON outputs.
+"""Shared plumbing of the stage entry points: arguments and logging.
 
-The run's context (params, store, window, scenarios, output paths) is library code in
-``sass_retrieval.run``; its names are re-exported here while the stages move to importing it.
-Light on purpose: no torch, so the data stages import only the data modules (dvc.yaml's deps are the
-import closure, checked by tests/test_dvc_deps.py). The feature bank is in ``pipelines.common``.
+Everything else a stage needs (the run's context, the feature bank, atomic writes) is library code the
+stage imports itself, so dvc.yaml's deps stay each stage's own import closure (tests/test_dvc_deps.py).
 """
 
 from __future__ import annotations
@@ -13,21 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from sass_retrieval.atomic import write_json
-from sass_retrieval.run import (
-    Run,
-    incremental_params,
-    load_run,
-    published_dir,
-    read_mapped,
-    safe_path,
-    warm_start_path,
-)
-
 ROOT = Path(__file__).resolve().parents[1]
-
-__all__ = ["ROOT", "Run", "incremental_params", "load_run", "parser", "published_dir", "read_mapped", "safe_path",
-           "setup_logging", "warm_start_path", "write_json"]
 
 
 def setup_logging() -> None:

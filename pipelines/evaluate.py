@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import time
 
-from .common import bank_for, load_run, parser, safe_path, setup_logging
+from sass_retrieval.models.bank import bank_for
+from sass_retrieval.run import load_run, safe_path
+
+from .base import parser, setup_logging
 
 log = logging.getLogger("evaluate")
 

@@ -19,8 +19,9 @@ import sys
 
 from sass_retrieval.atomic import write_json
 from sass_retrieval.publish_run import publish_run
+from sass_retrieval.run import load_run, safe_path
 
-from .base import load_run, parser, safe_path, setup_logging
+from .base import parser, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,7 @@
 """`sass recommend`: top-K videos for a user in a scenario, from the published (or a given) model and index.
 
-Loads the version and answers with the same code as `sass serve` (sass_retrieval.serve), so the two agree.
-A user without features in the scenario (cold) or unknown to the bank gets the scenario's popular list,
-marked "fallback": "popular" with the reason.
+Answers with the same code as `sass serve` (sass_retrieval.serve), so the two agree. A user without features
+in the scenario (cold) or unknown to the bank gets its popular list, marked "fallback": "popular" with why.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import load_run, parser, published_dir, safe_path, setup_logging
+from .base import parser, setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None, help="objective weights of a multi-objective version (row sass_mt), "
                    "e.g. click=1,long_view=0.5 (default: the weights it was published with)")
     args = p.parse_args(argv)
+    from sass_retrieval.run import load_run, published_dir, safe_path
     from sass_retrieval.serve.loader import MAX_K, VersionLoadError, load_version, version_folder
     from sass_retrieval.serve.query import answer, recommend
 

@@ -7,8 +7,9 @@ import logging
 from sass_retrieval.config import load_params
 from sass_retrieval.evaluate.report import gather, git_commit, write_report
 from sass_retrieval.publish_run import gate_preview
+from sass_retrieval.run import published_dir, safe_path
 
-from .base import ROOT, parser, published_dir, safe_path, setup_logging
+from .base import ROOT, parser, setup_logging
 
 log = logging.getLogger("report")
 

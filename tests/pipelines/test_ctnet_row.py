@@ -110,7 +110,8 @@ def test_a_source_on_every_scenario_publishes_the_largest_tabs_own_epoch(built_p
         _set(Path("params.yaml"), ctnet={"source": "all"},
              finetune={"early_stopping": True, "epochs": 5, "patience": 2, "min_epochs": 1, "refit": "none",
                        "prior_grid": [], "own_epoch_min_clicks": 1})
-        from pipelines.common import bank_for, load_run
+        from sass_retrieval.models.bank import bank_for
+        from sass_retrieval.run import load_run
         from sass_retrieval.train.ctnet import largest_scenario
 
         large = [largest_scenario(bank_for(load_run("params.yaml"), "data/features"))]

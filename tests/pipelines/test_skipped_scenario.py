@@ -16,9 +16,9 @@ import pytest
 from support import cwd, write_project
 
 from pipelines import evaluate, index, ingest, pretrain, publish, report, split, train, validate
-from pipelines.base import load_run
 from sass_retrieval.data.store import DayWriter, read_interactions
 from sass_retrieval.index.routing import resolve_index
+from sass_retrieval.run import load_run
 
 NAMES = ["s0", "s1", "s2", "other"]
 

@@ -69,8 +69,8 @@ def cold_known_user(project: dict) -> tuple[int, str]:
 
 def popular_reference(project: dict, scenario: str, k: int) -> list[int]:
     """The evaluation's popular row on the same training window."""
-    from pipelines.common import load_run, read_mapped
     from sass_retrieval.evaluate.popular import PopularRecommender
+    from sass_retrieval.run import load_run, read_mapped
 
     with cwd(project["root"]):
         run = load_run("params.yaml")

@@ -135,7 +135,7 @@ def serving_scenario(scenario: str, trained: Sequence[str], rows: Mapping[str, i
 def skipped_scenarios(declared: Sequence[str], smap: ScenarioMap, trained: Sequence[str]) -> dict[str, SkippedScenario]:
     """Declared scenarios (params scenarios.names) that are not among today's ``trained`` ones, with the reason.
 
-    ``trained`` is the run's scenario list (``pipelines.base.Run.names``). A declared 'other' is skipped when
+    ``trained`` is the run's scenario list (``sass_retrieval.run.Run.names``). A declared 'other' is skipped when
     nothing maps to it; its row count is then 0.
     """
     out: dict[str, SkippedScenario] = {}
