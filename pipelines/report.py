@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = gather(metrics=safe_path(args.metrics), validation_dir=safe_path(args.validation),
                  models_dir=safe_path(args.models), features_dir=safe_path(args.features),
                  published_dir=published_dir(params), out_dir=out, commit=git_commit(ROOT))
-    rep.gate = gate_preview(rep.metrics, rep.validation, safe_path(args.per_pair), params.publish)
+    rep.gate = gate_preview(rep.metrics, rep.validation, safe_path(args.per_pair), params)
     for problem in rep.problems:
         log.warning("report: %s", problem)
     written = write_report(rep, out)

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .params_schema import Params
 from .publish import (
     PUBLISHED,
     SERVED_FILE,
@@ -51,17 +52,17 @@ def version_sources(row: str, challenger: str, metrics: Path, validation: Path) 
     return {k: v for k, v in sources.items() if v.exists() or k in ("indexes", f"models/{row}")}
 
 
-def gate_preview(metrics: dict, validation: dict | None, per_pair: Path, publish_section: Any) -> dict | None:
+def gate_preview(metrics: dict, validation: dict | None, per_pair: Path, params: Params) -> dict | None:
     """What the publish stage will decide on these outputs, for the run report: the same ``decide``."""
     from dataclasses import asdict
 
     if not metrics:
         return None
     ok = bool((validation or {}).get("success"))
-    root = safe_path(publish_section.dir)
-    decision = decide(metrics, per_pair, ok, publish_section.challenger, published_metric(root, metrics),
-                      publish_section.tolerance)
-    return {**asdict(decision), "challenger": publish_section.challenger}
+    section = params.publish
+    decision = decide(metrics, per_pair, ok, section.challenger, published_metric(published_dir(params), metrics),
+                      section.tolerance)
+    return {**asdict(decision), "challenger": section.challenger}
 
 
 def decision_entry(run: Run, decision: Decision, challenger: str, published: float | None, level: float,
