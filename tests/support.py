@@ -121,15 +121,24 @@ def run_pipeline(root: Path) -> None:
 
 def load_bench(script: str):
     """A script of bench/ (not a package), imported as it runs: with bench/ on sys.path for its siblings."""
+    return _load_script("bench", script)
+
+
+def load_script(script: str):
+    """A script of scripts/ (not a package), imported as it runs."""
+    return _load_script("scripts", script)
+
+
+def _load_script(folder: str, script: str):
     import importlib.util
     import sys
 
-    bench = Path(__file__).resolve().parents[1] / "bench"
-    name = f"bench_{script}_under_test"
+    where = Path(__file__).resolve().parents[1] / folder
+    name = f"{folder}_{script}_under_test"
     if name not in sys.modules:
-        if str(bench) not in sys.path:
-            sys.path.insert(0, str(bench))
-        spec = importlib.util.spec_from_file_location(name, bench / f"{script}.py")
+        if str(where) not in sys.path:
+            sys.path.insert(0, str(where))
+        spec = importlib.util.spec_from_file_location(name, where / f"{script}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses resolve their module through sys.modules
         spec.loader.exec_module(module)

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from support import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    if "results_table_under_test" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("results_table_under_test", ROOT / "scripts" / "results_table.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["results_table_under_test"]
+    return load_script("results_table")
 
 
 def _row(per_scenario: dict[str, float], ndcg: float, hit: float) -> dict:

@@ -4,13 +4,11 @@ the comparison on small fake numbers, the file against the rows the default run 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from support import load_bench
+from support import load_bench, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,12 +18,7 @@ def _quickstart():
 
 
 def _check_script():
-    if "check_expected_under_test" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("check_expected_under_test", ROOT / "scripts" / "check_expected.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["check_expected_under_test"]
+    return load_script("check_expected")
 
 
 EXPECTED = {"sass": {"ndcg@50": {"expected": 0.30, "tolerance": 0.01}, "hit_rate@50": {"expected": 0.6, "tolerance": 0.02}},
