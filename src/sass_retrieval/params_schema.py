@@ -38,7 +38,7 @@ import annotated_types
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic.fields import FieldInfo
 
-from .config import ConfigError
+from .config import ConfigError, set_dotted
 from .rows import BENCHMARK_ROWS, CHALLENGERS, ROWS
 
 # ---------------------------------------------------------------- value types
@@ -397,11 +397,7 @@ class Params(Section):
         an incremental day or a test derives its params without mutating the run's."""
         doc = self.to_dict()
         for dotted, value in settings.items():
-            node = doc
-            *head, last = dotted.split(".")
-            for part in head:
-                node = node.setdefault(part, {})
-            node[last] = value
+            set_dotted(doc, dotted, value)
         return validate_params(doc, source=source)
 
     def to_dict(self) -> dict[str, Any]:
