@@ -9,7 +9,6 @@ arrow (markdown has no colour). The classes are decided once, by the code that b
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .significance import DASH
+from .significance import finite as num
 from .slices import SLICE_DESCRIPTIONS, SLICES
 
 METRIC_LABEL = {"ndcg": "NDCG", "hit_rate": "HitRate", "recall": "Recall"}
@@ -29,15 +29,6 @@ Cell = str | tuple[str, str]   # a cell's text, or (text, CSS classes): num, b, 
 
 
 # ---- values --------------------------------------------------------------------------------------
-
-
-def num(v: Any) -> float | None:
-    """A finite float, or None (missing, text, NaN)."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def fmt_metric(v: Any, digits: int = 4) -> str:

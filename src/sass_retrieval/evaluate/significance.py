@@ -193,7 +193,8 @@ def significance_by_slice(per_pair: Mapping[str, Mapping[str, Mapping]], referen
             for name, rows in per_pair.items() if reference in rows}
 
 
-def _finite(v: Any) -> float | None:
+def finite(v: Any) -> float | None:
+    """A finite float, or None (missing, text, NaN, infinite)."""
     try:
         f = float(v)
     except (TypeError, ValueError):
@@ -205,7 +206,7 @@ def format_ci(diff: Any, lo: Any, hi: Any, digits: int = 4, label: str = "") -> 
     """``+0.0123 [+0.0050, +0.0190]``: a difference and its interval, signed, the one way every report,
     benchmark table and publish decision writes one; ``label`` goes between the two (``", paired 95% CI"``).
     A dash when any of the three is undefined (no pairs, NaN)."""
-    vals = [_finite(v) for v in (diff, lo, hi)]
+    vals = [finite(v) for v in (diff, lo, hi)]
     if any(v is None for v in vals):
         return DASH
 
