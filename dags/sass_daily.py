@@ -25,6 +25,14 @@
   that day is recorded under its date. On the embedded synthetic default any day works: ingest
   generates the days of the run's window (deterministically, per day), so an unpaused DAG runs daily.
 
+- With ``SASS_TASK_WORKSPACES=1`` on every component (a pool of Celery workers that share no disk,
+  ``make airflow-cluster``, docs/cluster.md) each task runs in a workspace of its own
+  (``sass_retrieval.orchestration.workspace``): a clean checkout of the run's commit, inputs pulled from the
+  DVC remote, outputs pushed back, dvc.lock entries handed on as XCom; ``record_run`` assembles the day's
+  dvc.lock and pushes the run's tags to the project's repository. Training tasks go to the Celery queue
+  ``orchestration.train_queue``; in full mode ``orchestration.max_active_runs`` days run at once, and one
+  publish task runs at a time.
+
 The project folder is $SASS_PROJECT_DIR, else the folder above this file. Heavy libraries (torch,
 great_expectations, dvc) are only imported inside the tasks: parsing this file reads the stage graph from
 .dvc/tmp/sass-dag-graph.json, which a subprocess regenerates with DVC when dvc.yaml or params.yaml changed.
@@ -44,7 +52,7 @@ ROOT = Path(os.environ.get("SASS_PROJECT_DIR") or Path(__file__).resolve().paren
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from sass_retrieval.orchestration import dvc_graph  # noqa: E402  (reads a JSON cache; DVC runs in a subprocess)
+from sass_retrieval.orchestration import dvc_graph, workspace  # noqa: E402  (light: DVC runs in a subprocess)
 from sass_retrieval.orchestration.assets import (  # noqa: E402  (no heavy import)
     PUBLISH_STAGE,
     published_model_alias,
@@ -53,15 +61,35 @@ from sass_retrieval.orchestration.assets import (  # noqa: E402  (no heavy impor
 
 DAG_ID = "sass_daily"
 CONFIGURE, RECORD = "configure", "record_run"
-GROUPS = dvc_graph.task_groups(dvc_graph.load_graph(ROOT))
+GRAPH = dvc_graph.load_graph(ROOT)
+GROUPS = dvc_graph.task_groups(GRAPH)
+WORKSPACES = workspace.enabled()
 PUBLISHED_MODEL, PUBLISHED_EVENTS = published_model_asset(), published_model_alias()
 log = logging.getLogger("sass.dag")
+
+
+def _orchestration():
+    """params.yaml's ``orchestration`` section; its defaults when the file does not validate (the ``params``
+    task then fails the run with the one-line reason, instead of the DAG failing to import)."""
+    from sass_retrieval.config import ConfigError, load_params
+    from sass_retrieval.params_schema import Orchestration
+
+    try:
+        params = load_params(ROOT / "params.yaml")
+        return params.orchestration, params.train.mode
+    except (ConfigError, OSError) as exc:
+        log.warning("params.yaml: %s; the DAG uses the orchestration defaults", exc)
+        return Orchestration(), "full"
+
+
+ORCHESTRATION, TRAIN_MODE = _orchestration()
+TRAINING = {st.group for st in GRAPH.stages.values() if " -m pipelines.train" in st.cmd or " -m pipelines.pretrain" in st.cmd}
 
 default_args = {
     "owner": "sass",
     "retries": 2,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": 2.0,     # 2 min, then 4 min
+    "retry_delay": timedelta(seconds=ORCHESTRATION.retry_delay_seconds),
+    "retry_exponential_backoff": 2.0,     # then twice as long
     "max_retry_delay": timedelta(minutes=30),
     "execution_timeout": timedelta(hours=6),
 }
@@ -75,31 +103,58 @@ def _fail(exc):
     return AirflowFailException(str(exc))
 
 
-def _run(stage: str) -> None:
+def _run(stage: str, run: dict, inputs: list, label: str) -> dict | None:
+    """Run one dvc.yaml stage: in the project folder, or (``WORKSPACES``) in a workspace of its own, whose
+    dvc.lock entry is the task's XCom for the tasks downstream."""
     from sass_retrieval.orchestration import stages
 
     try:
-        stages.run_stage(ROOT, stage, logger=log)
+        if not WORKSPACES:
+            stages.run_stage(ROOT, stage, logger=log)
+            if stage == PUBLISH_STAGE:
+                _announce_publish(ROOT)
+            return None
+        settings = workspace.Settings.from_env(ROOT)
+        announce = (lambda ws: _announce_publish(ws.path, settings.published_url)) if stage == PUBLISH_STAGE else None
+        return workspace.run_task(settings, [stage], run["commit"], run["day"], _flatten(inputs), label,
+                                  logger=log, after=announce)
     except stages.StageFailed as exc:
         if exc.final:
             raise _fail(exc) from exc
         raise
 
 
-def _announce_publish() -> None:
+def _flatten(inputs: list) -> list:
+    """The upstream tasks' XComs, a mapped task's (a sequence of its instances') flattened."""
+    return [x for item in inputs for x in ([item] if item is None or isinstance(item, dict) else item)]
+
+
+def _announce_publish(project: Path, store_url: str | None = None) -> None:
     """After the publish stage: an event for the published-model Asset, through the task's alias outlet,
     only when the stage published a version (nothing changed otherwise, and an asset event would make every
     consumer reload for nothing). Airflow 3 emits an event for every declared Asset outlet of a successful
-    task; an alias emits only the events added to it, hence the alias."""
+    task; an alias emits only the events added to it, hence the alias. From a workspace, the event names the
+    version in the published-model store."""
     from sass_retrieval.orchestration.assets import published_asset_extra
 
-    extra = published_asset_extra(ROOT)
+    extra = published_asset_extra(project)
     if extra is None:
         log.info("publish kept the model in service: no %s event", PUBLISHED_MODEL.name)
         return
+    if store_url:
+        extra.update(path=f"{store_url.rstrip('/')}/versions/{extra['version']}", git_commit=None)
     get_current_context()["outlet_events"][PUBLISHED_EVENTS].add(PUBLISHED_MODEL, extra=extra)
     log.info("asset event %s: version %s (%s, macro NDCG@50 %s)", PUBLISHED_MODEL.name, extra["version"],
              extra["row"], extra["ndcg@50"])
+
+
+def _label(task_id: str) -> str:
+    """A workspace's name: the run, the task and its try, so a leftover tells whose it was."""
+    ctx = get_current_context()
+    ti = ctx["ti"]
+    index = f".{ti.map_index}" if getattr(ti, "map_index", -1) >= 0 else ""
+    run_id = "".join(c if c.isalnum() else "_" for c in str(ctx["dag_run"].run_id))[-40:]
+    return f"{run_id}.{task_id}{index}.try{ti.try_number}"
 
 
 with DAG(
@@ -115,7 +170,8 @@ with DAG(
     end_date=(datetime.fromisoformat(os.environ["SASS_DAG_END_DATE"]).replace(tzinfo=UTC)
               if os.environ.get("SASS_DAG_END_DATE") else None),
     catchup=False,
-    max_active_runs=1,                    # days run in order: each warm-starts from the previous one
+    # One project folder holds one run at a time; an incremental day warm-starts from the previous one.
+    max_active_runs=ORCHESTRATION.max_active_runs if WORKSPACES and TRAIN_MODE == "full" else 1,
     default_args=default_args,
     params={
         "end_date": Param("", type="string", pattern=r"^(|auto|\d{8})$",
@@ -127,7 +183,8 @@ with DAG(
 ) as dag:
 
     @task(task_id=CONFIGURE, retries=0)
-    def configure() -> str:
+    def configure() -> dict:
+        """The run's day and, with workspaces, the commit every task checks out."""
         from sass_retrieval.orchestration import runs
 
         ctx = get_current_context()
@@ -136,24 +193,30 @@ with DAG(
                                 data_interval_start=ctx.get("data_interval_start"),
                                 logical_date=ctx.get("logical_date"),
                                 run_after=getattr(dag_run, "run_after", None))
+        if WORKSPACES:
+            try:
+                settings = workspace.Settings.from_env(ROOT)
+                commit = workspace.run_commit(settings.repo_url)
+            except Exception as exc:  # bad deployment settings: retrying can not fix them
+                raise _fail(exc) from exc
+            log.info("run of %s at commit %s of %s", day, commit, settings.repo_url)
+            return {"day": day, "commit": commit}
         previous = runs.set_window_end(ROOT / "params.yaml", day)
         log.info("window.end_date: %s -> %s (params.yaml in %s)", previous, day, ROOT)
-        return day
+        return {"day": day, "commit": None}
 
     @task
-    def run_stage(stage: str) -> None:
-        _run(stage)
-        if stage == PUBLISH_STAGE:
-            _announce_publish()
+    def run_stage(stage: str, run: dict, inputs: list) -> dict | None:
+        return _run(stage, run, inputs, _label(stage))
 
     @task(map_index_template="{{ stage_item }}")
-    def run_item(group: str, item: str) -> None:
+    def run_item(group: str, item: str, run: dict, inputs: list) -> dict | None:
         get_current_context()["stage_item"] = item  # the mapped instance's name in the UI
-        _run(f"{group}{dvc_graph.JOIN}{item}")
+        return _run(f"{group}{dvc_graph.JOIN}{item}", run, inputs, _label(group))
 
     @task(task_id=RECORD)
-    def record_run(day: str) -> str:
-        """``day`` is configure's value: YYYYMMDD, or 'auto', which runs.record_run resolves from the store."""
+    def record_run(run: dict, results: list) -> str:
+        """``run["day"]`` is configure's: YYYYMMDD, or 'auto', which runs.record_run resolves from the store."""
         from sass_retrieval.orchestration import runs
 
         ctx = get_current_context()
@@ -161,23 +224,29 @@ with DAG(
         meta = {"dag_id": DAG_ID, "run_id": getattr(dag_run, "run_id", None),
                 "data_interval_start": ctx.get("data_interval_start"),
                 "data_interval_end": ctx.get("data_interval_end")}
-        return str(runs.record_run(ROOT, day, meta, logger=log))
+        if WORKSPACES:
+            return workspace.record(workspace.Settings.from_env(ROOT), run["commit"], run["day"],
+                                    _flatten(results), meta, logger=log)
+        return str(runs.record_run(ROOT, run["day"], meta, logger=log))
 
-    day = configure()
+    run = configure()
     tasks = {}
     for g in GROUPS:
+        inputs = [tasks[up] for up in g.upstream]   # their XComs: dvc.lock entries (workspaces)
+        options = {"queue": ORCHESTRATION.train_queue} if g.name in TRAINING else {}
         if g.mapped:
-            t = run_item.override(task_id=g.name).partial(group=g.name).expand(item=list(g.items))
+            t = run_item.override(task_id=g.name, **options).partial(group=g.name, run=run, inputs=inputs) \
+                .expand(item=list(g.items))
         else:
-            # publish's outlet is an alias: it emits an event for the Asset only when a version was published
-            outlets = [PUBLISHED_EVENTS] if g.name == PUBLISH_STAGE else []
-            t = run_stage.override(task_id=g.name, outlets=outlets)(stage=g.name)
+            if g.name == PUBLISH_STAGE:
+                # publish's outlet is an alias: it emits an event for the Asset only when a version was
+                # published; one publish at a time over every run, so days never race for `current`
+                options.update(outlets=[PUBLISHED_EVENTS], max_active_tis_per_dag=1)
+            t = run_stage.override(task_id=g.name, **options)(stage=g.name, run=run, inputs=inputs)
         tasks[g.name] = t
         for up in g.upstream:
             tasks[up] >> t
-        if not g.upstream:
-            day >> t
-    record = record_run(day)
+    record = record_run(run, [tasks[g.name] for g in GROUPS])
     sinks = [g.name for g in GROUPS if not any(g.name in other.upstream for other in GROUPS)]
     for name in sinks:
         tasks[name] >> record

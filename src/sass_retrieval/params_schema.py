@@ -373,6 +373,18 @@ class Publish(Section):
     dir: PathStr = Field("published", description="where published models and indexes go")
 
 
+class Orchestration(Section):
+    """How the Airflow DAG runs the stages; read when the DAG file is parsed, so no stage depends on it."""
+
+    model_config = ConfigDict(extra="forbid")
+    train_queue: str = Field("train", min_length=1, description="Celery queue of the training tasks (workers "
+                                                                "started with -q train take them)")
+    max_active_runs: PosInt = Field(3, description="days at once when tasks have workspaces of their own "
+                                                   "(train.mode full); 1 otherwise")
+    retry_delay_seconds: PosInt = Field(120, description="a failed task's first retry waits this long, "
+                                                         "doubling up to 30 min")
+
+
 class Params(Section):
     """The whole of params.yaml."""
 
@@ -391,6 +403,8 @@ class Params(Section):
     index: Index = Field(default_factory=Index, description="the FAISS indexes")
     evaluate: Evaluate = Field(default_factory=Evaluate, description="the evaluation protocol")
     publish: Publish = Field(default_factory=Publish, description="the publish gate")
+    orchestration: Orchestration = Field(default_factory=Orchestration, description="the Airflow DAG's "
+                                                                                 "queues, concurrency and retries")
 
     def override(self, settings: dict[str, Any], source: str = "overrides") -> Params:
         """A validated copy with dotted keys replaced (``{"finetune.lr": 1e-3}``): how a benchmark variant,

@@ -24,7 +24,7 @@ from ..errors import BadConfigError
 MODULE = "sass_retrieval.orchestration.dvc_graph"
 JOIN = "@"
 CACHE_FILE = ".dvc/tmp/sass-dag-graph.json"
-FORMAT = 1
+FORMAT = 2
 
 
 class GraphError(BadConfigError, ValueError):
@@ -38,6 +38,8 @@ class Stage:
     item: str | None                  # the foreach/matrix key ("s0"); None for a plain stage
     cmd: str                          # a list cmd joined with " && "
     wdir: str = "."                   # POSIX, relative to the project root
+    uncached: tuple[str, ...] = ()    # its ``cache: false`` outputs: they never reach the DVC remote
+    params: tuple[str, ...] = ()      # the params keys it declares ("window", "publish.dir")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ def _toposort(nodes: list[str], preds: dict[str, set[str]]) -> list[str]:
 
 def from_dvc(root: str | Path) -> StageGraph:
     """The stages and edges of ``root``'s dvc.yaml, from ``dvc.repo.Repo(root).index`` (imports DVC)."""
+    from dvc.dependency.param import ParamsDependency
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -105,7 +108,9 @@ def from_dvc(root: str | Path) -> StageGraph:
             group, _, item = s.name.partition(JOIN)
             cmd = s.cmd if isinstance(s.cmd, str) else " && ".join(s.cmd)
             wdir = os.path.relpath(s.wdir, repo.root_dir).replace(os.sep, "/")
-            stages[s.name] = Stage(s.name, group, item or None, cmd, wdir)
+            uncached = tuple(str(o.def_path) for o in s.outs if not o.use_cache)
+            keys = tuple(k for d in s.deps if isinstance(d, ParamsDependency) for k in d.params)
+            stages[s.name] = Stage(s.name, group, item or None, cmd, wdir, uncached, keys)
         edges = {(up.name, down.name) for down, up in repo.index.graph.edges if {up.name, down.name} <= set(stages)}
     except DvcException as exc:
         raise GraphError(f"DVC rejects {root / 'dvc.yaml'}: {exc}") from exc
@@ -152,7 +157,9 @@ def _read_cache(root: Path, *, current: bool = True) -> StageGraph | None:
         return None
     if current and doc.get("fingerprint") != fingerprint(root):   # the fingerprint covers FORMAT too
         return None
-    return StageGraph({s["name"]: Stage(**s) for s in doc["stages"]}, {(a, b) for a, b in doc["edges"]})
+    stages = {s["name"]: Stage(**{**s, "uncached": tuple(s["uncached"]), "params": tuple(s["params"])})
+              for s in doc["stages"]}
+    return StageGraph(stages, {(a, b) for a, b in doc["edges"]})
 
 
 def load_graph(root: str | Path, dvc_yaml: str | Path = "dvc.yaml") -> StageGraph:

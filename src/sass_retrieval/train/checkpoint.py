@@ -21,8 +21,10 @@ from ..models.retrieval import RetrievalModel
 
 
 def _save_tensors(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path, durable=True) as tmp:
-        torch.save(payload, tmp)
+    # Saved through a file object: torch.save names the archive inside after a path's file name (here the
+    # temporary one), so two saves of the same tensors would differ byte for byte and DVC would see a change.
+    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def save_checkpoint(path: Path, model: RetrievalModel | CTNet, meta: dict[str, Any] | None = None,
