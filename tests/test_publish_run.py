@@ -73,3 +73,39 @@ def test_the_publish_sweep_removes_a_killed_installs_leftovers_and_nothing_in_se
     assert sorted(p.name for p in root.iterdir()) == ["current", "decisions.jsonl", "versions"]
     assert [p.name for p in (root / "versions").iterdir()] == ["20220501-abc"]
     assert current_version(root) == a.resolve()
+
+
+def test_an_older_day_never_replaces_a_later_days_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Days that run at once (several workers) may publish out of order: the gate's yes for day 20220429 keeps
+    the version of 20220430 in service, and says why; the same run publishes when the model in service is older."""
+    from types import SimpleNamespace
+
+    from sass_retrieval.publish_run import _decide_and_install, version_day
+
+    def run_of(day: int) -> SimpleNamespace:
+        publish = SimpleNamespace(challenger="dssm_mixed", tolerance=0.005)
+        return SimpleNamespace(params=SimpleNamespace(publish=publish), window=SimpleNamespace(test_end=day))
+
+    monkeypatch.chdir(tmp_path)   # the run's outputs, as the publish stage finds them in its workspace
+    for f in ("models/sass/model.pt", "indexes/sass/s0/index.faiss"):
+        (tmp_path / f).parent.mkdir(parents=True)
+        (tmp_path / f).write_bytes(b"x")
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"rows": {"sass": {"macro": {"ndcg@50": 0.9}},
+                                            "dssm_mixed": {"macro": {"ndcg@50": 0.1}}}}))
+    validation = tmp_path / "summary.json"
+    validation.write_text(json.dumps({"success": True}))
+    for day, expected in ((20220430, False), (20220428, True)):
+        root = tmp_path / f"published-{day}"
+        version = root / "versions" / f"{day}-abc"
+        version.mkdir(parents=True)
+        (version / "metrics.json").write_text(json.dumps({"rows": {"sass": {"macro": {"ndcg@50": 0.5}}}}))
+        point_current(root, version)
+        entry = _decide_and_install(run_of(20220429), root, metrics, tmp_path / "no-per-pair.npz", validation)
+        assert entry["publish"] is expected, entry
+        if expected:
+            assert current_version(root).name == entry["version"] and entry["version"].startswith("20220429-")
+        else:
+            assert entry["reason"].startswith(f"kept {day}-abc, a later day's model")
+            assert current_version(root) == version.resolve()
+    assert version_day("20220430-32aa4ff978") == 20220430 and version_day("manual") == 0

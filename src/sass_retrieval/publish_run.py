@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,12 @@ from .run import Run, published_dir, safe_path
 
 log = logging.getLogger("publish")
 PUBLISH_LOCK = ".publish.lock"   # in the publish folder: held by a publish from its decision to its record
+
+
+def version_day(vid: str) -> int:
+    """The day a version id names (``run_id``: ``<window_end>-<hash>``); 0 for a name of another form."""
+    head = vid.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 def validation_passed(summary: Path) -> bool:
@@ -110,7 +117,12 @@ def _decide_and_install(run: Run, root: Path, metrics_path: Path, per_pair: Path
     published = published_metric(root, metrics)
     decision = decide(metrics, per_pair, validation_passed(validation), challenger, published,
                       float(run.params.publish.tolerance))
-    entry = decision_entry(run, decision, challenger, published, level, current_version(root))
+    in_service = current_version(root)
+    if decision.publish and in_service is not None and version_day(in_service.name) > run.window.test_end:
+        # days run at once (several workers) may finish out of order: an older day never replaces a newer one
+        decision = replace(decision, publish=False, winner=None,
+                           reason=f"kept {in_service.name}, a later day's model (the gate said: {decision.reason})")
+    entry = decision_entry(run, decision, challenger, published, level, in_service)
     if decision.publish:
         row = str(decision.winner)
         vid, fallback = install(root, run, row, version_sources(row, challenger, metrics_path, validation))
