@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
+ROOT_DIR = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kuairand_pure"
 TINY_SCENARIOS = ["s0", "s1", "s2"]
 
@@ -151,3 +154,40 @@ def warm_user(project: dict, scenario: str = "s0") -> int:
 
     users = pd.read_parquet(project["features"] / scenario / "users.parquet")
     return int(users.loc[users["exp_count"] > 0, "user_id"].iloc[0])
+
+
+# The Airflow tests' project: the whole pipeline in a minute or two on 2 CPU cores.
+AIRFLOW_TINY = {
+    "data.synthetic.users": 300, "data.synthetic.items": 200, "data.synthetic.rows": 6000,
+    "data.synthetic.days": 6,                       # 20220425 .. 20220430
+    "window.train_days": 3, "window.test_days": 2,
+    "scenarios.min_scenario_rows": 50, "validation.min_rows_per_day": 10,
+    "model.emb_dim": 16, "model.hidden": 32, "model.user_buckets": 1009, "model.video_buckets": 1009,
+    "model.field_buckets": 101,
+    "pretrain.epochs": 1, "pretrain.batch_size": 128, "pretrain.max_steps_per_epoch": 15,
+    "finetune.epochs": 1, "finetune.batch_size": 128, "finetune.negatives": 32, "finetune.max_steps_per_epoch": 15,
+    "finetune.early_stopping": False, "finetune.refit": False,
+    "train.threads": 1,
+    "evaluate.benchmark_rows": [],                  # a production day: no reference rows (the demo lists dssm_single)
+}
+
+
+def tiny_airflow_project(dst: Path, *, commit: bool = False) -> Path:
+    """A copy of the project's files (not data/models/runs) with a tiny params.yaml, in its own git repo
+    (``commit``: with one commit, which task workspaces check out)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT_DIR,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    for rel in listed:
+        src = ROOT_DIR / rel
+        if src.is_file() and not rel.startswith(("runs/", "airflow_home/", "published/")) and not rel.endswith(".log"):
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    from sass_retrieval.config import update_params_file
+
+    update_params_file(dst / "params.yaml", AIRFLOW_TINY)
+    if commit:
+        subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
+        subprocess.run(["git", "-c", "user.name=sass-tests", "-c", "user.email=tests@localhost", "commit", "-q",
+                        "-m", "tiny project"], cwd=dst, check=True)
+    return dst

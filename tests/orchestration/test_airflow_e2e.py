@@ -20,7 +20,6 @@ import contextlib
 import datetime
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -31,40 +30,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from sass_retrieval.config import update_params_file
+from support import tiny_airflow_project as tiny_project
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-TINY = {
-    "data.synthetic.users": 300, "data.synthetic.items": 200, "data.synthetic.rows": 6000,
-    "data.synthetic.days": 6,                       # 20220425 .. 20220430
-    "window.train_days": 3, "window.test_days": 2,
-    "scenarios.min_scenario_rows": 50, "validation.min_rows_per_day": 10,
-    "model.emb_dim": 16, "model.hidden": 32, "model.user_buckets": 1009, "model.video_buckets": 1009,
-    "model.field_buckets": 101,
-    "pretrain.epochs": 1, "pretrain.batch_size": 128, "pretrain.max_steps_per_epoch": 15,
-    "finetune.epochs": 1, "finetune.batch_size": 128, "finetune.negatives": 32, "finetune.max_steps_per_epoch": 15,
-    "finetune.early_stopping": False, "finetune.refit": False,
-    "train.threads": 1,
-    "evaluate.benchmark_rows": [],                  # a production day: no reference rows (the demo lists dssm_single)
-}
-
-
-def tiny_project(dst: Path) -> Path:
-    """A copy of the project's files (not data/models/runs) with a tiny params.yaml, in its own git repo."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
-    for rel in listed:
-        src = ROOT / rel
-        if src.is_file() and not rel.startswith(("runs/", "airflow_home/", "published/")) and not rel.endswith(".log"):
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
-    update_params_file(dst / "params.yaml", TINY)
-    return dst
-
 
 def airflow_env(home: Path, project: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
