@@ -8,7 +8,7 @@ ASSETS := report-assets
 # Passive OpenMP waiting: spinning threads of parallel processes starve each other (src/sass_retrieval/__init__.py).
 export OMP_WAIT_POLICY = PASSIVE
 
-.PHONY: install run demo-all test test-fast lint bench-quality bench-speed bench-scale bench-index bench-seed-spread airflow dag-graph clean
+.PHONY: install run demo-all test test-fast lint bench-quality bench-speed bench-scale bench-index bench-seed-spread airflow airflow-cluster dag-graph clean
 
 install: $(VENV)/.installed $(ASSETS)/node_modules/.package-lock.json
 
@@ -61,6 +61,12 @@ dag-graph: install
 
 airflow: install dag-graph
 	bash scripts/airflow-standalone.sh
+
+# Several workers on this machine (src/sass_retrieval/cluster): CeleryExecutor, Redis broker, PostgreSQL
+# metadata database, moto's S3 as the DVC remote; needs redis-server and postgresql (apt). make airflow-cluster WORKERS=3
+WORKERS ?= 2
+airflow-cluster: install dag-graph
+	bash scripts/airflow-cluster.sh --workers $(WORKERS)
 
 
 # Benchmarks (bench/, docs/benchmark.md): each writes its one current result to bench/results/.
