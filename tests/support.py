@@ -172,7 +172,7 @@ AIRFLOW_TINY = {
 }
 
 
-def tiny_airflow_project(dst: Path, *, commit: bool = False) -> Path:
+def tiny_airflow_project(dst: Path, *, commit: bool = False, overrides: dict | None = None) -> Path:
     """A copy of the project's files (not data/models/runs) with a tiny params.yaml, in its own git repo
     (``commit``: with one commit, which task workspaces check out)."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT_DIR,
@@ -185,7 +185,7 @@ def tiny_airflow_project(dst: Path, *, commit: bool = False) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
     from sass_retrieval.config import update_params_file
 
-    update_params_file(dst / "params.yaml", AIRFLOW_TINY)
+    update_params_file(dst / "params.yaml", {**AIRFLOW_TINY, **(overrides or {})})
     if commit:
         subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
         subprocess.run(["git", "-c", "user.name=sass-tests", "-c", "user.email=tests@localhost", "commit", "-q",

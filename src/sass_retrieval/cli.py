@@ -3,6 +3,7 @@
     sass params | ingest | validate | split | pretrain | train | index | evaluate | report | publish
     sass recommend --user 42 --scenario 1 --k 20
     sass runs list | sass runs restore YYYYMMDD|run-YYYYMMDD-NN
+    sass published pull --from s3://bucket/published
     sass run [ARGS]     # = dvc repro [ARGS] under the workspace's run lock
     sass --debug ...    # the traceback of an error too (or SASS_DEBUG=1); exit codes: docs/errors.md
 
@@ -29,6 +30,8 @@ COMMANDS = {
     "publish": ("pipelines.publish", "publish gate and atomic swap"),
     "recommend": ("pipelines.recommend", "top-K items for a user in a scenario from the published index"),
     "serve": ("pipelines.serve", "HTTP retrieval service over the published indexes (127.0.0.1 by default)"),
+    "published": ("pipelines.published", "pull: the version in service from the published-model store "
+                                          "($SASS_PUBLISHED_URL, several machines)"),
     "runs": ("pipelines.runs", "list recorded runs (one line each) with metrics, restore a day's or a run's models"),
     "run": (None, "dvc repro [ARGS]: the whole pipeline (or the named stages), refused while another run holds "
                   "the workspace"),
