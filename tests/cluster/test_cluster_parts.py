@@ -78,7 +78,9 @@ def test_every_component_gets_one_configuration_and_the_callers_word_last(tmp_pa
 def test_the_shell_forwards_settings_and_a_real_s3s_keys_only() -> None:
     shell = {"AIRFLOW__CORE__PARALLELISM": "8", "SASS_PROJECT_DIR": "/p", "SASS_WORKER_NAME": "w9",
              "AWS_ACCESS_KEY_ID": "k", "HOME": "/root"}
-    assert forwarded_environment(shell) == {"AIRFLOW__CORE__PARALLELISM": "8", "SASS_PROJECT_DIR": "/p"}
+    assert forwarded_environment(shell) == {"AIRFLOW__CORE__PARALLELISM": "8", "SASS_PROJECT_DIR": "/p",
+                                            "SASS_TASK_WORKSPACES": "1"}   # sass_daily's tasks in workspaces
+    assert forwarded_environment({"SASS_TASK_WORKSPACES": "0"})["SASS_TASK_WORKSPACES"] == "0"   # unless told
     shell["SASS_DVC_REMOTE_URL"] = "s3://real/remote"
     assert forwarded_environment(shell)["AWS_ACCESS_KEY_ID"] == "k"
 

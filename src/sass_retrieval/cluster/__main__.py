@@ -45,9 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def forwarded_environment(environ: dict[str, str]) -> dict[str, str]:
     """The shell's variables every component gets on top of the cluster's own settings."""
     real_s3 = REMOTE_VARIABLE in environ
-    return {k: v for k, v in environ.items()
-            if (k.startswith(("AIRFLOW__", "SASS_")) and k not in PER_WORKER)
-            or (real_s3 and k.startswith("AWS_"))}
+    # workers share no disk: every task of sass_daily in a workspace of its own (orchestration/workspace.py)
+    return {"SASS_TASK_WORKSPACES": "1",
+            **{k: v for k, v in environ.items()
+               if (k.startswith(("AIRFLOW__", "SASS_")) and k not in PER_WORKER)
+               or (real_s3 and k.startswith("AWS_"))}}
 
 
 def banner(cluster: Cluster) -> str:
