@@ -183,6 +183,9 @@ def tiny_airflow_project(dst: Path, *, commit: bool = False, overrides: dict | N
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / rel)
     subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    modules = ROOT_DIR / "report-assets" / "node_modules"   # installed by `make install`, as on every worker
+    if modules.is_dir():
+        (dst / "report-assets" / "node_modules").symlink_to(modules, target_is_directory=True)
     from sass_retrieval.config import update_params_file
 
     update_params_file(dst / "params.yaml", {**AIRFLOW_TINY, **(overrides or {})})

@@ -122,6 +122,7 @@ class Workspace:
         git(None, "clone", "--quiet", "--no-checkout", self.settings.repo_url, str(self.path))
         git(self.path, "checkout", "--quiet", "--detach", self.commit)
         set_window_end(self.path / "params.yaml", self.day)
+        self._link_installed_assets()
         s = self.settings
         dvc(self.path, "remote", "add", "--default", "--force", REMOTE, s.remote_url, logger=self.log)
         if s.endpoint_url:
@@ -129,6 +130,16 @@ class Workspace:
         self.seconds["checkout"] = time.perf_counter() - t0
         self.log.info("workspace %s: commit %s, day %s, remote %s", self.path, self.commit[:12], self.day,
                       s.remote_url)
+
+    def _link_installed_assets(self) -> None:
+        """The Data Docs' offline scripts and styles are this worker's installed npm packages (``make install``),
+        not files of the commit: the checkout links them where the stage looks for them."""
+        from ..data.offline_assets import default_modules
+
+        modules, link = default_modules(), self.path / "report-assets" / "node_modules"
+        if modules.is_dir() and not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(modules.resolve(), target_is_directory=True)
 
     def write_inputs(self, upstream: TaskResult) -> None:
         """The upstream stages' dvc.lock entries and cache: false outputs, as their tasks left them."""
