@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench_cli import bench_parser, bench_provenance  # noqa: E402
 from quickstart import copy_project, repro  # noqa: E402
 
-from sass_retrieval.config import update_params_file  # noqa: E402
 from sass_retrieval.experiment import write_results  # noqa: E402
 from sass_retrieval.orchestration.runs import set_window_end  # noqa: E402
 
@@ -112,15 +111,12 @@ def main(argv: list[str] | None = None) -> None:
 
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    project = copy_project(work / "project")
     if args.tiny:
-        from support import AIRFLOW_TINY
+        from support import tiny_airflow_project
 
-        update_params_file(project / "params.yaml", AIRFLOW_TINY)
-        import subprocess
-
-        subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "commit", "-qam",
-                        "tiny params"], cwd=project, check=True)
+        project = tiny_airflow_project(work / "project", commit=True)
+    else:
+        project = copy_project(work / "project")
     single = single_folder_day(project, work, args.day)
     print(f"one folder: {single:.0f}s", flush=True)
     runs = []

@@ -47,6 +47,9 @@ def copy_project(dst: Path, root: Path = ROOT) -> Path:
         if src.is_file() and not rel.endswith(".log"):
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / rel)
+    modules = root / "report-assets" / "node_modules"   # the Data Docs' npm packages: installed, not committed
+    if modules.is_dir() and not (dst / "report-assets" / "node_modules").exists():
+        (dst / "report-assets" / "node_modules").symlink_to(modules.resolve(), target_is_directory=True)
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q"], cwd=dst, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dst, check=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -173,24 +172,12 @@ AIRFLOW_TINY = {
 
 
 def tiny_airflow_project(dst: Path, *, commit: bool = False, overrides: dict | None = None) -> Path:
-    """A copy of the project's files (not data/models/runs) with a tiny params.yaml, in its own git repo
-    (``commit``: with one commit, which task workspaces check out)."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT_DIR,
-                            capture_output=True, text=True, check=True).stdout.splitlines()
-    for rel in listed:
-        src = ROOT_DIR / rel
-        if src.is_file() and not rel.startswith(("runs/", "airflow_home/", "published/")) and not rel.endswith(".log"):
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
-    modules = ROOT_DIR / "report-assets" / "node_modules"   # installed by `make install`, as on every worker
-    if modules.is_dir():
-        (dst / "report-assets" / "node_modules").symlink_to(modules, target_is_directory=True)
+    """:func:`copy_project` with a tiny params.yaml (``commit``: committed too, for task workspaces to check out)."""
     from sass_retrieval.config import update_params_file
 
+    copy_project(dst)
     update_params_file(dst / "params.yaml", {**AIRFLOW_TINY, **(overrides or {})})
     if commit:
-        subprocess.run(["git", "add", "-A"], cwd=dst, check=True)
         subprocess.run(["git", "-c", "user.name=sass-tests", "-c", "user.email=tests@localhost", "commit", "-q",
-                        "-m", "tiny project"], cwd=dst, check=True)
+                        "-am", "tiny params"], cwd=dst, check=True)
     return dst

@@ -242,7 +242,9 @@ def run_task(settings: Settings, stage_names: Iterable[str], commit: str, day: s
         stages = [graph.stages[n] for n in stage_names]
         ws.write_inputs(inputs)
         ups = {u for st in stages for u in graph.upstream(st.name)} - {st.name for st in stages}
-        ws.pull(u for u in ups if u in inputs.lock and set(_cached_outs(inputs.lock[u])) - set(graph.stages[u].uncached))
+        if missing := sorted(ups - set(inputs.lock)):
+            raise RuntimeError(f"no dvc.lock entry handed on by the upstream stages {', '.join(missing)}")
+        ws.pull(u for u in ups if set(_outs(inputs.lock[u])) - set(graph.stages[u].uncached))   # cached ones
         publish_dir = _publish_dir(ws.path)
         if any(k == "publish" or k.startswith("publish.dir") for st in stages for k in st.params):
             ws.pull_published(publish_dir)
@@ -257,7 +259,7 @@ def run_task(settings: Settings, stage_names: Iterable[str], commit: str, day: s
     return result.to_xcom()
 
 
-def _cached_outs(entry: Mapping[str, Any]) -> list[str]:
+def _outs(entry: Mapping[str, Any]) -> list[str]:
     return [str(o["path"]) for o in entry.get("outs") or []]
 
 
