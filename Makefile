@@ -66,7 +66,7 @@ airflow: install dag-graph
 # metadata database, moto's S3 as the DVC remote; needs redis-server and postgresql (apt). make airflow-cluster WORKERS=3
 WORKERS ?= 2
 airflow-cluster: install dag-graph
-	bash scripts/airflow-cluster.sh --workers $(WORKERS)
+	SASS_PROJECT_DIR="$(CURDIR)" PATH="$(abspath $(BIN)):$$PATH" $(PY) -m sass_retrieval.cluster --workers $(WORKERS)
 
 
 # Benchmarks (bench/, docs/benchmark.md): each writes its one current result to bench/results/.

@@ -1,5 +1,5 @@
 """``python -m sass_retrieval.cluster``: the local multi-worker Airflow in the foreground (``make
-airflow-cluster``, ``scripts/airflow-cluster.sh``), until Ctrl-C or SIGTERM; then every process it started
+airflow-cluster``), until Ctrl-C or SIGTERM; then every process it started
 is stopped, each with its whole process group.
 
 The shell's ``AIRFLOW__SECTION__KEY`` variables override the cluster's settings, and its ``SASS_*`` variables
