@@ -83,7 +83,8 @@ def _orchestration():
 
 
 ORCHESTRATION, TRAIN_MODE = _orchestration()
-TRAINING = {st.group for st in GRAPH.stages.values() if " -m pipelines.train" in st.cmd or " -m pipelines.pretrain" in st.cmd}
+TRAINING = {st.group for st in GRAPH.stages.values()   # the tasks that go to the training queue
+            if any(f" -m pipelines.{m} " in f"{st.cmd} " for m in ("train", "pretrain"))}
 
 default_args = {
     "owner": "sass",
