@@ -274,7 +274,7 @@ def record(settings: Settings, commit: str, day: str, results: Iterable[Mapping[
     """Assemble the day's dvc.lock from every task's entry, commit it with the run's text files and tag the
     run (:func:`runs.record_run`, in a workspace), then push the tags to the project's repository. A run tag
     another recorder pushed meanwhile is taken again with the next number. Returns the day's tag."""
-    from .runs import DAY_PREFIX, record_run
+    from .runs import current_run_tag, record_run
 
     logger = logger or log
     inputs = merge(results)
@@ -293,7 +293,7 @@ def record(settings: Settings, commit: str, day: str, results: Iterable[Mapping[
             git(ws.path, "fetch", "--quiet", "--force", "origin", "refs/tags/*:refs/tags/*")
             day_tag = record_run(ws.path, day, {**meta, "pushed": True, "pushed_by": "tasks", "commit_of_run": commit},
                                  push=False, logger=logger)
-            run_tag = yaml.safe_load(git(ws.path, "tag", "-l", "--format=%(contents)", day_tag))["run_tag"]
+            run_tag = current_run_tag(ws.path, day_tag)
             try:
                 git(ws.path, "push", "--quiet", "origin", f"refs/tags/{run_tag}", f"+refs/tags/{day_tag}")
             except GitError as exc:
@@ -302,6 +302,5 @@ def record(settings: Settings, commit: str, day: str, results: Iterable[Mapping[
                 logger.warning("pushing %s failed (%s); recording again", run_tag, str(exc).splitlines()[-1:])
                 continue
             logger.info("recorded %s as %s and %s in %s", day, run_tag, day_tag, settings.repo_url)
-            assert day_tag.startswith(DAY_PREFIX)
             return day_tag
     raise AssertionError("unreachable")
