@@ -13,7 +13,6 @@ timers, handed on with its dvc.lock entry). Writes bench/results/cluster.{md,jso
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
 import time
@@ -49,10 +48,7 @@ def cluster_day(project: Path, home: Path, workers: int, day: str, concurrency: 
         if state != "success":
             raise RuntimeError(f"{workers}-worker run ended {state}: "
                                + ", ".join(f"{t.task_id}[{t.map_index}]={t.state}" for t in tis))
-        with contextlib.closing(cluster.connect()) as conn, conn.cursor() as cur:
-            cur.execute("SELECT task_id, map_index, value FROM xcom WHERE dag_id = %s AND run_id = %s "
-                        "AND key = 'return_value'", (DAG, run_id))
-            values = {(t, m): v for t, m, v in cur.fetchall()}   # JSONB: decoded by psycopg2
+        values = cluster.return_values(DAG, run_id)
     tasks = []
     for t in tis:
         value = values.get((t.task_id, t.map_index))

@@ -181,3 +181,11 @@ def tiny_airflow_project(dst: Path, *, commit: bool = False, overrides: dict | N
         subprocess.run(["git", "-c", "user.name=sass-tests", "-c", "user.email=tests@localhost", "commit", "-q",
                         "-am", "tiny params"], cwd=dst, check=True)
     return dst
+
+
+def dvc_object_key(md5: str) -> str:
+    """The S3 key where the cluster's DVC remote (DVC 3) keeps an object (a folder's listing ends in .dir)."""
+    from sass_retrieval.cluster.s3_server import REMOTE_URL
+
+    prefix = REMOTE_URL.split("/", 3)[3]
+    return f"{prefix}/files/md5/{md5[:2]}/{md5[2:]}"

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support import tiny_airflow_project
+from support import dvc_object_key, tiny_airflow_project
 
 from sass_retrieval.cluster import Cluster
 from sass_retrieval.orchestration.runs import set_window_end
@@ -100,10 +100,6 @@ def recorded(project: Path, day: str) -> tuple[dict, dict, dict]:
     return lock, metrics, json.loads(git(project, "tag", "-l", "--format=%(contents)", tag))
 
 
-def s3_key(md5: str) -> str:
-    return f"remote/files/md5/{md5[:2]}/{md5[2:]}"
-
-
 def files_of(lock: dict, read_dir) -> dict[str, str]:
     """Every file of every output in ``lock``: path -> md5 (a folder through DVC's .dir listing)."""
     files = {}
@@ -131,7 +127,7 @@ def assert_same_day(cluster: Cluster, project: Path, day: str, single_folder, *,
     alone, folder = single_folder(day)
     assert set(lock) == set(alone)
     s3 = cluster.s3.client()
-    read = lambda md5: s3.get_object(Bucket="sass-dvc", Key=s3_key(md5))["Body"].read()  # noqa: E731
+    read = lambda md5: s3.get_object(Bucket="sass-dvc", Key=dvc_object_key(md5))["Body"].read()  # noqa: E731
     ours = files_of(lock, read)
     theirs = files_of(alone, lambda md5: (folder / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).read_text())
     timed = lambda f: any(fnmatch.fnmatch(f, p) for p in WALL_CLOCK + (SCORED if in_service else ()))  # noqa: E731
@@ -152,14 +148,6 @@ def assert_same_day(cluster: Cluster, project: Path, day: str, single_folder, *,
           f"{' or in-service' if in_service else ''} ones")
 
 
-def xcoms(cluster: Cluster, run_id: str) -> list[tuple[str, int, dict]]:
-    with contextlib.closing(cluster.connect()) as conn, conn.cursor() as cur:
-        cur.execute("SELECT task_id, map_index, value FROM xcom WHERE dag_id = %s AND run_id = %s "
-                    "AND key = 'return_value'", (DAG, run_id))
-        rows = cur.fetchall()
-    return list(rows)   # JSONB: psycopg2 hands the values back decoded
-
-
 def test_one_day_on_two_workers_equals_the_single_folder_run(cluster: Cluster, project: Path,
                                                              single_folder) -> None:
     t0 = time.monotonic()
@@ -172,7 +160,8 @@ def test_one_day_on_two_workers_equals_the_single_folder_run(cluster: Cluster, p
     assert {t.queue for t in tis if t.task_id in ("pretrain", "finetune", "challenger")} == {"train"}
     assert {t.queue for t in tis if t.task_id in ("ingest", "split", "index")} == {"default"}
     # each workspace was made new in its worker's own folder and is gone
-    results = [(t, m, v) for t, m, v in xcoms(cluster, run_id) if isinstance(v, dict) and "workspace" in v]
+    results = [(t, m, v) for (t, m), v in cluster.return_values(DAG, run_id).items()
+               if isinstance(v, dict) and "workspace" in v]
     assert len(results) == len([t for t in tis if t.task_id not in ("configure", "record_run")])
     host = {(t.task_id, t.map_index): t.hostname for t in tis}
     for task, index, value in results:
@@ -188,8 +177,8 @@ def test_one_day_on_two_workers_equals_the_single_folder_run(cluster: Cluster, p
     cached = [o for entry in lock.values() for o in entry.get("outs") or []
               if o["path"] not in ("reports/params.ok", "metrics/metrics.json", "plots/table.md",
                                    "plots/per_scenario.json", "plots/metric_vs_k.json", "reports/publish.json")]
-    assert cached and all(s3_key(o["md5"]) in keys for o in cached), [o["path"] for o in cached
-                                                                      if s3_key(o["md5"]) not in keys]
+    assert cached and all(dvc_object_key(o["md5"]) in keys for o in cached), [o["path"] for o in cached
+                                                                      if dvc_object_key(o["md5"]) not in keys]
     assert meta["pushed"] is True and meta["run_id"] == run_id
     assert "published/current" in keys                          # the first day publishes
     assert_same_day(cluster, project, "20220429", single_folder)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import tiny_airflow_project
+from support import dvc_object_key, tiny_airflow_project
 
 from sass_retrieval import published_store
 from sass_retrieval.cluster.ports import free_port
@@ -60,11 +60,6 @@ def remote_keys(server: S3Server) -> set[str]:
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
-def in_remote(md5: str) -> str:
-    """Where DVC 3 keeps an object (a folder's listing ends in .dir) under the remote's prefix."""
-    return f"{REMOTE_URL.split('/', 3)[3]}/files/md5/{md5[:2]}/{md5[2:]}"
-
-
 def test_stages_run_in_empty_workspaces_and_hand_their_outputs_on_through_the_remote(
         s3: S3Server, project: Path, tmp_path: Path) -> None:
     settings = settings_for(project, tmp_path / "ws")
@@ -80,7 +75,7 @@ def test_stages_run_in_empty_workspaces_and_hand_their_outputs_on_through_the_re
         entry = results[stage]["lock"][stage]
         assert [o["path"] for o in entry["outs"]] == {"ingest": ["data/store"],
                                                       "validate": ["reports/validation"]}[stage]
-        assert all(in_remote(o["md5"]) in keys for o in entry["outs"]), stage
+        assert all(dvc_object_key(o["md5"]) in keys for o in entry["outs"]), stage
         assert set(results[stage]["seconds"]) >= {"checkout", "stage", "push"}
     # validate read ingest's output: it pulled the very folder ingest pushed
     dep = {d["path"]: d["md5"] for d in results["validate"]["lock"]["validate"]["deps"]}
@@ -111,7 +106,7 @@ def test_a_push_to_a_stopped_remote_fails_in_one_line_and_the_retry_succeeds(
     back = start_s3(tmp_path / "s3-again", s3.port, (s3.access_key, s3.secret_key))   # the same endpoint, back
     try:
         retried = workspace.run_task(settings, ["ingest"], commit, DAY, [params], "ingest")
-        assert in_remote(retried["lock"]["ingest"]["outs"][0]["md5"]) in remote_keys(back)
+        assert dvc_object_key(retried["lock"]["ingest"]["outs"][0]["md5"]) in remote_keys(back)
     finally:
         back.stop(grace=2)
 

@@ -271,6 +271,11 @@ class Cluster:
         with contextlib.closing(self.connect()) as conn:
             return metadata.task_instances(conn, dag_id, run_id, history=history)
 
+    def return_values(self, dag_id: str, run_id: str) -> dict[tuple[str, int], object]:
+        """What each task instance of the run returned, by (task_id, map_index)."""
+        with contextlib.closing(self.connect()) as conn:
+            return metadata.return_values(conn, dag_id, run_id)
+
     # -- stopping ------------------------------------------------------------------------------------------
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM to every Airflow process group, SIGKILL to what is left after ``grace`` seconds, then the

@@ -54,3 +54,12 @@ def task_instances(conn, dag_id: str, run_id: str, *, history: bool = False) -> 
     with conn.cursor() as cur:
         cur.execute(f"SELECT * FROM ({query}) AS tries ORDER BY task_id, map_index, try_number", params)
         return [TaskInstanceRow(*row) for row in cur.fetchall()]
+
+
+def return_values(conn, dag_id: str, run_id: str) -> dict[tuple[str, int], object]:
+    """(task_id, map_index) -> the value the task instance returned (its ``return_value`` XCom; JSONB, which
+    psycopg2 hands back decoded)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT task_id, map_index, value FROM xcom WHERE dag_id = %s AND run_id = %s "
+                    "AND key = 'return_value'", (dag_id, run_id))
+        return {(t, m): v for t, m, v in cur.fetchall()}
