@@ -152,6 +152,8 @@ class Data(Section):
     kuairand_dir: PathStr = Field("../shared/data/kuairand_pure",
                                   description="the KuaiRand release folder (read-only), relative to params.yaml")
     store_dir: PathStr = Field("data/store", description="the canonical daily-partitioned Parquet store")
+    memory_limit_mib: PosInt = Field(3072, description="memory the data engine (DuckDB) may hold per stage; "
+                                                       "beyond it, it spills to disk")
     synthetic: Synthetic = Field(default_factory=Synthetic, description="the synthetic generator's configuration")
 
 
@@ -181,6 +183,9 @@ class Validation(Section):
                                                                "date (with the slack)")
     min_play_time_consistency: Fraction = Field(0.999, description="share of rows whose play_time_ms must agree "
                                                                     "with long_view")
+    sample_rows: PosInt = Field(100000, description="rows per scenario and day range drawn (seeded) for the Great "
+                                                    "Expectations suites; the cheap checks read every row")
+    sample_seed: int = Field(0, description="seed of the validation sample")
 
 
 class Features(Section):
@@ -331,6 +336,9 @@ class Train(Section):
     checkpoint_every: NonNegInt = Field(200, description="steps between resume checkpoints (and every epoch end)")
     checkpoint_seconds: NonNeg = Field(30, description="a resume checkpoint only when this many seconds have "
                                                        "passed since the last; 0 = every time")
+    nodes: PosInt = Field(1, description="machines a training stage runs on (torchrun --nnodes)")
+    procs_per_node: PosInt = Field(1, description="training processes per machine (torchrun --nproc-per-node)")
+    rendezvous: str = Field("127.0.0.1:29400", description="host:port of the c10d rendezvous when nodes > 1")
 
 
 class Index(Section):

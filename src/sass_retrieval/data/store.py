@@ -107,7 +107,7 @@ def read_interactions(store: Path, start: int | None = None, end: int | None = N
     cols = list(columns) if columns is not None else INTERACTIONS.names
     frames = []
     for d in dates:
-        for f in sorted(day_dir(store, d).glob("*.parquet")):
+        for f in sorted(day_dir(store, d).rglob("*.parquet")):
             missing = missing_columns(f, cols)
             if missing:
                 raise SchemaError(f"{f}: table 'interactions' is missing column(s) {missing} (written before "
@@ -141,7 +141,7 @@ def current_days(store: Path, dates: Iterable[int]) -> list[int]:
     """Those of ``dates`` that ``store`` holds in the current schema (every part has every canonical column)."""
     have = set(stored_dates(store)) if Path(store).is_dir() else set()
     found = sorted(set(int(d) for d in dates) & have)
-    stale = [d for d in found if any(missing_columns(f) for f in day_dir(store, d).glob("*.parquet"))]
+    stale = [d for d in found if any(missing_columns(f) for f in day_dir(store, d).rglob("*.parquet"))]
     if stale:
         log.warning("%s: %d day(s) (%s..%s) lack canonical interaction column(s) (written before they joined "
                     "the schema): not kept", store, len(stale), stale[0], stale[-1])
@@ -170,7 +170,7 @@ def carry_days(old: Path, new: Path, dates: Iterable[int]) -> list[int]:
 def require_days(store: Path, dates: Iterable[int] | None, source: str) -> list[int]:
     """The days ``store`` holds rows for; :class:`MissingDays` naming ``source`` when a requested day (or,
     with ``dates=None``, any day at all) has none."""
-    have = [d for d in stored_dates(store) if any(day_dir(store, d).glob("*.parquet"))]
+    have = [d for d in stored_dates(store) if any(day_dir(store, d).rglob("*.parquet"))]
     wanted = None if dates is None else sorted(set(int(d) for d in dates))
     missing = [d for d in wanted if d not in have] if wanted is not None else []
     if missing or not have:
