@@ -1,5 +1,6 @@
 """bench/scale.py: it runs what the daily run runs (the candidate, the challenger, any stage dvc.yaml adds),
-and a smoke run at a tiny row count: a full day, an incremental day and the same day retrained."""
+and a smoke run at a tiny row count: every stage, fine-tuning with 1 and 2 processes, the projection, an
+incremental day and the same day retrained."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ def test_sizes_grow_users_and_items_and_keep_the_daily_rows() -> None:
     assert (users, items) == (200_000, 50_000)
     assert params.data.synthetic.rows == 10_000_000 and params.data.synthetic.users == users
     assert params.evaluate.benchmark_rows == [] and params.train.threads == 2
+    assert params.finetune.max_steps_per_epoch == 0
+    capped, _, _ = scale.size_params(load_params(ROOT / "params.yaml"), 10_000_000, 2, train_steps=50)
+    assert capped.finetune.max_steps_per_epoch == 50 and capped.pretrain.max_steps_per_epoch == 50
+
+
+def test_projection_counts_the_workers_a_day_needs() -> None:
+    scale = load_bench("scale")
+    # 36M positives x 2 epochs in 60 min: 20,000/s; a 2-core worker at 3,000/s (2 processes) -> 7 workers
+    p = scale.projection(36_000_000, 2, 3_000.0, cores_per_worker=2, budget_min=60)
+    assert p["positives_per_s_needed"] == 20_000 and p["workers"] == 7
+    assert scale.projection(1000, 1, 3_000.0, 2, 60)["workers"] == 1
 
 
 def test_the_daily_stages_include_the_challenger_and_leave_out_only_the_untimed(tmp_path: Path, monkeypatch) -> None:
@@ -43,8 +55,12 @@ def test_the_daily_stages_include_the_challenger_and_leave_out_only_the_untimed(
 def test_smoke_run_at_a_tiny_row_count(tmp_path: Path, tiny_params_file: Path) -> None:
     out = tmp_path / "results" / "scale"
     assert load_bench("scale").main(["--rows", "20000", "--threads", "1", "--params", str(tiny_params_file),
+                                     "--train-steps", "3", "--next-day",
                                      "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
     (r,) = json.loads(out.with_suffix(".json").read_text())["results"]
+    assert [x["procs"] for x in r["rates"]] == [1, 2] and all(x["positives_per_s"] > 0 for x in r["rates"])
+    assert r["rates"][0]["steps_per_rank"] <= 3 and r["projection"]["workers"] >= 1
+    assert r["data_path"]["seconds"] > 0
     challenger = yaml.safe_load(tiny_params_file.read_text())["publish"]["challenger"]
     for day in ("full", "incremental", "next_day_full"):
         assert "challenger" in {s["stage"] for s in r[day]}, day
