@@ -72,7 +72,7 @@ def test_missing_days_name_the_source_and_the_days(tmp_path: Path) -> None:
 
 def _drop_feedback(store: Path, date: int) -> Path:
     """Rewrite a day as a store from before the feedback labels wrote it (no feedback columns)."""
-    part = next(day_dir(store, date).glob("*.parquet"))
+    part = next(day_dir(store, date).rglob("*.parquet"))
     pd.read_parquet(part).drop(columns=list(FEEDBACK_COLUMNS)).to_parquet(part, index=False)
     return part
 
@@ -94,3 +94,22 @@ def test_days_in_an_older_schema_are_not_carried(tmp_path: Path, caplog: pytest.
         assert carry_days(old, tmp_path / "new", [20220501, 20220502]) == [20220502]
     assert stored_dates(tmp_path / "new") == [20220502]
     assert "lack canonical interaction column(s)" in caplog.text and "20220501" in caplog.text
+
+
+def test_days_are_partitioned_by_scenario_and_carried_with_their_folders(tmp_path: Path) -> None:
+    """interactions/date=D/scenario=S/part-N.parquet; the files keep the scenario column; carry_days links the
+    nested folders (a day carried over reads back the same rows)."""
+    rows = pd.concat([_rows(20220501).assign(scenario="s0"), _rows(20220501).assign(scenario="a/b")])
+    writer = DayWriter(tmp_path / "store")
+    writer.write(rows)
+    writer.write(rows.iloc[:1])
+    writer.commit()
+    store = tmp_path / "store"
+    parts = sorted(str(f.relative_to(day_dir(store, 20220501))) for f in day_dir(store, 20220501).rglob("*.parquet"))
+    assert parts == ["scenario=a%2Fb/part-00000.parquet", "scenario=s0/part-00000.parquet",
+                     "scenario=s0/part-00001.parquet"]
+    assert set(pd.read_parquet(day_dir(store, 20220501) / "scenario=a%2Fb" / "part-00000.parquet")["scenario"]) == {"a/b"}
+    with staged_store(tmp_path / "copy") as new:
+        assert carry_days(store, new, [20220501]) == [20220501]
+    pd.testing.assert_frame_equal(read_interactions(tmp_path / "copy"), read_interactions(store))
+    assert len(read_interactions(store)) == 7

@@ -62,7 +62,7 @@ def test_a_store_from_before_the_feedback_labels_is_regenerated_not_carried(
     summary = _summary(root)
     summary["synthetic"] = {k: v for k, v in summary["synthetic"].items() if k not in ("generator", "columns")}
     (store / "ingest.json").write_text(json.dumps(summary))
-    for part in store.glob("interactions/date=*/*.parquet"):
+    for part in store.glob("interactions/date=*/scenario=*/*.parquet"):
         pd.read_parquet(part).drop(columns=list(FEEDBACK_COLUMNS)).to_parquet(part, index=False)
     with cwd(root), caplog.at_level("INFO", logger="ingest"):
         assert ingest.main([]) == 0

@@ -15,6 +15,7 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import pyarrow as pa
@@ -55,31 +56,42 @@ def write_table(df: pd.DataFrame, store: Path, table: Table) -> Path:
     return path
 
 
-class DayWriter:
-    """Appends chunks to daily partitions, then swaps each finished day into place.
+def scenario_folder(scenario: str) -> str:
+    """The partition folder of a raw scenario below its day, ``scenario=S`` (S percent-encoded, so any name
+    is one safe folder name)."""
+    return f"scenario={quote(str(scenario), safe='')}"
 
-    Chunks of one day may arrive in several pieces (streaming import); each piece becomes one part
-    file in a staging folder. ``commit`` replaces any previous copy of the day, which is what makes
-    re-ingesting a day idempotent rather than a source of duplicate rows.
+
+class DayWriter:
+    """Appends chunks to daily partitions, one folder per (day, raw scenario), then swaps each finished day
+    into place.
+
+    Chunks of one day may arrive in several pieces (streaming import); each piece of each scenario becomes
+    one part file ``date=D/scenario=S/part-NNNNN.parquet`` in a staging folder. The scenario level lets the
+    split of one scenario read that scenario's files (and their row groups) only, not the whole day; the
+    files keep the ``scenario`` column, so readers never depend on the folder names. ``commit`` replaces any
+    previous copy of the day, which is what makes re-ingesting a day idempotent rather than a source of
+    duplicate rows.
     """
 
     def __init__(self, store: Path) -> None:
         self.store = Path(store)
         self.staging = temp_path(interactions_dir(self.store) / "staging", "")
-        self.parts: dict[int, int] = {}
+        self.parts: dict[tuple[int, str], int] = {}
 
     def write(self, chunk: pd.DataFrame, source: str = "<chunk>") -> None:
         chunk = conform(chunk, INTERACTIONS, source=source)
-        for date, part in chunk.groupby("date", sort=True):
-            n = self.parts.get(int(date), 0)
-            folder = self.staging / f"date={int(date)}"
+        for (date, scenario), part in chunk.groupby(["date", "scenario"], sort=True, dropna=False):
+            key = (int(date), str(scenario))
+            n = self.parts.get(key, 0)
+            folder = self.staging / f"date={key[0]}" / scenario_folder(key[1])
             folder.mkdir(parents=True, exist_ok=True)
             table = pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False)
             pq.write_table(table, folder / f"part-{n:05d}.parquet")
-            self.parts[int(date)] = n + 1
+            self.parts[key] = n + 1
 
     def commit(self) -> list[int]:
-        dates = sorted(self.parts)
+        dates = sorted({date for date, _ in self.parts})
         for date in dates:
             swap_dir(self.staging / f"date={date}", day_dir(self.store, date))
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -158,12 +170,14 @@ def carry_days(old: Path, new: Path, dates: Iterable[int]) -> list[int]:
     for date in carried:
         src, dst = day_dir(old, date), day_dir(new, date)
         dst.mkdir(parents=True, exist_ok=True)
-        for f in sorted(src.iterdir()):
+        for f in sorted(src.rglob("*")):          # the scenario folders below the day too
             if f.is_file():
+                target = dst / f.relative_to(src)
+                target.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    os.link(f, dst / f.name)
+                    os.link(f, target)
                 except OSError:
-                    shutil.copy2(f, dst / f.name)
+                    shutil.copy2(f, target)
     return carried
 
 
