@@ -7,12 +7,18 @@ This file is also the worker torchrun starts (``__main__``): each rank joins the
 stages do (``init_from_env``) and runs the library's fine-tuning (``train.finetune`` -> ``train.loop.run_epochs``,
 which broadcasts the weights, gives every rank every N-th batch and averages the gradients), so the test checks
 the project's DDP path rather than a copy of it.
+
+The same worker also runs as two *nodes*: two separate torchrun launches meeting at a c10d rendezvous on the
+loopback interface (what ``train.nodes: 2`` launches on two machines), one of them a joining node
+(``SASS_TRAIN_JOINING=1``) that c10d makes global rank 0: the project's rank 0, which writes the outputs,
+must still be the process of the node that keeps them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -54,11 +60,16 @@ def _setup(features: Path, store: Path) -> tuple[Any, Any, Any]:
     return cfg, bank, finetune_job(params, seed=SEED, progress=False)
 
 
-def _snapshot(model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
-    """Weights and the gradients of the last step (dense; a parameter no batch touched has a zero gradient)."""
+def _snapshot(model: torch.nn.Module) -> dict[str, Any]:
+    """Weights and the gradients of the last step (dense; a parameter no batch touched has a zero gradient),
+    and where the process ran: its node (the test's label) and its global rank."""
+    import torch.distributed as dist
+
     grads = {n: (torch.zeros_like(p) if p.grad is None else p.grad.to_dense()).detach().clone()
              for n, p in model.named_parameters()}
-    return {"weights": {k: v.detach().clone() for k, v in model.state_dict().items()}, "grads": grads}
+    return {"weights": {k: v.detach().clone() for k, v in model.state_dict().items()}, "grads": grads,
+            "node": os.environ.get("SASS_TEST_NODE", ""),
+            "global_rank": dist.get_rank() if dist.is_initialized() else 0}
 
 
 def _worker(features: Path, store: Path, out: Path) -> None:
@@ -122,17 +133,16 @@ def _differing(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[s
     return [k for k in a if not torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7)]
 
 
-def test_two_ranks_one_step_equal_one_process_on_both_batches(tiny_project: dict, tmp_path: Path) -> None:
-    features, store = tiny_project["features"], tiny_project["store"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         [str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           __file__, str(features), str(store), str(tmp_path)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-4000:]
+
+
+def _check_against_one_process(features: Path, store: Path, out: Path) -> list[dict[str, Any]]:
+    """The ranks' snapshots in ``out`` against one process on both batches; the DDP ones, by project rank."""
     ref = _reference(features, store)
-    ddp = [torch.load(tmp_path / f"ddp-{r}.pt", weights_only=True) for r in (0, 1)]
-    solo = [torch.load(tmp_path / f"no_allreduce-{r}.pt", weights_only=True) for r in (0, 1)]
+    ddp = [torch.load(out / f"ddp-{r}.pt", weights_only=True) for r in (0, 1)]
+    solo = [torch.load(out / f"no_allreduce-{r}.pt", weights_only=True) for r in (0, 1)]
     sparse = [n for n, p in ref["grads"].items() if n.endswith("emb.weight") or n.endswith("fields.weight")]
     assert sparse, "the model's hashed embedding tables (SparseAdam) are part of the comparison"
 
@@ -150,6 +160,51 @@ def test_two_ranks_one_step_equal_one_process_on_both_batches(tiny_project: dict
         wrong = _differing(solo[rank]["weights"], ref["weights"])
         assert wrong != [] and any(n in wrong for n in sparse), wrong
         assert _differing(solo[rank]["grads"], ref["grads"]) != []
+    return ddp
+
+
+def test_two_ranks_one_step_equal_one_process_on_both_batches(tiny_project: dict, tmp_path: Path) -> None:
+    features, store = tiny_project["features"], tiny_project["store"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           __file__, str(features), str(store), str(tmp_path)]
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    _check_against_one_process(features, store, tmp_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_over_loopback_one_step_equal_one_process(tiny_project: dict, tmp_path: Path) -> None:
+    """Two torchrun launches of one process each (``--nnodes=2``, c10d rendezvous on 127.0.0.1), as two machines
+    start them. c10d orders the ranks by node address: the joining node, ``--local-addr=127.0.0.1``, sorts before
+    the keeping one, ``--local-addr=localhost``, and is global rank 0; the project's rank 0 (the writer of the
+    outputs, the source of the initial weights) must be the keeping node's process all the same."""
+    features, store = tiny_project["features"], tiny_project["store"]
+    port = _free_port()
+    procs = []
+    for node, addr, joining in (("joining", "127.0.0.1", "1"), ("keeping", "localhost", "0")):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id=loopback-{port}",
+               f"--local-addr={addr}", __file__, str(features), str(store), str(tmp_path)]
+        env = {**_env(), "SASS_TEST_NODE": node, "SASS_TRAIN_JOINING": joining}
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    try:
+        for p in procs:
+            outputs.append(p.communicate(timeout=600)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, text in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, text[-4000:]
+    ddp = _check_against_one_process(features, store, tmp_path)
+    assert [d["node"] for d in ddp] == ["keeping", "joining"]
+    assert [d["global_rank"] for d in ddp] == [1, 0], "c10d made the keeping node rank 0: the order was not tested"
 
 
 if __name__ == "__main__":

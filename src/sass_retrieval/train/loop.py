@@ -23,7 +23,7 @@ from ..models.checkpoint import CheckpointError
 from ..models.retrieval import RetrievalModel
 from .averaging import EpochAverage
 from .checkpoint import discard_resume, load_resume, save_resume
-from .distributed import average_gradients, barrier, broadcast_model, world
+from .distributed import all_agree, average_gradients, barrier, broadcast_model, world
 
 log = logging.getLogger(__name__)
 
@@ -208,17 +208,21 @@ def run_epochs(model: RetrievalModel, settings: LoopSettings, n_batches: Callabl
                 log.warning("%s: %s belongs to a different run (settings or model changed); starting fresh",
                             desc, resume_path)
                 resume = False
-        if resume:
-            model.load_state_dict(payload["model"])
-            opt.load_state_dict(payload["state"]["optimizer"])
-            start_epoch = int(payload["state"]["epoch"])
-            start_step = int(payload["state"]["step"])
-            global_step = int(payload["state"]["global_step"])
-            if average is not None:
-                average.load_state_dict(payload["state"].get("average", {}))
-            if memory is not None:
-                memory.load_state_dict(payload["state"].get("memory", {}))
-            log.info("%s: resuming at epoch %d step %d", desc, start_epoch, start_step)
+    # every rank resumes or none does: a machine without the file would otherwise take other steps (all_reduce hangs)
+    if all_agree(resume) != resume:
+        log.warning("%s: not every rank can resume from %s (another machine lacks it); starting fresh", desc, resume_path)
+        resume = False
+    if resume:
+        model.load_state_dict(payload["model"])
+        opt.load_state_dict(payload["state"]["optimizer"])
+        start_epoch = int(payload["state"]["epoch"])
+        start_step = int(payload["state"]["step"])
+        global_step = int(payload["state"]["global_step"])
+        if average is not None:
+            average.load_state_dict(payload["state"].get("average", {}))
+        if memory is not None:
+            memory.load_state_dict(payload["state"].get("memory", {}))
+        log.info("%s: resuming at epoch %d step %d", desc, start_epoch, start_step)
     live = LiveLog(Path(curve).parent / "dvclive", Path(curve).name, resume) if rank == 0 else None
     history: list[float] = []
     stopped_early = False
