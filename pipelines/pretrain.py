@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from dataclasses import replace
 
 from sass_retrieval.atomic import write_json
 from sass_retrieval.run import load_run, safe_path
@@ -20,12 +22,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="models/pretrain")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    from sass_retrieval.train import launch
+
+    # train.nodes x train.procs_per_node > 1: run again as that many torchrun processes (train.launch)
+    rc = launch.relaunch("pipelines.pretrain", sys.argv[1:] if argv is None else argv, args.params, "pretrain")
+    if rc is not None:
+        return rc
     from sass_retrieval.train.distributed import init_from_env
     from sass_retrieval.train.model_folder import pretrain_folder
 
     init_from_env()  # under torchrun: join the gloo process group; standalone: no-op
     t0 = time.perf_counter()
     run = load_run(args.params)
+    run = replace(run, params=launch.per_process_threads(run.params))   # several processes share a node's threads
     out = safe_path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = pretrain_folder(run, safe_path(args.features), out, not args.no_progress)
@@ -38,5 +47,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     from sass_retrieval.errors import run_main
+    from sass_retrieval.train.launch import record_exit
 
-    raise SystemExit(run_main(main))
+    raise SystemExit(record_exit(run_main(main)))   # a rank's failing code reaches the launching process

@@ -6,7 +6,9 @@ published folder."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from dataclasses import replace
 
 from sass_retrieval.atomic import write_json
 from sass_retrieval.rows import TRAINED_ROWS, spec
@@ -26,12 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="default: models/<row>")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    from sass_retrieval.train import launch
+
+    # train.nodes x train.procs_per_node > 1: run again as that many torchrun processes (train.launch)
+    rc = launch.relaunch("pipelines.train", sys.argv[1:] if argv is None else argv, args.params, f"train-{args.row}")
+    if rc is not None:
+        return rc
     from sass_retrieval.train.distributed import init_from_env
     from sass_retrieval.train.model_folder import train_folder
 
     init_from_env()  # under torchrun: join the gloo process group; standalone: no-op
     t0 = time.perf_counter()
     run = load_run(args.params)
+    run = replace(run, params=launch.per_process_threads(run.params))   # several processes share a node's threads
     out = safe_path(args.out or f"models/{args.row}")
     out.mkdir(parents=True, exist_ok=True)
     report = train_folder(run, spec(args.row), safe_path(args.features), out, args.pretrained, not args.no_progress)
@@ -44,5 +53,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     from sass_retrieval.errors import run_main
+    from sass_retrieval.train.launch import record_exit
 
-    raise SystemExit(run_main(main))
+    raise SystemExit(record_exit(run_main(main)))   # a rank's failing code reaches the launching process
