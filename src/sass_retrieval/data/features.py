@@ -311,7 +311,9 @@ def split_scenario(train: pd.DataFrame, users_static: pd.DataFrame, items_static
     clicks = train[train["is_click"] == 1].reset_index(drop=True)
 
     # serving snapshot -----------------------------------------------------------------------
-    u_counts = train.groupby("user_id").agg(exp_count=("is_click", "size"), click_count=("is_click", "sum"))
+    # int64 counts whatever the values (pandas keeps an int8 label's dtype for a sum when every sum fits in it)
+    u_counts = train.groupby("user_id").agg(exp_count=("is_click", "size"), click_count=("is_click", "sum")).astype(
+        "int64")
     keys, seq = sequence_matrix(clicks, seq_len, before_day=False)
     seq_df = pd.DataFrame(seq, columns=seq_columns(seq_len))
     seq_df.insert(0, "user_id", keys)
@@ -319,7 +321,8 @@ def split_scenario(train: pd.DataFrame, users_static: pd.DataFrame, items_static
     users[seq_columns(seq_len)] = users[seq_columns(seq_len)].fillna(PAD).astype("int64")
     users = add_rates(users).merge(users_static, on="user_id", how="left")
 
-    i_counts = train.groupby("video_id").agg(exp_count=("is_click", "size"), click_count=("is_click", "sum"))
+    i_counts = train.groupby("video_id").agg(exp_count=("is_click", "size"), click_count=("is_click", "sum")).astype(
+        "int64")
     items = add_rates(i_counts.reset_index())
     if train_dates:
         last = train[train["date"] == max(train_dates)].groupby("video_id").agg(
