@@ -32,6 +32,12 @@
   dvc.lock and pushes the run's tags to the project's repository. Training tasks go to the Celery queue
   ``orchestration.train_queue``; in full mode ``orchestration.max_active_runs`` days run at once, and one
   publish task runs at a time.
+- Training on several machines (``train.nodes`` > 1): each training stage's task starts torchrun itself
+  (``sass_retrieval.train.launch``), and a mapped task ``<stage>_node`` over node ranks 1..nodes-1, on the
+  train queue too, runs the same stage cmd on other workers as joining nodes (``SASS_TRAIN_JOINING=1``: no
+  ``dvc commit``, no push, no output kept). All of them meet at ``train.rendezvous`` under one rendezvous id,
+  ``SASS_RDZV_ID`` = the run id + the stage. They must run at once: the train queue needs at least
+  ``train.nodes`` free slots (a worker per node, the rendezvous host among them), or the rendezvous times out.
 
 The project folder is $SASS_PROJECT_DIR, else the folder above this file. Heavy libraries (torch,
 great_expectations, dvc) are only imported inside the tasks: parsing this file reads the stage graph from
@@ -43,6 +49,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,13 +84,14 @@ def _orchestration():
 
     try:
         params = load_params(ROOT / "params.yaml")
-        return params.orchestration, params.train.mode
+        return params.orchestration, params.train.mode, params.train.nodes
     except (ConfigError, OSError) as exc:
         log.warning("params.yaml: %s; the DAG uses the orchestration defaults", exc)
-        return Orchestration(), "full"
+        return Orchestration(), "full", 1
 
 
-ORCHESTRATION, TRAIN_MODE = _orchestration()
+ORCHESTRATION, TRAIN_MODE, TRAIN_NODES = _orchestration()
+NODE_SUFFIX = "_node"   # <training stage>_node: the joining nodes of a multi-node training
 TRAINING = {st.group for st in GRAPH.stages.values()   # the tasks that go to the training queue
             if any(f" -m pipelines.{m} " in f"{st.cmd} " for m in ("train", "pretrain"))}
 
@@ -110,15 +119,63 @@ def _run(stage: str, run: dict, inputs: list, label: str) -> dict | None:
     from sass_retrieval.orchestration import stages
 
     try:
-        if not WORKSPACES:
-            stages.run_stage(ROOT, stage, logger=log)
-            if stage == PUBLISH_STAGE:
-                _announce_publish(ROOT)
-            return None
-        settings = workspace.Settings.from_env(ROOT)
-        announce = (lambda ws: _announce_publish(ws.path, settings.published_url)) if stage == PUBLISH_STAGE else None
-        return workspace.run_task(settings, [stage], run["commit"], run["day"], _flatten(inputs), label,
-                                  logger=log, after=announce)
+        with _training_env(stage):
+            return _run_here(stage, run, inputs, label)
+    except stages.StageFailed as exc:
+        if exc.final:
+            raise _fail(exc) from exc
+        raise
+
+
+def _run_here(stage: str, run: dict, inputs: list, label: str) -> dict | None:
+    from sass_retrieval.orchestration import stages
+
+    if not WORKSPACES:
+        stages.run_stage(ROOT, stage, logger=log)
+        if stage == PUBLISH_STAGE:
+            _announce_publish(ROOT)
+        return None
+    settings = workspace.Settings.from_env(ROOT)
+    announce = (lambda ws: _announce_publish(ws.path, settings.published_url)) if stage == PUBLISH_STAGE else None
+    return workspace.run_task(settings, [stage], run["commit"], run["day"], _flatten(inputs), label,
+                              logger=log, after=announce)
+
+
+@contextmanager
+def _training_env(stage: str, joining: bool = False) -> Iterator[None]:
+    """With ``train.nodes`` > 1, the stage's environment names the run's rendezvous (the same id in the main
+    task and its joining nodes: the run id and the stage) and, in a ``<stage>_node`` task, marks the node as
+    joining; the task process's environment is what the stage subprocess inherits."""
+    if TRAIN_NODES <= 1 or stage.split(dvc_graph.JOIN)[0] not in TRAINING:
+        yield
+        return
+    from sass_retrieval.train.launch import JOINING, RDZV_ID, dag_rendezvous_id
+
+    values = {RDZV_ID: dag_rendezvous_id(str(get_current_context()["dag_run"].run_id), stage),
+              JOINING: "1" if joining else "0"}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _join(stage: str, run: dict, inputs: list, label: str) -> None:
+    """Run training stage ``stage`` as a joining node: the same cmd and inputs, nothing recorded or pushed."""
+    from sass_retrieval.orchestration import stages
+
+    try:
+        with _training_env(stage, joining=True):
+            if not WORKSPACES:
+                stages.run_stage(ROOT, stage, commit=False, logger=log)
+            else:
+                workspace.join_task(workspace.Settings.from_env(ROOT), stage, run["commit"], run["day"],
+                                    _flatten(inputs), label, logger=log)
     except stages.StageFailed as exc:
         if exc.final:
             raise _fail(exc) from exc
@@ -215,6 +272,13 @@ with DAG(
         get_current_context()["stage_item"] = item  # the mapped instance's name in the UI
         return _run(f"{group}{dvc_graph.JOIN}{item}", run, inputs, _label(group))
 
+    @task(map_index_template="{{ node_label }}")
+    def join_node(group: str, node: int, run: dict, inputs: list, item: str | None = None) -> None:
+        """Node rank ``node`` (1..train.nodes-1) of training stage ``group`` (its ``item``, mapped groups)."""
+        stage = group if item is None else f"{group}{dvc_graph.JOIN}{item}"
+        get_current_context()["node_label"] = f"{item + ' ' if item else ''}node {node}"
+        _join(stage, run, inputs, _label(group + NODE_SUFFIX))
+
     @task(task_id=RECORD)
     def record_run(run: dict, results: list) -> str:
         """``run["day"]`` is configure's: YYYYMMDD, or 'auto', which runs.record_run resolves from the store."""
@@ -247,6 +311,14 @@ with DAG(
         tasks[g.name] = t
         for up in g.upstream:
             tasks[up] >> t
+        if g.name in TRAINING and TRAIN_NODES > 1:
+            # the other machines of the training: same inputs, started with the main task (train queue slots)
+            joins = join_node.override(task_id=g.name + NODE_SUFFIX, queue=ORCHESTRATION.train_queue) \
+                .partial(group=g.name, run=run, inputs=inputs)
+            nodes = list(range(1, TRAIN_NODES))
+            n = joins.expand(node=nodes, item=list(g.items)) if g.mapped else joins.expand(node=nodes)
+            for up in g.upstream:
+                tasks[up] >> n
     record = record_run(run, [tasks[g.name] for g in GROUPS])
     sinks = [g.name for g in GROUPS if not any(g.name in other.upstream for other in GROUPS)]
     for name in sinks:

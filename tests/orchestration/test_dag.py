@@ -50,7 +50,8 @@ if dag is not None:
         items = t.op_kwargs_expand_input.value.get("item") if mapped else None
         out["tasks"][t.task_id] = {"upstream": sorted(t.upstream_task_ids), "mapped": mapped, "items": items,
                                    "retries": t.retries, "backoff": t.retry_exponential_backoff,
-                                   "trigger_rule": str(t.trigger_rule)}
+                                   "trigger_rule": str(t.trigger_rule), "queue": t.queue,
+                                   "node": t.op_kwargs_expand_input.value.get("node") if mapped else None}
 print("JSON:" + json.dumps(out, default=str))
 """
 
@@ -165,6 +166,45 @@ def test_a_new_dvc_stage_becomes_a_new_task(tmp_path: Path) -> None:
     got = {k: {"upstream": v["upstream"], "mapped": v["mapped"], "items": v["items"]}
            for k, v in loaded["tasks"].items()}
     assert got == expected_tasks(project)
+
+
+def _dag_with_train_nodes(tmp_path: Path, nodes: int) -> dict:
+    """The real DAG over the real dvc.yaml, with params.yaml's train.nodes set to ``nodes``."""
+    from sass_retrieval.config import update_params_file
+
+    project = tmp_path / f"proj{nodes}"
+    (project / "dags").mkdir(parents=True)
+    shutil.copy2(DAG_FILE, project / "dags" / DAG_FILE.name)
+    shutil.copy2(ROOT / "params.yaml", project / "params.yaml")
+    shutil.copy2(ROOT / "dvc.yaml", project / "dvc.yaml")
+    shutil.copytree(ROOT / ".dvc", project / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    update_params_file(project / "params.yaml", {"train.nodes": nodes})
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    return load_dag(project / "dags", project, tmp_path / f"home{nodes}")
+
+
+def test_multi_node_training_adds_joining_node_tasks_on_the_train_queue(tmp_path: Path) -> None:
+    """train.nodes: 2: every training stage's task gets ``<stage>_node``, mapped over node ranks 1..nodes-1, on
+    the train queue like the main task and started by the same upstream tasks (they must run at once); with one
+    node there are none."""
+    two = _dag_with_train_nodes(tmp_path, 2)
+    assert two["errors"] == {}
+    train_queue = yaml.safe_load((ROOT / "params.yaml").read_text())["orchestration"]["train_queue"]
+    training = sorted(name for name in two["tasks"] if name in ("pretrain", "finetune", "challenger", "reference"))
+    assert {"pretrain", "finetune", "challenger"} <= set(training)
+    nodes = sorted(name for name in two["tasks"] if name.endswith("_node"))
+    assert nodes == sorted(f"{name}_node" for name in training)
+    for name in training:
+        main, join = two["tasks"][name], two["tasks"][f"{name}_node"]
+        assert main["queue"] == join["queue"] == train_queue
+        assert join["mapped"] and join["node"] == [1]
+        assert join["upstream"] == main["upstream"]
+    assert not any(n in two["tasks"]["record_run"]["upstream"] for n in nodes)
+
+    one = _dag_with_train_nodes(tmp_path, 1)
+    assert one["errors"] == {}
+    assert not [name for name in one["tasks"] if name.endswith("_node")]
+    assert set(one["tasks"]) == set(two["tasks"]) - set(nodes)
 
 
 # ---------------------------------------------------------------- running the DAG on a fake project

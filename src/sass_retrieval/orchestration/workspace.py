@@ -259,6 +259,26 @@ def run_task(settings: Settings, stage_names: Iterable[str], commit: str, day: s
     return result.to_xcom()
 
 
+def join_task(settings: Settings, stage_name: str, commit: str, day: str,
+              upstream: Iterable[Mapping[str, Any] | None], label: str,
+              logger: logging.Logger | None = None) -> None:
+    """Run training stage ``stage_name`` as a joining node of a multi-node training (``train.nodes`` > 1): the
+    same checkout and upstream inputs as :func:`run_task`, then the stage's cmd, and nothing else. The main
+    task's node keeps the outputs (train.distributed: the joining node's ranks write none); this one records
+    nothing in dvc.lock and pushes nothing, so a joining node can never overwrite the stage's outputs."""
+    inputs = merge(upstream)
+    with workspace(settings, label, commit, day, logger) as ws:
+        graph = load_graph(ws.path)
+        ws.write_inputs(inputs)
+        ups = set(graph.upstream(stage_name)) - {stage_name}
+        if missing := sorted(ups - set(inputs.lock)):
+            raise RuntimeError(f"no dvc.lock entry handed on by the upstream stages {', '.join(missing)}")
+        ws.pull(u for u in ups if set(_outs(inputs.lock[u])) - set(graph.stages[u].uncached))
+        if any(k == "publish" or k.startswith("publish.dir") for k in graph.stages[stage_name].params):
+            ws.pull_published(_publish_dir(ws.path))
+        ws.seconds["stage"] = run_stage(ws.path, stage_name, commit=False, logger=ws.log)
+
+
 def _outs(entry: Mapping[str, Any]) -> list[str]:
     return [str(o["path"]) for o in entry.get("outs") or []]
 

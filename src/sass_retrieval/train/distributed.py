@@ -23,8 +23,8 @@ import torch
 import torch.distributed as dist
 
 from ..errors import BadConfigError
+from .launch import JOINING
 
-JOINING = "SASS_TRAIN_JOINING"   # "1" on a machine that trains but keeps no output
 _order: tuple[int, ...] | None = None   # global ranks by project rank, set when the group is joined
 
 

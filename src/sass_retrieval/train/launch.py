@@ -29,6 +29,7 @@ from pathlib import Path
 
 log = logging.getLogger("train.launch")
 RDZV_ID = "SASS_RDZV_ID"              # the rendezvous id every node of one training shares
+JOINING = "SASS_TRAIN_JOINING"        # "1" on a machine that trains but keeps no output (train.distributed)
 EXIT_DIR = "SASS_RANK_EXIT_DIR"       # where ranks leave a failing exit code for the launching process
 TORCHRUN_VARS = ("WORLD_SIZE", "LOCAL_RANK")
 
