@@ -21,17 +21,13 @@ import numpy as np
 import pandas as pd
 
 from .config import Window
-from .data.features import (
-    OTHER,
-    ScenarioMap,
-    scenario_map,
-    split_meta,
-    write_pairs_split,
-    write_scenario_split,
-)
+from .data.engine import connect, interaction_files
+from .data.features import OTHER, ScenarioMap, scenario_map, split_meta
 from .data.kuairand import import_kuairand
+from .data.split_sql import write_pairs_split_sql, write_scenario_split_sql
 from .data.store import read_interactions, read_items, read_users
 from .gitinfo import head_commit
+from .params_schema import Data as ParamsData
 from .params_schema import Params
 from .rows import spec
 
@@ -118,15 +114,27 @@ def load_window(store: Path, window: Window, declared: list[str], min_rows: int)
     return smap, train, test
 
 
-def write_split(store: Path, out: Path, window: Window, smap: ScenarioMap, train: pd.DataFrame, seq_len: int) -> None:
-    """What the split stage writes (the same functions), for every mapped scenario and the pairs."""
+def write_split(store: Path, out: Path, window: Window, smap: ScenarioMap, train: pd.DataFrame, seq_len: int,
+                memory_limit_mib: int | None = None) -> None:
+    """What the split stage writes (the same DuckDB functions, from the store's files of the window's training
+    days; ``train`` is not read), for every mapped scenario and the pairs. ``memory_limit_mib``: DuckDB's
+    bound (None: params' default data.memory_limit_mib)."""
+    del train
+    if memory_limit_mib is None:
+        memory_limit_mib = int(ParamsData.model_fields["memory_limit_mib"].default)
     if out.exists():
         shutil.rmtree(out)
-    users, items = read_users(store), read_items(store)
     meta = split_meta(smap.names, list(smap.reported), smap.mapping, window.train_dates, window.test_dates, seq_len)
-    for s in smap.names:
-        write_scenario_split(out / s, train, s, users, items, meta)
-    write_pairs_split(out / "pairs", train, meta)
+    files = interaction_files(store, window.train_dates)
+    spill = out.with_name(f".{out.name}-duckdb")
+    con = connect(memory_limit_mib, temp_dir=spill)
+    try:
+        for s in smap.names:
+            write_scenario_split_sql(con, files, store, out / s, s, smap.mapping, meta)
+        write_pairs_split_sql(con, files, out / "pairs", smap.names, smap.mapping, meta)
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def evaluation_slices(prep: Prepared) -> dict[str, Any]:

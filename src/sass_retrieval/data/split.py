@@ -3,6 +3,9 @@
 Each is written beside its folder and swapped in whole (atomic.swap_dir), so a failed split leaves the
 previous one. A declared scenario skipped today (too few training rows, data.features.skipped_scenarios)
 gets a marker instead of features, and the day goes on.
+
+The tables are computed by DuckDB (data.split_sql) straight from the store's part files within
+``data.memory_limit_mib``: the window's rows never enter pandas.
 """
 
 from __future__ import annotations
@@ -14,15 +17,10 @@ from typing import Any
 
 from ..atomic import swap_dir, temp_path
 from ..config import ConfigError
-from ..run import Run, read_mapped
-from .features import (
-    skipped_scenarios,
-    split_meta,
-    write_pairs_split,
-    write_scenario_split,
-    write_skipped_split,
-)
-from .store import read_items, read_users
+from ..run import Run
+from .engine import connect, interaction_files
+from .features import skipped_scenarios, split_meta, write_skipped_split
+from .split_sql import write_pairs_split_sql, write_scenario_split_sql
 
 log = logging.getLogger("split")
 
@@ -35,14 +33,15 @@ def write_run_split(run: Run, out: Path, scenario: str | None) -> dict[str, Any]
     declared = run.params.scenarios.names
     if scenario is not None and scenario not in declared:
         raise ConfigError(f"{run.params_path}: scenarios.names: does not list the scenario {scenario!r}: {declared}")
-    train = read_mapped(run, w.train_start, w.train_end)
+    files = interaction_files(run.store, w.train_dates)
     meta = split_meta(run.names, list(run.scenarios.reported), run.scenarios.mapping, w.train_dates, w.test_dates,
                       run.params.features.seq_len)
     name = PAIRS if scenario is None else scenario
-    tmp = temp_path(out / name)
+    tmp, spill = temp_path(out / name), temp_path(out / f"{name}-duckdb", "")
+    con = connect(run.params.data.memory_limit_mib, temp_dir=spill)
     try:
         if scenario is None:
-            stats = write_pairs_split(tmp, train, meta)
+            stats = write_pairs_split_sql(con, files, tmp, run.names, run.scenarios.mapping, meta)
         else:
             skipped = skipped_scenarios(declared, run.scenarios, run.names).get(scenario)
             if skipped is not None:  # a marker instead of features: the stage succeeds, the day goes on
@@ -50,10 +49,12 @@ def write_run_split(run: Run, out: Path, scenario: str | None) -> dict[str, Any]
                             skipped.reason, w.train_start, w.train_end, skipped.served_by)
                 stats = write_skipped_split(tmp, skipped)
             else:
-                stats = write_scenario_split(tmp, train, scenario, read_users(run.store), read_items(run.store), meta)
+                stats = write_scenario_split_sql(con, files, run.store, tmp, scenario, run.scenarios.mapping, meta)
             if stats["rows"] == 0 and skipped is None:
                 log.warning("scenario %s has no training rows in %s..%s", scenario, w.train_start, w.train_end)
         swap_dir(tmp, out / name)
     finally:
+        con.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(spill, ignore_errors=True)
     return stats
