@@ -339,6 +339,11 @@ class Train(Section):
     nodes: PosInt = Field(1, description="machines a training stage runs on (torchrun --nnodes)")
     procs_per_node: PosInt = Field(1, description="training processes per machine (torchrun --nproc-per-node)")
     rendezvous: str = Field("127.0.0.1:29400", description="host:port of the c10d rendezvous when nodes > 1")
+    input: Literal["memory", "stream"] = Field("memory", description="memory (every positive in the feature bank) | "
+                                                                    "stream (fine-tuning reads the positives' row "
+                                                                    "groups from disk, train.stream)")
+    shuffle_buffer: PosInt = Field(65536, description="rows the streamed input shuffles among before a batch "
+                                                      "leaves (train.input: stream)")
 
 
 class Index(Section):

@@ -136,6 +136,28 @@ class ScenarioArrays:
     mt_labels: np.ndarray = field(default_factory=lambda: np.zeros((0, len(OBJECTIVES)), np.int8))  # OBJECTIVES order
 
 
+@dataclass(frozen=True)
+class PositiveFiles:
+    """Where the bank's training positives are read from and how they are encoded: what a stream of them
+    (train.stream) needs besides the bank's id universe.
+
+    ``memory_days``: the day indexes whose positives the bank holds in memory (``ScenarioArrays.pos_*/mt_*``);
+    None: every day (``train.input: memory``). With ``train.input: stream`` only the held-out validation days
+    (:func:`stream_memory_days`, one day by default) are in memory: the training rows stay in the files."""
+
+    features_dir: Path
+    seq_len: int
+    video_buckets: int
+    memory_days: frozenset[int] | None = None
+
+    def path(self, scenario: str) -> Path:
+        return self.features_dir / scenario / "positives.parquet"
+
+    def holds(self, days: set[int] | frozenset[int]) -> bool:
+        """Are the positives of every one of ``days`` in the bank's memory?"""
+        return self.memory_days is None or set(days) <= self.memory_days
+
+
 @dataclass
 class FeatureBank:
     scenarios: list[str]
@@ -153,6 +175,7 @@ class FeatureBank:
     user_pair_day: np.ndarray | None = None  # [n]: day index by which both views had been seen
     item_pair_day: np.ndarray | None = None
     serving_only: bool = False  # built for index/evaluate/recommend: no training samples loaded
+    positive_files: PositiveFiles | None = None  # the split's positives files (None: a bank built elsewhere)
 
     def require_training_samples(self, what: str) -> None:
         if self.serving_only:
@@ -212,20 +235,43 @@ class FeatureBank:
         return stats
 
 
-def read_positives(path: Path, serving_only: bool = False) -> pd.DataFrame:
-    """A scenario's positives.parquet (rows positive for any objective) with every OBJECTIVES label column.
-
-    A split written before the other objectives holds the click rows only, without label columns: each row
-    is then a click and nothing else. ``serving_only`` reads the ids, the day and the labels only.
-    """
-    labels = list(OBJECTIVES.values())
-    have = set(pq.read_schema(path).names)
-    columns = ["user_id", "video_id", "date", *(c for c in labels if c in have)] if serving_only else None
-    p = pd.read_parquet(path, columns=columns)
-    for c in labels:
+def with_labels(p: pd.DataFrame) -> pd.DataFrame:
+    """``p`` with every OBJECTIVES label column: a split written before the other objectives holds the click rows
+    only, without label columns, and each of its rows is then a click and nothing else."""
+    for c in OBJECTIVES.values():
         if c not in p:
             p[c] = np.int8(1 if c == "is_click" else 0)
     return p
+
+
+def read_positives(path: Path, serving_only: bool = False, filters: list | None = None) -> pd.DataFrame:
+    """A scenario's positives.parquet (rows positive for any objective) with every OBJECTIVES label column
+    (:func:`with_labels`). ``serving_only`` reads the ids, the day and the labels only; ``filters`` (pyarrow's)
+    keeps some rows (a streaming bank's held-out days)."""
+    labels = list(OBJECTIVES.values())
+    have = set(pq.read_schema(path).names)
+    columns = ["user_id", "video_id", "date", *(c for c in labels if c in have)] if serving_only else None
+    return with_labels(pd.read_parquet(path, columns=columns, filters=filters))
+
+
+def positive_user_ids(path: Path) -> np.ndarray:
+    """The distinct users of a positives file, one row group at a time: a streaming bank's id universe must hold
+    every user a training row names, without reading the rows."""
+    f = pq.ParquetFile(path)
+    seen = [np.unique(f.read_row_group(g, columns=["user_id"]).column(0).to_numpy().astype(np.int64))
+            for g in range(f.num_row_groups)]
+    return np.unique(np.concatenate(seen)) if seen else np.zeros(0, np.int64)
+
+
+def stream_memory_days(params: Params, n_days: int) -> frozenset[int]:
+    """The days a streaming bank (``train.input: stream``) keeps in memory: the held-out validation days early
+    stopping scores after each epoch (the last ``finetune.holdout_days`` of the window; one day by default),
+    none without early stopping. Whatever ``finetune.recent_days`` (an incremental day's), the held-out days
+    are the window's newest, so this is a superset of what fine-tuning asks for."""
+    f = params.finetune
+    if not f.early_stopping or n_days < 2:
+        return frozenset()
+    return frozenset(range(max(n_days - int(f.holdout_days), 0), n_days))
 
 
 def read_split_meta(features_dir: Path) -> dict:
@@ -242,12 +288,17 @@ def split_scenarios(features_dir: Path) -> list[str]:
 
 
 def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg: ModelConfig,
-              scenarios: list[str] | None = None, serving_only: bool = False) -> FeatureBank:
+              scenarios: list[str] | None = None, serving_only: bool = False,
+              memory_days: frozenset[int] | None = None) -> FeatureBank:
     """Build the bank from the split's output folder and the store's static tables.
 
     ``serving_only`` skips what only training reads (the positives' as-of histories, the daily item
     snapshots, the pretraining pairs): the serving stages then hold a fraction of the memory, while
     the id universe, and so every serving vector, stays the same.
+
+    ``memory_days`` (``train.input: stream``, :func:`stream_memory_days`): only these days' positives are read
+    into memory (the held-out validation days); fine-tuning streams the others from the files
+    (train.stream). The id universe is the same: the positives' users are read as one column.
     """
     features_dir = Path(features_dir)
     meta = read_split_meta(features_dir)
@@ -255,14 +306,19 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
     train_dates = [int(d) for d in meta["train_dates"]]
     seq_len = int(meta["seq_len"])
     skipped = {"item_daily"} if serving_only else set()
+    streamed = memory_days is not None and not serving_only
+    kept = [train_dates[d] for d in sorted(memory_days or ())]
     frames = {s: {k: pd.DataFrame() if k in skipped else
-                  read_positives(features_dir / s / "positives.parquet", serving_only) if k == "positives" else
+                  read_positives(features_dir / s / "positives.parquet", serving_only,
+                                 [("date", "in", kept or [-1])] if streamed else None) if k == "positives" else
                   pd.read_parquet(features_dir / s / f"{k}.parquet")
                   for k in ("users", "items", "item_daily", "positives", "exposure_dist")} for s in scenarios}
+    positive_users = ([positive_user_ids(features_dir / s / "positives.parquet") for s in scenarios] if streamed
+                      else [f["positives"]["user_id"].to_numpy(np.int64) for f in frames.values()])
 
     user_ids = np.unique(np.concatenate([users["user_id"].to_numpy(np.int64)] +
                                         [f["users"]["user_id"].to_numpy(np.int64) for f in frames.values()] +
-                                        [f["positives"]["user_id"].to_numpy(np.int64) for f in frames.values()]))
+                                        positive_users))
     item_ids = np.unique(np.concatenate([items["video_id"].to_numpy(np.int64)] +
                                         [f["items"]["video_id"].to_numpy(np.int64) for f in frames.values()]))
     u_static = pd.DataFrame({"user_id": user_ids}).merge(users, on="user_id", how="left")
@@ -279,6 +335,8 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
         vid=hash_ids(item_ids, "video_id", cfg.video_buckets),
         ifields=encode_item_fields(i_static, cfg.field_buckets),
         serving_only=serving_only,
+        positive_files=PositiveFiles(features_dir, seq_len, cfg.video_buckets,
+                                     frozenset(memory_days) if streamed else None),  # type: ignore[arg-type]
     )
     cols = seq_columns(seq_len)
     n_u, n_i, n_d = len(user_ids), len(item_ids), len(train_dates)
@@ -305,7 +363,7 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
         bank.per[s] = ScenarioArrays(
             user_seq=user_seq, user_stats=user_stats, item_stats=item_stats, item_daily=daily,
             pool=bank.item_rows(e["video_id"].to_numpy()), exposures=e["exposures"].to_numpy(np.float64),
-            **_positive_arrays(f["positives"], bank, cols, cfg.video_buckets))
+            **positive_arrays(f["positives"], bank, cols, cfg.video_buckets))
     pairs_dir = features_dir / "pairs"
     if not serving_only and (pairs_dir / "users.parquet").exists():
         bank.user_pairs, bank.user_pair_day = _pairs(pd.read_parquet(pairs_dir / "users.parquet"), bank,
@@ -315,8 +373,9 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
     return bank
 
 
-def _positive_arrays(p: pd.DataFrame, bank: FeatureBank, cols: list[str], buckets: int) -> dict[str, np.ndarray]:
-    """pos_* (the click rows) and mt_* (every row) of positives read by :func:`read_positives`.
+def positive_arrays(p: pd.DataFrame, bank: FeatureBank, cols: list[str], buckets: int) -> dict[str, np.ndarray]:
+    """pos_* (the click rows) and mt_* (every row) of positives read by :func:`read_positives` (or one row group
+    of them: train.stream encodes its rows with this same function).
 
     mt_* put the click rows first, in the split's order (the filter ``is_click == 1`` of the split's sorted
     rows: exactly the click positives), then the other rows in the split's order; each pos_* array is the head
@@ -338,6 +397,31 @@ def _positive_arrays(p: pd.DataFrame, bank: FeatureBank, cols: list[str], bucket
     return {"pos_user": user[:n_click], "pos_item": item[:n_click], "pos_day": day[:n_click],
             "pos_seq": seq[:n_click], "pos_stats": stats[:n_click],
             "mt_user": user, "mt_item": item, "mt_day": day, "mt_seq": seq, "mt_stats": stats, "mt_labels": labels}
+
+
+POSITIVE_KEYS = ("user", "item", "day", "seq", "stats")
+
+
+def select_positives(a: dict[str, np.ndarray], scen: int, days: set[int], objective: str = "click",
+                     labels: bool = False) -> dict[str, np.ndarray]:
+    """The training positives of one scenario's arrays (``positive_arrays``'s keys) on ``days``, with ``scen`` (its
+    scenario index) as a column: the one selection both the in-memory input (train.finetune._positives) and the
+    streamed one (train.stream) apply.
+
+    ``objective`` "click": the click positives every single-objective row trains on (``pos_*``). Another objective:
+    the rows positive for it among the multi-objective rows (``mt_*``). ``labels``: every multi-objective row with
+    its (n, K) labels (OBJECTIVES order), for the multi-task loss.
+    """
+    multi = labels or objective != "click"
+    col = None if not multi or labels else list(OBJECTIVES).index(objective)
+    src = [a[("mt_" if multi else "pos_") + k] for k in POSITIVE_KEYS]
+    m = np.isin(src[2], list(days))
+    if col is not None:
+        m &= a["mt_labels"][:, col] == 1
+    out = {"scen": np.full(int(m.sum()), scen), **{k: arr[m] for k, arr in zip(POSITIVE_KEYS, src, strict=True)}}
+    if labels:
+        out["labels"] = a["mt_labels"][m]
+    return out
 
 
 def _pairs(df: pd.DataFrame, bank: FeatureBank, rows_of) -> tuple[np.ndarray, np.ndarray]:
@@ -366,10 +450,14 @@ def model_config(params: Params, scenarios: list[str], arch: str | None = None) 
 def bank_for(run: Run, features_dir: str | Path = "data/features", serving_only: bool = False) -> FeatureBank:
     """The encoded feature bank of this run's split features, whatever the tower (the bank hashes ids into the
     model section's tables). Serving stages (index, evaluate, recommend) pass ``serving_only``: they never read
-    training samples."""
+    training samples. With ``train.input: stream`` the training positives stay in the files but for the held-out
+    validation days (:func:`stream_memory_days`)."""
     from ..data.store import read_items, read_users
     from ..run import safe_path
 
     cfg = model_config(run.params, run.names)
+    memory_days = None
+    if run.params.train.input == "stream" and not serving_only:   # the training rows stay in the files
+        memory_days = stream_memory_days(run.params, len(read_split_meta(safe_path(features_dir))["train_dates"]))
     return load_bank(safe_path(features_dir), read_users(run.store), read_items(run.store), cfg,
-                     serving_only=serving_only)
+                     serving_only=serving_only, memory_days=memory_days)

@@ -53,14 +53,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.schema import OBJECTIVES
-from ..models.bank import FeatureBank, click_prior, recent_days
+from ..models.bank import FeatureBank, click_prior, recent_days, select_positives
 from ..models.retrieval import RetrievalModel
 from ..params_schema import Finetune, Multitask
 from .averaging import EpochAverage
+from .distributed import world
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import retrieval_loss
 from .sampler import NegativeSampler
+from .stream import PositiveStream, positive_ids, stream_loader
 
 log = logging.getLogger(__name__)
 
@@ -83,34 +84,25 @@ class FinetuneJob:
     scenarios: list[str] | None = None   # train on these scenarios only (dssm_single, ctnet); None = all
     multitask: Multitask | None = None   # the multi-objective row: its loss weights and hard negatives
     keep_start: bool = False             # early stopping may keep the model as it started ("epoch 0"): warm starts
+    input: str = "memory"                # train.input: the positives from the bank's memory, or streamed (train.stream)
+    shuffle_buffer: int = 65536          # train.shuffle_buffer: rows the streamed input shuffles among
 
 
 def _positives(bank: FeatureBank, scenarios: list[str], days: set[int], objective: str = "click",
                labels: bool = False) -> dict[str, np.ndarray]:
-    """The training positives of ``scenarios`` on ``days``.
+    """The training positives of ``scenarios`` on ``days``, from the bank's memory (models.bank.select_positives:
+    ``objective`` "click", the click rows; another objective, the rows positive for it; ``labels``, every
+    multi-objective row with its (n, K) labels, OBJECTIVES order, for the multi-task loss).
 
-    ``objective`` "click": the click positives every single-objective row trains on (``ScenarioArrays.pos_*``).
-    Another objective: the rows positive for it among the split's multi-objective rows (``mt_*``).
-    ``labels``: every multi-objective row with its (n, K) labels (OBJECTIVES order), for the multi-task loss.
-    """
-    multi = labels or objective != "click"
-    col = None if not multi or labels else list(OBJECTIVES).index(objective)
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("scen", "user", "item", "day", "seq", "stats", "labels")}
-    for s in scenarios:
-        a = bank.per[s]
-        src = ((a.mt_user, a.mt_item, a.mt_day, a.mt_seq, a.mt_stats) if multi else
-               (a.pos_user, a.pos_item, a.pos_day, a.pos_seq, a.pos_stats))
-        m = np.isin(src[2], list(days))
-        if col is not None:
-            m &= a.mt_labels[:, col] == 1
-        cols["scen"].append(np.full(int(m.sum()), bank.scen_index(s)))
-        for key, arr in zip(("user", "item", "day", "seq", "stats"), src, strict=True):
-            cols[key].append(arr[m])
-        if labels:
-            cols["labels"].append(a.mt_labels[m])
-    if not labels:
-        del cols["labels"]
-    return {k: np.concatenate(v) for k, v in cols.items()}
+    A streaming bank (``train.input: stream``) holds the held-out validation days only: asking it for another day
+    is an error, not an empty answer (the training days come from train.stream)."""
+    files = bank.positive_files
+    if files is not None and not files.holds(days):
+        raise ValueError(f"train.input stream: the feature bank holds the positives of days "
+                         f"{sorted(files.memory_days or ())} only, not {sorted(set(days))}; the others are streamed")
+    parts = [select_positives(vars(bank.per[s]), bank.scen_index(s), days, objective, labels) for s in scenarios]
+    keys = ("scen", "user", "item", "day", "seq", "stats", *(("labels",) if labels else ()))
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
 
 
 def _day_batches(days: np.ndarray, bs: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -401,7 +393,10 @@ def held_out_ndcg(model: RetrievalModel, bank: FeatureBank, pos: dict[str, np.nd
 def clicks_before(bank: FeatureBank, days: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per day: (user rows, item rows) of every click on an earlier training day in any scenario, sorted by user
     row; what the benchmark protocol removes from a user's ranking and ground truth (:func:`held_out_ndcg`)."""
-    clicks = _positives(bank, bank.scenarios, set(range(max(days, default=0))))
+    before = set(range(max(days, default=0)))
+    files = bank.positive_files
+    clicks = (_positives(bank, bank.scenarios, before) if files is None or files.holds(before) else
+              positive_ids(bank, bank.scenarios, before))   # a streaming bank: a read of the id columns
     out = {}
     for day in days:
         m = clicks["day"] < day
@@ -534,8 +529,10 @@ def _finetune(model: RetrievalModel, bank: FeatureBank, job: FinetuneJob, out_di
     samplers = {bank.scen_index(n): NegativeSampler(bank.per[n].pool, bank.per[n].exposures, s.alpha)
                 for n in scenarios}
     all_days = recent_days(len(bank.train_dates), s.recent_days)
+    streamed = job.input == "stream"
     if s.in_batch_negatives:   # the click share of every training positive: the in-batch negatives' proposal
-        clicks = _positives(bank, scenarios, set(all_days), s.objective)
+        clicks = (positive_ids(bank, scenarios, set(all_days), s.objective, users=False) if streamed else
+                  _positives(bank, scenarios, set(all_days), s.objective))
         for k, sampler in samplers.items():
             sampler.with_clicks(clicks["item"][clicks["scen"] == k], len(bank.item_ids))
     out_dir = Path(out_dir)
@@ -548,11 +545,19 @@ def _finetune(model: RetrievalModel, bank: FeatureBank, job: FinetuneJob, out_di
                  average: EpochAverage | None = None,
                  memory: SelectionMemory | None = None) -> tuple[dict[str, Any], EpochAverage]:
         """One training phase; returns its report and the average of its epochs (not yet in the model)."""
-        pos = _positives(bank, scenarios, days, s.objective, labels=multi)
-        if len(pos["user"]) == 0:
+        average = average if average is not None else EpochAverage(model, s.average_from)
+        batches, n_batches = (streamed_batches if streamed else memory_batches)(days, settings)
+        if n_batches(0) == 0:
             raise ValueError(f"fine-tuning ({tag}): no {s.objective} positives in the training days for "
                              f"scenarios {scenarios}")
-        average = average if average is not None else EpochAverage(model, s.average_from)
+        rep = run_epochs(model, settings, n_batches, batches, out_dir / f"resume-{tag}.pt",
+                         out_dir / f"loss-{tag}", f"finetune[{tag}]", on_epoch_end, average, memory)
+        rep["averaged_epochs"] = average.count
+        return rep, average
+
+    def memory_batches(days: set[int], settings: LoopSettings):
+        """The epoch plan over the positives in the bank's memory (:func:`_day_batches`)."""
+        pos = _positives(bank, scenarios, days, s.objective, labels=multi)
 
         def batches(epoch: int) -> Iterator[tuple[int, Any]]:
             plan = _day_batches(pos["day"], s.batch_size, step_rng(settings.seed, epoch, -1))
@@ -561,10 +566,25 @@ def _finetune(model: RetrievalModel, bank: FeatureBank, job: FinetuneJob, out_di
                                                                    step_rng(settings.seed, epoch, step)))
 
         n = len(_day_batches(pos["day"], s.batch_size, np.random.default_rng(0)))
-        rep = run_epochs(model, settings, lambda e: n, batches, out_dir / f"resume-{tag}.pt",
-                         out_dir / f"loss-{tag}", f"finetune[{tag}]", on_epoch_end, average, memory)
-        rep["averaged_epochs"] = average.count
-        return rep, average
+        return batches, lambda e: n
+
+    def streamed_batches(days: set[int], settings: LoopSettings):
+        """The rank's batches streamed from the row groups (train.stream). Step k*world + rank is the rank's k-th
+        batch: run_epochs' every-N-th-step rule then gives each rank its own stream, its step count (the stream's
+        equalised count times world) and its resume skip by step index, as with the in-memory plan."""
+        rank, n_proc = world()
+        stream = PositiveStream(bank, scenarios, days, s.objective, multi, s.batch_size, job.shuffle_buffer,
+                                settings.seed, rank, n_proc)
+
+        def batches(epoch: int) -> Iterator[tuple[int, Any]]:
+            stream.set_epoch(epoch)
+            for k, pos in stream_loader(stream):
+                step = k * n_proc + rank
+                idx = np.arange(len(pos["user"]))
+                yield step, (lambda pos=pos, idx=idx, step=step: step_loss(model, bank, samplers, pos, idx, s,
+                                                                            step_rng(settings.seed, epoch, step)))
+
+        return batches, stream.steps
 
     held = set(sorted(all_days)[-s.holdout_days:])
     if s.early_stopping and len(all_days) > len(held):

@@ -93,7 +93,8 @@ def finetune_job(params: Params, seed: int, scenarios: list[str] | None = None, 
     knobs = row_finetune(params, row)
     multi = row is not None and row.multi_objective
     return FinetuneJob(knobs, loop_settings(knobs, params.train, seed, progress), scenarios,
-                       params.multitask if multi else None)
+                       params.multitask if multi else None, input=params.train.input,
+                       shuffle_buffer=int(params.train.shuffle_buffer))
 
 
 def multitask_model(params: Params, scenarios: list[str]) -> MultiTaskModel:
