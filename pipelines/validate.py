@@ -1,4 +1,5 @@
-"""Stage `validate`: Great Expectations suites over the run window; a failure stops the pipeline."""
+"""Stage `validate`: cheap checks on every row of the run window (DuckDB) and Great Expectations suites on a
+seeded sample per scenario; a failure stops the pipeline."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     out = safe_path(args.out)
     # ValidationFailed (exit 2, one line per failed expectation, a hint naming the report) stops the run.
     summary = validate_store(run.store, run.window.all_dates, known_scenarios(run.params), run.params.validation,
-                             out)
+                             out, memory_limit_mib=run.params.data.memory_limit_mib)
     log.info("validation passed: %s", {k: v.get("success") for k, v in summary.get("suites", {}).items()})
     return 0
 

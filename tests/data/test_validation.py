@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sass_retrieval.data.engine import interaction_files
 from sass_retrieval.data.schema import FEEDBACK_COLUMNS, INTERACTIONS, ITEMS, USERS, day_dir, table_path
 from sass_retrieval.data.store import DayWriter, write_table
 from sass_retrieval.data.validation import ValidationFailed, validate_store
@@ -81,9 +82,10 @@ def make_store(root: Path, days: dict[int, pd.DataFrame] | None = None, users: p
 
 
 def overwrite_day(store: Path, date: int, frame: pd.DataFrame) -> Path:
-    """Replace a day's files with one parquet written as-is (no conform: lets tests break dtypes)."""
+    """Replace a day's files (whatever the partition folders below the day) with one parquet written as-is
+    (no conform: lets tests break dtypes)."""
     folder = day_dir(store, date)
-    for f in folder.glob("*.parquet"):
+    for f in interaction_files(store, [date]):
         f.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "part-00000.parquet"
@@ -132,18 +134,29 @@ def test_valid_store_passes_and_writes_report(tmp_path):
     on_disk = json.loads((report / "summary.json").read_text())
     assert on_disk["success"] is True
     inter = on_disk["suites"]["interactions"]
-    assert inter["success"] and inter["counts"]["unsuccessful"] == 0 and inter["counts"]["evaluated"] > 10
+    # the GE suite holds the per-row shares, run on the sample; the rules over all rows are the full checks
+    assert inter["success"] and inter["counts"]["unsuccessful"] == 0 and inter["counts"]["evaluated"] == 2
+    assert {e["column"] for e in inter["expectations"]} == {"hours_into_date", "long_view_play_time_consistent"}
+    assert len(inter["full_checks"]) > 10 and all(c["success"] for c in inter["full_checks"])
+    assert all("observed" in e for e in inter["expectations"] + inter["full_checks"])
+    kinds = {c["rule"] for c in inter["full_checks"]}
+    assert {"expect_column_values_to_not_be_null", "expect_column_values_to_be_between",
+            "expect_column_values_to_be_in_set", "expect_column_distinct_values_to_contain_set"} <= kinds
     assert inter["rows"] == 3 * ROWS_PER_DAY
     assert inter["days"] == {str(d): ROWS_PER_DAY for d in DATES}
-    assert all("observed" in e for e in inter["expectations"])
-    kinds = {e["expectation_type"] for e in inter["expectations"]}
-    assert {"expect_column_values_to_be_of_type", "expect_column_values_to_not_be_null",
-            "expect_column_values_to_be_in_set", "expect_column_distinct_values_to_contain_set"} <= kinds
+    # the sample is named: size per scenario, seed, population (here smaller than the sample: all rows)
+    sample = on_disk["sample"]
+    assert sample["rows_per_scenario"] == Validation().sample_rows and sample["seed"] == Validation().sample_seed
+    assert set(sample["population"]) == set(SCENARIOS) and sum(sample["population"].values()) == 3 * ROWS_PER_DAY
+    assert sample["drawn"] == sample["population"] and inter["sample"] == sample
     index = report / "data_docs" / "index.html"
     assert index.is_file()
     html = index.read_text()
     for name in ("interactions", "users", "items"):
         assert name in html
+    assert f"sample-{sample['rows_per_scenario']}-per-scenario_seed-{sample['seed']}" in html   # the run name
+    suite_page = (report / "data_docs" / "expectations" / "interactions.html").read_text()
+    assert "Population per scenario" in suite_page and "Full checks on all 600 rows" in suite_page
 
 
 def test_the_rules_are_the_validation_section_and_the_report_records_them(tmp_path):
@@ -309,7 +322,7 @@ def test_time_ms_inconsistent_with_date(tmp_path):
 
 def test_corrupt_parquet_names_the_file(tmp_path):
     store = make_store(tmp_path)
-    path = next(day_dir(store, DATES[1]).glob("*.parquet"))
+    path = interaction_files(store, [DATES[1]])[0]
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])                          # truncated
     msg = expect_failure(store, tmp_path, "interactions", str(path), "file_readable")
@@ -344,3 +357,109 @@ def test_wrong_dtype_in_items_table(tmp_path):
     items["tag"] = items["tag"].astype(str)
     items.to_parquet(table_path(store, "items"), index=False)
     expect_failure(store, tmp_path, "items", "column tag", "expect_column_values_to_be_of_type")
+
+
+# ---- the seeded sample ----------------------------------------------------------------------------
+
+
+def _draw(store: Path, rows: int, seed: int, threads: int):
+    from sass_retrieval.data.engine import connect
+    from sass_retrieval.data.validation_full import inspect_files, register_rows
+    from sass_retrieval.data.validation_sample import draw_sample
+
+    con = connect(256, threads=threads, temp_dir=store.parent / "duckdb-tmp")
+    try:
+        register_rows(con, inspect_files(con, store, DATES))
+        return draw_sample(con, rows, seed)
+    finally:
+        con.close()
+
+
+def test_sample_is_seeded_per_scenario_and_the_same_for_the_same_store_and_seed(tmp_path):
+    store = make_store(tmp_path)
+    a = _draw(store, 50, seed=0, threads=1)
+    b = _draw(store, 50, seed=0, threads=2)          # other thread count, same rows in the same order
+    other = _draw(store, 50, seed=1, threads=1)
+    assert a.drawn == {s: 50 for s in SCENARIOS} and len(a.frame) == 100
+    assert sum(a.population.values()) == 3 * ROWS_PER_DAY
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    assert (a.part_dates == b.part_dates).all()
+    key = ["user_id", "video_id", "time_ms", "scenario"]
+    assert set(map(tuple, a.frame[key].to_numpy())) != set(map(tuple, other.frame[key].to_numpy()))
+    # every sampled row is a stored row of its day folder
+    stored = pd.concat([pd.read_parquet(f) for f in interaction_files(store, DATES)])
+    assert len(a.frame.merge(stored, on=key)) == len(a.frame)
+    assert (a.frame["date"].to_numpy() == a.part_dates).all()
+    summary = run(store, tmp_path, sample_rows=50, sample_seed=3)
+    assert summary["sample"]["drawn"] == {s: 50 for s in SCENARIOS} and summary["sample"]["seed"] == 3
+    assert all(e["observed"]["element_count"] == 100 for e in summary["suites"]["interactions"]["expectations"])
+
+
+# ---- planted bad rows in 0.1 % of a larger store ------------------------------------------------------
+
+BIG_ROWS_PER_DAY = 100_000      # 300k rows, ~150k per scenario: the default sample (100k per scenario) is a sample
+PLANTED = 300                   # 0.1 % of the rows, per pattern
+
+
+@pytest.fixture(scope="module")
+def big_days() -> dict[int, pd.DataFrame]:
+    return {d: day_rows(d, n=BIG_ROWS_PER_DAY, seed=7) for d in DATES}
+
+
+def _planted(days: dict[int, pd.DataFrame]) -> dict[int, pd.DataFrame]:
+    """The same days with two patterns in exactly PLANTED rows each (disjoint, spread over days and scenarios):
+    a long view never played (long_view=1, play_time_ms=0) and a negative user id."""
+    frame = pd.concat(days.values(), ignore_index=True)
+    rows = np.random.default_rng(11).permutation(len(frame))
+    play, neg = rows[:PLANTED], rows[PLANTED:2 * PLANTED]
+    frame.loc[play, ["long_view", "play_time_ms"]] = [1, 0]
+    frame.loc[neg, "user_id"] = -1
+    return {d: part.reset_index(drop=True) for d, part in frame.groupby("date")}
+
+
+def test_clean_larger_store_passes_on_the_default_sample(tmp_path, big_days):
+    store = make_store(tmp_path, days=big_days)
+    summary = run(store, tmp_path)
+    sample = summary["sample"]
+    assert sum(sample["population"].values()) == 3 * BIG_ROWS_PER_DAY
+    assert sample["drawn"] == {s: Validation().sample_rows for s in SCENARIOS}      # a real sample of each
+    assert all(sample["population"][s] > sample["drawn"][s] for s in SCENARIOS)
+
+
+def test_planted_bad_rows_in_0_1_percent_are_caught_at_the_default_sample_size(tmp_path, big_days):
+    """300 of 300k rows (0.1 %) are a long view never played, 300 others have user_id -1.
+
+    The negative id is a hard rule of the full checks: counted over every row, it is found with certainty and
+    the line states the exact count (300 of 300000). The sampled GE suite has no id rule and never sees it.
+
+    The play-time contradiction is only checked by the sampled suite. What "caught" means there: at the
+    default tolerance (min_play_time_consistency = 0.999) 0.1 % of contradicting rows is exactly what the rule
+    allows, so whether the sampled share lands above or below 0.1 % is a coin toss -- for a sample as for all
+    rows counted with a tolerance; that is the rule's meaning, not a miss. A rule that must hold on every row
+    (mostly = 1.0, here min_play_time_consistency=1.0) catches the pattern as soon as one bad row is sampled.
+    With p = 0.001 and n = 100,000 sampled rows per scenario (the default sample_rows), the chance that a
+    scenario's sample misses every bad row is at most (1 - p)^n = 0.999^100000 ~ e^-100 ~ 4e-44 (drawing
+    without replacement from a finite population only lowers it), so detection is certain in practice; at
+    the default tolerance the sample still estimates the share: ~0.1 % of the 200k sampled rows, i.e. about
+    200 rows (standard deviation ~8 with the finite-population correction 1/3), asserted within +-50.
+    """
+    store = make_store(tmp_path, days=_planted(big_days))
+    msg = expect_failure(store, tmp_path, "interactions", "column long_view_play_time_consistent",
+                         "expect_column_values_to_be_in_set", "seeded sample of 200000 of 300000 rows",
+                         "long_view=1 play_time_ms=0", min_play_time_consistency=1.0)
+    lines = msg.splitlines()
+    neg = [ln for ln in lines if "column user_id" in ln and "expect_column_values_to_be_between" in ln]
+    assert len(neg) == 1 and f"{PLANTED} of {3 * BIG_ROWS_PER_DAY} rows unexpected" in neg[0]
+    assert "min_value=0" in neg[0] and "-1" in neg[0]
+    assert not any("sample" in ln for ln in neg)                           # found by the full checks
+    assert len(lines) == 2
+
+    # default thresholds: the full check fails all the same; the sample measures the share near 0.1 %
+    with pytest.raises(ValidationFailed) as info:
+        run(store, tmp_path)
+    assert any("column user_id" in ln for ln in str(info.value).splitlines())
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    play = next(e for e in summary["suites"]["interactions"]["expectations"]
+                if e["column"] == "long_view_play_time_consistent")
+    assert play["observed"]["element_count"] == 2 * Validation().sample_rows
+    assert 150 <= play["observed"]["unexpected_count"] <= 250
