@@ -20,7 +20,7 @@ from .rows import TRAINED_ROWS, help_text
 COMMANDS = {
     "params": ("pipelines.check_params", "check params.yaml against the schema (exit 3 on a bad key or value)"),
     "ingest": ("pipelines.ingest", "raw logs -> canonical daily Parquet store"),
-    "validate": ("pipelines.validate", "Great Expectations suites; stops the run on bad data"),
+    "validate": ("pipelines.validate", "checks on every row + GE on a seeded sample; stops the run on bad data"),
     "split": ("pipelines.split", "per-scenario features and samples (--scenario S | --pairs)"),
     "pretrain": ("pipelines.pretrain", "cross-scenario contrastive pretraining"),
     "train": ("pipelines.train", f"fine-tune a trained row (--row {help_text(TRAINED_ROWS)})"),
