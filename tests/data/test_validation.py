@@ -362,22 +362,30 @@ def test_wrong_dtype_in_items_table(tmp_path):
 # ---- the seeded sample ----------------------------------------------------------------------------
 
 
-def _draw(store: Path, rows: int, seed: int, threads: int):
+def _draw(store: Path, rows: int, seed: int, threads: int, oracle: bool = False):
+    """The sample draw_sample takes; ``oracle``: also the keys of the plain definition (per scenario, ORDER BY
+    the row hash, LIMIT rows), to compare with the two-pass bucket cut."""
     from sass_retrieval.data.engine import connect
-    from sass_retrieval.data.validation_full import inspect_files, register_rows
-    from sass_retrieval.data.validation_sample import draw_sample
+    from sass_retrieval.data.validation_full import VIEW, inspect_files, register_rows
+    from sass_retrieval.data.validation_sample import HASHED, draw_sample
 
     con = connect(256, threads=threads, temp_dir=store.parent / "duckdb-tmp")
     try:
         register_rows(con, inspect_files(con, store, DATES))
-        return draw_sample(con, rows, seed)
+        sample = draw_sample(con, rows, seed)
+        if not oracle:
+            return sample
+        h = f"hash({seed}::BIGINT, {', '.join(HASHED)})"
+        keys = con.execute(f"SELECT user_id, video_id, time_ms, scenario FROM {VIEW} QUALIFY row_number() OVER "
+                           f"(PARTITION BY scenario ORDER BY {h}) <= {rows}").fetchall()
+        return sample, set(keys)
     finally:
         con.close()
 
 
 def test_sample_is_seeded_per_scenario_and_the_same_for_the_same_store_and_seed(tmp_path):
     store = make_store(tmp_path)
-    a = _draw(store, 50, seed=0, threads=1)
+    a, smallest_hashes = _draw(store, 50, seed=0, threads=1, oracle=True)
     b = _draw(store, 50, seed=0, threads=2)          # other thread count, same rows in the same order
     other = _draw(store, 50, seed=1, threads=1)
     assert a.drawn == {s: 50 for s in SCENARIOS} and len(a.frame) == 100
@@ -385,6 +393,7 @@ def test_sample_is_seeded_per_scenario_and_the_same_for_the_same_store_and_seed(
     pd.testing.assert_frame_equal(a.frame, b.frame)
     assert (a.part_dates == b.part_dates).all()
     key = ["user_id", "video_id", "time_ms", "scenario"]
+    assert set(map(tuple, a.frame[key].to_numpy().tolist())) == smallest_hashes
     assert set(map(tuple, a.frame[key].to_numpy())) != set(map(tuple, other.frame[key].to_numpy()))
     # every sampled row is a stored row of its day folder
     stored = pd.concat([pd.read_parquet(f) for f in interaction_files(store, DATES)])

@@ -7,8 +7,8 @@ every row of a 100M-row day neither fits memory nor ends in time. Rules that nee
 :mod:`.validation_full`.
 
 The sample is drawn in DuckDB without loading the population: every row gets ``hash(seed, key columns)``
-and each scenario keeps its ``validation.sample_rows`` smallest hashes (two passes: the cut-off hash per
-scenario, then the rows at or below it). A row's hash depends on its own values only, so the same store and
+and each scenario keeps its ``validation.sample_rows`` smallest hashes (:func:`draw_sample`: two passes,
+memory of the order of the sample). A row's hash depends on its own values only, so the same store and
 seed draw the same rows whatever the file order, the thread count or the memory limit -- which DuckDB's
 reservoir sampling does not promise under multi-threading. Rows sharing a key (duplicates) share a hash and
 enter or leave the sample together.
@@ -31,6 +31,7 @@ HOUR_MS = 3600 * 1000
 HASHED = ("user_id", "video_id", "time_ms", "scenario", "date")
 HOURS = "hours_into_date"
 PLAY_RULE = "long_view_play_time_consistent"
+BUCKET_BITS = 16   # the sample's cut-off is found among 2^16 hash buckets per scenario
 
 DERIVED = {
     HOURS: "hours from 00:00 UTC+8 of `date` to `time_ms`",
@@ -64,13 +65,24 @@ def _scenario_name(value) -> str:
 
 
 def draw_sample(con: duckdb.DuckDBPyConnection, rows_per_scenario: int, seed: int) -> Sample:
-    """``rows_per_scenario`` rows of each scenario of the registered window (all of a smaller scenario)."""
+    """``rows_per_scenario`` rows of each scenario of the registered window (all of a smaller scenario): those
+    with the smallest ``hash(seed, HASHED)``.
+
+    Memory stays of the order of the sample whatever the population: pass 1 counts rows per scenario and
+    per bucket of the hash's top ``BUCKET_BITS`` bits (a small spillable aggregate) and finds, per scenario,
+    the bucket where the running count reaches ``rows_per_scenario``; pass 2 keeps the rows up to that bucket
+    (the sample plus a fraction of one bucket) and cuts them by hash to the exact size."""
     n = int(rows_per_scenario)
+
     def h(prefix: str = "") -> str:
         return f"hash({int(seed)}::BIGINT, {', '.join(prefix + c for c in HASHED)})"
 
-    con.execute(f"CREATE OR REPLACE TEMP TABLE sample_cut AS SELECT scenario, count(*) AS population, "
-                f"list_max(min_by(h, h, {n})) AS cutoff FROM (SELECT scenario, {h()} AS h FROM {VIEW}) "
+    shift = 64 - BUCKET_BITS
+    con.execute(f"CREATE OR REPLACE TEMP TABLE sample_buckets AS SELECT scenario, {h()} >> {shift} AS b, "
+                f"count(*) AS n FROM {VIEW} GROUP BY ALL")
+    con.execute("CREATE OR REPLACE TEMP TABLE sample_cut AS SELECT scenario, sum(n) AS population, "
+                f"coalesce(min(b) FILTER (WHERE cum >= {n}), {2 ** BUCKET_BITS - 1}) AS last_bucket FROM "
+                "(SELECT scenario, b, n, sum(n) OVER (PARTITION BY scenario ORDER BY b) AS cum FROM sample_buckets) "
                 "GROUP BY scenario")
     population = {_scenario_name(s): int(p) for s, p in
                   con.execute("SELECT scenario, population FROM sample_cut ORDER BY scenario").fetchall()}
@@ -78,7 +90,7 @@ def draw_sample(con: duckdb.DuckDBPyConnection, rows_per_scenario: int, seed: in
     # ties beyond n are copies of one key (same hash): cut them in a fixed order of every column
     frame = con.execute(
         f"SELECT {cols}, part_date FROM (SELECT w.*, {h('w.')} AS _h FROM {VIEW} w JOIN sample_cut c "
-        f"ON w.scenario IS NOT DISTINCT FROM c.scenario WHERE {h('w.')} <= c.cutoff) "
+        f"ON w.scenario IS NOT DISTINCT FROM c.scenario WHERE {h('w.')} >> {shift} <= c.last_bucket) "
         f"QUALIFY row_number() OVER (PARTITION BY scenario ORDER BY _h, {cols}, part_date) <= {n} "
         f"ORDER BY scenario, _h, {cols}, part_date").df()
     part_dates = frame.pop("part_date").to_numpy(dtype=np.int64)
