@@ -17,9 +17,12 @@ runs through GE's pandas engine in time, so the work is split by what each rule 
 2. **A seeded sample per scenario, through GE** (:mod:`.validation_sample`). ``validation.sample_rows``
    rows of each scenario (seed ``validation.sample_seed``, the same rows for the same store and seed) get
    the derived per-row columns and the suite of the rules that are tolerated shares of rows: time
-   consistency (``min_time_consistency``) and the play-time rule (``min_play_time_consistency``). A share is
-   estimated from 100k rows to within a fraction of a per mille, so the thresholds keep their meaning; a
-   pattern in fewer rows than the tolerance is, as before, allowed.
+   consistency (``min_time_consistency``) and the play-time rule (``min_play_time_consistency``). The
+   standard error of a share p measured on n rows is sqrt(p (1 - p) / n): 0.01 % for p = 0.1 % and the
+   default 100k rows per scenario, small against the tolerances, so the thresholds keep their meaning. A
+   share right at the tolerance passes or fails by chance, as it would on all rows; a rule with no
+   tolerance (mostly = 1.0) catches a pattern once one bad row is sampled, which misses with probability
+   (1 - p)^n.
 3. **Report.** The users and items tables (small dimension tables) run their own GE suites whole. Results
    go to ``report_dir/summary.json`` (``sample``: size per scenario, seed, population; ``full_checks``:
    every all-row rule with its observed value) and to GE Data Docs under ``report_dir/data_docs/``, whose

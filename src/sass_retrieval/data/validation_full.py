@@ -223,7 +223,9 @@ def _duplicated_keys(con: duckdb.DuckDBPyConnection, limit: int = 5) -> list[str
 
 
 def _offending_values(con: duckdb.DuckDBPyConnection, column: str, bad: str) -> list:
-    vals = con.execute(f'SELECT DISTINCT "{column}" FROM {VIEW} WHERE {bad} LIMIT 10').fetchall()
+    # the first offending rows only: a rule failed by millions of rows must not aggregate them all
+    vals = con.execute(f'SELECT DISTINCT "{column}" FROM (SELECT "{column}" FROM {VIEW} WHERE {bad} LIMIT 10000) '
+                       'LIMIT 10').fetchall()
     return sorted((v for (v,) in vals), key=str)
 
 
