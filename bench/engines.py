@@ -36,6 +36,7 @@ from scale import size_params, write_params  # noqa: E402
 from stage_timer import run_stage  # noqa: E402
 
 from sass_retrieval.config import load_params  # noqa: E402
+from sass_retrieval.data.schema import stored_dates  # noqa: E402
 from sass_retrieval.experiment import write_results  # noqa: E402
 
 TASKS = ("split", "positives")
@@ -234,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     ingest = run_stage("ingest", ["-m", "pipelines.ingest"], cwd=work, env=env)
     _, scenario, files, _ = _setup(work)
     results = [measure(work, engine, task, env) for task in TASKS for engine in ENGINES]
-    body = (f"A synthetic store of {args.rows:,} rows ({users:,} users, {items:,} items, 12 days; ingest "
-            f"{ingest.seconds:.0f} s), the split of its largest scenario (`{scenario}`) over the window's training "
+    body = (f"A synthetic world of {args.rows:,} rows over 12 days ({users:,} users, {items:,} items), of which the "
+            f"ingest stage stores the window's {len(stored_dates(work / 'data' / 'store'))} days "
+            f"(ingest {ingest.seconds:.0f} s), the split of its largest scenario (`{scenario}`) over the window's training "
             f"days ({len(files)} part files), each engine in its own process under /usr/bin/time, "
             f"{args.threads} threads, DuckDB bounded by data.memory_limit_mib = {params.data.memory_limit_mib} MiB.\n\n"
             + table_md(results))
