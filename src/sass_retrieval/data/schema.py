@@ -2,8 +2,10 @@
 
 Every source (the KuaiRand importer, the synthetic generator) writes exactly these columns and
 dtypes, so that validation, the feature split and the models never need to know where data came
-from. Interactions are stored as daily partitions ``interactions/date=YYYYMMDD/part-*.parquet``
-so a daily run reads only its window and a re-ingested day replaces its folder as a whole.
+from. Interactions are stored partitioned by day and raw scenario,
+``interactions/date=YYYYMMDD/scenario=S/part-*.parquet``: a daily run reads only its window, a scenario's
+split reads only its own files, and a re-ingested day replaces its folder as a whole. The files keep the
+``scenario`` column; readers list part files (``engine.interaction_files``) rather than rely on the folder names.
 
 Besides the click, an exposure carries KuaiRand's other 0/1 feedback labels (``FEEDBACK_COLUMNS``: long
 view, like, follow, comment, forward, hate, profile enter) and its watch time; ``OBJECTIVES`` names the
