@@ -17,7 +17,7 @@ import pandas as pd
 from .config import ConfigError, Window, load_params, resolve_window
 from .data.features import OTHER, ScenarioMap, scenario_map
 from .data.schema import stored_dates
-from .data.store import read_interactions
+from .data.store import read_interactions, scenario_counts
 from .params_schema import Params
 
 
@@ -60,9 +60,9 @@ def load_run(params_path: str | Path) -> Run:
     params = load_params(params_path)
     store = safe_path(params.data.store_dir)
     window = resolve_window(params.window, stored_dates(store))
-    train = read_interactions(store, window.train_start, window.train_end, columns=["scenario"])
+    counts = scenario_counts(store, window.train_start, window.train_end)
     declared = [s for s in params.scenarios.names if s != OTHER]
-    smap = scenario_map(train["scenario"].value_counts(), declared, params.scenarios.min_scenario_rows)
+    smap = scenario_map(counts, declared, params.scenarios.min_scenario_rows)
     return Run(params=params, store=store, window=window, scenarios=smap, params_path=Path(params_path))
 
 

@@ -229,3 +229,15 @@ def test_no_positive_history_holds_a_click_of_its_own_day_or_later(tiny_project)
         seq_len = sum(c.startswith("seq_") for c in pos.columns)
         got = pos[[f"seq_{i}" for i in range(seq_len)]].values.tolist()
         assert got == _naive_histories(train[train["scenario"] == s], pos, seq_len), s
+
+
+def test_scenario_map_apply_names_every_row_as_the_per_row_lookup_does() -> None:
+    """apply looks each distinct raw name up once; rows missing a name or with an unknown one become 'other'."""
+    from sass_retrieval.data.features import OTHER, ScenarioMap
+
+    smap = ScenarioMap(reported=("a", "1"), mapping={"a": "a", "b": OTHER, "1": "1"})
+    raw = pd.Series(["a", "b", None, "z", "a", "1"], dtype="string", index=[5, 4, 3, 2, 1, 0])
+    got = smap.apply(raw)
+    assert got.tolist() == [smap.mapping.get(str(r), OTHER) if r is not pd.NA else OTHER for r in raw]
+    assert got.tolist() == ["a", OTHER, OTHER, OTHER, "a", "1"] and list(got.index) == list(raw.index)
+    assert str(got.dtype) == "string" and smap.apply(pd.Series([1, 2, 1])).tolist() == ["1", OTHER, "1"]

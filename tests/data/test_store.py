@@ -14,6 +14,7 @@ from sass_retrieval.data.store import (
     carry_days,
     read_interactions,
     require_days,
+    scenario_counts,
     staged_store,
 )
 from sass_retrieval.errors import EXIT_BAD_INPUT, exit_code
@@ -113,3 +114,18 @@ def test_days_are_partitioned_by_scenario_and_carried_with_their_folders(tmp_pat
         assert carry_days(store, new, [20220501]) == [20220501]
     pd.testing.assert_frame_equal(read_interactions(tmp_path / "copy"), read_interactions(store))
     assert len(read_interactions(store)) == 7
+
+
+def test_scenario_counts_equal_counting_the_read_rows_and_honour_the_days(tmp_path: Path) -> None:
+    """The scenario map's counts come from one part file at a time; they must be what counting the rows gives."""
+    writer = DayWriter(tmp_path / "store")
+    for d, extra in ((20220501, 2), (20220502, 5)):
+        writer.write(pd.concat([_rows(d), _rows(d, extra).assign(scenario="s1")]))
+    writer.commit()
+    store = tmp_path / "store"
+    for start, end in ((None, None), (20220502, 20220502)):
+        expected = read_interactions(store, start, end)["scenario"].value_counts()
+        got = scenario_counts(store, start, end)
+        assert got.sort_index().to_dict() == {str(k): int(v) for k, v in expected.sort_index().items()}
+    assert scenario_counts(store, 20220502, 20220502).to_dict() == {"s0": 3, "s1": 5}
+    assert scenario_counts(store, 20220601, 20220602).empty

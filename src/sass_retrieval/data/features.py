@@ -54,7 +54,12 @@ class ScenarioMap:
         return names
 
     def apply(self, raw: pd.Series) -> pd.Series:
-        return raw.astype(str).map(lambda r: self.mapping.get(r, OTHER)).astype("string")
+        """Run scenario names of raw ones (missing and unknown: 'other'); one lookup per distinct name, not per row:
+        a test window holds tens of millions of rows and a handful of scenarios."""
+        codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+        names = np.array([self.mapping.get(str(u), OTHER) for u in uniques] + [OTHER], dtype=object)
+        return pd.Series(names[codes], index=raw.index, dtype="string")   # code -1 (missing) takes the last: 'other'
+
 
 
 def scenario_map(train_counts: pd.Series, declared: list[str], min_rows: int) -> ScenarioMap:

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..atomic import atomic_path, staged_dir, swap_dir, temp_path
@@ -129,6 +130,23 @@ def read_interactions(store: Path, start: int | None = None, end: int | None = N
         return pd.DataFrame({c: pd.Series(dtype=INTERACTIONS.dtypes[c]) for c in cols})
     df = pd.concat(frames, ignore_index=True)
     return df.astype({c: INTERACTIONS.dtypes[c] for c in cols})
+
+
+def scenario_counts(store: Path, start: int | None = None, end: int | None = None) -> pd.Series:
+    """Rows per raw scenario over the days in [start, end], one part file at a time: the scenario map of every
+    stage (``run.load_run``) is decided on these counts, and a window of 10^8 rows must not become 10^8 Python
+    strings to count them."""
+    counts: dict[str, int] = {}
+    dates = [d for d in stored_dates(store) if (start is None or d >= start) and (end is None or d <= end)]
+    for d in dates:
+        for f in sorted(day_dir(store, d).rglob("*.parquet")):
+            if missing_columns(f, ["scenario"]):
+                raise SchemaError(f"{f}: table 'interactions' is missing column(s) ['scenario'] (re-ingest the store)")
+            vc = pc.value_counts(pq.read_table(f, columns=["scenario"])["scenario"])
+            for item in vc.to_pylist():
+                if item["values"] is not None:
+                    counts[str(item["values"])] = counts.get(str(item["values"]), 0) + int(item["counts"])
+    return pd.Series(counts, dtype="int64")
 
 
 def read_users(store: Path) -> pd.DataFrame:
