@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from sass_retrieval.params_schema import Params
 
 UNTIMED = {"params", "report"}                 # the params check and the HTML report: not the daily compute
-DATA = {"validate", "split", "pairs"}
-DATA_PATH = {"ingest", "validate", "split", "pairs"}   # the data path the targets speak of: ingest -> shards
+DATA = {"validate", "split", "pairs", "shards"}
+DATA_PATH = {"ingest", "validate", "split", "pairs", "shards"}   # the data path of the targets: ingest -> shards
 TRAINING = {"pretrain", "finetune", "challenger", "reference"}   # dvc.yaml's training stages
 DATA_PATH_TARGET = {"minutes": 15, "peak_mib": 6 * 1024, "rows": 100_000_000, "rss_growth": 1.5}
 DDP_TARGET = 1.7
