@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__)
     p.add_argument("--row", required=True, choices=TRAINED_ROWS)
     p.add_argument("--features", default="data/features")
+    p.add_argument("--shards", default="data/shards", help="training shards, read with train.input: stream "
+                   "(default: data/shards, the shards stage's)")
     p.add_argument("--pretrained", default="models/pretrain/model.pt", help="stage-1 checkpoint (row sass)")
     p.add_argument("--out", default=None, help="default: models/<row>")
     p.add_argument("--no-progress", action="store_true")
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     run = replace(run, params=launch.per_process_threads(run.params))   # several processes share a node's threads
     out = safe_path(args.out or f"models/{args.row}")
     out.mkdir(parents=True, exist_ok=True)
-    report = train_folder(run, spec(args.row), safe_path(args.features), out, args.pretrained, not args.no_progress)
+    report = train_folder(run, spec(args.row), safe_path(args.features), out, args.pretrained, not args.no_progress,
+                          shards=safe_path(args.shards))
     if report is None:   # a distributed worker: the main process writes the folder
         return 0
     write_json(out / "report.json", {"row": args.row, "report": report, "seconds": round(time.perf_counter() - t0, 2)})

@@ -4,40 +4,46 @@ the tiny project with train.input: stream."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 from support import TINY_SCENARIOS, cwd, tiny_params, write_project
 
+from sass_retrieval.data.engine import connect
+from sass_retrieval.data.shards import trained_scenarios, write_shards
 from sass_retrieval.data.store import read_items, read_users
+from sass_retrieval.errors import MissingPrerequisiteError
 from sass_retrieval.models.bank import load_bank
 from sass_retrieval.models.retrieval import RetrievalModel
 from sass_retrieval.train.finetune import _positives, finetune
 from sass_retrieval.train.recipes import finetune_job
 from sass_retrieval.train.stream import PositiveStream, positive_ids, stream_loader
 
-ROW_GROUP = 40    # rows per row group of the test's positives files: many row groups per scenario
+ROW_GROUP = 40    # rows per row group of the test's shards: many row groups
 
 
 @pytest.fixture(scope="module")
 def grouped(tiny_project: dict, tiny_bank, tmp_path_factory) -> dict:
-    """The tiny split with each positives file rewritten in small row groups, and its banks: every positive in
-    memory, and streaming (the newest day in memory)."""
-    features = tmp_path_factory.mktemp("grouped") / "features"
-    shutil.copytree(tiny_project["features"], features)
-    for s in TINY_SCENARIOS:
-        path = features / s / "positives.parquet"
-        pq.write_table(pq.read_table(path), path, row_group_size=ROW_GROUP)
-        assert pq.ParquetFile(path).num_row_groups > 3
+    """The tiny split's training shards (data.shards) in small row groups, and its banks: every positive in
+    memory, and streaming from the shards (the newest day in memory)."""
+    features, root = tiny_project["features"], tmp_path_factory.mktemp("grouped")
+    con = connect(512, threads=2, temp_dir=root / "spill")
+    try:
+        meta = write_shards(con, features, trained_scenarios(features, TINY_SCENARIOS), 0, root / "shards", ROW_GROUP)
+    finally:
+        con.close()
+    assert len(meta["row_groups"]) > 3 * len(TINY_SCENARIOS)
     _, cfg = tiny_bank
     users, items = read_users(tiny_project["store"]), read_items(tiny_project["store"])
     memory = load_bank(features, users, items, cfg)
     n = len(memory.train_dates)
-    streaming = load_bank(features, users, items, cfg, memory_days=frozenset({n - 1}))
-    return {"memory": memory, "streaming": streaming, "cfg": cfg, "days": set(range(n))}
+    streaming = load_bank(features, users, items, cfg, memory_days=frozenset({n - 1}), shards_dir=root / "shards")
+    return {"memory": memory, "streaming": streaming, "cfg": cfg, "days": set(range(n)), "shards": root / "shards",
+            "features": features, "users": users, "items": items}
 
 
 def rows(pos: dict[str, np.ndarray]) -> np.ndarray:
@@ -121,6 +127,40 @@ def test_the_same_seed_gives_the_same_batches_and_a_resumed_epoch_the_rest(group
     assert all(all(np.array_equal(x[k], y[k]) for k in x) for (_, x), (_, y) in zip(a[5:], resumed, strict=True))
 
 
+def test_batches_mix_scenarios_and_users_as_the_in_memory_plan(grouped) -> None:
+    stream = PositiveStream(grouped["streaming"], TINY_SCENARIOS, grouped["days"], batch_size=64, shuffle_buffer=200,
+                            seed=3)
+    full = [b for _, b in epoch(stream) if len(b["day"]) == 64]
+    assert len(full) > 5
+    assert all(len(np.unique(b["scen"])) == len(TINY_SCENARIOS) for b in full)      # every batch: every scenario
+    assert all(len(np.unique(b["user"])) > 32 for b in full)                         # and many users
+    one = PositiveStream(grouped["streaming"], ["s1"], grouped["days"], batch_size=64, shuffle_buffer=200, seed=3)
+    got = joined(epoch(one))
+    assert set(got["scen"].tolist()) == {grouped["streaming"].scen_index("s1")}      # a job's scenarios only
+    assert np.array_equal(rows(got), rows(_positives(grouped["memory"], ["s1"], grouped["days"])))
+
+
+def test_the_stream_fails_in_one_line_without_the_shards_of_its_split(grouped, tmp_path) -> None:
+    bank = grouped["streaming"]
+
+    def with_shards(folder) -> object:
+        return replace(bank, positive_files=replace(bank.positive_files, shards_dir=folder))
+
+    with pytest.raises(MissingPrerequisiteError, match="shards_dir"):
+        PositiveStream(with_shards(None), TINY_SCENARIOS, grouped["days"])
+    with pytest.raises(MissingPrerequisiteError, match="no training shards"):
+        PositiveStream(with_shards(tmp_path / "missing"), TINY_SCENARIOS, grouped["days"])
+    stale = tmp_path / "stale"
+    shutil.copytree(grouped["shards"], stale)
+    meta = json.loads((stale / "meta.json").read_text())
+    (stale / "meta.json").write_text(json.dumps({**meta, "train_dates": meta["train_dates"][1:]}))
+    with pytest.raises(MissingPrerequisiteError, match="train_dates: written for"):
+        PositiveStream(with_shards(stale), TINY_SCENARIOS, grouped["days"])
+    (stale / "meta.json").write_text(json.dumps({**meta, "scenarios": ["s0", "s1"]}))
+    with pytest.raises(MissingPrerequisiteError, match="scenarios: written for"):
+        PositiveStream(with_shards(stale), TINY_SCENARIOS, grouped["days"])
+
+
 def test_a_streaming_bank_holds_the_held_out_day_only(grouped) -> None:
     memory, streaming = grouped["memory"], grouped["streaming"]
     newest = len(memory.train_dates) - 1
@@ -153,7 +193,7 @@ def test_finetuning_with_the_stream_trains_the_held_out_selection(grouped, tmp_p
 
 @pytest.mark.slow
 def test_the_train_stage_with_the_stream_writes_a_model(tmp_path) -> None:
-    from pipelines import ingest, split, train
+    from pipelines import ingest, shards, split, train
     from sass_retrieval.models.checkpoint import load_model
 
     root = write_project(tmp_path / "p", train__input="stream", train__shuffle_buffer=512, finetune__epochs=1)
@@ -162,6 +202,9 @@ def test_the_train_stage_with_the_stream_writes_a_model(tmp_path) -> None:
         for s in TINY_SCENARIOS:
             assert split.main(["--scenario", s]) == 0
         assert split.main(["--pairs"]) == 0
+        with pytest.raises(MissingPrerequisiteError, match="no training shards"):
+            train.main(["--row", "dssm_mixed", "--no-progress"])
+        assert shards.main([]) == 0
         assert train.main(["--row", "dssm_mixed", "--no-progress"]) == 0
     model, manifest = load_model(root / "models/dssm_mixed/model.pt")
     assert manifest["meta"]["row"] == "dssm_mixed" and isinstance(model, RetrievalModel)

@@ -143,12 +143,15 @@ class PositiveFiles:
 
     ``memory_days``: the day indexes whose positives the bank holds in memory (``ScenarioArrays.pos_*/mt_*``);
     None: every day (``train.input: memory``). With ``train.input: stream`` only the held-out validation days
-    (:func:`stream_memory_days`, one day by default) are in memory: the training rows stay in the files."""
+    (:func:`stream_memory_days`, one day by default) are in memory: the training rows are streamed from the
+    shards (``shards_dir``, data.shards: every scenario's positives in one random order; None: none given, the
+    stream then fails saying so)."""
 
     features_dir: Path
     seq_len: int
     video_buckets: int
     memory_days: frozenset[int] | None = None
+    shards_dir: Path | None = None
 
     def path(self, scenario: str) -> Path:
         return self.features_dir / scenario / "positives.parquet"
@@ -289,7 +292,7 @@ def split_scenarios(features_dir: Path) -> list[str]:
 
 def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg: ModelConfig,
               scenarios: list[str] | None = None, serving_only: bool = False,
-              memory_days: frozenset[int] | None = None) -> FeatureBank:
+              memory_days: frozenset[int] | None = None, shards_dir: Path | None = None) -> FeatureBank:
     """Build the bank from the split's output folder and the store's static tables.
 
     ``serving_only`` skips what only training reads (the positives' as-of histories, the daily item
@@ -298,7 +301,8 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
 
     ``memory_days`` (``train.input: stream``, :func:`stream_memory_days`): only these days' positives are read
     into memory (the held-out validation days); fine-tuning streams the others from the files
-    (train.stream). The id universe is the same: the positives' users are read as one column.
+    (train.stream) in the shards folder ``shards_dir`` (the shards stage's data/shards). The id universe is the
+    same: the positives' users are read as one column.
     """
     features_dir = Path(features_dir)
     meta = read_split_meta(features_dir)
@@ -336,7 +340,8 @@ def load_bank(features_dir: Path, users: pd.DataFrame, items: pd.DataFrame, cfg:
         ifields=encode_item_fields(i_static, cfg.field_buckets),
         serving_only=serving_only,
         positive_files=PositiveFiles(features_dir, seq_len, cfg.video_buckets,
-                                     frozenset(memory_days) if streamed else None),  # type: ignore[arg-type]
+                                     frozenset(memory_days) if streamed else None,  # type: ignore[arg-type]
+                                     Path(shards_dir) if shards_dir is not None else None),
     )
     cols = seq_columns(seq_len)
     n_u, n_i, n_d = len(user_ids), len(item_ids), len(train_dates)
@@ -447,17 +452,20 @@ def model_config(params: Params, scenarios: list[str], arch: str | None = None) 
     return cfg
 
 
-def bank_for(run: Run, features_dir: str | Path = "data/features", serving_only: bool = False) -> FeatureBank:
+def bank_for(run: Run, features_dir: str | Path = "data/features", serving_only: bool = False,
+             shards_dir: str | Path = "data/shards") -> FeatureBank:
     """The encoded feature bank of this run's split features, whatever the tower (the bank hashes ids into the
     model section's tables). Serving stages (index, evaluate, recommend) pass ``serving_only``: they never read
     training samples. With ``train.input: stream`` the training positives stay in the files but for the held-out
-    validation days (:func:`stream_memory_days`)."""
+    validation days (:func:`stream_memory_days`), and fine-tuning streams them from ``shards_dir`` (the shards
+    stage's output)."""
     from ..data.store import read_items, read_users
     from ..run import safe_path
 
     cfg = model_config(run.params, run.names)
-    memory_days = None
+    memory_days, shards = None, None
     if run.params.train.input == "stream" and not serving_only:   # the training rows stay in the files
         memory_days = stream_memory_days(run.params, len(read_split_meta(safe_path(features_dir))["train_dates"]))
+        shards = safe_path(shards_dir)
     return load_bank(safe_path(features_dir), read_users(run.store), read_items(run.store), cfg,
-                     serving_only=serving_only, memory_days=memory_days)
+                     serving_only=serving_only, memory_days=memory_days, shards_dir=shards)

@@ -50,10 +50,10 @@ def pretrain_folder(run: Run, features: Path, out: Path, progress: bool = True) 
 
 
 def train_folder(run: Run, row: RowSpec, features: Path, out: Path, pretrained: str | Path,
-                 progress: bool = True) -> dict[str, Any] | None:
+                 progress: bool = True, shards: Path = Path("data/shards")) -> dict[str, Any] | None:
     """Train ``row`` for this run and write its folder ``out`` by the row's layout; the training report, or None in
     a distributed worker that is not the main process. ``pretrained``: the stage-1 checkpoint (rows that start
-    from it, on a day without a warm start)."""
+    from it, on a day without a warm start); ``shards``: the training shards train.input stream reads."""
     params, init, warm = run.params, None, None
     if row.layout == SHARED:
         warm = warm_start_path(params, f"models/{row.name}/model.pt")
@@ -65,7 +65,7 @@ def train_folder(run: Run, row: RowSpec, features: Path, out: Path, pretrained: 
             init = published_ctnet(warm)
     if init is not None:
         params = incremental_params(params, ("finetune",))
-    bank = bank_for(run, features)
+    bank = bank_for(run, features, shards_dir=shards)
     start = load_model(safe_path(pretrained))[0] if row.pretrained and init is None else None
     trained = train_trained_row(row, bank, params, params.train.seed, out, pretrained=start, init=init,
                                 progress=progress)

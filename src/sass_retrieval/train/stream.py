@@ -1,17 +1,24 @@
-"""Fine-tuning's positives streamed from the split's Parquet row groups (``train.input: stream``).
+"""Fine-tuning's positives streamed from the training shards' Parquet row groups (``train.input: stream``).
 
 At a hundred million interactions a day the positives, with their seq_len history columns, do not fit a
 worker's memory, so the feature bank keeps only the held-out validation days (models.bank.stream_memory_days)
 and training reads the rest as a stream of row groups, each read with only the columns a batch needs.
 
+The row groups are the shards stage's (data.shards, data/shards): every trained scenario's positives with a
+``scenario`` column, in one seeded random order, so each row group is a uniform sample of the window's rows
+(all scenarios, days and users), as the in-memory plan's batches are. The split's own positives files are sorted
+by user: a row group of theirs is a few users of one scenario, and a shuffle buffer of a few of them gives
+batches of few users and one scenario. The stream checks the shards' meta.json against its bank (the same
+scenarios, training days and split rows) and fails with one line when they belong to another split.
+
 An epoch, on one rank:
 
-1. Shard order: every (scenario, row group) of the positives files, shuffled by (seed, epoch); the same order
-   on every rank. Row group i of that order goes to rank i % world: each rank reads a disjoint share, a
-   different one every epoch.
-2. Each row group is filtered to the phase's days and objective and encoded by the bank's own functions
-   (models.bank.positive_arrays, then models.bank.select_positives: the one selection the in-memory input
-   applies), so a streamed row is bit-identical to the in-memory one.
+1. Shard order: every row group of the shard files, shuffled by (seed, epoch); the same order on every rank.
+   Row group i of that order goes to rank i % world: each rank reads a disjoint share, a different one every
+   epoch.
+2. Each row group is filtered to the phase's scenarios, days and objective, and each scenario's rows of it are
+   encoded by the bank's own functions (models.bank.positive_arrays, then models.bank.select_positives: the
+   one selection the in-memory input applies), so a streamed row is bit-identical to the in-memory one.
 3. Shuffle buffer: rows accumulate per day (a batch never mixes days: the item features are as-of-day
    snapshots). Whenever ``shuffle_buffer`` rows are buffered, a batch of ``batch_size`` rows drawn at random
    (the rank's seeded rng) leaves the fullest day, if that day holds a full batch (else reading goes on: every
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +52,8 @@ import torch
 
 from ..data.features import seq_columns
 from ..data.schema import OBJECTIVES
+from ..data.shards import SCENARIO, check_shards, split_rows
+from ..errors import MissingPrerequisiteError
 from ..models.bank import FeatureBank, PositiveFiles, positive_arrays, select_positives, with_labels
 
 # what positive_arrays reads besides the history columns
@@ -57,6 +67,17 @@ def positive_files(bank: FeatureBank) -> PositiveFiles:
     return bank.positive_files
 
 
+def shard_paths(bank: FeatureBank) -> list[Path]:
+    """The bank's shard files (data.shards), once their meta.json matches the bank's split (else one line)."""
+    files = positive_files(bank)
+    if files.shards_dir is None:
+        raise MissingPrerequisiteError("the streamed input reads the training shards: load the feature bank with "
+                                       "shards_dir (models.bank.load_bank; the train stages' --shards data/shards)")
+    meta = check_shards(files.shards_dir, bank.scenarios, bank.train_dates,
+                        split_rows(files.features_dir, bank.scenarios))
+    return [files.shards_dir / f for f in meta["files"]]
+
+
 def objective_column(objective: str, labels: bool) -> str | None:
     """The label column a row must have set to be a positive of the phase (None: every multi-objective row)."""
     return None if labels else OBJECTIVES[objective]
@@ -64,26 +85,32 @@ def objective_column(objective: str, labels: bool) -> str | None:
 
 @dataclass(frozen=True)
 class Shard:
-    """One row group of one scenario's positives file."""
+    """One row group of one shard file (its index in the shards' meta.json ``files``)."""
 
-    scenario: str
+    file: int
     group: int
 
 
 class RowFilter:
-    """The phase's rows in a table read from a positives file: its days and, but for the multi-task loss, its
+    """The phase's rows in a table read from a positives or shard file: its days, its scenarios (``scenarios``,
+    for a shard file's ``scenario`` column; None: a scenario's own file) and, but for the multi-task loss, its
     objective (a split without label columns holds clicks only)."""
 
-    def __init__(self, bank: FeatureBank, days: set[int], objective: str, labels: bool) -> None:
+    def __init__(self, bank: FeatureBank, days: set[int], objective: str, labels: bool,
+                 scenarios: list[str] | None = None) -> None:
         self.dates = pa.array([bank.train_dates[d] for d in sorted(days)], pa.int64())
         self.label = objective_column(objective, labels)
+        self.scenarios = None if scenarios is None else pa.array(scenarios, pa.string())
 
     def columns(self, have: set[str]) -> list[str]:
         """What the filter reads of a file with columns ``have``."""
-        return ["date", *([self.label] if self.label in have else [])]
+        return ["date", *([SCENARIO] if self.scenarios is not None else []),
+                *([self.label] if self.label in have else [])]
 
     def mask(self, table: pa.Table) -> pa.ChunkedArray | pa.Array:
         keep = pc.is_in(table.column("date").cast(pa.int64()), value_set=self.dates)
+        if self.scenarios is not None:
+            keep = pc.and_(keep, pc.is_in(table.column(SCENARIO).cast(pa.string()), value_set=self.scenarios))
         if self.label is None:
             return keep
         if self.label in table.column_names:
@@ -104,14 +131,14 @@ class PositiveStream(torch.utils.data.IterableDataset):
         if batch_size < 1 or shuffle_buffer < 1:
             raise ValueError(f"the streamed input needs batch_size and train.shuffle_buffer >= 1, got "
                              f"{batch_size} and {shuffle_buffer}")
-        self.bank, self.files = bank, positive_files(bank)
+        self.bank, self.files, self.paths = bank, positive_files(bank), shard_paths(bank)
         self.scenarios, self.days = list(scenarios), set(days)
         self.objective, self.labels = objective, labels
         self.batch_size, self.shuffle_buffer, self.seed = batch_size, shuffle_buffer, seed
         self.rank, self.world, self.equalise = rank, world, equalise
-        self.filter = RowFilter(bank, self.days, objective, labels)
-        self.schemas = {s: pq.read_schema(self.files.path(s)) for s in self.scenarios}
-        self.shards = [Shard(s, g) for s in self.scenarios for g in range(pq.ParquetFile(self.files.path(s)).num_row_groups)]
+        self.filter = RowFilter(bank, self.days, objective, labels, self.scenarios)
+        self.have = set(pq.read_schema(self.paths[0]).names)
+        self.shards = [Shard(i, g) for i, p in enumerate(self.paths) for g in range(pq.ParquetFile(p).num_row_groups)]
         self.epoch, self.start = 0, 0
         self._day_counts: dict[Shard, np.ndarray] | None = None
 
@@ -134,14 +161,14 @@ class PositiveStream(torch.utils.data.IterableDataset):
         if self._day_counts is None:
             self._day_counts = {}
             n_days = len(self.bank.train_dates)
-            for s in self.scenarios:
-                f = pq.ParquetFile(self.files.path(s))
-                cols = self.filter.columns(set(self.schemas[s].names))
+            cols = self.filter.columns(self.have)
+            for i, path in enumerate(self.paths):
+                f = pq.ParquetFile(path)
                 for g in range(f.num_row_groups):
                     t = f.read_row_group(g, columns=cols)
                     dates = t.filter(self.filter.mask(t)).column("date").to_numpy().astype(np.int64)
                     day = np.searchsorted(np.asarray(self.bank.train_dates), dates)
-                    self._day_counts[Shard(s, g)] = np.bincount(day, minlength=n_days)
+                    self._day_counts[Shard(i, g)] = np.bincount(day, minlength=n_days)
         return self._day_counts
 
     def rank_batches(self, epoch: int, rank: int) -> int:
@@ -160,15 +187,25 @@ class PositiveStream(torch.utils.data.IterableDataset):
         return self.batches_per_rank(epoch) * self.world
 
     # ---- reading -----------------------------------------------------------------------------------------
-    def read_shard(self, shard: Shard) -> dict[str, np.ndarray]:
-        """One row group's rows of the phase, encoded as the bank encodes its positives."""
-        path, have = self.files.path(shard.scenario), set(self.schemas[shard.scenario].names)
+    def read_shard(self, shard: Shard) -> dict[str, np.ndarray] | None:
+        """One row group's rows of the phase, each scenario's encoded as the bank encodes its positives (None:
+        the group holds none)."""
         hist = seq_columns(self.files.seq_len)
-        labels = [c for c in OBJECTIVES.values() if c in have]
-        t = pq.ParquetFile(path).read_row_group(shard.group, columns=[*ROW_COLUMNS, *labels, *hist])
-        frame = with_labels(t.filter(self.filter.mask(t)).to_pandas())
-        arrays = positive_arrays(frame, self.bank, hist, self.files.video_buckets)
-        return select_positives(arrays, self.bank.scen_index(shard.scenario), self.days, self.objective, self.labels)
+        labels = [c for c in OBJECTIVES.values() if c in self.have]
+        t = pq.ParquetFile(self.paths[shard.file]).read_row_group(
+            shard.group, columns=[SCENARIO, *ROW_COLUMNS, *labels, *hist])
+        t = t.filter(self.filter.mask(t))
+        scen = t.column(SCENARIO).cast(pa.string())
+        parts = []
+        for s in self.scenarios:
+            rows = t.filter(pc.equal(scen, s)).drop_columns([SCENARIO])
+            if rows.num_rows == 0:
+                continue
+            arrays = positive_arrays(with_labels(rows.to_pandas()), self.bank, hist, self.files.video_buckets)
+            parts.append(select_positives(arrays, self.bank.scen_index(s), self.days, self.objective, self.labels))
+        if not parts:
+            return None
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         info = torch.utils.data.get_worker_info()
@@ -186,7 +223,9 @@ class PositiveStream(torch.utils.data.IterableDataset):
         rng = np.random.default_rng([self.seed, epoch, 1, self.rank])
         buffer = DayBuffer()
         for shard in self.rank_shards(epoch, self.rank):
-            buffer.add(self.read_shard(shard))
+            rows = self.read_shard(shard)
+            if rows is not None:
+                buffer.add(rows)
             while buffer.rows >= self.shuffle_buffer:
                 batch = buffer.draw(rng, self.batch_size)
                 if batch is None:
@@ -253,8 +292,9 @@ def stream_loader(stream: PositiveStream, num_workers: int = 0) -> torch.utils.d
 def positive_ids(bank: FeatureBank, scenarios: list[str], days: set[int], objective: str = "click",
                  users: bool = True) -> dict[str, np.ndarray]:
     """``scen``, ``item``, ``day`` (and ``user``) of the phase's positives, from a narrow read of the files (the id,
-    date and label columns, row group by row group): what the in-batch negatives' proposal (the click share of
-    every training positive) and the clicks before a held-out day need, without the rows' histories."""
+    date and label columns, row group by row group, of the split's per-scenario files: the order does not matter
+    here): what the in-batch negatives' proposal (the click share of every training positive) and the clicks
+    before a held-out day need, without the rows' histories."""
     files = positive_files(bank)
     flt = RowFilter(bank, days, objective, False)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("scen", "user", "item", "day")}
