@@ -41,8 +41,9 @@ def project(work: Path, params: Params) -> Path:
 
 
 def data_path(work: Path, env: dict[str, str]) -> list[StageTime]:
-    """Ingest (which generates the synthetic source), validate, split every scenario and the pairs."""
-    return [run_stage(name, cmd, work, env) for name, cmd in dvc_plan(work, {"ingest", "validate", "split", "pairs"})]
+    """Ingest (which generates the synthetic source), validate, split every scenario and the pairs, shards."""
+    return [run_stage(name, cmd, work, env)
+            for name, cmd in dvc_plan(work, {"ingest", "validate", "split", "pairs", "shards"})]
 
 
 def source_params(base: Params, source: str, args) -> Params:

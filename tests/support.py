@@ -105,7 +105,7 @@ def cwd(path: Path):
 
 def run_pipeline(root: Path) -> None:
     """Every stage in order, in-process, as dvc.yaml declares them."""
-    from pipelines import evaluate, index, ingest, pretrain, split, train, validate
+    from pipelines import evaluate, index, ingest, pretrain, shards, split, train, validate
 
     with cwd(root):
         assert ingest.main([]) == 0
@@ -113,6 +113,7 @@ def run_pipeline(root: Path) -> None:
         for s in ("s0", "s1", "s2"):
             assert split.main(["--scenario", s]) == 0
         assert split.main(["--pairs"]) == 0
+        assert shards.main([]) == 0
         assert pretrain.main(["--no-progress"]) == 0
         assert train.main(["--row", "sass", "--no-progress"]) == 0
         assert train.main(["--row", "dssm_mixed", "--no-progress"]) == 0

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from support import cwd, write_project
 
-from pipelines import evaluate, index, ingest, pretrain, publish, report, split, train, validate
+from pipelines import evaluate, index, ingest, pretrain, publish, report, shards, split, train, validate
 from sass_retrieval.data.store import DayWriter, read_interactions
 from sass_retrieval.index.routing import resolve_index
 from sass_retrieval.run import load_run
@@ -45,6 +45,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for s in NAMES:
             assert split.main(["--scenario", s]) == 0
         assert split.main(["--pairs"]) == 0
+        assert shards.main([]) == 0
         assert pretrain.main(["--no-progress"]) == 0
         for row in ("sass", "dssm_mixed"):
             assert train.main(["--row", row, "--no-progress"]) == 0
@@ -62,6 +63,7 @@ def test_split_and_index_of_the_skipped_scenario_write_markers(day: Path) -> Non
                 "reason": "12 training rows in the window, fewer than scenarios.min_scenario_rows (100)"}
     assert sorted(p.name for p in (day / "data/features/s2").iterdir()) == ["skipped.json", "stats.json"]
     assert json.loads((day / "data/features/s2/skipped.json").read_text()) == expected
+    assert json.loads((day / "data/shards/meta.json").read_text())["scenarios"] == ["s0", "s1", "other"]
     for row in ("sass", "dssm_mixed"):
         assert sorted(p.name for p in (day / "indexes" / row / "s2").iterdir()) == ["skipped.json"]
         assert json.loads((day / "indexes" / row / "s2" / "skipped.json").read_text()) == expected

@@ -25,6 +25,7 @@ def project(built_project: Path, tmp_path_factory) -> Path:
 def test_pipeline_writes_every_artefact(project: Path) -> None:
     for rel in ("data/store/ingest.json", "reports/validation/summary.json", "reports/validation/data_docs/index.html",
                 "data/features/s0/positives.parquet", "data/features/pairs/users.parquet",
+                "data/shards/meta.json", "data/shards/positives-0000.parquet",
                 "models/pretrain/model.pt", "models/sass/model.pt",
                 "models/dssm_mixed/model.pt", "indexes/sass/s1/index.faiss", "indexes/dssm_mixed/s1/index.faiss",
                 "metrics/metrics.json", "metrics/per_pair.npz", "plots/per_scenario.json",
