@@ -5,8 +5,9 @@
 
 The daily rows, the candidate ``sass`` and the challenger (``publish.challenger``), are trained twice at the same
 seed through the product's code path (sass_retrieval.experiment.run_rows): once with every positive in the feature
-bank's memory, once streamed from the split's row groups with a shuffle buffer (the bank then holds the held-out
-validation days only). The two inputs see the same rows per epoch in a different order, so their models differ
+bank's memory, once streamed with a shuffle buffer from the row groups of the training shards (data.shards: every
+scenario's positives in one seeded random order, written as the shards stage writes them; the bank then holds the
+held-out validation days only). The two inputs see the same rows per epoch in a different order, so their models differ
 by what a reshuffle changes; the question is whether the stream costs quality. Each row's macro NDCG@50 is
 reported with the paired bootstrap 95% CI of stream − memory on the same evaluation pairs
 (evaluate.significance), with the bank's bytes of positives and the training seconds of each input.
@@ -36,7 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sass_retrieval.config import make_window  # noqa: E402
-from sass_retrieval.data.store import read_items, read_users  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
     evaluation_slices,
@@ -45,9 +45,9 @@ from sass_retrieval.experiment import (  # noqa: E402
     run_rows,
     stack_seeds,
     strip_pairs,
+    window_bank,
     write_results,
 )
-from sass_retrieval.models.bank import load_bank, model_config, stream_memory_days  # noqa: E402
 
 INPUTS = ("memory", "stream")
 KUAIRAND_DEV = (20220505, 8, 3)   # end date, train days, test days: the dev split of docs/benchmark.md
@@ -60,13 +60,6 @@ def positive_bytes(bank) -> int:
         arrays = [getattr(a, f"mt_{k}") for k in ("user", "item", "day", "seq", "stats", "labels")]
         total += sum(x.nbytes for x in arrays)
     return total
-
-
-def input_bank(prep, params, mode: str):
-    """The window's feature bank as the training stages load it for ``mode`` (models.bank.bank_for's rule)."""
-    memory_days = stream_memory_days(params, len(prep.window.train_dates)) if mode == "stream" else None
-    return load_bank(prep.features, read_users(prep.store), read_items(prep.store),
-                     model_config(params, prep.smap.names), memory_days=memory_days)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for mode in INPUTS:
         params = base.override({"train.input": mode}, source=f"train.input {mode}")
-        bank = input_bank(prep, params, mode)
+        bank = window_bank(prep, params)   # stream: the window's shards written first
         banks[mode] = positive_bytes(bank)
         results[mode] = run_rows(prep, params, rows, args.seed, work / mode, slices=slices, bank=bank)
         print(f"{mode}: " + ", ".join(f"{r} {results[mode][r]['macro']['ndcg@50']:.4f}" for r in rows), flush=True)

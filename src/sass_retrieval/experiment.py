@@ -24,6 +24,7 @@ from .config import Window
 from .data.engine import connect, interaction_files
 from .data.features import OTHER, ScenarioMap, scenario_map, split_meta
 from .data.kuairand import import_kuairand
+from .data.shards import trained_scenarios, write_shards
 from .data.split_sql import write_pairs_split_sql, write_scenario_split_sql
 from .data.store import read_interactions, read_items, read_users
 from .gitinfo import head_commit
@@ -145,12 +146,41 @@ def evaluation_slices(prep: Prepared) -> dict[str, Any]:
     return build_slices(build_eval_set(prep.train, prep.test, list(prep.smap.reported)), prep.train)
 
 
-def window_bank(prep: Prepared, params: Params):
-    """The window's feature bank, as the training stages load it."""
-    from .models.bank import load_bank, model_config
+def shards_dir(prep: Prepared) -> Path:
+    """Where the window's training shards go: beside its features, as data/shards beside data/features."""
+    return prep.features.with_name("shards")
 
+
+def write_window_shards(prep: Prepared, seed: int, memory_limit_mib: int | None = None) -> Path:
+    """What the shards stage writes (data.shards.write_shards, the same function) for the window's split: every
+    trained scenario's positives in the order of ``seed`` (params' train.seed in the stage); its folder."""
+    if memory_limit_mib is None:
+        memory_limit_mib = int(ParamsData.model_fields["memory_limit_mib"].default)
+    out = shards_dir(prep)
+    if out.exists():
+        shutil.rmtree(out)
+    spill = out.with_name(f".{out.name}-duckdb")
+    con = connect(memory_limit_mib, temp_dir=spill)
+    try:
+        write_shards(con, prep.features, trained_scenarios(prep.features, prep.smap.names), seed, out)
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+    return out
+
+
+def window_bank(prep: Prepared, params: Params):
+    """The window's feature bank, as the training stages load it (models.bank.bank_for's rule): with
+    ``train.input: stream`` the training positives stay in the files, and the window's shards are written first
+    (:func:`write_window_shards`) for fine-tuning to stream them."""
+    from .models.bank import load_bank, model_config, stream_memory_days
+
+    memory_days, shards = None, None
+    if params.train.input == "stream":
+        memory_days = stream_memory_days(params, len(prep.window.train_dates))
+        shards = write_window_shards(prep, params.train.seed, params.data.memory_limit_mib)
     return load_bank(prep.features, read_users(prep.store), read_items(prep.store),
-                     model_config(params, prep.smap.names))
+                     model_config(params, prep.smap.names), memory_days=memory_days, shards_dir=shards)
 
 
 def score(slices: dict[str, Any], rec: Any, info: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -22,6 +22,8 @@ def test_smoke_run_on_the_tiny_synthetic_project(tmp_path: Path, tiny_params_fil
     assert payload["rows"] == ["sass", "dssm_mixed"]                 # the candidate and publish.challenger
     assert set(payload["results"]) == {"memory", "stream"}
     assert payload["shuffle_buffer"] == 256
+    shards = json.loads((tmp_path / "work" / "shards" / "meta.json").read_text())   # the stream read the shards
+    assert shards["scenarios"] == ["s0", "s1", "s2"] and len(shards["files"]) == 1
     assert 0 < payload["positive_bytes"]["stream"] < payload["positive_bytes"]["memory"]   # the held-out day only
     for row in payload["rows"]:
         ci = payload["significance"][row]["macro"]
