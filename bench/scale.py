@@ -106,21 +106,26 @@ def positives(work: Path) -> int:
     return sum(int(json.loads(f.read_text()).get("positives", 0)) for f in (work / "data" / "features").glob("*/stats.json"))
 
 
-def training_rate(work: Path, params: Params, env: dict[str, str], procs: int) -> dict[str, float]:
-    """Fine-tune `sass` once with ``procs`` processes (torchrun; the cap of size_params): positives per second.
+def training_rate(work: Path, params: Params, env: dict[str, str], procs: int, threads: int) -> dict[str, float]:
+    """Fine-tune `sass` once with ``procs`` processes (torchrun) sharing ``threads`` torch threads (the cap of
+    size_params): positives per second.
 
-    Every rank takes ``steps`` batches of ``batch_size``, so the run trains procs x steps x batch_size positives
-    (the last batch of a day may be short: a slight overestimate, the same for both counts). The rate is over
-    the training loop's own seconds (report.json), without the feature bank's loading, which does not shrink
-    with more processes."""
-    write_params(work, params.override({"train.procs_per_node": procs}, source=f"{procs} training processes"))
+    The cap counts global steps and each rank takes every procs-th batch, so the run trains steps x batch_size
+    positives whatever ``procs`` is (the last batch of a day may be short: a slight overestimate, the same for
+    every count). The rate is over the training loop's own seconds (report.json), without the feature bank's
+    loading, which does not shrink with more processes."""
+    write_params(work, params.override({"train.procs_per_node": procs, "train.threads": threads},
+                                       source=f"{procs} training process(es), {threads} thread(s)"))
     (cmd,) = [c for name, c in dvc_plan(work, {"finetune"})]
-    stage = run_stage(f"finetune x{procs}", cmd, work, env)
+    stage = run_stage(f"finetune x{procs}", cmd, work, {**env, "OMP_NUM_THREADS": str(max(1, threads // procs))})
     report = json.loads((work / "models" / "sass" / "report.json").read_text())["report"]
     trained = procs * int(report["steps"]) * params.finetune.batch_size
-    return {"procs": procs, "steps_per_rank": int(report["steps"]), "positives": trained,
+    return {"procs": procs, "threads": threads, "steps_per_rank": int(report["steps"]), "positives": trained,
             "train_seconds": float(report["seconds"]), "stage_seconds": stage.seconds, "peak_mib": stage.peak_mib,
             "positives_per_s": trained / float(report["seconds"])}
+
+
+RATE_RUNS = ((1, 1), (1, 2), (2, 2))   # (processes, threads in all): one core, the machine in one process, DDP
 
 
 def projection(day_positives: int, epochs: int, rate2: float, cores_per_worker: int, budget_min: float) -> dict:
@@ -163,10 +168,12 @@ def main(argv: list[str] | None = None) -> int:
              "data_path": data_path(full), "train_full_s": training_s(full), "train_steps": args.train_steps,
              "ndcg50": {"day1_full": quality(work)},
              "provenance": {k: prov[k] for k in ("command", "date", "commit")}}
-        rates = [training_rate(work, params, env, procs) for procs in (1, 2)]
+        rates = [training_rate(work, params, env, procs, threads) for procs, threads in RATE_RUNS]
         r["rates"] = rates
-        r["ddp_speedup"] = rates[1]["positives_per_s"] / rates[0]["positives_per_s"]
-        r["projection"] = projection(positives(work), base.finetune.epochs, rates[1]["positives_per_s"],
+        one_core, one_proc, ddp = (x["positives_per_s"] for x in rates)
+        r["ddp_speedup"] = ddp / one_core            # two processes on two cores against one on one core
+        r["ddp_vs_one_process"] = ddp / one_proc     # ... against one process with both cores' threads
+        r["projection"] = projection(positives(work), base.finetune.epochs, max(ddp, one_proc),
                                      args.cores_per_worker, args.budget_minutes)
         if args.next_day:
             uncapped, _, _ = size_params(base, n, args.threads)
@@ -194,12 +201,16 @@ def _stages(rows: list[dict]) -> list[StageTime]:
 
 
 def _rates(r: dict) -> str:
-    lines = ["| processes | steps per rank | positives | training s | positives/s | stage s | peak RSS MiB |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {x['procs']} | {x['steps_per_rank']} | {x['positives']:,} | {x['train_seconds']:.1f} | "
-              f"{x['positives_per_s']:,.0f} | {x['stage_seconds']:.1f} | {x['peak_mib']:.0f} |" for x in r["rates"]]
+    lines = ["| processes | threads | steps per rank | positives | training s | positives/s | stage s | peak RSS MiB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {x['procs']} | {x.get('threads', '')} | {x['steps_per_rank']} | {x['positives']:,} | "
+              f"{x['train_seconds']:.1f} | {x['positives_per_s']:,.0f} | {x['stage_seconds']:.1f} | {x['peak_mib']:.0f} |"
+              for x in r["rates"]]
     pr = r["projection"]
-    return ("\n".join(lines) + f"\n\n2 processes / 1: **{r['ddp_speedup']:.2f}x** (target {DDP_TARGET}x). "
+    against = (f"; against one process with both cores' threads **{r['ddp_vs_one_process']:.2f}x**"
+               if "ddp_vs_one_process" in r else "")
+    return ("\n".join(lines) + f"\n\n2 processes (a core each) / 1 process on one core: **{r['ddp_speedup']:.2f}x** "
+            f"(target {DDP_TARGET}x){against}. "
             f"Projection: {pr['day_positives']:,} positives x {pr['epochs']} epochs in {pr['budget_minutes']:.0f} min "
             f"needs {pr['positives_per_s_needed']:,.0f} positives/s; one {pr['cores_per_worker']}-core worker trains "
             f"{pr['per_worker_positives_per_s']:,.0f}/s: **{pr['workers']} worker(s)**.\n")
@@ -228,14 +239,14 @@ def _section(r: dict) -> str:
 
 def _write(results: list[dict], out: Path, prov: dict) -> None:
     t = DATA_PATH_TARGET
-    summary = ["| rows | data path s | data path peak RSS MiB | every stage s | peak RSS MiB | positives/s 1 proc "
-               "| 2 procs | speedup | workers for the day |",
-               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    summary = ["| rows | data path s | data path peak RSS MiB | every stage s | peak RSS MiB | positives/s 1 process "
+               "1 thread | 1 process 2 threads | 2 processes | 2 processes / 1 on one core | workers for the day |",
+               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         f, d = r["full"], r.get("data_path") or data_path(_stages(r["full"]))
         rates = r.get("rates")
-        tail = (f"{rates[0]['positives_per_s']:,.0f} | {rates[1]['positives_per_s']:,.0f} | {r['ddp_speedup']:.2f}x | "
-                f"{r['projection']['workers']} |" if rates else "— | — | — | — |")
+        tail = (" | ".join(f"{x['positives_per_s']:,.0f}" for x in rates) + f" | {r['ddp_speedup']:.2f}x | "
+                f"{r['projection']['workers']} |" if rates else "— | — | — | — | — |")
         summary.append(f"| {r['rows']:,} | {d['seconds']:.0f} | {d['peak_mib']:.0f} | {sum(x['seconds'] for x in f):.0f} "
                        f"| {max(x['peak_mib'] for x in f):.0f} | " + tail)
     growth = ""

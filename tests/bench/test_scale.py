@@ -58,7 +58,8 @@ def test_smoke_run_at_a_tiny_row_count(tmp_path: Path, tiny_params_file: Path) -
                                      "--train-steps", "3", "--next-day",
                                      "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
     (r,) = json.loads(out.with_suffix(".json").read_text())["results"]
-    assert [x["procs"] for x in r["rates"]] == [1, 2] and all(x["positives_per_s"] > 0 for x in r["rates"])
+    assert [(x["procs"], x["threads"]) for x in r["rates"]] == [(1, 1), (1, 2), (2, 2)]
+    assert all(x["positives_per_s"] > 0 for x in r["rates"]) and r["rates"][2]["steps_per_rank"] <= 2
     assert r["rates"][0]["steps_per_rank"] <= 3 and r["projection"]["workers"] >= 1
     assert r["data_path"]["seconds"] > 0
     challenger = yaml.safe_load(tiny_params_file.read_text())["publish"]["challenger"]

@@ -17,6 +17,7 @@ must still be the process of the node that keeps them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -209,3 +210,51 @@ def test_two_nodes_over_loopback_one_step_equal_one_process(tiny_project: dict, 
 
 if __name__ == "__main__":
     _worker(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+
+
+_UNTOUCHED_TABLE = '''
+import json, sys, torch
+import torch.distributed as dist
+from sass_retrieval.train.distributed import average_gradients, init_from_env
+
+init_from_env()
+rank = dist.get_rank()
+
+
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = torch.nn.Embedding(10, 3, sparse=True)
+        self.head = torch.nn.Linear(3, 1)
+
+
+torch.manual_seed(0)
+m = Model()
+if rank == 0:
+    m.head(m.table(torch.tensor([1, 1, 4]))).sum().backward()
+else:   # this rank's batch never reads the table: its gradient is None
+    m.head(torch.ones(2, 3)).sum().backward()
+solo = None
+if rank == 0:   # what rank 0 alone computed, to compare with the average
+    solo = m.table.weight.grad.to_dense().tolist()
+average_gradients(m)
+g = m.table.weight.grad
+print(json.dumps({"rank": rank, "sparse": g.is_sparse, "table": g.to_dense().tolist(), "solo": solo,
+                  "head": m.head.weight.grad.tolist()}))
+'''
+
+
+def test_sparse_tables_average_as_row_sparse_even_when_a_rank_does_not_touch_them(tmp_path: Path) -> None:
+    """The embedding tables' gradients are all-reduced as sparse rows; a rank whose batch never read a table
+    still takes part (an empty sparse gradient), and every rank ends with the same row-sparse average."""
+    script = tmp_path / "untouched.py"
+    script.write_text(_UNTOUCHED_TABLE)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-4000:]
+    out = {r["rank"]: r for r in (json.loads(line) for line in res.stdout.splitlines() if line.startswith("{"))}
+    assert set(out) == {0, 1} and out[0]["sparse"] and out[1]["sparse"]
+    assert out[0]["table"] == out[1]["table"] and out[0]["head"] == out[1]["head"]
+    expected = torch.tensor(out[0]["solo"]) / 2   # rank 1 contributed nothing to the table
+    assert torch.allclose(torch.tensor(out[0]["table"]), expected)
+    assert expected[1].abs().sum() > 0 and expected[0].abs().sum() == 0
