@@ -63,7 +63,12 @@ def daily(work: Path, env: dict[str, str], ingest: bool, data: bool = True, publ
     groups -= set() if ingest else {"ingest"}
     groups -= set() if data else DATA
     groups -= set() if publish else {"publish"}
-    return [run_stage(name, cmd, work, env) for name, cmd in dvc_plan(work, groups)]
+    done: list[StageTime] = []
+    for name, cmd in dvc_plan(work, groups):
+        done.append(run_stage(name, cmd, work, env, check=False))
+        if done[-1].error:   # what depends on it can not run; the size records how far it went
+            break
+    return done
 
 
 def quality(work: Path) -> dict[str, float]:
@@ -164,10 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True)
         write_params(work, params)
         full = daily(work, env, ingest=True)
-        r = {"rows": n, "users": users, "items": items, "full": [x.__dict__ for x in full],
+        failed = next((x.stage for x in full if x.error), None)
+        r = {"rows": n, "users": users, "items": items, "full": [x.__dict__ for x in full], "failed": failed,
              "data_path": data_path(full), "train_full_s": training_s(full), "train_steps": args.train_steps,
-             "ndcg50": {"day1_full": quality(work)},
+             "ndcg50": {"day1_full": {} if failed else quality(work)},
              "provenance": {k: prov[k] for k in ("command", "date", "commit")}}
+        if failed is not None and (failed.split("@")[0] in DATA_PATH or failed.startswith("pretrain")):
+            results.append(r)   # no shards to train on: nothing more to measure at this size
+            _write(sorted(results, key=lambda x: x["rows"]), out, prov)
+            continue
         rates = [training_rate(work, params, env, procs, threads) for procs, threads in RATE_RUNS]
         r["rates"] = rates
         one_core, one_proc, ddp = (x["positives_per_s"] for x in rates)
@@ -175,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         r["ddp_vs_one_process"] = ddp / one_proc     # ... against one process with both cores' threads
         r["projection"] = projection(positives(work), base.finetune.epochs, max(ddp, one_proc),
                                      args.cores_per_worker, args.budget_minutes)
-        if args.next_day:
+        if args.next_day and failed is None:
             uncapped, _, _ = size_params(base, n, args.threads)
             day2 = {"window.end_date": shift(20220425, 11)}
             write_params(work, uncapped.override({**day2, "train.mode": "incremental"}, source="incremental day"))

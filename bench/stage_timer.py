@@ -27,6 +27,7 @@ class StageTime:
     stage: str
     seconds: float
     peak_mib: float
+    error: str = ""     # the stage's last error line when it failed (run_stage with check=False)
 
 
 def dvc_plan(work: Path, groups: Collection[str] | None = None) -> list[tuple[str, list[str]]]:
@@ -53,21 +54,29 @@ def dvc_plan(work: Path, groups: Collection[str] | None = None) -> list[tuple[st
     return plan
 
 
-def run_stage(stage: str, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> StageTime:
+def run_stage(stage: str, args: list[str], cwd: Path, env: dict[str, str] | None = None,
+              check: bool = True) -> StageTime:
+    """Wall time and peak RSS of ``python <args>`` in ``cwd``. A failure raises, or with ``check=False`` is
+    returned with its last error line: a benchmark at a size where a stage runs out of memory records that."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         cmd = ["/usr/bin/time", "-f", "%e %M", "-o", tf.name, sys.executable, *args]
         t0 = time.perf_counter()
         res = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
         wall = time.perf_counter() - t0
-        if res.returncode != 0:
+        if res.returncode != 0 and check:
             raise RuntimeError(f"stage {stage} failed ({res.returncode}):\n{res.stderr[-3000:]}")
         parts = Path(tf.name).read_text().split()
-        peak_kib = float(parts[-1]) if parts else float("nan")
-    return StageTime(stage, wall, peak_kib / 1024.0)
+        peak_kib = float(parts[-1]) if parts and parts[-1].replace(".", "").isdigit() else float("nan")
+    error = ""
+    if res.returncode != 0:
+        lines = [x for x in res.stderr.splitlines() if x.strip()]
+        error = f"exit {res.returncode}" + (f": {lines[-1][:200]}" if lines else "")
+    return StageTime(stage, wall, peak_kib / 1024.0, error)
 
 
 def table(rows: list[StageTime]) -> str:
     lines = ["| stage | wall s | peak RSS MiB |", "|---|---:|---:|"]
-    lines += [f"| {r.stage} | {r.seconds:.1f} | {r.peak_mib:.0f} |" for r in rows]
+    lines += [f"| {r.stage}{f' (**failed**: {r.error})' if r.error else ''} | {r.seconds:.1f} | {r.peak_mib:.0f} |"
+              for r in rows]
     lines.append(f"| **total** | **{sum(r.seconds for r in rows):.1f}** | **{max(r.peak_mib for r in rows):.0f}** |")
     return "\n".join(lines)

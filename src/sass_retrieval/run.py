@@ -66,9 +66,11 @@ def load_run(params_path: str | Path) -> Run:
     return Run(params=params, store=store, window=window, scenarios=smap, params_path=Path(params_path))
 
 
-def read_mapped(run: Run, start: int, end: int) -> pd.DataFrame:
-    """The stored rows of days start..end with the run's scenario names; rows of untrained scenarios dropped."""
-    df = read_interactions(run.store, start, end)
+def read_mapped(run: Run, start: int, end: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """The stored rows of days start..end with the run's scenario names; rows of untrained scenarios dropped.
+    ``columns``: only these (``scenario`` is always read)."""
+    df = read_interactions(run.store, start, end, columns=None if columns is None else ["scenario", *
+                           (c for c in columns if c != "scenario")])
     df["scenario"] = run.scenarios.apply(df["scenario"])
     return df[df["scenario"].isin(run.names)].reset_index(drop=True)
 

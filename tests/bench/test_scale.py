@@ -40,12 +40,22 @@ def test_the_daily_stages_include_the_challenger_and_leave_out_only_the_untimed(
     scale = load_bench("scale")
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     timed: list[str] = []
-    monkeypatch.setattr(scale, "run_stage", lambda name, cmd, work, env: timed.append(name))   # plan only
+    monkeypatch.setattr(scale, "run_stage", lambda name, cmd, work, env, check=True:   # plan only
+                        timed.append(name) or scale.StageTime(name, 0.0, 0.0))
     scale.daily(tmp_path, {}, ingest=True)
     groups = {name.split("@")[0] for name in timed}
     assert {"ingest", "pretrain", "finetune", "challenger", "index", "evaluate", "publish"} <= groups
     assert groups.isdisjoint(scale.UNTIMED)
     assert timed.index("challenger") < min(i for i, n in enumerate(timed) if n.startswith("index@"))
+    timed.clear()
+    scale.daily(tmp_path, {}, ingest=False, data=False, publish=False)
+    assert {n.split("@")[0] for n in timed} == {"pretrain", "finetune", "challenger", "index", "evaluate"}
+    # a stage that fails (out of memory at a large size) ends the day there, recorded with its error
+    timed.clear()
+    monkeypatch.setattr(scale, "run_stage", lambda name, cmd, work, env, check=True: timed.append(name) or
+                        scale.StageTime(name, 1.0, 2.0, "exit 137" if name == "validate" else ""))
+    day = scale.daily(tmp_path, {}, ingest=True)
+    assert [x.stage for x in day] == ["ingest", "validate"] and day[-1].error == "exit 137"
     timed.clear()
     scale.daily(tmp_path, {}, ingest=False, data=False, publish=False)
     assert {n.split("@")[0] for n in timed} == {"pretrain", "finetune", "challenger", "index", "evaluate"}

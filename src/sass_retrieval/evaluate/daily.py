@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..data.features import skipped_scenarios
+from ..data.schema import OBJECTIVES
 from ..data.store import read_interactions
 from ..index.faiss_index import load_index
 from ..models.bank import FeatureBank
@@ -107,7 +108,9 @@ def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Pat
     """Score the day's rows (and the model in service) on the run's test window; metrics.json's content."""
     params, w = run.params, run.window
     ev = params.evaluate
-    train, test = read_mapped(run, w.train_start, w.train_end), read_mapped(run, w.test_start, w.test_end)
+    # the columns scoring reads: a window of 10^8 rows holds every other column too
+    cols = ["user_id", "video_id", "date", *OBJECTIVES.values()]
+    train, test = read_mapped(run, w.train_start, w.train_end, cols), read_mapped(run, w.test_start, w.test_end, cols)
     reported = list(run.scenarios.reported)
     es = build_eval_set(train, test, reported)
     skipped_today = skipped_scenarios(params.scenarios.names, run.scenarios, run.names)
