@@ -19,11 +19,12 @@ from sass_retrieval.errors import MissingPrerequisiteError
 ROWS = 50   # rows per row group: many row groups of the tiny split
 
 
-def shards(features, out, seed: int = 0, rows: int = ROWS, file_row_groups: int = 256) -> dict:
+def shards(features, out, seed: int = 0, rows: int = ROWS, file_row_groups: int = 256,
+           min_row_groups: int = 1) -> dict:
     con = connect(512, threads=2, temp_dir=out.with_name(out.name + "-spill"))
     try:
         return write_shards(con, features, trained_scenarios(features, TINY_SCENARIOS), seed, out, rows,
-                            file_row_groups)
+                            file_row_groups, min_row_groups)
     finally:
         con.close()
 
@@ -57,7 +58,7 @@ def test_row_groups_have_the_configured_size_and_mix_scenarios_and_users(written
     meta, out = written["meta"], written["out"]
     f = pq.ParquetFile(out / meta["files"][0])
     sizes = [f.metadata.row_group(g).num_rows for g in range(f.num_row_groups)]
-    assert sizes == meta["row_groups"] and len(sizes) > 10
+    assert sizes == meta["row_groups"] and len(sizes) > 10 and meta["row_group_rows"] == ROWS
     assert all(n == ROWS for n in sizes[:-1]) and 0 < sizes[-1] <= ROWS
     first = f.read_row_group(0).to_pandas()
     assert first[SCENARIO].nunique() == len(TINY_SCENARIOS) and first["user_id"].nunique() > ROWS // 2
@@ -74,6 +75,14 @@ def test_the_same_seed_gives_the_same_order_another_seed_another(written) -> Non
     b = read(root / "other", other)
     assert not b.equals(a) and len(b) == len(a)
     assert json.loads((root / "again/meta.json").read_text()) == written["meta"]
+
+
+def test_a_small_window_gets_smaller_row_groups_for_the_ranks(written) -> None:
+    n = sum(written["meta"]["source_rows"].values())
+    meta = shards(written["features"], written["root"] / "small", rows=10 * n, min_row_groups=16)
+    assert meta["row_group_rows"] == -(-n // 16) and len(meta["row_groups"]) == 16
+    assert meta["row_groups"][:-1] == [meta["row_group_rows"]] * 15 and sum(meta["row_groups"]) == n
+    assert read(written["root"] / "small", meta).equals(read(written["out"], written["meta"]))   # the same order
 
 
 def test_files_hold_at_most_file_row_groups(written) -> None:

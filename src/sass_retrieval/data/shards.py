@@ -16,7 +16,10 @@ stream only needs the order to be random, not to be the same after an upgrade. D
 larger than a worker's memory); the sorted rows leave DuckDB as Arrow record batches, and pyarrow's writer cuts
 them into row groups of exactly ``row_group_rows`` (DuckDB's own ``COPY ... ROW_GROUP_SIZE`` rounds the size up
 to a multiple of its 2048-row vectors) and files of at most ``file_row_groups`` row groups. Nothing the size of
-the rows enters pandas.
+the rows enters pandas. A window of fewer than ``min_row_groups`` x ``row_group_rows`` rows gets smaller row
+groups, ``min_row_groups`` of them: the stream deals row groups out to the ranks of a distributed run, and one
+row group holding a small window whole would leave every other rank without a row (and, as every rank takes the
+fewest rank's steps, the run without a step).
 
 ``meta.json`` says what the shards were written from (scenarios, training days, the source files' row counts)
 and how (seed, hash, row groups): the stream checks it against its feature bank (:func:`check_shards`) and
@@ -39,6 +42,7 @@ from .features import _write_json
 
 SHARD_ROWS = 65536        # rows per row group: the unit the stream reads and deals out to the ranks
 FILE_ROW_GROUPS = 256     # row groups per shard file: files of at most SHARD_ROWS * FILE_ROW_GROUPS rows
+MIN_ROW_GROUPS = 64       # a small window gets smaller row groups, so its rows still deal out over the ranks
 META = "meta.json"
 SCENARIO = "scenario"     # the column naming each row's run scenario
 HASH = "duckdb hash(seed, scenario, row number in the scenario's positives.parquet)"
@@ -85,19 +89,23 @@ def _check_same_columns(features_dir: Path, scenarios: Sequence[str]) -> None:
 
 
 def write_shards(con: duckdb.DuckDBPyConnection, features_dir: Path, scenarios: Sequence[str], seed: int,
-                 out: Path, row_group_rows: int = SHARD_ROWS, file_row_groups: int = FILE_ROW_GROUPS) -> dict[str, Any]:
+                 out: Path, row_group_rows: int = SHARD_ROWS, file_row_groups: int = FILE_ROW_GROUPS,
+                 min_row_groups: int = MIN_ROW_GROUPS) -> dict[str, Any]:
     """Write the positives of ``scenarios`` (each ``features_dir/<s>/positives.parquet``) into the new folder
     ``out`` as ``positives-NNNN.parquet`` files in one random order (module docstring) and ``meta.json``;
-    returns the meta. ``con``: a memory-bounded connection (data.engine.connect) that spills its sort."""
-    if row_group_rows < 1 or file_row_groups < 1:
-        raise ValueError(f"shards need row_group_rows and file_row_groups >= 1, got {row_group_rows}, "
-                         f"{file_row_groups}")
+    returns the meta. ``con``: a memory-bounded connection (data.engine.connect) that spills its sort.
+    Row groups hold ``row_group_rows`` rows, fewer if that would make fewer than ``min_row_groups``."""
+    if row_group_rows < 1 or file_row_groups < 1 or min_row_groups < 1:
+        raise ValueError(f"shards need row_group_rows, file_row_groups and min_row_groups >= 1, got "
+                         f"{row_group_rows}, {file_row_groups}, {min_row_groups}")
     features_dir, out = Path(features_dir), Path(out)
     scenarios = list(scenarios)
     if not scenarios:
         raise MissingPrerequisiteError(f"{features_dir}: no scenario has a positives.parquet: run the split stage")
     split_meta = json.loads((positives_path(features_dir, scenarios[0]).parent / "meta.json").read_text())
     _check_same_columns(features_dir, scenarios)
+    source_rows = split_rows(features_dir, scenarios)
+    row_group_rows = max(1, min(row_group_rows, -(-sum(source_rows.values()) // min_row_groups)))
     out.mkdir(parents=True, exist_ok=True)
     reader = con.sql(shuffled_query(features_dir, scenarios, seed)).to_arrow_reader(row_group_rows)
     files: list[str] = []
@@ -140,7 +148,7 @@ def write_shards(con: duckdb.DuckDBPyConnection, features_dir: Path, scenarios: 
             writer.close()
     meta = {"scenarios": scenarios, "train_dates": [int(d) for d in split_meta["train_dates"]],
             "seed": int(seed), "hash": HASH, "duckdb": duckdb.__version__,
-            "source_rows": split_rows(features_dir, scenarios),
+            "source_rows": source_rows,
             "rows": {s: {str(d): n for (t, d), n in sorted(counts.items()) if t == s} for s in scenarios},
             "row_group_rows": int(row_group_rows), "row_groups": groups, "files": files}
     _write_json(out / META, meta)

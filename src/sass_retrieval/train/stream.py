@@ -28,8 +28,8 @@ An epoch, on one rank:
 So a rank yields exactly sum over days of ceil(rows of the day / batch_size) batches, whatever the buffer did.
 
 Step counts across ranks (DDP all-reduces every step, so every rank must take the same number): before the
-epoch each rank counts its row groups' rows per day after the filter (a read of the date and label columns,
-cached across epochs), which gives every rank's batch count by the formula above; every rank stops at the
+epoch each rank counts its row groups' rows per day after the filter (a read of the date, scenario and label
+columns, cached across epochs), which gives every rank's batch count by the formula above; every rank stops at the
 minimum over ranks. The rows of the batches a rank drops at the end of an epoch are that epoch's loss only: the
 next epoch deals the row groups out anew. One process has nothing to drop.
 
