@@ -12,6 +12,11 @@ by what a reshuffle changes; the question is whether the stream costs quality. E
 reported with the paired bootstrap 95% CI of stream − memory on the same evaluation pairs
 (evaluate.significance), with the bank's bytes of positives and the training seconds of each input.
 
+The paired bootstrap resamples evaluation pairs, not training runs: two trainings that differ only in the order
+of their batches can differ by more than its interval. ``--control`` measures that: the stream once more over
+shards written with another seed (train.seed + 1; the same run seed, so the same initial weights), and reports
+Δ reshuffled stream − stream, the size of a reshuffle alone.
+
 Writes bench/results/stream_quality.{md,json}.
 """
 
@@ -50,6 +55,7 @@ from sass_retrieval.experiment import (  # noqa: E402
 )
 
 INPUTS = ("memory", "stream")
+CONTROL = "stream_reshuffled"   # --control: the stream over shards of another seed
 KUAIRAND_DEV = (20220505, 8, 3)   # end date, train days, test days: the dev split of docs/benchmark.md
 
 
@@ -71,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--end-date", type=int, default=None, help="default: the source's (synthetic: params' window)")
     p.add_argument("--train-days", type=int, default=None)
     p.add_argument("--test-days", type=int, default=None)
+    p.add_argument("--control", action="store_true", help="also train the stream over shards of another seed (a "
+                   "reshuffle alone) and report its Δ against the stream")
     params_options(p, "train.shuffle_buffer=16384")
     args = p.parse_args(argv)
     base = bench_params(args)
@@ -92,28 +100,35 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     banks: dict[str, int] = {}
     t0 = time.perf_counter()
-    for mode in INPUTS:
-        params = base.override({"train.input": mode}, source=f"train.input {mode}")
-        bank = window_bank(prep, params)   # stream: the window's shards written first
+    modes = [*INPUTS, *([CONTROL] if args.control else [])]
+    for mode in modes:
+        over = {"train.input": "stream", "train.seed": base.train.seed + 1} if mode == CONTROL else {"train.input": mode}
+        params = base.override(over, source=mode)
+        bank = window_bank(prep, params)   # stream: the window's shards written first (of params' train.seed)
         banks[mode] = positive_bytes(bank)
         results[mode] = run_rows(prep, params, rows, args.seed, work / mode, slices=slices, bank=bank)
         print(f"{mode}: " + ", ".join(f"{r} {results[mode][r]['macro']['ndcg@50']:.4f}" for r in rows), flush=True)
-    cis = {}
+    cis, control = {}, {}
     for r in rows:
-        stacks = {mode: stack_seeds([{r: results[mode][r]}])[r] for mode in INPUTS}
-        cis[r] = compare_rows(stacks, "stream", "ndcg@50", n_boot=args.n_boot)["memory"]   # stream − memory
-    body = report(results, cis, banks, rows, args, time.perf_counter() - t0)
+        stacks = {mode: stack_seeds([{r: results[mode][r]}])[r] for mode in modes}
+        cis[r] = compare_rows({m: stacks[m] for m in INPUTS}, "stream", "ndcg@50",
+                              n_boot=args.n_boot)["memory"]   # stream − memory
+        if args.control:
+            control[r] = compare_rows({m: stacks[m] for m in ("stream", CONTROL)}, CONTROL, "ndcg@50",
+                                      n_boot=args.n_boot)["stream"]   # reshuffled stream − stream
+    body = report(results, cis, banks, rows, args, time.perf_counter() - t0, control)
     print(body)
     source = "KuaiRand-Pure" if args.source == "kuairand" else "the synthetic default"
     write_results(Path(args.out), f"Streamed vs in-memory training input on {source}", args.provenance, body,
                   {"window": window.__dict__, "seed": args.seed, "rows": rows,
                    "shuffle_buffer": base.train.shuffle_buffer, "batch_size": base.finetune.batch_size,
-                   "positive_bytes": banks, "results": {m: strip_pairs(results[m]) for m in INPUTS},
-                   "significance": cis, "overrides": args.set})
+                   "positive_bytes": banks, "results": {m: strip_pairs(results[m]) for m in modes},
+                   "significance": cis, "reshuffle_control": control, "overrides": args.set})
     return 0
 
 
-def report(results: dict, cis: dict, banks: dict, rows: list[str], args, seconds: float) -> str:
+def report(results: dict, cis: dict, banks: dict, rows: list[str], args, seconds: float,
+           control: dict | None = None) -> str:
     lines = ["| row | memory | stream | Δ stream − memory [95% CI] | train s (memory) | train s (stream) |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -125,6 +140,11 @@ def report(results: dict, cis: dict, banks: dict, rows: list[str], args, seconds
     per = ["", "Per scenario, Δ NDCG@50 stream − memory [95% CI]:", "",
            "| row | " + " | ".join(scen) + " |", "|---" + "|---:" * len(scen) + "|"]
     per += [f"| {r} | " + " | ".join(fmt_ci(cis[r][s]) for s in scen) + " |" for r in rows]
+    if control:
+        per += ["", "Reshuffle control (`--control`): the stream over shards of train.seed + 1, the same run seed "
+                "(initial weights); Δ reshuffled stream − stream, macro NDCG@50 [95% CI]: "
+                + "; ".join(f"{r} {results[CONTROL][r]['macro']['ndcg@50']:.4f}, Δ {fmt_ci(control[r]['macro'])}"
+                            for r in rows) + ". A reshuffle alone moves a row by this much."]
     return (f"Macro NDCG@50 of the daily rows trained with each training input at seed {args.seed}; overrides "
             f"{args.set or 'none'}; {seconds:.0f}s in all. Δ = stream − memory on the same evaluation pairs, paired "
             "bootstrap; bold = the interval excludes 0, otherwise no measurable difference. The bank's positives: "
