@@ -107,6 +107,8 @@ def write_shards(con: duckdb.DuckDBPyConnection, features_dir: Path, scenarios: 
     source_rows = split_rows(features_dir, scenarios)
     row_group_rows = max(1, min(row_group_rows, -(-sum(source_rows.values()) // min_row_groups)))
     out.mkdir(parents=True, exist_ok=True)
+    # a relation's reader streams the sorted rows (a con.execute() result's would copy them all first); no other
+    # query may run on ``con`` until it is read to the end
     reader = con.sql(shuffled_query(features_dir, scenarios, seed)).to_arrow_reader(row_group_rows)
     files: list[str] = []
     groups: list[int] = []       # rows of each row group, in file order
