@@ -89,7 +89,9 @@ def data_path(rows: list[StageTime]) -> dict[str, float]:
 
 def size_params(base: Params, n: int, threads: int, train_steps: int = 0) -> tuple[Params, int, int]:
     """The benchmark's params for ``n`` interactions (users and items grow with it), and those counts.
-    ``train_steps`` > 0 caps every training stage at that many steps of one epoch."""
+    ``train_steps`` > 0 caps every training stage at that many steps of one epoch. Training streams its
+    positives from the shards (``train.input: stream``): held in memory, the positives of a 30M-row window
+    already take a training process to several GiB, and every DDP process holds its own copy."""
     users, items = max(3000, n // 50), max(1500, n // 200)
     cap = {"finetune.max_steps_per_epoch": train_steps, "pretrain.max_steps_per_epoch": train_steps} if train_steps else {}
     return base.override({
@@ -98,7 +100,7 @@ def size_params(base: Params, n: int, threads: int, train_steps: int = 0) -> tup
         "window.end_date": shift(20220425, 10), "window.train_days": 8, "window.test_days": 2,
         "finetune.epochs": 1, "finetune.early_stopping": False, "finetune.batch_size": 2048,
         "pretrain.epochs": 1, "pretrain.batch_size": 2048, "train.threads": threads, "train.incremental_epochs": 1,
-        "evaluate.rows": ["popular", "sass"], "evaluate.benchmark_rows": [], **cap},
+        "evaluate.rows": ["popular", "sass"], "evaluate.benchmark_rows": [], "train.input": "stream", **cap},
         source=f"scale {n} rows"), users, items
 
 
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = next((x.stage for x in full if x.error), None)
         r = {"rows": n, "users": users, "items": items, "full": [x.__dict__ for x in full], "failed": failed,
              "data_path": data_path(full), "train_full_s": training_s(full), "train_steps": args.train_steps,
+             "train_input": params.train.input,
              "ndcg50": {"day1_full": {} if failed else quality(work)},
              "provenance": {k: prov[k] for k in ("command", "date", "commit")}}
         if failed is not None and (failed.split("@")[0] in DATA_PATH or failed.startswith("pretrain")):
@@ -233,6 +236,7 @@ def _section(r: dict) -> str:
     if "provenance" in r:  # sizes appended by a later command say which one produced them
         text += "measured by `{command}`, {date}, commit {commit}\n\n".format(**r["provenance"])
     capped = f", training capped at {r['train_steps']} steps" if r.get("train_steps") else ""
+    capped += f", training input {r.get('train_input', 'memory')}"
     text += f"### Every stage{capped}\n\n{table(full)}\n\n"
     if "rates" in r:
         text += f"### Fine-tuning throughput, 1 and 2 processes\n\n{_rates(r)}\n"
