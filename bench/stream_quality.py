@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p = bench_parser(__doc__, "stream_quality")
     source_option(p)
     p.set_defaults(source="synthetic")   # the product's default size; KuaiRand on demand
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="run seeds (each also orders its shards, as train.seed does in the pipeline); the CIs pool them")
     p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--end-date", type=int, default=None, help="default: the source's (synthetic: params' window)")
     p.add_argument("--train-days", type=int, default=None)
@@ -97,20 +98,25 @@ def main(argv: list[str] | None = None) -> int:
                           base.scenarios.min_scenario_rows, base.features.seq_len)
     slices = evaluation_slices(prep)
     rows = list(dict.fromkeys(["sass", base.publish.challenger]))
-    results: dict[str, dict] = {}
+    modes = [*INPUTS, *([CONTROL] if args.control else [])]
+    per_seed: dict[str, list[dict]] = {mode: [] for mode in modes}
     banks: dict[str, int] = {}
     t0 = time.perf_counter()
-    modes = [*INPUTS, *([CONTROL] if args.control else [])]
     for mode in modes:
-        over = {"train.input": "stream", "train.seed": base.train.seed + 1} if mode == CONTROL else {"train.input": mode}
-        params = base.override(over, source=mode)
-        bank = window_bank(prep, params)   # stream: the window's shards written first (of params' train.seed)
-        banks[mode] = positive_bytes(bank)
-        results[mode] = run_rows(prep, params, rows, args.seed, work / mode, slices=slices, bank=bank)
-        print(f"{mode}: " + ", ".join(f"{r} {results[mode][r]['macro']['ndcg@50']:.4f}" for r in rows), flush=True)
+        for seed in args.seeds:
+            # the pipeline's train.seed orders the shards; the control reorders them (seed + 1) at the same run seed
+            over = {"train.input": "stream" if mode == CONTROL else mode,
+                    "train.seed": seed + 1 if mode == CONTROL else seed}
+            params = base.override(over, source=f"{mode}, seed {seed}")
+            bank = window_bank(prep, params)   # stream: the window's shards written first (of params' train.seed)
+            banks[mode] = positive_bytes(bank)
+            res = run_rows(prep, params, rows, seed, work / mode, slices=slices, bank=bank)
+            per_seed[mode].append(res)
+            print(f"{mode} seed {seed}: " + ", ".join(f"{r} {res[r]['macro']['ndcg@50']:.4f}" for r in rows), flush=True)
+    results = {mode: seed_means(per_seed[mode], rows) for mode in modes}
     cis, control = {}, {}
     for r in rows:
-        stacks = {mode: stack_seeds([{r: results[mode][r]}])[r] for mode in modes}
+        stacks = {mode: stack_seeds([{r: res[r]} for res in per_seed[mode]])[r] for mode in modes}
         cis[r] = compare_rows({m: stacks[m] for m in INPUTS}, "stream", "ndcg@50",
                               n_boot=args.n_boot)["memory"]   # stream − memory
         if args.control:
@@ -120,11 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     source = "KuaiRand-Pure" if args.source == "kuairand" else "the synthetic default"
     write_results(Path(args.out), f"Streamed vs in-memory training input on {source}", args.provenance, body,
-                  {"window": window.__dict__, "seed": args.seed, "rows": rows,
+                  {"window": window.__dict__, "seeds": args.seeds, "rows": rows,
                    "shuffle_buffer": base.train.shuffle_buffer, "batch_size": base.finetune.batch_size,
-                   "positive_bytes": banks, "results": {m: strip_pairs(results[m]) for m in modes},
+                   "positive_bytes": banks, "results": {m: [strip_pairs(x) for x in per_seed[m]] for m in modes},
                    "significance": cis, "reshuffle_control": control, "overrides": args.set})
     return 0
+
+
+def seed_means(per_seed: list[dict], rows: list[str]) -> dict[str, dict]:
+    """Each row's macro NDCG@50 and training seconds, averaged over the seeds: what the report's table shows."""
+    return {r: {"macro": {"ndcg@50": sum(x[r]["macro"]["ndcg@50"] for x in per_seed) / len(per_seed)},
+                "info": {"train_seconds": sum(x[r]["info"].get("train_seconds", 0) for x in per_seed) / len(per_seed)}}
+            for r in rows}
 
 
 def report(results: dict, cis: dict, banks: dict, rows: list[str], args, seconds: float,
@@ -145,7 +158,8 @@ def report(results: dict, cis: dict, banks: dict, rows: list[str], args, seconds
                 "(initial weights); Δ reshuffled stream − stream, macro NDCG@50 [95% CI]: "
                 + "; ".join(f"{r} {results[CONTROL][r]['macro']['ndcg@50']:.4f}, Δ {fmt_ci(control[r]['macro'])}"
                             for r in rows) + ". A reshuffle alone moves a row by this much."]
-    return (f"Macro NDCG@50 of the daily rows trained with each training input at seed {args.seed}; overrides "
+    return (f"Macro NDCG@50 of the daily rows trained with each training input, mean over seeds {args.seeds} (the CIs "
+            f"pool their pairs); overrides "
             f"{args.set or 'none'}; {seconds:.0f}s in all. Δ = stream − memory on the same evaluation pairs, paired "
             "bootstrap; bold = the interval excludes 0, otherwise no measurable difference. The bank's positives: "
             + ", ".join(f"{mode} {banks[mode] / 2**20:.1f} MiB" for mode in INPUTS)
