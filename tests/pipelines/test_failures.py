@@ -54,7 +54,7 @@ def _current(root: Path) -> Path:
 def test_missing_column_stops_the_run_and_keeps_the_published_model(project: Path, capsys) -> None:
     before = _current(project)
     day = sorted((project / "data/store/interactions").glob("date=*"))[-1]
-    part = sorted(day.glob("*.parquet"))[0]
+    part = sorted(day.rglob("*.parquet"))[0]   # date=D/scenario=S/part-N.parquet
     pd.read_parquet(part).drop(columns=["is_click"]).to_parquet(part, index=False)
     with cwd(project):
         assert cli.main(["validate"]) == EXIT_BAD_INPUT
