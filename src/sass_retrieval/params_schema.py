@@ -359,6 +359,51 @@ class Index(Section):
     seed: int = Field(1234, description="IVF training sample and k-means seed")
 
 
+RANK_FEATURE_NAMES = ("user_tag_clicks", "user_tag_exposures", "user_tag_ctr", "user_author_clicks",
+                      "user_author_exposures", "user_author_ctr", "user_scenario_share", "item_scenario_ctr",
+                      "item_scenario_exposures", "duration_bucket", "video_type", "upload_type", "retrieval_score")
+"""rank.features.FEATURES' names (pandas-free import here; tests check the two agree)."""
+
+
+def _feature_sets(value: Any) -> str | list:
+    if value == "auto":
+        return value
+    if isinstance(value, list) and value and all(isinstance(s, list) and s for s in value):
+        unknown = sorted({str(n) for s in value for n in s if n not in RANK_FEATURE_NAMES})
+        if unknown:
+            raise ValueError(f"unknown feature name(s) {', '.join(unknown)}: each must be one of "
+                             f"{', '.join(RANK_FEATURE_NAMES)}")
+        if any(len(set(s)) != len(s) for s in value):
+            raise ValueError("a feature set must not repeat a feature")
+        return value
+    raise ValueError("must be 'auto' (COLD selection) or a non-empty list of non-empty lists of feature names")
+
+
+FeatureSets = Annotated[str | list, PlainValidator(_feature_sets), Allowed("'auto' or a list of feature-name lists")]
+
+
+class Rank(Section):
+    """The pre-ranker (rank/): rescores each scenario's retrieved top_k with cross features, serves serve_k."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(True, description="rescore retrieval's candidates with the pre-ranker (false: retrieval "
+                                            "order is served)")
+    top_k: PosInt = Field(200, description="retrieved candidates the pre-ranker rescores per request")
+    serve_k: PosInt = Field(50, description="candidates served after rescoring")
+    emb_dim: PosInt = Field(8, description="size of each feature's field vector")
+    hidden: Annotated[list[PosInt], Field(min_length=1)] = Field([64, 32], description="widths of the MLP layers")
+    epochs: PosInt = Field(4, description="training epochs (at most, with early stopping)")
+    batch_size: PosInt = Field(1024, description="exposures per batch")
+    lr: Positive = Field(0.002, description="learning rate (Adam)")
+    patience: PosInt = Field(1, description="epochs without a validation GAUC gain before training stops")
+    latency_budget_ms: Positive = Field(5.0, description="per request of top_k candidates, features + model, one "
+                                                         "thread: the feature sets within it are eligible")
+    feature_sets: FeatureSets = Field("auto", description="auto: COLD selection (importance-ranked nested sets) | "
+                                                          "a list of feature-name lists to compare")
+    importance: Literal["se", "permutation"] = Field("se", description="how features are ranked: the SE block's "
+                                                                       "field weights | permutation GAUC drop")
+
+
 class Evaluate(Section):
     model_config = ConfigDict(extra="forbid")
     ks: Annotated[list[PosInt], Field(min_length=1), AfterValidator(_unique)] = Field(
@@ -414,6 +459,7 @@ class Params(Section):
     multitask: Multitask = Field(default_factory=Multitask, description="the sass_mt row")
     train: Train = Field(default_factory=Train, description="run mode, seed and resources of the training stages")
     index: Index = Field(default_factory=Index, description="the FAISS indexes")
+    rank: Rank = Field(default_factory=Rank, description="the pre-ranker rescoring retrieval's candidates")
     evaluate: Evaluate = Field(default_factory=Evaluate, description="the evaluation protocol")
     publish: Publish = Field(default_factory=Publish, description="the publish gate")
     orchestration: Orchestration = Field(default_factory=Orchestration, description="the Airflow DAG's "
