@@ -301,6 +301,21 @@ class Multitask(Section):
                                                      "rescale the score, a prior would not follow)")
 
 
+class Distill(Section):
+    """Distillation from the pre-ranker (train.distill): the shared single-objective rows (dssm_mixed, sass_base,
+    sass) add lambda x T^2 x KL(teacher || student) over each sampled (day, scenario, user) group of exposures."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(False, description="add the distillation term to the shared single-objective rows' loss")
+    weight: NonNeg = Field(1.0, description="lambda: the distillation term's weight beside the retrieval loss")
+    temperature: Positive = Field(2.0, description="T: both score lists are softened by it; the term is scaled by "
+                                                   "T^2")
+    max_group: PosInt = Field(20, description="exposures kept per (day, scenario, user) group (a seeded choice)")
+    groups_per_step: PosInt = Field(256, description="groups sampled from the batch's day at every step")
+    teacher: PathStr = Field("rank/teacher_scores.parquet", description="the teacher-score table of the training "
+                                                                        "window's exposures (the rank stage's)")
+
+
 class Ctnet(Section):
     """The ctnet row (train.ctnet): continual transfer from a daily source model to the other scenarios."""
 
@@ -457,6 +472,7 @@ class Params(Section):
     finetune: Finetune = Field(default_factory=Finetune, description="stage 2: fine-tuning every trained row")
     ctnet: Ctnet = Field(default_factory=Ctnet, description="the ctnet row")
     multitask: Multitask = Field(default_factory=Multitask, description="the sass_mt row")
+    distill: Distill = Field(default_factory=Distill, description="distillation from the pre-ranker")
     train: Train = Field(default_factory=Train, description="run mode, seed and resources of the training stages")
     index: Index = Field(default_factory=Index, description="the FAISS indexes")
     rank: Rank = Field(default_factory=Rank, description="the pre-ranker rescoring retrieval's candidates")
