@@ -57,6 +57,7 @@ from ..models.bank import FeatureBank, click_prior, recent_days, select_positive
 from ..models.retrieval import RetrievalModel
 from ..params_schema import Finetune, Multitask
 from .averaging import EpochAverage
+from .distill import DistillInput
 from .distributed import world
 from .loop import LoopSettings, run_epochs, step_rng
 from .losses import retrieval_loss
@@ -86,6 +87,7 @@ class FinetuneJob:
     keep_start: bool = False             # early stopping may keep the model as it started ("epoch 0"): warm starts
     input: str = "memory"                # train.input: the positives from the bank's memory, or streamed (train.stream)
     shuffle_buffer: int = 65536          # train.shuffle_buffer: rows the streamed input shuffles among
+    distill: DistillInput | None = None  # the teacher's groups (train.distill): adds the distillation term
 
 
 def _positives(bank: FeatureBank, scenarios: list[str], days: set[int], objective: str = "click",
@@ -230,8 +232,10 @@ def _tower_side(model: RetrievalModel):
 
 def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, NegativeSampler],
                pos: dict[str, np.ndarray], idx: np.ndarray, s: Finetune,
-               rng: np.random.Generator) -> torch.Tensor:
-    """Sampled-softmax (or pairwise) loss of one day's batch: scenario vectors + aux_weight x global vectors.
+               rng: np.random.Generator, distill: DistillInput | None = None) -> torch.Tensor:
+    """Sampled-softmax (or pairwise) loss of one day's batch: scenario vectors + aux_weight x global vectors,
+    plus, with ``distill``, the distillation term on teacher groups of the batch's day (train.distill; drawn
+    after the batch's negatives, so those are the same with and without it).
 
     Each row is scored against its own scenario's negatives only (``scored_loss``). Scoring every row against
     every scenario's negatives and gathering the own block (the previous way) cost one matmul per scenario
@@ -247,6 +251,9 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
         total = scored_loss(eb, u_s, i_s, s)
         if s.aux_weight:
             total = total + s.aux_weight * scored_loss(eb, u_g, i_g, s)
+    if distill is not None:
+        term = distill.term(model, bank, int(pos["day"][idx[0]]), s, rng)
+        total = total if term is None else total + term
     return with_scenario_l2(total, model, s)
 
 
@@ -539,7 +546,14 @@ def _finetune(model: RetrievalModel, bank: FeatureBank, job: FinetuneJob, out_di
     report: dict[str, Any] = {}
 
     multi = job.multitask is not None
-    step_loss = functools.partial(multitask_batch_loss, mt=job.multitask) if multi else batch_loss
+    if multi and job.distill is not None:
+        raise ValueError("distill.enabled: the multi-objective row has no distillation term (its heads score "
+                         "objectives the teacher does not)")
+    step_loss = (functools.partial(multitask_batch_loss, mt=job.multitask) if multi else
+                 functools.partial(batch_loss, distill=job.distill))
+    if job.distill is not None:
+        report["distill"] = {"groups": {str(bank.train_dates[d]): len(g) for d, g in job.distill.days.items()},
+                             "dropped": dict(job.distill.dropped)}
 
     def train_on(days: set[int], settings: LoopSettings, tag: str, on_epoch_end=None,
                  average: EpochAverage | None = None,

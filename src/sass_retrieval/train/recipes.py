@@ -22,11 +22,12 @@ import torch
 
 from ..config import ConfigError
 from ..data.schema import OBJECTIVES
-from ..models.bank import FeatureBank, model_config
+from ..models.bank import FeatureBank, model_config, recent_days
 from ..models.multitask import MultiTaskModel
 from ..models.retrieval import ModelConfig, RetrievalModel
 from ..params_schema import Finetune, Params, Pretrain, Train
 from ..rows import RowSpec, spec, trainer
+from .distill import DistillInput
 from .finetune import FinetuneJob, finetune
 from .loop import LoopSettings, seed_everything
 from .pretrain import pretrain
@@ -88,13 +89,24 @@ def row_finetune(params: Params, row: RowSpec | None = None) -> Finetune:
 
 
 def finetune_job(params: Params, seed: int, scenarios: list[str] | None = None, progress: bool = True,
-                 row: RowSpec | None = None) -> FinetuneJob:
-    """One fine-tuning call of ``row`` (default: the section as params.yaml has it), on ``scenarios`` (None: all)."""
+                 row: RowSpec | None = None, distill: DistillInput | None = None) -> FinetuneJob:
+    """One fine-tuning call of ``row`` (default: the section as params.yaml has it), on ``scenarios`` (None: all);
+    ``distill``: the teacher's groups (:func:`distill_input`), the distillation term on."""
     knobs = row_finetune(params, row)
     multi = row is not None and row.multi_objective
     return FinetuneJob(knobs, loop_settings(knobs, params.train, seed, progress), scenarios,
                        params.multitask if multi else None, input=params.train.input,
-                       shuffle_buffer=int(params.train.shuffle_buffer))
+                       shuffle_buffer=int(params.train.shuffle_buffer), distill=distill)
+
+
+def distill_input(params: Params, bank: FeatureBank, seed: int, row: RowSpec | None = None) -> DistillInput | None:
+    """The teacher's groups of the days ``row`` trains on, when ``distill.enabled`` and the row is a shared
+    single-objective one (dssm_mixed, sass_base, sass; the multi-objective heads score objectives the teacher
+    does not); else None."""
+    if not params.distill.enabled or (row is not None and row.multi_objective):
+        return None
+    days = recent_days(len(bank.train_dates), row_finetune(params, row).recent_days)
+    return DistillInput.load(params.distill.teacher, bank, days, params.distill, seed)
 
 
 def multitask_model(params: Params, scenarios: list[str]) -> MultiTaskModel:
@@ -196,5 +208,6 @@ def train_shared(row: RowSpec, bank: FeatureBank, params: Params, seed: int, out
         if params.finetune.freeze_pretrained:
             freeze_transferred(model)
     own: dict[str, torch.nn.Module] = {}
-    report = finetune(model, bank, finetune_job(params, seed, None, progress, row), out_dir, own)
+    job = finetune_job(params, seed, None, progress, row, distill_input(params, bank, seed, row))
+    report = finetune(model, bank, job, out_dir, own)
     return TrainedRow({s: own.get(s, model) for s in bank.scenarios}, report)
