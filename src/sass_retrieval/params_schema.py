@@ -195,8 +195,9 @@ class Features(Section):
 
 class Model(Section):
     model_config = ConfigDict(extra="forbid")
-    arch: Literal["sass", "star", "pepnet", "dssm"] = Field(
-        "sass", description="the sass family's tower (models/tower.py, models/pepnet.py); the other rows fix theirs")
+    arch: Literal["sass", "star", "pepnet", "dssm", "senet", "dat", "parallel"] = Field(
+        "sass", description="the sass family's tower (models/tower.py, models/pepnet.py; the plain two-tower's "
+                            "variants models/senet.py, models/dat.py, models/parallel_tower.py); the other rows fix theirs")
     emb_dim: PosInt = Field(32, description="size of the id and field embeddings")
     field_dim: PosInt = Field(8, description="size of each categorical profile field's embedding")
     scen_dim: PosInt = Field(8, description="size of the scenario embedding fed to both towers")
@@ -215,6 +216,9 @@ class Model(Section):
     user_buckets: Buckets = Field(100003, description="rows of the hashed user-id table (new ids never crash)")
     video_buckets: Buckets = Field(100003, description="rows of the hashed video-id table")
     field_buckets: Buckets = Field(4099, description="rows of the hashed profile-field table")
+    dat_weight: NonNeg = Field(0.5, description="arch dat: weight of the mimic loss pulling each augment vector "
+                                                "towards the other tower's output on positive pairs (models/dat.py)")
+    dcn_depth: PosInt = Field(2, description="arch parallel: cross layers of the DCN tower (models/parallel_tower.py)")
 
 
 class Pretrain(Section):

@@ -78,7 +78,7 @@ class MultiTaskModel(nn.Module):
         if not objectives:
             raise ValueError("a multi-task model needs at least one objective")
         self.base, self.objectives, self.head_dim = base, list(objectives), int(head_dim)
-        d, k = base.cfg.hidden, len(self.objectives)
+        d, k = base.serving_dim, len(self.objectives)   # parallel towers: one hidden per kind
         # one (K*h, d) matrix per side: every objective's projection in one matmul
         self.user_heads = nn.Linear(d, k * self.head_dim, bias=False)
         self.item_heads = nn.Linear(d, k * self.head_dim, bias=False)

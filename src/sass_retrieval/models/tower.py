@@ -8,6 +8,11 @@ arithmetic instead of sass's two networks and gates, but one GEMM per scenario a
 ONE network whose input and hidden units are scaled per row by gates read from the scenario bias vector and the
 row's features (PEPNet, models.pepnet): no per-scenario weights at all. Every arch returns (scenario vector,
 global vector) so one trainer serves all; dssm, star and pepnet return the same vector twice.
+
+The plain two-tower's variants (seed 003; docs/design.md, "Gates and tower variants") are dssm's global network
+too: ``arch="senet"`` puts a squeeze-excitation block over the input fields before it (models.senet; the tower
+needs ``field_widths``), ``arch="dat"`` is dssm here and differs by its input (the augment vectors
+models.retrieval appends, models.dat). ``arch="parallel"`` is not this class: models.parallel_tower.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .pepnet import GateNU
+from .senet import FieldSE
 from .transfer import AdaptiveGates
 
-ARCHS = ("sass", "dssm", "star", "pepnet")
+ARCHS = ("sass", "dssm", "star", "pepnet", "senet", "dat")
+PLAIN = ("dssm", "senet", "dat")   # the global network alone: no scenario layers, no scenario bias network
 
 
 def scenario_blocks(scen: torch.Tensor, n_scenarios: int) -> tuple[torch.Tensor | None, list[int]]:
@@ -176,7 +183,8 @@ class Tower(nn.Module):
     def __init__(self, d_in: int, n_scenarios: int, bias_in: int, hidden: int = 128, layers: int = 3,
                  arch: str = "sass", gate: str = "adaptive", bias_net: bool = True, bias_dim: int = 16,
                  dropout: float = 0.0, gate_bias: float | None = None, scenario_layer: str = "full",
-                 residual: bool = False, scenario_norm: bool = False) -> None:
+                 residual: bool = False, scenario_norm: bool = False,
+                 field_widths: list[int] | None = None) -> None:
         """``scenario_layer``: how each scenario's layers are parameterised (see ScenarioLinear).
         ``residual``: the serving vector is normalize(g_L + h_s,L + P b_s) instead of
         normalize(h_s,L + P b_s), so the global vector reaches the scenario vector unchanged even where
@@ -184,13 +192,14 @@ class Tower(nn.Module):
         ``scenario_norm``: the input passes a PartitionedNorm first (sass and star: it is scenario-specific).
         ``arch="star"`` reads neither ``gate`` nor ``residual`` (it has no global vector) and always uses STAR
         layers whatever ``scenario_layer`` says; ``arch="pepnet"`` reads none of ``gate``, ``residual``,
-        ``scenario_layer`` and ``scenario_norm`` (its gates are PEPNet's, its weights all shared)."""
+        ``scenario_layer`` and ``scenario_norm`` (its gates are PEPNet's, its weights all shared).
+        ``field_widths``: the widths of the input's consecutive fields, which ``arch="senet"`` reweights."""
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
         if layers < 1:
             raise ValueError("a tower needs at least one layer")
-        self.arch, self.layers_n, self.use_bias = arch, layers, bias_net and arch != "dssm"
+        self.arch, self.layers_n, self.use_bias = arch, layers, bias_net and arch not in PLAIN
         self.residual = residual
         dims = [d_in] + [hidden] * layers
         self.global_net = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(layers))
@@ -198,7 +207,11 @@ class Tower(nn.Module):
         self.bias_dim = bias_dim
         if arch == "pepnet":   # the gates read [b_s ; stop_grad(x)] and scale the input of every layer
             self.gate_net = GateNU(bias_dim + d_in, dims[:-1], hidden)
-        if arch not in ("dssm", "pepnet"):
+        if arch == "senet":
+            if field_widths is None or sum(field_widths) != d_in:
+                raise ValueError(f"arch senet needs field_widths summing to the input width {d_in}, got {field_widths}")
+            self.field_se = FieldSE(field_widths)
+        if arch not in (*PLAIN, "pepnet"):
             # star: the scenario layers ARE the network (always STAR's W ⊙ M_s: a "full" copy would share nothing)
             mode = "star" if arch == "star" else scenario_layer
             self.scenario_net = nn.ModuleList(ScenarioLinear(n_scenarios, dims[i], dims[i + 1], mode, self.global_net[i]) for i in range(layers))
@@ -213,8 +226,8 @@ class Tower(nn.Module):
 
     def scenario_drift(self) -> torch.Tensor:
         """How far the scenario layers have moved from the global ones (ScenarioLinear.drift); 0 for dssm and
-        pepnet, which have no scenario layers."""
-        if self.arch in ("dssm", "pepnet"):
+        pepnet, which have no scenario layers (nor have dssm's variants)."""
+        if self.arch in (*PLAIN, "pepnet"):
             return self.global_net[0].weight.new_zeros(())
         return torch.stack([layer.drift() for layer in self.scenario_net]).sum()
 
@@ -257,7 +270,9 @@ class Tower(nn.Module):
         return h, h
 
     def forward(self, x: torch.Tensor, scen: torch.Tensor, bias_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.arch == "dssm":
+        if self.arch in PLAIN:
+            if self.arch == "senet":
+                x = self.field_se(x)
             e = F.normalize(self.global_layers(x)[-1], dim=-1)
             return e, e
         if self.arch == "pepnet":

@@ -251,6 +251,8 @@ def batch_loss(model: RetrievalModel, bank: FeatureBank, samplers: dict[int, Neg
         total = scored_loss(eb, u_s, i_s, s)
         if s.aux_weight:
             total = total + s.aux_weight * scored_loss(eb, u_g, i_g, s)
+    if hasattr(model, "extra_loss"):   # the arch's own term (dat's mimic loss), before any other forward pass
+        total = total + model.extra_loss(eb)
     if distill is not None:
         term = distill.term(model, bank, int(pos["day"][idx[0]]), s, rng)
         total = total if term is None else total + term
