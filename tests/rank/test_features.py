@@ -160,3 +160,9 @@ def test_bad_input_names_the_problem(world) -> None:
         feature_matrix(stats, "a", np.ones(2), np.ones(2), np.ones(2), names=["bogus"])
     with pytest.raises(BadInputError, match="one entry per candidate"):
         feature_matrix(stats, "a", np.ones(2), np.ones(3), np.ones(2))
+
+
+def test_params_schema_knows_the_same_feature_names() -> None:
+    from sass_retrieval.params_schema import RANK_FEATURE_NAMES
+
+    assert RANK_FEATURE_NAMES == FEATURE_NAMES
