@@ -229,7 +229,10 @@ def _user_rows(bank: FeatureBank, name: str, days: set[int], users: np.ndarray) 
                              pc.is_in(t["user_id"].cast(pa.int64()), value_set=wanted)))
         if t.num_rows:
             arrays = positive_arrays(with_labels(t.to_pandas()), bank, cols, files.video_buckets)
-            parts.append(select_positives(arrays, k, days, labels=True))
+            part = select_positives(arrays, k, days, labels=True)
+            _, first = np.unique(part["user"].astype(np.int64) * len(bank.train_dates) + part["day"],
+                                 return_index=True)   # one row per (user, day) is all a group needs
+            parts.append({key: part[key][first] for key in ("user", "day", "seq", "stats")})
     if not parts:
         width = (0, files.seq_len)
         return {"user": np.zeros(0, np.int64), "day": np.zeros(0, np.int64), "seq": np.zeros(width, np.int32),
