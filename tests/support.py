@@ -50,6 +50,7 @@ TINY_OVERRIDES = {
     "train": {"mode": "full", "incremental_epochs": 1, "seed": 0, "threads": 1, "checkpoint_every": 0,
               "checkpoint_seconds": 0},
     "index": {"kind": "flat"},
+    "rank": {"epochs": 2, "batch_size": 256},
     "evaluate": {"ks": [20, 50, 100], "rows": ["popular", "dssm_mixed", "sass"], "benchmark_rows": []},
     "publish": {"tolerance": 0.005, "dir": "published"},
 }
@@ -105,7 +106,7 @@ def cwd(path: Path):
 
 def run_pipeline(root: Path) -> None:
     """Every stage in order, in-process, as dvc.yaml declares them."""
-    from pipelines import evaluate, index, ingest, pretrain, shards, split, train, validate
+    from pipelines import evaluate, index, ingest, pretrain, rank, shards, split, train, validate
 
     with cwd(root):
         assert ingest.main([]) == 0
@@ -119,6 +120,7 @@ def run_pipeline(root: Path) -> None:
         assert train.main(["--row", "dssm_mixed", "--no-progress"]) == 0
         for s in ("s0", "s1", "s2"):
             assert index.main(["--scenario", s]) == 0
+        assert rank.main([]) == 0
         assert evaluate.main([]) == 0
 
 

@@ -30,6 +30,7 @@ from ..params_schema import Params
 from ..publish import PUBLISHED
 from ..rows import CANDIDATE, REGISTRY, spec
 from ..run import Run, published_dir, read_mapped
+from .cascade import cascade_section, rerankers, served
 from .embedding_recommender import EmbeddingRecommender
 from .objectives import objective_tables
 from .popular import PopularRecommender
@@ -104,8 +105,12 @@ class DailyEvaluation:
     ks: list[int]
 
 
-def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Path) -> DailyEvaluation:
-    """Score the day's rows (and the model in service) on the run's test window; metrics.json's content."""
+def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Path,
+                 rank_dir: Path | None = None) -> DailyEvaluation:
+    """Score the day's rows (and the model in service) on the run's test window; metrics.json's content.
+
+    ``rank_dir`` (models/rank): a publishable row with a pre-ranker there is scored as served, its retrieval
+    order beside it (evaluate.cascade)."""
     params, w = run.params, run.window
     ev = params.evaluate
     # the columns scoring reads: a window of 10^8 rows holds every other column too
@@ -124,11 +129,24 @@ def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Pat
     board = Scoreboard(slices, ks)
     publishable = {CANDIDATE, params.publish.challenger}   # scored through the FAISS files they would serve
     recs: dict[str, Recommender] = {}
+    ranked = rerankers(rank_dir, sorted(publishable))
+    metric = significance_metric(ks)
+    cascade: dict[str, dict] = {}
     for row in daily_and_benchmark_rows(params):
         t = time.perf_counter()
         recs[row] = row_recommender(row, train, bank, models_dir, indexes_dir if row in publishable else None,
                                     params, reported)
-        board.add(row, board.score(recs[row]))
+        if row in ranked:   # scored as served; its retrieval order beside it
+            base = recs[row]
+            order = board.score(base)
+            recs[row] = served(base, ranked[row], params)
+            board.add(row, board.score(recs[row]))
+            retrieval_pairs = order["all"].pop("per_pair")
+            cascade[row] = cascade_section(row, base, ranked[row], retrieval_pairs, board.per_pair["all"][row],
+                                           order["all"], test, params, metric)
+            log.info("%s: retrieval order macro NDCG@50 %.4f", row, order["all"]["macro"]["ndcg@50"])
+        else:
+            board.add(row, board.score(recs[row]))
         log.info("%s: macro NDCG@50 %.4f (%.1fs)", row, board.by_slice["all"][row]["macro"]["ndcg@50"],
                  time.perf_counter() - t)
     multi_objective = [r for r in recs if spec(r).multi_objective]
@@ -140,7 +158,6 @@ def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Pat
     results = board.by_slice["all"]
     t = time.perf_counter()
     reference = reference_row(list(results))
-    metric = significance_metric(ks)
     boot = {"n_boot": int(ev.n_boot), "level": float(ev.level), "seed": int(ev.seed)}
     significance = significance_by_slice(board.per_pair, reference, metric, **boot)
     log.info("paired bootstrap of %s vs %d row(s) on %d slice(s): %.1fs", reference, max(len(results) - 1, 0),
@@ -152,7 +169,7 @@ def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Pat
                "slice_pairs": slice_summary(slices),
                "slice_definition": {"cold_max": ev.cold_max, "cold_min_other": ev.cold_min_other,
                                     "tail_median_clicks": {s: t["median"] for s, t in tail_thresholds(es, train).items()}},
-               "significance": significance, "objectives": objectives,
+               "significance": significance, "objectives": objectives, "cascade": cascade,
                "significance_config": {"reference": reference, "metric": metric, **boot, "method": BOOTSTRAP_METHOD}}
     return DailyEvaluation(metrics=metrics, table=format_table(results, metrics=HEADLINE), slices=slices,
                            per_pair=board.per_pair, ks=ks)

@@ -36,8 +36,13 @@ class EmbeddingRecommender:
                                                  serving_prior(model, self.bank, scenario, a.pool))
         return self.indexes[scenario]
 
-    def top_items(self, scenario: str, user_ids: np.ndarray, k: int) -> np.ndarray:
+    def top_scored(self, scenario: str, user_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n, k), best first: what the index returns, its prior included; the cascade's
+        pre-ranker reads the scores as a feature (rank.cascade)."""
         index = self.index_for(scenario)
         uv = embed_users(self.models[scenario], self.bank, scenario, self.bank.user_rows(user_ids))
-        _, ids = search(index, uv, k)
-        return ids.astype(np.int64)
+        scores, ids = search(index, uv, k)
+        return scores, ids.astype(np.int64)
+
+    def top_items(self, scenario: str, user_ids: np.ndarray, k: int) -> np.ndarray:
+        return self.top_scored(scenario, user_ids, k)[1]

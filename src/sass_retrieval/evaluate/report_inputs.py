@@ -84,6 +84,12 @@ class RunReport:
         return {k: ob[k] for k in sorted(ob, key=lambda k: (order.index(k) if k in order else len(order), k))}
 
     @property
+    def cascade(self) -> dict[str, dict]:
+        """Row -> {top_k, features, retrieval, delta, metric, gauc}: the rows served through a pre-ranker
+        (metrics.json ``cascade``, written by the evaluate stage with the rank stage on; {} otherwise)."""
+        return _dicts((self.metrics or {}).get("cascade"))
+
+    @property
     def window(self) -> dict:
         return dict((self.metrics or {}).get("window") or {})
 

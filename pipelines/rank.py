@@ -1,0 +1,77 @@
+"""Stage `rank`: the pre-ranker of every row that may be published (the candidate sass and the challenger), trained
+on the window's logged exposures: models/rank/<row>/ (model, feature set, report) and models/rank/stats/ (the
+window's cross-feature statistics, shared). Evaluation, the publish gate and `sass serve` rescore each row's
+retrieved top rank.top_k with its pre-ranker (sass_retrieval.rank.cascade).
+
+With rank.enabled false the stage writes models/rank/off.json only, and every later stage serves retrieval order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sass_retrieval.rows import CANDIDATE
+from sass_retrieval.run import load_run, safe_path
+
+from .base import parser, setup_logging
+
+log = logging.getLogger("rank")
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    p = parser(__doc__)
+    p.add_argument("--models", default="models", help="folder of models/<row>/")
+    p.add_argument("--features", default="data/features")
+    p.add_argument("--out", default="models/rank")
+    args = p.parse_args(argv)
+    from sass_retrieval.atomic import staged_dir, write_json
+
+    run = load_run(args.params)
+    out = safe_path(args.out)
+    if not run.params.rank.enabled:
+        with staged_dir(out) as tmp:
+            write_json(tmp / "off.json", {"rank": "disabled by params rank.enabled"})
+        log.info("rank.enabled is false: %s/off.json, retrieval order is served", out)
+        return 0
+
+    import torch
+
+    from sass_retrieval.data.store import read_items
+    from sass_retrieval.models.bank import bank_for
+    from sass_retrieval.models.checkpoint import load_row_models
+    from sass_retrieval.rank.cascade import PairScorer
+    from sass_retrieval.rank.features import RankStats
+    from sass_retrieval.rank.stage import fit_row, rank_rows, save_reranker, save_stats
+    from sass_retrieval.run import read_mapped
+
+    torch.set_num_threads(run.params.train.threads)
+    t0 = time.perf_counter()
+    w = run.window
+    frame = read_mapped(run, w.train_start, w.train_end, ["user_id", "video_id", "date", "is_click"])
+    items = read_items(run.store)
+    rows = rank_rows(frame, items, w.train_dates)
+    stats = RankStats.from_frame(frame, items)
+    log.info("%d training and %d held-out exposures with their features in %.1fs", len(rows.train), len(rows.valid),
+             time.perf_counter() - t0)
+    bank = bank_for(run, args.features, serving_only=True)
+    models_dir = safe_path(args.models)
+    with staged_dir(out) as tmp:
+        save_stats(stats, tmp)
+        for row in dict.fromkeys([CANDIDATE, run.params.publish.challenger]):
+            t = time.perf_counter()
+            scorer = PairScorer(load_row_models(models_dir, row, list(bank.scenarios)), bank)
+            reranker, report = fit_row(rows.with_scores(scorer), list(bank.scenarios), stats, run.params,
+                                       progress=True)
+            save_reranker(reranker, report, tmp / row)
+            log.info("%s: pre-ranker on %s, held-out GAUC %.4f (%.1fs)", row, ", ".join(reranker.names),
+                     report["fit"].get("valid_gauc", float("nan")), time.perf_counter() - t)
+    log.info("rank stage done in %.1fs", time.perf_counter() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    from sass_retrieval.errors import run_main
+
+    raise SystemExit(run_main(main))
