@@ -4,7 +4,9 @@ Layout under the publish folder:
 
     versions/<run_id>/   models (candidate, challenger, pretrain), the served row's indexes, metrics,
                          validation summary and served.json (which row it serves, and which scenario serves
-                         each scenario skipped that day) of one run (never modified)
+                         each scenario skipped that day) of one run (never modified); with the rank stage
+                         on, also the served row's pre-ranker (rank/<row>/) and the window's statistics
+                         it reads (rank/stats/)
     current              symlink to the version in service
     decisions.jsonl      one line per publish attempt: what was decided and why
 
@@ -30,7 +32,9 @@ from .rows import CANDIDATE
 
 PUBLISHED = "published"       # the metrics row of the model in service, re-scored on a run's pairs (evaluate.daily)
 SERVED_FILE = "served.json"   # in a version folder: {"row": the reference row whose model and indexes it serves,
-                              #  "fallback": {skipped scenario: its skipped.json marker, "served_by" included}}
+                              #  "fallback": {skipped scenario: its skipped.json marker, "served_by" included},
+                              #  "rank": {"top_k": candidates the pre-ranker rescores} when it holds one}
+RANK_DIR = "rank"             # in a version folder: <row>/ (the served row's pre-ranker) and stats/
 
 
 @dataclass
@@ -169,16 +173,31 @@ def served_row(version: Path | None) -> str:
         return CANDIDATE
 
 
-def served_record(row: str, indexes: Path) -> dict[str, Any]:
+def served_record(row: str, indexes: Path, rank_top_k: int | None = None) -> dict[str, Any]:
     """served.json of a version serving ``row`` from ``indexes`` (the row's ``indexes/<row>`` folder).
 
     ``fallback`` copies the skipped scenarios' markers (``<scenario>/skipped.json``): a reader of the version
     sees at once which scenarios are served by another scenario's index and why. Routing itself reads the
     markers (``sass_retrieval.index.routing.resolve_index``), so the two can not disagree.
+
+    ``rank_top_k`` (a version holding the row's pre-ranker): how many retrieved candidates it rescores, so
+    serving and the next day's re-scoring apply the cascade the gate measured, whatever params say then.
     """
     from .data.features import skipped_markers
 
-    return {"row": row, "fallback": {s: m.to_json() for s, m in skipped_markers(indexes).items()}}
+    record: dict[str, Any] = {"row": row, "fallback": {s: m.to_json() for s, m in skipped_markers(indexes).items()}}
+    if rank_top_k is not None:
+        record["rank"] = {"top_k": int(rank_top_k)}
+    return record
+
+
+def served_rank_top_k(version: Path) -> int | None:
+    """The pre-ranker's candidate count a version was published with (served.json ``rank.top_k``); None when
+    it records none."""
+    try:
+        return int(json.loads((Path(version) / SERVED_FILE).read_text())["rank"]["top_k"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def published_metric(root: Path, metrics: dict | None = None) -> float | None:

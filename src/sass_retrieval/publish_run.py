@@ -2,7 +2,10 @@
 
 A published version holds what serving and the next day's warm start read: the pretraining model, the
 candidate's and the challenger's models, the winning row's indexes, the metrics and the validation summary,
-plus served.json (which row it serves, and which index serves each scenario skipped that day). It is
+plus served.json (which row it serves, and which index serves each scenario skipped that day). When the
+rank stage trained a pre-ranker for the winning row (models/rank/<row>), the version also holds it with the
+window's statistics (rank/<row>, rank/stats) and served.json records rank.top_k: the gate measured
+retrieval + rank, so that is what the version serves. It is
 installed and ``current`` moves to it; either way the decision is recorded in
 ``<publish.dir>/decisions.jsonl``. The whole publish holds the publish lock, and starts by removing what an
 earlier, killed publish left half-installed.
@@ -16,9 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .errors import MissingPrerequisiteError
 from .params_schema import Params
 from .publish import (
     PUBLISHED,
+    RANK_DIR,
     SERVED_FILE,
     Decision,
     current_version,
@@ -37,6 +42,8 @@ from .run import Run, published_dir, safe_path
 
 log = logging.getLogger("publish")
 PUBLISH_LOCK = ".publish.lock"   # in the publish folder: held by a publish from its decision to its record
+RANK_MODELS = "models/rank"      # the rank stage's output: stats/ and one folder per publishable row
+RANK_STATS = "stats"             # rank.stage.STATS (not imported: publishing does not load torch)
 
 
 def version_day(vid: str) -> int:
@@ -57,6 +64,19 @@ def version_sources(row: str, challenger: str, metrics: Path, validation: Path) 
                f"models/{challenger}": safe_path(f"models/{challenger}"), "indexes": safe_path(f"indexes/{row}"),
                "metrics.json": metrics, "validation.json": validation}
     return {k: v for k, v in sources.items() if v.exists() or k in ("indexes", f"models/{row}")}
+
+
+def rank_sources(row: str, rank_dir: Path) -> dict[str, Path]:
+    """The served row's pre-ranker and the statistics it reads (name in the version -> folder), when the rank
+    stage trained one for ``row``; empty when it did not (rank.enabled false: only ``off.json``)."""
+    ranker = rank_dir / row
+    if not ranker.is_dir():
+        return {}
+    stats = rank_dir / RANK_STATS
+    if not stats.is_dir():
+        raise MissingPrerequisiteError(f"{stats}: missing; the pre-ranker {ranker} reads the window's statistics "
+                                       "from it (run the rank stage)")
+    return {f"{RANK_DIR}/{row}": ranker, f"{RANK_DIR}/{RANK_STATS}": stats}
 
 
 def gate_preview(metrics: dict, validation: dict | None, per_pair: Path, params: Params) -> dict | None:
@@ -87,7 +107,8 @@ def install(root: Path, run: Run, row: str, sources: dict[str, Path]) -> tuple[s
 
     Returns its id (the same day and the same files give the same id, so re-publishing a rerun is a no-op)
     and the scenarios skipped today with the scenario whose index serves each."""
-    served = served_record(row, sources["indexes"])
+    ranked = f"{RANK_DIR}/{row}" in sources
+    served = served_record(row, sources["indexes"], int(run.params.rank.top_k) if ranked else None)
     files = [f for src in sources.values() for f in ([src] if src.is_file() else sorted(src.rglob("*")))
              if f.is_file()]
     vid = run_id(run.window.test_end, files)  # the served row's indexes are among the files
@@ -125,7 +146,10 @@ def _decide_and_install(run: Run, root: Path, metrics_path: Path, per_pair: Path
     entry = decision_entry(run, decision, challenger, published, level, in_service)
     if decision.publish:
         row = str(decision.winner)
-        vid, fallback = install(root, run, row, version_sources(row, challenger, metrics_path, validation))
+        sources = {**version_sources(row, challenger, metrics_path, validation),
+                   **rank_sources(row, safe_path(RANK_MODELS))}
+        vid, fallback = install(root, run, row, sources)
+        entry["stages"] = ["retrieval", "rank"] if f"{RANK_DIR}/{row}" in sources else ["retrieval"]
         if fallback:  # scenarios skipped today: no index of their own, served by another one
             entry["fallback"] = fallback
             log.info("skipped scenarios and the index serving them: %s", fallback)
