@@ -27,16 +27,17 @@ def client(served_project: dict):
         yield c
 
 
-def test_a_known_user_gets_k_ids_from_the_scenario_index_best_first(client, served_project: dict) -> None:
+def test_a_known_user_gets_k_ids_from_the_scenario_index_in_the_pre_rankers_order(client, served_project: dict
+                                                                                    ) -> None:
     user = warm_user(served_project)
     r = client.get("/recommend", params={"user": user, "scenario": "s0", "k": 7})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["fallback"] is None and body["reason"] is None
     assert body["version"] == served_project["a"].name and body["row"] == served_project["row_a"]
-    assert len(body["items"]) == len(body["scores"]) == 7
-    assert body["scores"] == sorted(body["scores"], reverse=True)
-    assert all(-1.0 - 1e-5 <= s <= 1.0 + 1e-5 for s in body["scores"])       # cosines
+    assert body["stages"] == ["retrieval", "rank"]   # version A holds its row's pre-ranker (test_rank_serving)
+    assert len(body["items"]) == len(body["scores"]) == len(set(body["items"])) == 7
+    assert all(-1.0 - 1e-5 <= s <= 1.0 + 1e-5 for s in body["scores"])       # cosines: the retrieval scores
     index = client.app.state.service.current.indexes["s0"]
     assert set(body["items"]) <= set(faiss.vector_to_array(index.id_map).tolist())
     assert body["took_ms"] > 0
@@ -51,7 +52,7 @@ def test_the_cli_and_the_service_give_the_same_answer(client, served_project: di
         assert recommend.main(["--user", str(user), "--scenario", "s1", "--k", "5"]) == 0
     cli = json.loads(capsys.readouterr().out)
     assert [i["video_id"] for i in cli["items"]] == http["items"]
-    assert cli["version"] == http["version"] and cli["fallback"] is None
+    assert cli["version"] == http["version"] and cli["fallback"] is None and cli["stages"] == http["stages"]
 
 
 def cold_known_user(project: dict) -> tuple[int, str]:
@@ -81,7 +82,7 @@ def popular_reference(project: dict, scenario: str, k: int) -> list[int]:
 def test_a_cold_user_gets_the_scenarios_popular_list(client, served_project: dict) -> None:
     user, scenario = cold_known_user(served_project)
     body = client.get("/recommend", params={"user": user, "scenario": scenario, "k": 10}).json()
-    assert body["fallback"] == "popular" and body["reason"] == "cold_user"
+    assert body["fallback"] == "popular" and body["reason"] == "cold_user" and body["stages"] == ["popular"]
     assert body["items"] == popular_reference(served_project, scenario, 10)
     assert body["scores"] == sorted(body["scores"], reverse=True)
 
@@ -126,6 +127,8 @@ def test_healthz_and_version(client, served_project: dict) -> None:
     recorded = json.loads((served_project["a"] / "metrics.json").read_text())["rows"][served_project["row_a"]]
     assert v["metrics"]["macro"] == recorded["macro"]
     assert set(v["scenarios"]) == {"s0", "s1", "s2"} and v["indexes"]["s0"].startswith("flat")
+    ranker = json.loads((served_project["a"] / "rank" / served_project["row_a"] / "ranker.json").read_text())
+    assert v["stages"] == ["retrieval", "rank"] and v["rank"]["features"] == ranker["names"]
 
 
 def test_nothing_published_is_503_until_a_version_appears(make_settings, served_project: dict,

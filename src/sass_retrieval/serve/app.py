@@ -108,6 +108,7 @@ def build_app(service: Service) -> FastAPI:
         return JSONResponse({"user": user, "scenario": scenario, "k": k, "weights": weights,
                              "items": rec.items, "scores": rec.scores,
                              "fallback": rec.fallback, "reason": rec.reason, "served_by": rec.served_by,
+                             "stages": list(rec.stages),
                              "version": version.run_id,
                              "row": version.row, "took_ms": round((time.perf_counter() - t0) * 1000, 3)})
 

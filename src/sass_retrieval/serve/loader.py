@@ -8,9 +8,14 @@ request reads that object only. A new version is loaded aside into a new object 
 Two layouts are understood:
 
 * a published version (``<publish.dir>/versions/<run_id>/``): ``models/<row>/`` (``model.pt``, or per-scenario checkpoints: ``models.checkpoint.row_checkpoint``),
-  ``indexes/<scenario>/index.faiss``, ``served.json`` naming the row, ``metrics.json``;
-* a workspace (the project folder after ``dvc repro``): ``models/<row>/`` and
-  ``indexes/<row>/<scenario>/index.faiss`` (``sass recommend --from .``).
+  ``indexes/<scenario>/index.faiss``, ``served.json`` naming the row, ``metrics.json``, and with the rank
+  stage on, the row's pre-ranker ``rank/<row>/`` with the statistics it reads, ``rank/stats/``;
+* a workspace (the project folder after ``dvc repro``): ``models/<row>/``,
+  ``indexes/<row>/<scenario>/index.faiss`` and the rank stage's ``models/rank/<row>/`` and
+  ``models/rank/stats/`` (``sass recommend --from .``).
+
+A version with a pre-ranker serves the cascade the publish gate measured (rank.cascade): retrieval's top
+``rank.top_k`` (served.json's, or the workspace's params.yaml), rescored, the first k returned.
 
 The feature bank (the users' per-scenario histories and counts) is not part of a version: it is read from
 the workspace's split output (``data/features``) and the store's static tables, hashed with the bucket
@@ -37,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MAX_K = 1000            # the largest k a request may ask for; popular lists are cut to this length
 METRICS_FILE = "metrics.json"
+RANK_OFF = "off.json"   # models/rank/off.json: the rank stage ran with rank.enabled false (no pre-ranker)
 
 
 class VersionLoadError(RuntimeError):
@@ -71,6 +77,13 @@ class LoadedVersion:
     window: Mapping[str, Any]           # the evaluation window recorded in metrics.json (may be empty)
     loaded_at: str                      # UTC ISO time the load finished
     load_seconds: float
+    reranker: Any = None                # rank.cascade.Reranker of the served row, or None: retrieval order
+    rank_top_k: int = 0                 # candidates retrieved and rescored per request (with a reranker)
+
+    @property
+    def stages(self) -> list[str]:
+        """What a model answer goes through: retrieval, then the pre-ranker when the version has one."""
+        return ["retrieval", "rank"] if self.reranker is not None else ["retrieval"]
 
     @property
     def scenarios(self) -> list[str]:
@@ -85,9 +98,13 @@ class LoadedVersion:
 
     def describe(self) -> dict[str, Any]:
         """What ``/version`` reports: which run, which row, its metrics, and how each index was built."""
+        rank = None if self.reranker is None else {"features": list(self.reranker.names),
+                                                   "top_k": self.rank_top_k,
+                                                   "scenarios": list(self.reranker.model.scenarios)}
         return {"version": self.run_id, "path": str(self.path), "row": self.row, "scenarios": self.scenarios,
                 "routes": {s: t for s, t in self.routes.items() if s != t},
-                "indexes": dict(self.index_kinds), "metrics": dict(self.metrics), "window": dict(self.window),
+                "indexes": dict(self.index_kinds), "stages": self.stages, "rank": rank,
+                "metrics": dict(self.metrics), "window": dict(self.window),
                 "loaded_at": self.loaded_at, "load_seconds": round(self.load_seconds, 3)}
 
 
@@ -112,13 +129,20 @@ def version_folder(source: str | Path | None, published: Path, workspace: Path) 
     return current.resolve() if current.exists() else Path(workspace)
 
 
+def is_published(base: Path) -> bool:
+    """A published version folder (served.json, ``indexes/<scenario>/``), not a workspace
+    (``indexes/<row>/<scenario>/``)."""
+    from ..publish import SERVED_FILE
+
+    return (base / SERVED_FILE).exists() or any((base / "indexes").glob("*/index.faiss"))
+
+
 def layout(base: Path, row: str | None = None) -> tuple[str, Path]:
     """(row, folder holding ``<scenario>/index.faiss``) of a published version or a workspace."""
-    from ..publish import SERVED_FILE, served_row
+    from ..publish import served_row
 
     base = Path(base)
-    published = (base / SERVED_FILE).exists() or any((base / "indexes").glob("*/index.faiss"))
-    if published:
+    if is_published(base):
         return (row or served_row(base)), base / "indexes"
     row = row or CANDIDATE
     return row, base / "indexes" / row
@@ -179,6 +203,71 @@ def _routes(index_root: Path, scenarios: Iterable[str] | None) -> dict[str, str]
     return out
 
 
+def rank_folder(base: Path, row: str) -> Path | None:
+    """The folder holding ``<row>/`` (the row's pre-ranker) and ``stats/``: the version's ``rank/``, or a
+    workspace's ``models/rank/`` (none when the rank stage ran with rank.enabled false); None when the
+    version or workspace has no pre-ranker for ``row``: it serves retrieval order."""
+    from ..publish import RANK_DIR
+
+    base = Path(base)
+    published = is_published(base)
+    folder = base / RANK_DIR if published else base / "models" / "rank"
+    if not published and (folder / RANK_OFF).exists():
+        return None
+    return folder if (folder / row).is_dir() else None
+
+
+def rank_top_k(base: Path) -> int:
+    """How many candidates the pre-ranker rescores: the number the version was published with (served.json),
+    else a workspace's params.yaml rank.top_k, else the schema's default."""
+    from ..params_schema import Rank
+    from ..publish import served_rank_top_k
+
+    recorded = served_rank_top_k(base)
+    if recorded is not None:
+        return recorded
+    if (Path(base) / "params.yaml").is_file():
+        from ..config import load_params
+
+        try:
+            return int(load_params(Path(base) / "params.yaml").rank.top_k)
+        except Exception as exc:  # noqa: BLE001 - any params error is the version's load error
+            raise VersionLoadError(f"{Path(base) / 'params.yaml'}: rank.top_k: {_first_line(exc)}") from exc
+    return int(Rank().top_k)
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+
+
+def load_reranker_checked(folder: Path, row: str, served: Iterable[str], popular: Mapping[str, Popular],
+                          user: int) -> Any:
+    """The row's pre-ranker from ``folder`` (rank.stage.load_reranker), checked before it serves: it knows
+    every served scenario, and it orders one real candidate list of each (``popular``'s head for ``user``),
+    so a broken model or statistics file is a :class:`VersionLoadError` here, never an error in a request."""
+    from ..rank.stage import load_reranker
+
+    try:
+        reranker = load_reranker(folder, row)
+    except Exception as exc:  # noqa: BLE001 - torch, parquet and json failures alike: one line, old version stays
+        raise VersionLoadError(f"{folder / row}: the pre-ranker could not be loaded: {_first_line(exc)}") from exc
+    missing = sorted(set(served) - set(reranker.model.scenarios))
+    if missing:
+        raise VersionLoadError(f"{folder / row}: the pre-ranker knows scenarios {list(reranker.model.scenarios)}, "
+                               f"not the served {missing}")
+    for s in sorted(set(served)):
+        ids = np.asarray(popular[s].ids[:8], dtype=np.int64)[None, :]
+        scores = np.linspace(1.0, 0.0, ids.shape[1], dtype=np.float32)[None, :]
+        try:
+            order = reranker.order(s, np.array([user], dtype=np.int64), ids, scores)
+        except Exception as exc:  # noqa: BLE001 - see above
+            raise VersionLoadError(f"{folder / row}: the pre-ranker fails on scenario {s!r}: "
+                                   f"{_first_line(exc)}") from exc
+        if sorted(order[0].tolist()) != list(range(ids.shape[1])):
+            raise VersionLoadError(f"{folder / row}: the pre-ranker's order on scenario {s!r} is not a permutation")
+    return reranker
+
+
 def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | None = None,
                  scenarios: Iterable[str] | None = None) -> LoadedVersion:
     """Load the version at ``base`` with the bank of ``features_dir`` + ``store_dir``.
@@ -233,14 +322,21 @@ def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | 
         indexes[s], kinds[s] = index, describe(index)
     routes = {r: t for r, t in routes.items() if t in indexes}
     metrics, window = _read_metrics(base, row)
+    popular = popular_lists(bank, wanted)
+    reranker, top_k = None, 0
+    ranks = rank_folder(base, row)
+    if ranks is not None:
+        user = int(bank.user_ids[0]) if len(bank.user_ids) else 0
+        reranker = load_reranker_checked(ranks, row, wanted, popular, user)
+        top_k = rank_top_k(base)
     seconds = time.perf_counter() - t0
     loaded = LoadedVersion(
         path=base, run_id=base.name, row=row, models=MappingProxyType(models), bank=bank, indexes=MappingProxyType(indexes),
         routes=MappingProxyType(routes),
-        index_kinds=MappingProxyType(kinds), popular=MappingProxyType(popular_lists(bank, wanted)),
+        index_kinds=MappingProxyType(kinds), popular=MappingProxyType(popular),
         warm=MappingProxyType(warm_users(bank, wanted)), metrics=MappingProxyType(metrics),
         window=MappingProxyType(window), loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        load_seconds=seconds)
-    log.info("loaded version %s (row %s, indexes %s, routed %s) in %.1fs", loaded.run_id, row, wanted,
-             {r: t for r, t in routes.items() if r != t}, seconds)
+        load_seconds=seconds, reranker=reranker, rank_top_k=top_k)
+    log.info("loaded version %s (row %s, stages %s, indexes %s, routed %s) in %.1fs", loaded.run_id, row,
+             loaded.stages, wanted, {r: t for r, t in routes.items() if r != t}, seconds)
     return loaded

@@ -28,11 +28,14 @@ class UnknownScenario(KeyError):
 @dataclass(frozen=True)
 class Recommendation:
     items: list[int]            # video ids, best first
-    scores: list[float]         # model: cosine of user and item vectors; popular: train-window clicks
+    scores: list[float]         # model: the index's retrieval score of each item (with the pre-ranker, in
+                                # its order, so not sorted); popular: train-window clicks
     fallback: str | None        # None: the model answered; "popular": the scenario's popular list did
     reason: str | None          # why the fallback applied (UNKNOWN_USER | COLD_USER), else None
     served_by: str              # the scenario whose index answered: the requested one, or the scenario
                                 # that serves it on a day it was skipped (index.routing)
+    stages: tuple[str, ...] = ("retrieval",)   # what ordered the items: ("retrieval",), ("retrieval",
+                                               # "rank") with the pre-ranker, ("popular",) for the fallback
 
 
 class WeightsNotSupported(ValueError):
@@ -76,7 +79,11 @@ def recommend(version: LoadedVersion, user: int, scenario: str, k: int,
 
     A user without behaviour in the scenario would be embedded from static profile fields alone; the
     popular list is the evaluated baseline for exactly those users, so it is what they get, and the answer
-    says so (``fallback``/``reason``) rather than silently mixing two kinds of scores."""
+    says so (``fallback``/``reason``) rather than silently mixing two kinds of scores.
+
+    With a pre-ranker (``version.reranker``), the index returns max(rank_top_k, k) candidates, the pre-ranker
+    orders them and the first k are served: rank.cascade.CascadeRecommender's order, candidate for
+    candidate (the serving scenario's statistics and scenario embedding, as evaluation scores it)."""
     from ..index.faiss_index import search
 
     if scenario not in version.routes:
@@ -92,12 +99,16 @@ def recommend(version: LoadedVersion, user: int, scenario: str, k: int,
         pop = version.popular[serving]
         return Recommendation(items=pop.ids[:k].tolist(), scores=[float(c) for c in pop.clicks[:k]],
                               fallback="popular", reason=UNKNOWN_USER if row is None else COLD_USER,
-                              served_by=serving)
+                              served_by=serving, stages=("popular",))
     uv = user_vectors(model, version.bank, serving, np.array([row], dtype=np.int64), weights)
-    scores, ids = search(version.indexes[serving], uv, k)
+    reranker = version.reranker
+    scores, ids = search(version.indexes[serving], uv, max(version.rank_top_k, k) if reranker is not None else k)
+    if reranker is not None:
+        order = reranker.order(serving, np.array([user], dtype=np.int64), ids, scores)
+        scores, ids = np.take_along_axis(scores, order, axis=1)[:, :k], np.take_along_axis(ids, order, axis=1)[:, :k]
     keep = ids[0] >= 0
     return Recommendation(items=ids[0][keep].tolist(), scores=[round(float(s), 6) for s in scores[0][keep]],
-                          fallback=None, reason=None, served_by=serving)
+                          fallback=None, reason=None, served_by=serving, stages=tuple(version.stages))
 
 
 def answer(version: LoadedVersion, rec: Recommendation, user: int, scenario: str, source: Path,
@@ -108,4 +119,4 @@ def answer(version: LoadedVersion, rec: Recommendation, user: int, scenario: str
              for r, (v, s) in enumerate(zip(rec.items, rec.scores, strict=True))]
     return {"user": user, "scenario": scenario, "source": str(source), "row": version.row,
             "version": version.run_id, "fallback": rec.fallback, "reason": rec.reason,
-            "served_by": rec.served_by, "weights": weights, "items": items}
+            "served_by": rec.served_by, "stages": list(rec.stages), "weights": weights, "items": items}
