@@ -1,5 +1,6 @@
-"""bench/serve_bench.py: its load client counts what it sent, what failed and what the server said it took;
-a smoke run of the real server on a tiny synthetic setup."""
+"""bench/serve_bench.py: its load client counts what it sent, what failed, what the pre-ranker ordered and what
+the server said it took; a smoke run of the real server on tiny synthetic setups, without and with the rank
+stage."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class _Handler(BaseHTTPRequestHandler):
             body, status = b'{"error": "boom"}', 500
         else:
             body = json.dumps({"items": [1, 2], "fallback": "popular" if user % 2 else None,
+                               "stages": ["popular"] if user % 2 else ["retrieval", "rank"],
                                "took_ms": 0.5}).encode()
             status = 200
         self.send_response(status)
@@ -51,6 +53,7 @@ def test_drive_counts_requests_errors_and_fallbacks() -> None:
     assert out["errors"] == int((picks % 5 == 0).sum())
     assert out["ok"] == 200 - out["errors"]
     assert out["fallbacks"] == int(((picks % 2 == 1) & (picks % 5 != 0)).sum())
+    assert out["ranked"] == int(((picks % 2 == 0) & (picks % 5 != 0)).sum())
     assert out["server_p99_ms"] == 0.5
     assert 0 < out["p50_ms"] <= out["p99_ms"]
 
@@ -59,14 +62,21 @@ def test_drive_counts_requests_errors_and_fallbacks() -> None:
 def test_smoke_run_of_the_real_server_on_a_tiny_synthetic_setup(tmp_path: Path) -> None:
     """The real `python -m pipelines.serve` over loopback at a tiny size; the KuaiRand setup, without a published
     folder, is skipped and says so."""
+    from sass_retrieval.config import load_params
+
     out = tmp_path / "results" / "serve"
     assert load_bench("serve_bench").main([
-        "--setups", "kuairand,synthetic", "--items", "2000", "--requests", "40", "--rate", "20", "--warmup", "5",
+        "--setups", "kuairand,synthetic,synthetic_rank", "--items", "2000", "--requests", "40", "--rate", "20", "--warmup", "5",
         "--workers", "1", "--duration", "30", "--startup-timeout", "300", "--work", str(tmp_path / "work"),
         "--out", str(out)]) == 0
     payload = json.loads(out.with_suffix(".json").read_text())
-    (row,) = payload["rows"]
+    row, ranked = payload["rows"]
     assert row["setup"] == "synthetic" and row["index"].lower().startswith("hnsw")
     assert row["sent"] == 40 and row["errors"] == 0 and row["ok"] == 40
     assert 0 < row["p50_ms"] <= row["p99_ms"]
+    assert row["stages"] == "retrieval" and row["ranked"] == 0 and row["target_p99_ms"] == 10.0
+    assert ranked["setup"] == "synthetic_rank" and ranked["stages"] == "retrieval+rank"
+    assert ranked["ok"] == ranked["ranked"] == 40 and ranked["target_p99_ms"] == 15.0   # every answer reranked
+    top_k = load_params(Path(__file__).resolve().parents[2] / "params.yaml").rank.top_k   # what rank_setup records
+    assert ranked["rank_top_k"] == top_k and "retrieval_score" in ranked["rank_features"]
     assert payload["skipped"] == ["kuairand: no --published given"]
