@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__)
     p.add_argument("--models", default="models", help="folder of models/<row>/")
     p.add_argument("--features", default="data/features")
+    p.add_argument("--indexes", default="indexes", help="folder of indexes/<row>/<scenario>/ (the index stage's)")
     p.add_argument("--out", default="models/rank")
     args = p.parse_args(argv)
     from sass_retrieval.atomic import staged_dir, write_json
@@ -39,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sass_retrieval.data.store import read_items
+    from sass_retrieval.evaluate.embedding_recommender import EmbeddingRecommender
     from sass_retrieval.models.bank import bank_for
-    from sass_retrieval.models.checkpoint import load_row_models
     from sass_retrieval.rank.cascade import PairScorer
     from sass_retrieval.rank.features import RankStats
-    from sass_retrieval.rank.stage import fit_row, rank_rows, save_reranker, save_stats
+    from sass_retrieval.rank.stage import fit_row, rank_rows, row_split, save_reranker, save_stats
     from sass_retrieval.run import read_mapped
 
     torch.set_num_threads(run.params.train.threads)
@@ -51,19 +52,22 @@ def main(argv: list[str] | None = None) -> int:
     w = run.window
     frame = read_mapped(run, w.train_start, w.train_end, ["user_id", "video_id", "date", "is_click"])
     items = read_items(run.store)
-    rows = rank_rows(frame, items, w.train_dates)
+    exposures = rank_rows(frame, items, w.train_dates) if run.params.rank.train_on == "exposures" else None
     stats = RankStats.from_frame(frame, items)
-    log.info("%d training and %d held-out exposures with their features in %.1fs", len(rows.train), len(rows.valid),
-             time.perf_counter() - t0)
     bank = bank_for(run, args.features, serving_only=True)
     models_dir = safe_path(args.models)
     with staged_dir(out) as tmp:
         save_stats(stats, tmp)
         for row in dict.fromkeys([CANDIDATE, run.params.publish.challenger]):
             t = time.perf_counter()
-            scorer = PairScorer(load_row_models(models_dir, row, list(bank.scenarios)), bank)
-            reranker, report = fit_row(rows.with_scores(scorer), list(bank.scenarios), stats, run.params,
-                                       progress=True)
+            # the row as it is served: its FAISS files (index stage), whose candidates the pre-ranker rescores
+            rec = EmbeddingRecommender.for_row(row, bank, models_dir, safe_path(args.indexes), run.params.index,
+                                               list(run.scenarios.reported))
+            rows = row_split(run.params, exposures, frame, items, w.train_dates, rec.top_scored,
+                             PairScorer(rec.models, bank))
+            log.info("%s: %d training and %d held-out rows (%s) with their features in %.1fs", row, len(rows.train),
+                     len(rows.valid), run.params.rank.train_on, time.perf_counter() - t)
+            reranker, report = fit_row(rows, list(bank.scenarios), stats, run.params, progress=True)
             save_reranker(reranker, report, tmp / row)
             log.info("%s: pre-ranker on %s, held-out GAUC %.4f (%.1fs)", row, ", ".join(reranker.names),
                      report["fit"].get("valid_gauc", float("nan")), time.perf_counter() - t)

@@ -1,6 +1,6 @@
 """`sass`: one entry point, one subcommand per pipeline stage (the same modules dvc.yaml calls).
 
-    sass params | ingest | validate | split | pretrain | train | index | evaluate | report | publish
+    sass params | ingest | validate | split | pretrain | train | index | rank | evaluate | report | publish
     sass recommend --user 42 --scenario 1 --k 20
     sass runs list | sass runs restore YYYYMMDD|run-YYYYMMDD-NN
     sass published pull --from s3://bucket/published
@@ -25,6 +25,7 @@ COMMANDS = {
     "pretrain": ("pipelines.pretrain", "cross-scenario contrastive pretraining"),
     "train": ("pipelines.train", f"fine-tune a trained row (--row {help_text(TRAINED_ROWS)})"),
     "index": ("pipelines.index", "build one scenario's FAISS index (--scenario S)"),
+    "rank": ("pipelines.rank", "the pre-ranker of each publishable row (retrieval's top-K rescored)"),
     "evaluate": ("pipelines.evaluate", "the benchmark protocol (docs/benchmark.md) for every reference row"),
     "report": ("pipelines.report", "HTML + markdown run report"),
     "publish": ("pipelines.publish", "publish gate and atomic swap"),

@@ -421,6 +421,12 @@ class Rank(Section):
                                                           "a list of feature-name lists to compare")
     importance: Literal["se", "permutation"] = Field("se", description="how features are ranked: the SE block's "
                                                                        "field weights | permutation GAUC drop")
+    train_on: Literal["candidates", "exposures"] = Field(
+        "candidates", description="the training rows: retrieval's candidates labelled by the day's clicks "
+                                  "(rank/candidates.py) | the logged exposures (COLD's)")
+    negatives: PosInt = Field(50, description="sampled non-clicked candidates kept per request (train_on: candidates)")
+    loss: Literal["pointwise", "listwise"] = Field(
+        "listwise", description="pointwise: BCE per row | listwise: softmax over each request's rows")
 
 
 class Evaluate(Section):

@@ -3,9 +3,10 @@
 A published version holds what serving and the next day's warm start read: the pretraining model, the
 candidate's and the challenger's models, the winning row's indexes, the metrics and the validation summary,
 plus served.json (which row it serves, and which index serves each scenario skipped that day). When the
-rank stage trained a pre-ranker for the winning row (models/rank/<row>), the version also holds it with the
-window's statistics (rank/<row>, rank/stats) and served.json records rank.top_k: the gate measured
-retrieval + rank, so that is what the version serves. It is
+rank stage trained a pre-ranker for the winning row (models/rank/<row>) and the evaluation found it measurably
+better than retrieval order (metrics.json ``cascade[row].served``), the version also holds it with the window's
+statistics (rank/<row>, rank/stats) and served.json records rank.top_k: the gate measured retrieval + rank, so
+that is what the version serves. It is
 installed and ``current`` moves to it; either way the decision is recorded in
 ``<publish.dir>/decisions.jsonl``. The whole publish holds the publish lock, and starts by removing what an
 earlier, killed publish left half-installed.
@@ -146,8 +147,9 @@ def _decide_and_install(run: Run, root: Path, metrics_path: Path, per_pair: Path
     entry = decision_entry(run, decision, challenger, published, level, in_service)
     if decision.publish:
         row = str(decision.winner)
+        rescored = bool(((metrics.get("cascade") or {}).get(row) or {}).get("served"))
         sources = {**version_sources(row, challenger, metrics_path, validation),
-                   **rank_sources(row, safe_path(RANK_MODELS))}
+                   **(rank_sources(row, safe_path(RANK_MODELS)) if rescored else {})}
         vid, fallback = install(root, run, row, sources)
         entry["stages"] = ["retrieval", "rank"] if f"{RANK_DIR}/{row}" in sources else ["retrieval"]
         if fallback:  # scenarios skipped today: no index of their own, served by another one

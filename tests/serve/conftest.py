@@ -29,6 +29,13 @@ def served_project(built_project: Path, tmp_path_factory: pytest.TempPathFactory
 
     root = tmp_path_factory.mktemp("serve") / "project"
     shutil.copytree(built_project, root, symlinks=True)
+    # a day on which the pre-rankers measurably beat retrieval order (evaluate.cascade.serves): version A serves
+    # retrieval + rank whichever row wins, whatever the tiny project's own evidence said
+    metrics = root / "metrics" / "metrics.json"
+    m = json.loads(metrics.read_text())
+    for entry in m["cascade"].values():
+        entry["served"] = True
+    metrics.write_text(json.dumps(m))
     with cwd(root):
         assert publish.main([]) == 0
     published = root / "published"

@@ -1,9 +1,12 @@
-"""The cascade in the daily evaluation: a row with a pre-ranker is scored as it is served (retrieval + rank), and its
-retrieval order is scored beside it on the same pairs, with the paired CI of what the pre-ranker adds and the
-GAUC of both orders on the exposed test rows.
+"""The cascade in the daily evaluation: a row with a pre-ranker is scored both ways on the same pairs, through the
+pre-ranker (retrieval + rank) and in retrieval order, with the paired CI of what the pre-ranker adds and the GAUC
+of both orders on the exposed test rows.
 
-The rows' metrics (what the gate compares) are the served lists'; ``metrics.json["cascade"]`` holds the rest, which
-the run report shows.
+The pre-ranker is served only when it measurably helps: its macro gain's interval lies above 0 (:func:`serves`).
+A pre-ranker that ranks the exposures better can still order retrieval's candidates worse, so the rank stage
+proposes and this evidence decides, as the publish gate decides between rows. The row's metrics (what the gate
+compares) are those of the order that will be served; ``metrics.json["cascade"]`` holds both, which the run
+report shows, and publish copies the pre-ranker only when ``served`` is true.
 """
 
 from __future__ import annotations
@@ -30,19 +33,24 @@ def rerankers(rank_dir: Path | None, rows: list[str]) -> dict[str, Reranker]:
     return {row: load_reranker(rank_dir, row) for row in rows if (rank_dir / row).is_dir()}
 
 
-def cascade_section(row: str, base: Any, reranker: Reranker, retrieval_pairs: dict[str, dict],
-                    served_pairs: dict[str, dict], retrieval: dict[str, Any], test: pd.DataFrame, params: Params,
-                    metric: str) -> dict[str, Any]:
-    """metrics.json's ``cascade[row]``: retrieval order's results, the paired CI of served − retrieval on the
-    headline metric (all pairs), GAUC on the exposed test rows, the features."""
+def serves(delta_macro: dict[str, Any]) -> bool:
+    """Serve the pre-ranker when its macro gain over retrieval order is measurable: the interval is above 0."""
+    return bool(delta_macro.get("significant")) and float(delta_macro.get("diff", 0.0)) > 0
+
+
+def cascade_section(base: Any, reranker: Reranker, retrieval_pairs: dict[str, dict], rescored_pairs: dict[str, dict],
+                    retrieval: dict[str, Any], test: pd.DataFrame, params: Params, metric: str) -> dict[str, Any]:
+    """metrics.json's ``cascade[row]``: retrieval order's results, the paired CI of rescored − retrieval on the
+    headline metric (all pairs), whether the pre-ranker is served, GAUC on the exposed test rows, the features."""
     ev = params.evaluate
-    delta = compare_rows({"served": served_pairs, "retrieval": retrieval_pairs}, "served", metric, n_boot=ev.n_boot,
-                         level=ev.level, seed=ev.seed)["retrieval"]
+    delta = compare_rows({"rescored": rescored_pairs, "retrieval": retrieval_pairs}, "rescored", metric,
+                         n_boot=ev.n_boot, level=ev.level, seed=ev.seed)["retrieval"]
     scorer = PairScorer(base.models, base.bank)
     trained = set(base.bank.scenarios)
     gauc = exposure_gauc(reranker, scorer, test[test["scenario"].isin(trained)])
+    retrieval = {k: v for k, v in retrieval.items() if k != "per_pair"}
     return {"top_k": int(params.rank.top_k), "features": list(reranker.names), "retrieval": retrieval,
-            "delta": delta, "metric": metric, "gauc": gauc}
+            "delta": delta, "metric": metric, "served": serves(delta["macro"]), "gauc": gauc}
 
 
 def served(base: Any, reranker: Reranker, params: Params) -> CascadeRecommender:

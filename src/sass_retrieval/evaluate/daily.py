@@ -23,9 +23,7 @@ import pandas as pd
 from ..data.features import skipped_scenarios
 from ..data.schema import OBJECTIVES
 from ..data.store import read_interactions
-from ..index.faiss_index import load_index
 from ..models.bank import FeatureBank
-from ..models.checkpoint import load_row_models
 from ..params_schema import Params
 from ..publish import PUBLISHED
 from ..rows import CANDIDATE, REGISTRY, spec
@@ -67,10 +65,7 @@ def row_recommender(row: str, train: pd.DataFrame, bank: FeatureBank, models_dir
     else through an index built here."""
     if not spec(row).trained:
         return PopularRecommender(train)
-    models = load_row_models(models_dir, row, bank.scenarios)
-    indexes = None if indexes_dir is None else {
-        s: load_index(indexes_dir / row / s / "index.faiss") for s in reported}
-    return EmbeddingRecommender(models, bank, params.index, indexes)
+    return EmbeddingRecommender.for_row(row, bank, models_dir, indexes_dir, params.index, reported)
 
 
 @dataclass
@@ -136,15 +131,17 @@ def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Pat
         t = time.perf_counter()
         recs[row] = row_recommender(row, train, bank, models_dir, indexes_dir if row in publishable else None,
                                     params, reported)
-        if row in ranked:   # scored as served; its retrieval order beside it
+        if row in ranked:   # the cascade and retrieval order on the same pairs; the row is what will be served
             base = recs[row]
-            order = board.score(base)
-            recs[row] = served(base, ranked[row], params)
-            board.add(row, board.score(recs[row]))
-            retrieval_pairs = order["all"].pop("per_pair")
-            cascade[row] = cascade_section(row, base, ranked[row], retrieval_pairs, board.per_pair["all"][row],
+            order, rescored = board.score(base), board.score(served(base, ranked[row], params))
+            cascade[row] = cascade_section(base, ranked[row], order["all"]["per_pair"], rescored["all"]["per_pair"],
                                            order["all"], test, params, metric)
-            log.info("%s: retrieval order macro NDCG@50 %.4f", row, order["all"]["macro"]["ndcg@50"])
+            keep = rescored if cascade[row]["served"] else order
+            recs[row] = served(base, ranked[row], params) if cascade[row]["served"] else base
+            board.add(row, keep)
+            log.info("%s: retrieval order macro NDCG@50 %.4f, with the pre-ranker %.4f: %s served", row,
+                     order["all"]["macro"]["ndcg@50"], rescored["all"]["macro"]["ndcg@50"],
+                     "the cascade is" if cascade[row]["served"] else "retrieval order is")
         else:
             board.add(row, board.score(recs[row]))
         log.info("%s: macro NDCG@50 %.4f (%.1fs)", row, board.by_slice["all"][row]["macro"]["ndcg@50"],

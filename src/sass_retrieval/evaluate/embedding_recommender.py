@@ -6,10 +6,13 @@ the numbers of the artefact, not of a separate scoring path.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from ..index.faiss_index import build_index, search
+from ..index.faiss_index import build_index, load_index, search
 from ..models.bank import FeatureBank
+from ..models.checkpoint import load_row_models
 from ..models.embed import embed_items, embed_users, serving_prior
 from ..models.retrieval import RetrievalModel
 from ..params_schema import Index
@@ -35,6 +38,17 @@ class EmbeddingRecommender:
             self.indexes[scenario] = build_index(vecs, self.bank.item_ids[a.pool], self.cfg,
                                                  serving_prior(model, self.bank, scenario, a.pool))
         return self.indexes[scenario]
+
+    @classmethod
+    def for_row(cls, row: str, bank: FeatureBank, models_dir: Path, indexes_dir: Path | None, index_cfg: Index,
+                scenarios: list[str]) -> EmbeddingRecommender:
+        """A trained row from its checkpoints (models_dir/<row>), through its own FAISS files for ``scenarios``
+        (indexes_dir/<row>/<scenario>/index.faiss, the index stage's) when ``indexes_dir`` is given; any other
+        scenario gets an index built here."""
+        models = load_row_models(models_dir, row, bank.scenarios)
+        indexes = None if indexes_dir is None else {
+            s: load_index(indexes_dir / row / s / "index.faiss") for s in scenarios}
+        return cls(models, bank, index_cfg, indexes)
 
     def top_scored(self, scenario: str, user_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (n, k), best first: what the index returns, its prior included; the cascade's

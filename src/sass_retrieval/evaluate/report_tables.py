@@ -274,31 +274,33 @@ def significance_table(rep: RunReport, slice_name: str) -> Styled:
 
 
 def cascade_table(rep: RunReport) -> Styled | None:
-    """Per row served through the pre-ranker: retrieval order's and the served list's macro NDCG@50, Δ (served −
-    retrieval) with its CI per scenario and macro, and each order's GAUC on the exposed test rows (mean over
-    scenarios). None when no row has a pre-ranker."""
+    """Per row with a pre-ranker: retrieval order's and the rescored list's macro NDCG@50, Δ (rescored −
+    retrieval) with its CI per scenario and macro, which order is served, and each order's GAUC on the exposed
+    test rows (mean over scenarios). None when no row has a pre-ranker."""
     cascade = rep.cascade
     if not cascade:
         return None
     scen = list(rep.scenarios)
     lines = []
     for row, c in cascade.items():
-        served = _metric(rep.rows.get(row) or {}, "macro", "ndcg@50")
-        line: list[Cell] = [row, (fmt_metric(_metric(c.get("retrieval") or {}, "macro", "ndcg@50")), "num"),
-                            (fmt_metric(served), "num")]
+        retrieval = _metric(c.get("retrieval") or {}, "macro", "ndcg@50")
+        gain = num(((c.get("delta") or {}).get("macro") or {}).get("diff"))
+        line: list[Cell] = [row, (fmt_metric(retrieval), "num"),
+                            (fmt_metric(None if retrieval is None or gain is None else retrieval + gain), "num")]
         for scope in [*scen, "macro"]:
             r = (c.get("delta") or {}).get(scope) or {}
             ci = format_ci(r.get("diff"), r.get("lo"), r.get("hi"))
             mood = "pos" if r.get("significant") and (num(r.get("diff")) or 0) > 0 else \
                 "neg" if r.get("significant") else "muted"
             line.append((ci, f"num {mood}" + (" b" if r.get("significant") else "")))
+        line.append(("retrieval + rank" if c.get("served") else "retrieval order", "b" if c.get("served") else ""))
         g = c.get("gauc") or {}
         for key in ("retrieval", "rank"):
             vals = [num((g.get(x) or {}).get(key)) for x in g]
             vals = [v for v in vals if v is not None and not math.isnan(v)]
             line.append((fmt_metric(sum(vals) / len(vals)) if vals else DASH, "num"))
         lines.append(line)
-    header = ["row", "retrieval NDCG@50", "served NDCG@50", *(f"Δ {s}" for s in scen), "Δ macro",
+    header = ["row", "retrieval NDCG@50", "rescored NDCG@50", *(f"Δ {s}" for s in scen), "Δ macro", "served",
               "GAUC retrieval", "GAUC rank"]
     return styled(header, lines)
 

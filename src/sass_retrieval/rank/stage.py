@@ -7,6 +7,9 @@ it decides the early stopping and, with ``rank.feature_sets: auto``, the feature
 never trained on. The statistics the served pre-ranker reads are those of the whole window, as the retrieval
 model's serving features are.
 
+With ``rank.train_on: candidates`` (the default) the rows are retrieval's candidates of each training day's
+requests instead, labelled by that day's clicks (rank.candidates): the rows the cascade meets when it serves.
+
 The retrieval score is a feature: the row's own score of the pair (rank.cascade.PairScorer), so a pre-ranker
 belongs to the retrieval row whose candidates it rescores, and each publishable row gets its own.
 """
@@ -25,6 +28,7 @@ import pandas as pd
 from ..atomic import write_json
 from ..evaluate.gauc import gauc
 from ..params_schema import Params
+from .candidates import Retrieve, candidate_rows
 from .cascade import Reranker
 from .features import FEATURES, RankStats, feature_matrix, training_rows
 from .model import PreRanker, RankModelConfig, load_ranker, save_ranker
@@ -73,6 +77,31 @@ def rank_rows(frame: pd.DataFrame, items: pd.DataFrame, train_dates: Sequence[in
     rows = training_rows(frame, items, dates[1:], _no_score)
     return RankRows(rows[rows["date"] != dates[-1]].reset_index(drop=True),
                     rows[rows["date"] == dates[-1]].reset_index(drop=True))
+
+
+def candidate_split(frame: pd.DataFrame, items: pd.DataFrame, train_dates: Sequence[int], retrieve: Retrieve,
+                    params: Params) -> RankRows:
+    """rank.train_on: candidates: each training day's requests through the row's retrieval (``retrieve``: its
+    ``top_scored``), the newest day held out; the first day only feeds the counts."""
+    dates = sorted(int(d) for d in train_dates)
+    if len(dates) < 3:
+        raise ValueError(f"the rank stage needs >= 3 training days (a first day for the counts, training days and a "
+                         f"held-out day); the window has {len(dates)}")
+    r = params.rank
+    rows = candidate_rows(frame, items, dates[1:], retrieve, r.top_k, r.negatives, params.train.seed)
+    return RankRows(rows[rows["date"] != dates[-1]].reset_index(drop=True),
+                    rows[rows["date"] == dates[-1]].reset_index(drop=True))
+
+
+def row_split(params: Params, exposures: RankRows | None, frame: pd.DataFrame, items: pd.DataFrame,
+              train_dates: Sequence[int], retrieve: Retrieve, score: ScoreFn) -> RankRows:
+    """One retrieval row's training rows as rank.train_on says: its candidates, or the window's exposures
+    (``exposures``, featured once for every row: :func:`rank_rows`) scored by the row."""
+    if params.rank.train_on == "candidates":
+        return candidate_split(frame, items, train_dates, retrieve, params)
+    if exposures is None:
+        exposures = rank_rows(frame, items, train_dates)
+    return exposures.with_scores(score)
 
 
 def model_config(params: Params) -> RankModelConfig:

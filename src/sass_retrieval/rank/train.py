@@ -36,12 +36,33 @@ class RankSettings:
     patience: int = 1
     seed: int = 0
     progress: bool = False
+    loss: str = "pointwise"   # pointwise (BCE per row) | listwise (softmax over each request's rows)
 
     @classmethod
     def from_params(cls, params: Any, progress: bool = False) -> RankSettings:
         r = params.rank
         return cls(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, patience=r.patience, seed=params.train.seed,
-                   progress=progress)
+                   progress=progress, loss=r.loss)
+
+
+def request_ids(rows: pd.DataFrame) -> np.ndarray:
+    """One id per request, (date, scenario, user): the rows one served list is chosen from."""
+    cols = [c for c in ("date", "scenario", "user_id") if c in rows.columns]
+    return pd.MultiIndex.from_frame(rows[cols].astype(str)).factorize()[0].astype(np.int64)
+
+
+def listwise_loss(logits: torch.Tensor, labels: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Mean over positive rows of -log softmax within the row's request: the loss asks each request's clicked
+    candidates to outrank its others, as the served order does, and says nothing about one request against
+    another (which a pointwise loss spends capacity on: a user who clicks a lot vs one who clicks little)."""
+    uniq, g = torch.unique(group, return_inverse=True)
+    shift = logits.detach().max()
+    sums = torch.zeros(len(uniq), dtype=logits.dtype).index_add_(0, g, torch.exp(logits - shift))
+    lse = torch.log(sums) + shift
+    pos = labels > 0
+    if not pos.any():
+        return logits.sum() * 0.0
+    return (lse[g[pos]] - logits[pos]).mean()
 
 
 def row_features(rows: pd.DataFrame, names: Sequence[str], source: str = "rank rows") -> dict[str, np.ndarray]:
@@ -98,6 +119,21 @@ def validation_gauc(model: PreRanker, rows: pd.DataFrame) -> tuple[float, dict[s
     return gauc_within(scen, users, labels, scores), gauc_by(scen, users, labels, scores)
 
 
+def _request_batches(bounds: np.ndarray, rows_per_batch: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Row indexes of shuffled requests, about ``rows_per_batch`` rows a batch, never splitting a request."""
+    order = torch.randperm(len(bounds) - 1, generator=gen).numpy()
+    batches, current, size = [], [], 0
+    for r in order:
+        current.append(np.arange(bounds[r], bounds[r + 1]))
+        size += bounds[r + 1] - bounds[r]
+        if size >= rows_per_batch:
+            batches.append(torch.from_numpy(np.concatenate(current)))
+            current, size = [], 0
+    if current:
+        batches.append(torch.from_numpy(np.concatenate(current)))
+    return batches
+
+
 def fit_ranker(train_rows: pd.DataFrame, valid_rows: pd.DataFrame, names: Sequence[str], scenarios: Sequence[str],
                settings: RankSettings, cfg: RankModelConfig) -> tuple[PreRanker, dict]:
     """Train on ``train_rows``, keep the epoch with the best validation GAUC (stop after ``patience`` epochs
@@ -114,21 +150,31 @@ def fit_ranker(train_rows: pd.DataFrame, valid_rows: pd.DataFrame, names: Sequen
     scen = model.scenario_index(train_rows["scenario"].astype(str).to_numpy())
     y = torch.from_numpy(np.array(train_rows[LABEL].to_numpy(np.float32)))
     n = len(train_rows)
+    listwise = settings.loss == "listwise"
+    if listwise:   # batches of whole requests: rows sorted by request, a batch = consecutive requests
+        group = request_ids(train_rows)
+        order = np.argsort(group, kind="stable")
+        x = {k: v[torch.from_numpy(order)] for k, v in x.items()}
+        scen, y, group = scen[torch.from_numpy(order)], y[torch.from_numpy(order)], group[order]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        bounds = np.r_[starts, n]
+        group_t = torch.from_numpy(group)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     gen = torch.Generator().manual_seed(settings.seed)
     history: list[dict[str, float]] = []
     best_key, best_state, best_epoch, since = -math.inf, None, 0, 0
     for epoch in range(settings.epochs):
         model.train()
-        perm = torch.randperm(n, generator=gen)
-        steps = math.ceil(n / settings.batch_size)
+        batches = _request_batches(bounds, settings.batch_size, gen) if listwise else \
+            list(torch.randperm(n, generator=gen).split(settings.batch_size))
+        steps = len(batches)
         loss_sum = 0.0
         with tqdm(total=steps, desc=f"rank epoch {epoch + 1}/{settings.epochs}", disable=not settings.progress,
                   leave=False) as bar:
-            for start in range(0, n, settings.batch_size):
-                idx = perm[start:start + settings.batch_size]
+            for idx in batches:
                 logits = model({k: v[idx] for k, v in x.items()}, scen[idx])
-                loss = F.binary_cross_entropy_with_logits(logits, y[idx])
+                loss = listwise_loss(logits, y[idx], group_t[idx]) if listwise else \
+                    F.binary_cross_entropy_with_logits(logits, y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
