@@ -64,6 +64,7 @@ from sass_retrieval.rank.stage import exposure_gauc, fit_row, rank_rows, row_spl
 
 KUAIRAND_DEV = (20220505, 8, 3)   # end date, train days, test days: the dev split of docs/benchmark.md
 HEADLINE = ("ndcg@50", "hit_rate@50")
+VARIANT = {"candidates": "rank", "exposures": "rank_exposures"}   # rank.train_on -> the variant's name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--no-distill", action="store_true", help="skip the distilled students")
+    p.add_argument("--train-on", nargs="+", default=["candidates", "exposures"], choices=["candidates", "exposures"],
+                   help="the pre-ranker's training rows (rank.train_on), each a variant: row+rank (candidates), "
+                        "row+rank_exposures (COLD's exposures); distillation uses the first")
     p.add_argument("--chain-users", type=int, default=1000,
                    help="evaluation users per scenario the chain consistency is measured on (seeded sample)")
     params_options(p, "rank.top_k=100")
@@ -107,26 +111,31 @@ def main(argv: list[str] | None = None) -> int:
         info: dict[str, Any] = {"rank": {}, "gauc": {}, "chain": {}}
         for row in rows:
             scorer = PairScorer(recs[row].models, bank)
-            t = time.perf_counter()
-            rows_row = row_split(params, exposures, prep.train, items, window.train_dates, recs[row].top_scored, scorer)
-            reranker, rep = fit_row(rows_row, prep.smap.names, stats, params)
-            rep["rows"] = {"train": len(rows_row.train), "valid": len(rows_row.valid)}
-            rep["fit_seconds"] = time.perf_counter() - t
-            info["rank"][row] = rep
-            res[f"{row}+rank"] = score(slices, CascadeRecommender(recs[row], reranker, params.rank.top_k))
-            info["gauc"][row] = exposure_gauc(reranker, scorer, prep.test)
+            info["rank"][row], info["gauc"][row] = {}, {}
+            teacher = None
+            for train_on in args.train_on:
+                name = f"{row}+{VARIANT[train_on]}"
+                p_v = params.override({"rank.train_on": train_on}, source=train_on)
+                t = time.perf_counter()
+                rows_v = row_split(p_v, exposures, prep.train, items, window.train_dates, recs[row].top_scored,
+                                   scorer)
+                reranker, rep = fit_row(rows_v, prep.smap.names, stats, p_v)
+                rep["fit_seconds"] = time.perf_counter() - t
+                rep["rows"] = {"train": len(rows_v.train), "valid": len(rows_v.valid)}
+                info["rank"][row][train_on] = rep
+                res[name] = score(slices, CascadeRecommender(recs[row], reranker, params.rank.top_k))
+                info["gauc"][row][train_on] = exposure_gauc(reranker, scorer, prep.test)
+                teacher = teacher or reranker
             if not args.no_distill:
                 res[f"{row}+distill"], info["chain"][row] = distilled(prep, params, row, seed, work, slices, bank,
-                                                                      recs[row], reranker, scorer, exposures, args)
-            print(f"seed {seed} {row}: retrieval {res[row]['macro']['ndcg@50']:.4f}, +rank "
-                  f"{res[row + '+rank']['macro']['ndcg@50']:.4f}"
-                  + ("" if args.no_distill else f", +distill {res[row + '+distill']['macro']['ndcg@50']:.4f}"),
-                  flush=True)
+                                                                      recs[row], teacher, scorer, exposures, args)
+            print(f"seed {seed} {row}: " + ", ".join(f"{n} {r['macro']['ndcg@50']:.4f}" for n, r in res.items()
+                                                      if n.split("+")[0] == row), flush=True)
         per_seed.append(res)
         extra.append(info)
     comparisons = compare(per_seed, rows, args)
     body = report(per_seed, extra, comparisons, rows, args, feature_seconds, time.perf_counter() - t0,
-                  extra[0]["rank"][rows[0]]["rows"], base.rank)
+                  first_rows(extra, rows, args), base.rank)
     print(body)
     source = "KuaiRand-Pure" if args.source == "kuairand" else "the synthetic default"
     write_results(Path(args.out), f"Retrieval + pre-ranker (the cascade) on {source}", args.provenance, body,
@@ -192,13 +201,16 @@ def retrieval_top(rec, scenario: str, users: np.ndarray, exclude: dict[int, np.n
     return out
 
 
+def first_rows(extra: list[dict], rows: list[str], args) -> dict[str, int]:
+    return extra[0]["rank"][rows[0]][args.train_on[0]]["rows"]
+
+
 def compare(per_seed: list[dict], rows: list[str], args) -> dict[str, dict]:
     """Paired CIs pooled over seeds: row+rank − row and row+distill − row, per scenario and macro."""
     stacks = stack_seeds(per_seed)
     out: dict[str, dict] = {}
     for row in rows:
-        for variant in ("rank", "distill"):
-            name = f"{row}+{variant}"
+        for name in [n for n in stacks if n.startswith(row + "+")]:
             if name in stacks:
                 out[name] = {m: compare_rows({row: stacks[row], name: stacks[name]}, name, m,
                                              n_boot=args.n_boot)[row] for m in HEADLINE}
@@ -212,11 +224,12 @@ def mean_over(per_seed: list[dict], row: str, key: str = "ndcg@50") -> float:
 def report(per_seed, extra, comparisons, rows, args, feature_seconds, seconds, n_rows, rank) -> str:
     names = list(per_seed[0])
     scen = [s for s in comparisons[next(iter(comparisons))]["ndcg@50"] if s != "macro"]
-    what = (f"retrieval's top {rank.top_k} of each training request, all clicked and {rank.negatives} sampled other "
-            "candidates" if rank.train_on == "candidates" else "the logged exposures")
-    lines = [f"Seeds {args.seeds}; overrides {args.set or 'none'}; {seconds:.0f}s in all. The pre-ranker "
-             f"({rank.loss} loss) trains on {what}: {n_rows['train']:,} rows of {rows[0]}, seed {args.seeds[0]}, "
-             f"holding out {n_rows['valid']:,} (the newest training day); the exposures' features took "
+    lines = [f"Seeds {args.seeds}; overrides {args.set or 'none'}; {seconds:.0f}s in all. `row+rank`: the pre-ranker "
+             f"({rank.loss} loss) trained on retrieval's top {rank.top_k} of each training request, every clicked "
+             f"and {rank.negatives} sampled other candidates (rank.train_on: candidates; {n_rows['train']:,} rows of "
+             f"{rows[0]} at seed {args.seeds[0]}, {n_rows['valid']:,} held out: the newest training day); "
+             "`row+rank_exposures`: the same trained on the logged exposures, COLD's rows; `row+distill`: the row "
+             "retrained with distillation from its pre-ranker, in retrieval order. The exposures' features took "
              f"{feature_seconds:.0f}s. Δ = variant − retrieval order on the same evaluation pairs (seeds pooled), "
              "paired bootstrap 95% CI; bold = the interval excludes 0, otherwise no measurable difference.", "",
              "| row | macro NDCG@50 | macro HitRate@50 |", "|---|---:|---:|"]
@@ -230,10 +243,12 @@ def report(per_seed, extra, comparisons, rows, args, feature_seconds, seconds, n
     lines += ["", "GAUC on the exposed test rows (per-user AUC weighted by impressions), mean over seeds:", "",
               "| row | scorer | " + " | ".join(scen) + " |", "|---|---" + "|---:" * len(scen) + "|"]
     for row in rows:
-        for scorer in ("retrieval", "rank"):
-            vals = [np.nanmean([e["gauc"][row][s][scorer] for e in extra]) if s in extra[0]["gauc"][row] else np.nan
-                    for s in scen]
-            lines.append(f"| {row} | {scorer} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+        for train_on, g0 in extra[0]["gauc"][row].items():
+            for scorer in (["retrieval"] if train_on == args.train_on[0] else []) + ["rank"]:
+                vals = [np.nanmean([e["gauc"][row][train_on][s][scorer] for e in extra]) if s in g0 else np.nan
+                        for s in scen]
+                label = "retrieval score" if scorer == "retrieval" else f"pre-ranker ({train_on})"
+                lines.append(f"| {row} | {label} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
     if extra[0]["chain"]:
         lines += ["", "Chain consistency: share of the teacher's top 20 over the whole pool inside retrieval's top 200 "
                   f"(up to {args.chain_users} evaluation users per scenario), mean over seeds:", "",
@@ -248,15 +263,17 @@ def report(per_seed, extra, comparisons, rows, args, feature_seconds, seconds, n
                 after.append(a)
                 cells += [f"{b:.3f}", f"{a:.3f}"]
             lines.append(f"| {row} | " + " | ".join(cells) + f" | {np.mean(before):.3f} | {np.mean(after):.3f} |")
-    sel = extra[0]["rank"][rows[0]].get("selection") or []
+    first = extra[0]["rank"][rows[0]][args.train_on[0]]
+    sel = first.get("selection") or []
     if sel:
-        lines += ["", f"Feature sets of the {rows[0]} pre-ranker, seed {args.seeds[0]} (COLD: nested sets by importance, "
+        lines += ["", f"Feature sets of the {rows[0]} pre-ranker ({args.train_on[0]}), seed {args.seeds[0]} (COLD: "
+                  "nested sets by importance, "
                   "held-out day GAUC, per-request latency of features + model for rank.top_k candidates, 1 thread):",
                   "", "| features | held-out GAUC | latency ms | within budget | chosen |", "|---|---:|---:|---|---|"]
         lines += [f"| {len(t['names'])}: {', '.join(t['names'])} | {t.get('valid_gauc', float('nan')):.4f} | "
                   f"{t.get('latency_ms', float('nan')):.2f} | {t.get('within_budget', '')} | "
                   f"{'yes' if t.get('chosen') else ''} |" for t in sel]
-    weights = extra[0]["rank"][rows[0]]["fit"].get("field_weights")
+    weights = first["fit"].get("field_weights")
     if weights:
         lines += ["", "SE field weights (mean over held-out rows): "
                   + ", ".join(f"{k} {v:.3f}" for k, v in sorted(weights.items(), key=lambda kv: -kv[1]))]
