@@ -130,6 +130,14 @@ def test_a_workspace_serves_its_rank_stages_pre_ranker_unless_the_stage_was_off(
     (off / "models" / "rank" / "off.json").write_text('{"rank": "disabled"}\n')
     v = load_version(off, served_project["features"], served_project["store"], row=row, scenarios=["s2"])
     assert v.reranker is None and v.stages == ["retrieval"]
+    lost = tmp_path / "lost"   # the evaluation found the pre-ranker no better than retrieval order: not served
+    for part in (f"models/{row}", f"indexes/{row}", "models/rank", "metrics"):
+        shutil.copytree(root / part, lost / part)
+    m = json.loads((lost / "metrics" / "metrics.json").read_text())
+    m["cascade"][row]["served"] = False
+    (lost / "metrics" / "metrics.json").write_text(json.dumps(m))
+    v = load_version(lost, served_project["features"], served_project["store"], row=row, scenarios=["s2"])
+    assert v.reranker is None and v.stages == ["retrieval"]
 
 
 def _ranker_without_s2(folder: Path) -> None:

@@ -205,16 +205,30 @@ def _routes(index_root: Path, scenarios: Iterable[str] | None) -> dict[str, str]
 
 def rank_folder(base: Path, row: str) -> Path | None:
     """The folder holding ``<row>/`` (the row's pre-ranker) and ``stats/``: the version's ``rank/``, or a
-    workspace's ``models/rank/`` (none when the rank stage ran with rank.enabled false); None when the
-    version or workspace has no pre-ranker for ``row``: it serves retrieval order."""
+    workspace's ``models/rank/`` (none when the rank stage ran with rank.enabled false, or when the workspace's
+    evaluation found it no better than retrieval order: metrics.json ``cascade[row].served``, the rule publish
+    follows); None when the version or workspace has no pre-ranker for ``row``: it serves retrieval order."""
     from ..publish import RANK_DIR
 
     base = Path(base)
     published = is_published(base)
     folder = base / RANK_DIR if published else base / "models" / "rank"
-    if not published and (folder / RANK_OFF).exists():
+    if not published and ((folder / RANK_OFF).exists() or not _evaluated_as_served(base, row)):
         return None
     return folder if (folder / row).is_dir() else None
+
+
+def _evaluated_as_served(workspace: Path, row: str) -> bool:
+    """Did the workspace's evaluation serve ``row`` through its pre-ranker? True when it has not run yet (the
+    rank stage's output is then all there is to go by)."""
+    metrics = workspace / "metrics" / "metrics.json"
+    if not metrics.is_file():
+        return True
+    try:
+        cascade = json.loads(metrics.read_text()).get("cascade") or {}
+    except (OSError, ValueError):
+        return True
+    return row not in cascade or bool(cascade[row].get("served"))
 
 
 def rank_top_k(base: Path) -> int:
