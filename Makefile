@@ -41,7 +41,7 @@ run: install
 # place; the file is put back afterwards, so the next make run is the default run again.
 demo-all: install
 	@saved=$$(mktemp); cp params.yaml $$saved; \
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run -S 'evaluate.benchmark_rows=[dssm_single,ctnet,sass_mt]'; \
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc exp run -S 'evaluate.benchmark_rows=[senet_mixed,dssm_single,ctnet,sass_mt]'; \
 	status=$$?; cp $$saved params.yaml; rm -f $$saved; exit $$status
 	@echo; echo "Headline table with the reference rows (dvc exp show compares runs):"; cat plots/table.md
 

@@ -166,8 +166,8 @@ def test_bad_choice_lists_the_choices() -> None:
     assert problems_of(index__kind="ivfpq")[0].startswith("params.yaml: index.kind: 'ivfpq' is not allowed: must be one of flat, ivf, hnsw")
     assert problems_of(train__mode="daily")[0].endswith("must be one of full, incremental")
     assert problems_of(evaluate__rows=["popular", "sas"]) == [
-        "params.yaml: evaluate.rows[1]: 'sas' is not allowed: must be one of popular, dssm_mixed, dssm_single, "
-        "sass_base, sass, ctnet, sass_mt (did you mean sass?)"]
+        "params.yaml: evaluate.rows[1]: 'sas' is not allowed: must be one of popular, dssm_mixed, senet_mixed, "
+        "dssm_single, sass_base, sass, ctnet, sass_mt (did you mean sass?)"]
 
 
 def test_refit_takes_its_modes_and_the_legacy_booleans() -> None:

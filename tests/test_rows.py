@@ -12,15 +12,16 @@ from sass_retrieval.rows import CTNET, NO_MODEL, PER_SCENARIO, SHARED, spec
 
 
 def test_every_row_is_declared_once_in_the_benchmark_order() -> None:
-    assert rows.ROWS == ("popular", "dssm_mixed", "dssm_single", "sass_base", "sass", "ctnet", "sass_mt")
+    assert rows.ROWS == ("popular", "dssm_mixed", "senet_mixed", "dssm_single", "sass_base", "sass", "ctnet",
+                         "sass_mt")
     assert [s.name for s in rows.SPECS] == list(rows.REGISTRY) == list(rows.ROWS)
     assert all(s.description and "\n" not in s.description for s in rows.SPECS)
 
 
 def test_the_row_lists_are_derived_from_the_specs() -> None:
     assert tuple(r for r in rows.ROWS if r != "popular") == rows.TRAINED_ROWS
-    assert rows.CHALLENGERS == ("dssm_mixed", "sass_base", "ctnet", "sass_mt")
-    assert rows.BENCHMARK_ROWS == ("dssm_mixed", "dssm_single", "sass_base", "ctnet", "sass_mt")
+    assert rows.CHALLENGERS == ("dssm_mixed", "senet_mixed", "sass_base", "ctnet", "sass_mt")
+    assert rows.BENCHMARK_ROWS == ("dssm_mixed", "senet_mixed", "dssm_single", "sass_base", "ctnet", "sass_mt")
     assert rows.CANDIDATE == "sass" and spec("sass").daily and not spec("sass").challenger
     assert [s.name for s in rows.SPECS if s.multi_objective] == ["sass_mt"]
     assert [s.name for s in rows.SPECS if s.pretrained] == ["sass"]
@@ -32,10 +33,11 @@ def test_the_row_lists_are_derived_from_the_specs() -> None:
 def test_layouts_match_trainers() -> None:
     layout = {s.name: s.layout for s in rows.SPECS}
     assert layout == {"popular": NO_MODEL, "dssm_mixed": SHARED, "dssm_single": PER_SCENARIO, "sass_base": SHARED,
-                      "sass": SHARED, "ctnet": CTNET, "sass_mt": SHARED}
+                      "sass": SHARED, "ctnet": CTNET, "sass_mt": SHARED, "senet_mixed": SHARED}
     trainers = {s.name: s.trainer.rpartition(":")[2] for s in rows.SPECS if s.trained}
     assert trainers == {"dssm_mixed": "train_shared", "dssm_single": "train_per_scenario", "sass_base": "train_shared",
-                        "sass": "train_shared", "ctnet": "train_ctnet_row", "sass_mt": "train_shared"}
+                        "sass": "train_shared", "ctnet": "train_ctnet_row", "sass_mt": "train_shared",
+                        "senet_mixed": "train_shared"}
     assert {s.name for s in rows.SPECS if s.arch == "dssm"} == {"dssm_mixed", "dssm_single", "ctnet"}
 
 

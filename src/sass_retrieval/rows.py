@@ -57,6 +57,8 @@ SPECS: tuple[RowSpec, ...] = (
             daily=True, challenger=False, multi_objective=False),
     RowSpec("dssm_mixed", "one plain two-tower trained on every scenario", _SHARED_TRAINER, SHARED,
             daily=False, challenger=True, multi_objective=False, arch="dssm"),
+    RowSpec("senet_mixed", "dssm_mixed's recipe with the SENet tower (seed 003): field weights before the MLP",
+            _SHARED_TRAINER, SHARED, daily=False, challenger=True, multi_objective=False, arch="senet"),
     RowSpec("dssm_single", "one plain two-tower per scenario, trained on that scenario alone",
             "sass_retrieval.train.recipes:train_per_scenario", PER_SCENARIO,
             daily=False, challenger=False, multi_objective=False, arch="dssm"),
