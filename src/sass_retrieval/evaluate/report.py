@@ -45,7 +45,7 @@ from .report_format import (
 from .report_inputs import CANDIDATE, RunReport, gather, git_commit
 from .report_tables import (
     HEADLINE,
-    cascade_table,
+    cascade_tables,
     changes_table,
     data_table,
     delta,
@@ -145,7 +145,7 @@ def context(rep: RunReport) -> dict[str, Any]:
                               ", ".join(f"{s} ({fmt_count(n)})" for s, n in (e.get("too_few") or {}).items()))
                        for name, e in rep.objectives.items()},
         "significance": _significance(rep),
-        "cascade": cascade_table(rep),
+        "cascade": cascade_tables(rep),
         "cascade_features": {row: ", ".join(c.get("features") or []) for row, c in rep.cascade.items()},
         "gate": gate, "gate_margins": margins_table,
         "gate_verdict": (f"{g.get('winner')} will be published" if g.get("publish") else "the model in service stays"

@@ -273,36 +273,39 @@ def significance_table(rep: RunReport, slice_name: str) -> Styled:
     return styled(header, lines)
 
 
-def cascade_table(rep: RunReport) -> Styled | None:
-    """Per row with a pre-ranker: retrieval order's and the rescored list's macro NDCG@50, Δ (rescored −
-    retrieval) with its CI per scenario and macro, which order is served, and each order's GAUC on the exposed
-    test rows (mean over scenarios). None when no row has a pre-ranker."""
+def _delta_cell(r: Mapping[str, Any]) -> Cell:
+    ci = format_ci(r.get("diff"), r.get("lo"), r.get("hi"))
+    mood = "pos" if r.get("significant") and (num(r.get("diff")) or 0) > 0 else "neg" if r.get("significant") else "muted"
+    return ci, f"num {mood}" + (" b" if r.get("significant") else "")
+
+
+def cascade_tables(rep: RunReport) -> tuple[Styled, Styled] | None:
+    """Per row with a pre-ranker: (1) retrieval order's and the rescored list's macro NDCG@50, Δ macro (rescored −
+    retrieval) with its CI, which order is served, and each order's GAUC on the exposed test rows (mean over
+    scenarios); (2) Δ per scenario. None when no row has a pre-ranker."""
     cascade = rep.cascade
     if not cascade:
         return None
     scen = list(rep.scenarios)
-    lines = []
+    summary, per = [], []
     for row, c in cascade.items():
         retrieval = _metric(c.get("retrieval") or {}, "macro", "ndcg@50")
-        gain = num(((c.get("delta") or {}).get("macro") or {}).get("diff"))
+        delta = c.get("delta") or {}
+        gain = num((delta.get("macro") or {}).get("diff"))
         line: list[Cell] = [row, (fmt_metric(retrieval), "num"),
-                            (fmt_metric(None if retrieval is None or gain is None else retrieval + gain), "num")]
-        for scope in [*scen, "macro"]:
-            r = (c.get("delta") or {}).get(scope) or {}
-            ci = format_ci(r.get("diff"), r.get("lo"), r.get("hi"))
-            mood = "pos" if r.get("significant") and (num(r.get("diff")) or 0) > 0 else \
-                "neg" if r.get("significant") else "muted"
-            line.append((ci, f"num {mood}" + (" b" if r.get("significant") else "")))
-        line.append(("retrieval + rank" if c.get("served") else "retrieval order", "b" if c.get("served") else ""))
+                            (fmt_metric(None if retrieval is None or gain is None else retrieval + gain), "num"),
+                            _delta_cell(delta.get("macro") or {}),
+                            ("retrieval + rank" if c.get("served") else "retrieval order", "b" if c.get("served") else "")]
         g = c.get("gauc") or {}
         for key in ("retrieval", "rank"):
             vals = [num((g.get(x) or {}).get(key)) for x in g]
             vals = [v for v in vals if v is not None and not math.isnan(v)]
             line.append((fmt_metric(sum(vals) / len(vals)) if vals else DASH, "num"))
-        lines.append(line)
-    header = ["row", "retrieval NDCG@50", "rescored NDCG@50", *(f"Δ {s}" for s in scen), "Δ macro", "served",
-              "GAUC retrieval", "GAUC rank"]
-    return styled(header, lines)
+        summary.append(line)
+        per.append([row, *(_delta_cell(delta.get(s) or {}) for s in scen)])
+    return (styled(["row", "retrieval NDCG@50", "rescored NDCG@50", "Δ macro", "served", "GAUC retrieval",
+                    "GAUC rank"], summary),
+            styled(["row", *(f"Δ {s}" for s in scen)], per))
 
 
 def gate_tables(gate: Mapping[str, Any]) -> tuple[Styled, Styled | None]:
