@@ -3,7 +3,8 @@ on the window's logged exposures: models/rank/<row>/ (model, feature set, report
 window's cross-feature statistics, shared). Evaluation, the publish gate and `sass serve` rescore each row's
 retrieved top rank.top_k with its pre-ranker (sass_retrieval.rank.cascade).
 
-With rank.enabled false the stage writes models/rank/off.json only, and every later stage serves retrieval order.
+With rank.enabled false, or a window of fewer than 3 training days, the stage writes models/rank/off.json only (with
+the reason), and every later stage serves retrieval order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,20 @@ from .base import parser, setup_logging
 log = logging.getLogger("rank")
 
 
+MIN_TRAIN_DAYS = 3   # a first day that only feeds the counts, a training day, the held-out day
+
+
+def off_reason(enabled: bool, train_days: int) -> str | None:
+    """Why the stage trains nothing today (None: it trains): switched off, or a window too short to train and
+    hold out a day. A short window is not an error: the day is served in retrieval order."""
+    if not enabled:
+        return "disabled by params rank.enabled"
+    if train_days < MIN_TRAIN_DAYS:
+        return (f"the window has {train_days} training day(s); the pre-ranker needs {MIN_TRAIN_DAYS} (a first day "
+                "for the counts, a training day and a held-out day)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
@@ -31,10 +46,11 @@ def main(argv: list[str] | None = None) -> int:
 
     run = load_run(args.params)
     out = safe_path(args.out)
-    if not run.params.rank.enabled:
+    reason = off_reason(run.params.rank.enabled, len(run.window.train_dates))
+    if reason:
         with staged_dir(out) as tmp:
-            write_json(tmp / "off.json", {"rank": "disabled by params rank.enabled"})
-        log.info("rank.enabled is false: %s/off.json, retrieval order is served", out)
+            write_json(tmp / "off.json", {"rank": reason})
+        log.warning("no pre-ranker today (%s): %s/off.json, retrieval order is served", reason, out)
         return 0
 
     import torch

@@ -88,3 +88,18 @@ def test_a_pre_ranker_that_does_not_measurably_win_is_not_served_nor_published(p
     entry = json.loads((root / "reports/publish.json").read_text())
     assert entry["publish"] and entry["stages"] == ["retrieval"]
     assert not (root / "published/current/rank").exists()
+
+
+def test_a_window_too_short_for_a_pre_ranker_is_served_in_retrieval_order(project: Path, tmp_path: Path) -> None:
+    from pipelines.rank import off_reason
+
+    assert off_reason(True, 3) is None and "disabled" in off_reason(False, 8)
+    root = tmp_path / "short"
+    shutil.copytree(project, root, symlinks=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["window"]["train_days"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with cwd(root):
+        assert rank.main([]) == 0
+    off = json.loads((root / "models/rank/off.json").read_text())
+    assert "2 training day(s)" in off["rank"]
