@@ -164,7 +164,7 @@ def distilled(prep, params, row: str, seed: int, work: Path, slices, bank, teach
         users = es.pairs[s]
         if len(users) > args.chain_users:
             users = np.sort(rng.choice(users, args.chain_users, replace=False))
-        pool = prep_pool(es, s)
+        pool = np.asarray(es.pools[s], np.int64)
         exclude = {int(u): es.train_clicked.get(int(u), np.zeros(0, np.int64)) for u in users}
 
         def teacher(scenario, u, videos, _s=s):
@@ -174,10 +174,6 @@ def distilled(prep, params, row: str, seed: int, work: Path, slices, bank, teach
         chain[s] = {name: chain_consistency(top, retrieval_top(rec, s, users, exclude))
                     for name, rec in (("before", teacher_rec), ("after", keep[row]))}
     return res, chain
-
-
-def prep_pool(es, scenario: str) -> np.ndarray:
-    return np.asarray(es.pools[scenario], np.int64)
 
 
 def reranker_scores(reranker, scorer, scenario: str, users: np.ndarray, videos: np.ndarray) -> np.ndarray:
@@ -211,9 +207,8 @@ def compare(per_seed: list[dict], rows: list[str], args) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for row in rows:
         for name in [n for n in stacks if n.startswith(row + "+")]:
-            if name in stacks:
-                out[name] = {m: compare_rows({row: stacks[row], name: stacks[name]}, name, m,
-                                             n_boot=args.n_boot)[row] for m in HEADLINE}
+            out[name] = {m: compare_rows({row: stacks[row], name: stacks[name]}, name, m,
+                                         n_boot=args.n_boot)[row] for m in HEADLINE}
     return out
 
 

@@ -132,12 +132,12 @@ def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Pat
         recs[row] = row_recommender(row, train, bank, models_dir, indexes_dir if row in publishable else None,
                                     params, reported)
         if row in ranked:   # the cascade and retrieval order on the same pairs; the row is what will be served
-            base = recs[row]
-            order, rescored = board.score(base), board.score(served(base, ranked[row], params))
+            base, cascaded = recs[row], served(recs[row], ranked[row], params)
+            order, rescored = board.score(base), board.score(cascaded)
             cascade[row] = cascade_section(base, ranked[row], order["all"]["per_pair"], rescored["all"]["per_pair"],
                                            order["all"], test, params, metric)
             keep = rescored if cascade[row]["served"] else order
-            recs[row] = served(base, ranked[row], params) if cascade[row]["served"] else base
+            recs[row] = cascaded if cascade[row]["served"] else base
             board.add(row, keep)
             log.info("%s: retrieval order macro NDCG@50 %.4f, with the pre-ranker %.4f: %s served", row,
                      order["all"]["macro"]["ndcg@50"], rescored["all"]["macro"]["ndcg@50"],

@@ -21,7 +21,7 @@ import numpy as np
 from ..models.bank import FeatureBank
 from ..models.embed import embed_items, embed_users, serving_prior
 from ..models.retrieval import RetrievalModel
-from .features import RankStats, feature_matrix
+from .features import RankStats, _find, feature_matrix
 from .model import PreRanker
 
 
@@ -29,13 +29,6 @@ class ScoredRecommender(Protocol):
     def top_scored(self, scenario: str, user_ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (n, k), best first; missing slots id -1, score -inf."""
         ...
-
-
-def _lookup(universe: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``ids`` in the sorted ``universe`` and whether each id is there."""
-    pos = np.minimum(np.searchsorted(universe, ids), max(len(universe) - 1, 0))
-    found = universe[pos] == ids if len(universe) else np.zeros(len(ids), dtype=bool)
-    return pos, found
 
 
 class PairScorer:
@@ -53,22 +46,20 @@ class PairScorer:
             model, bank = self.models[scenario], self.bank
             all_items = np.arange(len(bank.item_ids))
             items = embed_items(model, bank, scenario, all_items)
+            users = embed_users(model, bank, scenario, np.arange(len(bank.user_ids)))
             prior = serving_prior(model, bank, scenario, all_items)
-            if prior is not None:
+            if prior is not None:   # the index's prior column, and the query's 1 that adds it
                 items = np.hstack([items, prior[:, None]])
-                users = embed_users(model, bank, scenario, np.arange(len(bank.user_ids)))
                 users = np.hstack([users, np.ones((len(users), 1), np.float32)])
-            else:
-                users = embed_users(model, bank, scenario, np.arange(len(bank.user_ids)))
             self._users[scenario], self._items[scenario] = users, items
         return self._users[scenario], self._items[scenario]
 
     def __call__(self, scenario: str, users: np.ndarray, videos: np.ndarray) -> np.ndarray:
         uvec, ivec = self._vectors(scenario)
-        urow, ufound = _lookup(self.bank.user_ids, np.asarray(users, np.int64))
-        irow, ifound = _lookup(self.bank.item_ids, np.asarray(videos, np.int64))
+        urow = _find(self.bank.user_ids, np.asarray(users, np.int64))
+        irow = _find(self.bank.item_ids, np.asarray(videos, np.int64))
         out = np.zeros(len(urow), np.float32)
-        ok = ufound & ifound
+        ok = (urow >= 0) & (irow >= 0)
         for start in range(0, int(ok.sum()), 1 << 16):   # bounded memory on million-row frames
             sel = np.flatnonzero(ok)[start:start + (1 << 16)]
             out[sel] = np.einsum("ij,ij->i", uvec[urow[sel]], ivec[irow[sel]])

@@ -30,7 +30,7 @@ from ..evaluate.gauc import gauc
 from ..params_schema import Params
 from .candidates import Retrieve, candidate_rows
 from .cascade import Reranker
-from .features import FEATURES, RankStats, feature_matrix, training_rows
+from .features import RankStats, feature_matrix, training_rows
 from .model import PreRanker, RankModelConfig, load_ranker, save_ranker
 from .select import select_features
 from .train import RankSettings, fit_ranker
@@ -104,17 +104,13 @@ def row_split(params: Params, exposures: RankRows | None, frame: pd.DataFrame, i
     return exposures.with_scores(score)
 
 
-def model_config(params: Params) -> RankModelConfig:
-    return RankModelConfig.from_params(params)
-
-
 def fit_row(rows: RankRows, scenarios: Sequence[str], stats: RankStats, params: Params, progress: bool = False
             ) -> tuple[Reranker, dict[str, Any]]:
     """One retrieval row's pre-ranker on its scored rows: the feature set (given, or COLD's selection under
     rank.latency_budget_ms), then the model on that set."""
     r = params.rank
     settings = RankSettings.from_params(params, progress=progress)
-    cfg = model_config(params)
+    cfg = RankModelConfig.from_params(params)
     report: dict[str, Any] = {"train_rows": len(rows.train), "valid_rows": len(rows.valid)}
     sets = None if r.feature_sets == "auto" else [list(x) for x in r.feature_sets]
     trained: dict = {}
@@ -194,5 +190,5 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["FEATURES", "RankRows", "exposure_gauc", "fit_row", "load_reranker", "rank_rows", "save_reranker",
+__all__ = ["RankRows", "exposure_gauc", "fit_row", "load_reranker", "rank_rows", "save_reranker",
            "save_stats", "teacher_scores"]
