@@ -239,8 +239,10 @@ if rank == 0:   # what rank 0 alone computed, to compare with the average
     solo = m.table.weight.grad.to_dense().tolist()
 average_gradients(m)
 g = m.table.weight.grad
-print(json.dumps({"rank": rank, "sparse": g.is_sparse, "table": g.to_dense().tolist(), "solo": solo,
-                  "head": m.head.weight.grad.tolist()}))
+# one file per rank: two processes printing to one shared pipe can interleave their lines
+with open(f"{sys.argv[1]}/rank{rank}.json", "w") as f:
+    json.dump({"rank": rank, "sparse": g.is_sparse, "table": g.to_dense().tolist(), "solo": solo,
+               "head": m.head.weight.grad.tolist()}, f)
 '''
 
 
@@ -249,10 +251,11 @@ def test_sparse_tables_average_as_row_sparse_even_when_a_rank_does_not_touch_the
     still takes part (an empty sparse gradient), and every rank ends with the same row-sparse average."""
     script = tmp_path / "untouched.py"
     script.write_text(_UNTOUCHED_TABLE)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(tmp_path)]
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-4000:]
-    out = {r["rank"]: r for r in (json.loads(line) for line in res.stdout.splitlines() if line.startswith("{"))}
+    out = {r["rank"]: r for r in (json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json")))}
     assert set(out) == {0, 1} and out[0]["sparse"] and out[1]["sparse"]
     assert out[0]["table"] == out[1]["table"] and out[0]["head"] == out[1]["head"]
     expected = torch.tensor(out[0]["solo"]) / 2   # rank 1 contributed nothing to the table
