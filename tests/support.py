@@ -51,6 +51,7 @@ TINY_OVERRIDES = {
               "checkpoint_seconds": 0},
     "index": {"kind": "flat"},
     "rank": {"epochs": 2, "batch_size": 256},
+    "rerank": {"epochs": 2, "batch_size": 64, "train_requests": 2000},
     "evaluate": {"ks": [20, 50, 100], "rows": ["popular", "dssm_mixed", "sass"], "benchmark_rows": []},
     "publish": {"tolerance": 0.005, "dir": "published"},
 }
@@ -106,7 +107,7 @@ def cwd(path: Path):
 
 def run_pipeline(root: Path) -> None:
     """Every stage in order, in-process, as dvc.yaml declares them."""
-    from pipelines import evaluate, index, ingest, pretrain, rank, shards, split, train, validate
+    from pipelines import evaluate, index, ingest, pretrain, rank, rerank, shards, split, train, validate
 
     with cwd(root):
         assert ingest.main([]) == 0
@@ -121,6 +122,7 @@ def run_pipeline(root: Path) -> None:
         for s in ("s0", "s1", "s2"):
             assert index.main(["--scenario", s]) == 0
         assert rank.main([]) == 0
+        assert rerank.main([]) == 0
         assert evaluate.main([]) == 0
 
 

@@ -101,6 +101,7 @@ Number = Annotated[float, PlainValidator(_number), Allowed("a number")]
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 Positive = Annotated[Number, Field(gt=0)]
+Unit = Annotated[Number, Field(ge=0, le=1)]
 NonNeg = Annotated[Number, Field(ge=0)]
 Fraction = Annotated[Number, Field(ge=0, le=1)]
 Buckets = Annotated[int, Field(gt=1)]        # bucket 0 is padding: at least one real bucket
@@ -429,6 +430,36 @@ class Rank(Section):
         "listwise", description="pointwise: BCE per row | listwise: softmax over each request's rows")
 
 
+class RerankWeights(Section):
+    """Default preference weights of the re-ranker's goals (a request's ``weights=`` overrides any of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    click: Unit = Field(1.0, description="expected clicks over the list (position-discounted)")
+    like: Unit = Field(0.3, description="expected likes over the list (position-discounted)")
+    diversity: Unit = Field(0.3, description="distinct primary tags among the list's slots")
+    cold_start: Unit = Field(0.1, description="share of slots holding an item with <= cold_max window exposures")
+
+
+class Rerank(Section):
+    """The list re-ranker (rerank/): the top candidates become the served list under per-request goal weights."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(True, description="build the served list with the generator (false: the upstream order)")
+    candidates: PosInt = Field(50, description="candidates per request the list is built from")
+    length: PosInt = Field(10, description="slots of the served list")
+    cold_max: NonNegInt = Field(5, description="an item with at most this many exposures in the training window "
+                                               "is cold-start")
+    max_run: PosInt = Field(2, description="hard rule: at most this many adjacent items of one primary tag")
+    weights: RerankWeights = Field(default_factory=RerankWeights, description="default goal weights")
+    epochs: PosInt = Field(6, description="REINFORCE epochs (the epoch with the best held-out advantage is kept)")
+    batch_size: PosInt = Field(256, description="requests per batch; one weight vector is drawn per batch")
+    lr: Positive = Field(0.002, description="learning rate (Adam)")
+    hidden: PosInt = Field(64, description="the generator's encoder and decoder width")
+    pointer: PosInt = Field(32, description="width of the pointer layer the hypernetwork makes from the weights")
+    train_requests: PosInt = Field(20000, description="at most this many requests of the held-out day train the "
+                                                      "generator (a seeded sample)")
+
+
 class Evaluate(Section):
     model_config = ConfigDict(extra="forbid")
     ks: Annotated[list[PosInt], Field(min_length=1), AfterValidator(_unique)] = Field(
@@ -486,6 +517,7 @@ class Params(Section):
     train: Train = Field(default_factory=Train, description="run mode, seed and resources of the training stages")
     index: Index = Field(default_factory=Index, description="the FAISS indexes")
     rank: Rank = Field(default_factory=Rank, description="the pre-ranker rescoring retrieval's candidates")
+    rerank: Rerank = Field(default_factory=Rerank, description="the list re-ranker under per-request goal weights")
     evaluate: Evaluate = Field(default_factory=Evaluate, description="the evaluation protocol")
     publish: Publish = Field(default_factory=Publish, description="the publish gate")
     orchestration: Orchestration = Field(default_factory=Orchestration, description="the Airflow DAG's "

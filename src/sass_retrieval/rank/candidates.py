@@ -59,9 +59,11 @@ def request_rows(retrieve: Retrieve, scenario: str, users: np.ndarray, top_k: in
 
 
 def candidate_rows(frame: pd.DataFrame, items: pd.DataFrame | ItemTable, days: Sequence[int], retrieve: Retrieve,
-                   top_k: int, negatives: int, seed: int) -> pd.DataFrame:
+                   top_k: int, negatives: int, seed: int, extra_labels: Sequence[str] = ()) -> pd.DataFrame:
     """Requests of each day in ``days`` (a day needs an earlier one in ``frame`` for its features), with the
-    columns of rank.features.training_rows: every feature, ``is_click``, scenario, user_id, video_id, date."""
+    columns of rank.features.training_rows: every feature, ``is_click``, scenario, user_id, video_id, date.
+    ``extra_labels`` (frame columns, e.g. is_like) label the same rows by that event on the day in the scenario
+    (the re-ranker's evaluator predicts several events per candidate)."""
     table = items if isinstance(items, ItemTable) else ItemTable.from_items(items)
     ordered = frame.sort_values("date", kind="stable").reset_index(drop=True)
     dates = ordered["date"].to_numpy(np.int64)
@@ -75,8 +77,8 @@ def candidate_rows(frame: pd.DataFrame, items: pd.DataFrame | ItemTable, days: S
         stats = RankStats.from_frame(history, table)
         hist_clicks = history[history[LABEL] == 1]
         before = np.unique(_keys(hist_clicks["user_id"].to_numpy(), hist_clicks["video_id"].to_numpy()))
-        day = ordered.iloc[start:stop]
-        day = day[day[LABEL] == 1]
+        whole_day = ordered.iloc[start:stop]
+        day = whole_day[whole_day[LABEL] == 1]
         for scenario, part in day.groupby(day["scenario"].astype(str), sort=True):
             users = np.unique(part["user_id"].to_numpy(np.int64))
             today = np.unique(_keys(part["user_id"].to_numpy(), part["video_id"].to_numpy()))
@@ -86,6 +88,11 @@ def candidate_rows(frame: pd.DataFrame, items: pd.DataFrame | ItemTable, days: S
             feats = pd.DataFrame(feature_matrix(stats, str(scenario), u, v, score))
             feats["scenario"] = str(scenario)
             feats["user_id"], feats["video_id"], feats["date"], feats[LABEL] = u, v, d, label
+            in_scenario = whole_day[whole_day["scenario"].astype(str) == str(scenario)]
+            for col in extra_labels:
+                hit = in_scenario[in_scenario[col] == 1]
+                feats[col] = np.isin(_keys(u, v), _keys(hit["user_id"].to_numpy(), hit["video_id"].to_numpy())
+                                     ).astype(np.int8)
             parts.append(feats)
     if not parts:
         raise ValueError("no training requests: no day of the window has clicks and an earlier day")
