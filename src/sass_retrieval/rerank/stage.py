@@ -113,11 +113,22 @@ def split_requests(slate: Slate, share: float, cap: int, seed: int) -> tuple[Sla
     return slate.take(order[:cut]), slate.take(order[cut:])
 
 
-def fit_rerank(params: Params, frame: pd.DataFrame, items: pd.DataFrame, train_dates: Sequence[int],
-               retrieve: Retrieve, scenarios: Sequence[str], stats: RankStats, progress: bool = False,
-               fixed_w: torch.Tensor | None = None) -> tuple[ListReranker, dict[str, Any]]:
-    """One row's re-ranker from the window ``frame`` (run scenario names; columns user_id, video_id, date,
-    is_click, long_view, is_like) and the row's retrieval (``retrieve``: its ``top_scored``)."""
+@dataclass
+class EvaluatorFit:
+    """The frozen evaluator and the held-out day's requests (slates) the generator trains and is chosen on."""
+
+    evaluator: ItemEvaluator
+    report: dict[str, Any]
+    train: Slate
+    valid: Slate
+
+
+def fit_evaluator_and_slates(params: Params, frame: pd.DataFrame, items: pd.DataFrame, train_dates: Sequence[int],
+                             retrieve: Retrieve, scenarios: Sequence[str], stats: RankStats, progress: bool = False
+                             ) -> EvaluatorFit:
+    """Steps 1-2 of the module doc, and the held-out day's requests as slates. ``frame``: the window with run
+    scenario names and columns user_id, video_id, date, is_click, long_view, is_like; ``retrieve``: the row's
+    ``top_scored``."""
     r = params.rerank
     dates = sorted(int(d) for d in train_dates)
     if len(dates) < MIN_TRAIN_DAYS:
@@ -127,21 +138,34 @@ def fit_rerank(params: Params, frame: pd.DataFrame, items: pd.DataFrame, train_d
     train, valid = rows[rows["date"] != dates[-1]], rows[rows["date"] == dates[-1]]
     settings = RankSettings.from_params(params, progress=progress)
     settings = RankSettings(**{**asdict(settings), "loss": "pointwise"})   # calibrated per-item probabilities
-    evaluator, eval_report = fit_evaluator(train, valid, scenarios, stats, settings,
-                                           RankModelConfig.from_params(params), r.cold_max)
-    slates = slates_from_rows(valid, evaluator, r.candidates)
-    gen_train, gen_valid = split_requests(slates, 0.2, r.train_requests, params.train.seed)
-    scales = spread(gen_train, r.length, samples=4, seed=params.train.seed)
-    rules = Rules(max_run=r.max_run)
+    evaluator, report = fit_evaluator(train, valid, scenarios, stats, settings, RankModelConfig.from_params(params),
+                                      r.cold_max)
+    report["candidate_rows"] = {"train": len(train), "valid": len(valid)}
+    gen_train, gen_valid = split_requests(slates_from_rows(valid, evaluator, r.candidates), 0.2, r.train_requests,
+                                          params.train.seed)
+    return EvaluatorFit(evaluator, report, gen_train, gen_valid)
+
+
+def fit_list_generator(params: Params, fit: EvaluatorFit, progress: bool = False,
+                       fixed_w: torch.Tensor | None = None) -> tuple[ListReranker, dict[str, Any]]:
+    """Step 3: the generator against ``fit``'s frozen evaluator (``fixed_w``: the per-w reference)."""
+    r = params.rerank
+    scales = spread(fit.train, r.length, samples=4, seed=params.train.seed)
     generator, gen_report = train_generator(
-        gen_train, gen_valid, scales, GeneratorConfig(hidden=r.hidden, pointer=r.pointer, length=r.length), rules,
-        ReinforceSettings(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, seed=params.train.seed,
-                          progress=progress), fixed_w=fixed_w)
-    reranker = ListReranker(evaluator, generator, scales, r.weights.model_dump(), r.candidates)
-    report = {"evaluator": eval_report, "generator": gen_report, "scales": scales,
-              "held_out": held_out_utilities(reranker, gen_valid),
-              "candidate_rows": {"train": len(train), "valid": len(valid)}}
-    return reranker, report
+        fit.train, fit.valid, scales, GeneratorConfig(hidden=r.hidden, pointer=r.pointer, length=r.length),
+        Rules(max_run=r.max_run), ReinforceSettings(epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
+                                                    seed=params.train.seed, progress=progress), fixed_w=fixed_w)
+    reranker = ListReranker(fit.evaluator, generator, scales, r.weights.model_dump(), r.candidates)
+    return reranker, {"evaluator": fit.report, "generator": gen_report, "scales": scales,
+                      "held_out": held_out_utilities(reranker, fit.valid)}
+
+
+def fit_rerank(params: Params, frame: pd.DataFrame, items: pd.DataFrame, train_dates: Sequence[int],
+               retrieve: Retrieve, scenarios: Sequence[str], stats: RankStats, progress: bool = False
+               ) -> tuple[ListReranker, dict[str, Any]]:
+    """One row's re-ranker (the whole module doc)."""
+    fit = fit_evaluator_and_slates(params, frame, items, train_dates, retrieve, scenarios, stats, progress)
+    return fit_list_generator(params, fit, progress)
 
 
 def held_out_utilities(reranker: ListReranker, slate: Slate) -> dict[str, dict[str, float]]:
