@@ -58,7 +58,10 @@ def candidate_inputs(slate: Slate) -> Tensor:
 
 
 class HyperLayers(nn.Module):
-    """w -> (A (pointer x hidden), a (pointer), v (pointer)): the pointer's last layers for that w.
+    """w -> (A (pointer x hidden), a (pointer), v (pointer), u (CANDIDATE_FEATURES + STEP_FEATURES)): the pointer's
+    last layers for that w. u weighs the candidate's own inputs and step vector directly (a linear skip beside
+    the pointer MLP): "more clicks", "more cold-start", "a tag not seen yet" are each one input, so a weight can
+    move the list from the first training steps.
 
     Each layer's weights are an affine function of w plus a small MLP of w: theta(w) = theta_0 + sum_g w_g
     theta_g + mlp(w). The affine part gives every goal its own direction in weight space from the first step,
@@ -68,16 +71,16 @@ class HyperLayers(nn.Module):
     def __init__(self, goals: int, hidden: int, pointer: int, width: int) -> None:
         super().__init__()
         self.hidden, self.pointer = hidden, pointer
-        size = pointer * hidden + 2 * pointer
+        size = pointer * hidden + 2 * pointer + CANDIDATE_FEATURES + STEP_FEATURES
         self.base = nn.Parameter(torch.randn(size) * 0.5)
         self.per_goal = nn.Parameter(torch.randn(goals, size) * 0.5)
         self.net = nn.Sequential(nn.Linear(goals, width), nn.ReLU(), nn.Linear(width, size))
 
-    def forward(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         out = self.base + w @ self.per_goal + self.net(w)
         h, p = self.hidden, self.pointer
         a = out[:, : p * h].view(-1, p, h) / h ** 0.5
-        return a, out[:, p * h: p * h + p], out[:, p * h + p:]
+        return a, out[:, p * h: p * h + p], out[:, p * h + p: p * h + 2 * p], out[:, p * h + 2 * p:]
 
 
 class ListGenerator(nn.Module):
@@ -102,7 +105,7 @@ class ListGenerator(nn.Module):
         enc = self.rho(torch.cat([f, pooled[:, None, :].expand_as(f)], dim=2))
         return enc, pooled
 
-    def last_layers(self, w: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    def last_layers(self, w: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The hypernetwork's layers for each request: w is (len(WEIGHTED),) for the batch or (n, ...)."""
         w = w.expand(n, -1) if w.dim() == 1 or w.shape[0] == 1 else w
         return self.hyper(w.reshape(n, -1).float())
@@ -114,7 +117,8 @@ class ListGenerator(nn.Module):
         n, c = slate.ids.shape
         length = self.cfg.length
         enc, pooled = self.encode(slate)
-        a, b, v = self.last_layers(w, n)
+        x = candidate_inputs(slate)
+        a, b, v, u = self.last_layers(w, n)
         wq = self.att_w(w.expand(n, -1) if w.dim() == 1 or w.shape[0] == 1 else w)
         state = torch.tanh(self.start(pooled))
         keys = self.att_e(enc)
@@ -128,7 +132,7 @@ class ListGenerator(nn.Module):
                                 torch.full((n, c), t / length)], dim=2)
             hid = torch.tanh(keys + (self.att_q(state) + wq)[:, None, :] + self.att_s(step))
             z = F.relu(torch.einsum("nph,nch->ncp", a, hid) + b[:, None, :])
-            logits = torch.einsum("ncp,np->nc", z, v)
+            logits = torch.einsum("ncp,np->nc", z, v) + torch.einsum("ncf,nf->nc", torch.cat([x, step], dim=2), u)
             mask = rules.allowed(t)
             alive = mask.any(dim=1)
             logits = logits.masked_fill(~mask, float("-inf"))
