@@ -11,8 +11,9 @@ The decision, the scores and the paired margins go to reports/publish.json and o
     scores      macro NDCG@50 of candidate, challenger and the model in service ("published")
     margins     "<a>-<b>": paired bootstrap of a - b on this run's pairs ({diff, lo, hi, pairs, significant}),
                 for candidate vs challenger and for the best vs the model in service
-    stages      (a published version) ["retrieval", "rank"] when it holds the winner's pre-ranker
-                (models/rank/<row>, copied with models/rank/stats), else ["retrieval"]
+    stages      (a published version) "retrieval", then "rank" when it holds the winner's pre-ranker
+                (models/rank/<row>, copied with models/rank/stats), then "rerank" when it holds the winner's
+                list re-ranker (models/rerank/<row>, copied with models/rerank/stats)
 """
 
 from __future__ import annotations

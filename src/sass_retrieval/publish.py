@@ -6,7 +6,8 @@ Layout under the publish folder:
                          validation summary and served.json (which row it serves, and which scenario serves
                          each scenario skipped that day) of one run (never modified); with the rank stage
                          on, also the served row's pre-ranker (rank/<row>/) and the window's statistics
-                         it reads (rank/stats/)
+                         it reads (rank/stats/); with the rerank stage on, the served row's list re-ranker
+                         (rerank/<row>/) and its statistics (rerank/stats/)
     current              symlink to the version in service
     decisions.jsonl      one line per publish attempt: what was decided and why
 
@@ -33,8 +34,10 @@ from .rows import CANDIDATE
 PUBLISHED = "published"       # the metrics row of the model in service, re-scored on a run's pairs (evaluate.daily)
 SERVED_FILE = "served.json"   # in a version folder: {"row": the reference row whose model and indexes it serves,
                               #  "fallback": {skipped scenario: its skipped.json marker, "served_by" included},
-                              #  "rank": {"top_k": candidates the pre-ranker rescores} when it holds one}
+                              #  "rank": {"top_k": candidates the pre-ranker rescores} when it holds one,
+                              #  "rerank": {"candidates": C, "length": L} when it holds a list re-ranker}
 RANK_DIR = "rank"             # in a version folder: <row>/ (the served row's pre-ranker) and stats/
+RERANK_DIR = "rerank"         # in a version folder: <row>/ (the served row's list re-ranker) and stats/
 
 
 @dataclass
@@ -173,7 +176,8 @@ def served_row(version: Path | None) -> str:
         return CANDIDATE
 
 
-def served_record(row: str, indexes: Path, rank_top_k: int | None = None) -> dict[str, Any]:
+def served_record(row: str, indexes: Path, rank_top_k: int | None = None,
+                  rerank: dict[str, int] | None = None) -> dict[str, Any]:
     """served.json of a version serving ``row`` from ``indexes`` (the row's ``indexes/<row>`` folder).
 
     ``fallback`` copies the skipped scenarios' markers (``<scenario>/skipped.json``): a reader of the version
@@ -182,13 +186,32 @@ def served_record(row: str, indexes: Path, rank_top_k: int | None = None) -> dic
 
     ``rank_top_k`` (a version holding the row's pre-ranker): how many retrieved candidates it rescores, so
     serving and the next day's re-scoring apply the cascade the gate measured, whatever params say then.
+
+    ``rerank`` (a version holding the row's list re-ranker): {"candidates": C, "length": L}, the upstream
+    candidates it builds each list from and the list's slots (:func:`rerank_shape`), for a reader of the version.
     """
     from .data.features import skipped_markers
 
     record: dict[str, Any] = {"row": row, "fallback": {s: m.to_json() for s, m in skipped_markers(indexes).items()}}
     if rank_top_k is not None:
         record["rank"] = {"top_k": int(rank_top_k)}
+    if rerank is not None:
+        record["rerank"] = {"candidates": int(rerank["candidates"]), "length": int(rerank["length"])}
     return record
+
+
+def rerank_shape(reranker: Path) -> dict[str, int]:
+    """{"candidates", "length"} of a list re-ranker folder (``<row>/``: its generator.json, which the rerank stage
+    writes; read as JSON so that publishing does not load torch)."""
+    meta_path = Path(reranker) / "generator.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        return {"candidates": int(meta["candidates"]), "length": int(meta["config"]["length"])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        from .errors import BadInputError
+
+        raise BadInputError(f"{meta_path}: needs candidates and config.length (the rerank stage writes them): "
+                            f"{type(exc).__name__}: {exc}") from exc
 
 
 def served_rank_top_k(version: Path) -> int | None:

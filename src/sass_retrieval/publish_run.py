@@ -6,7 +6,9 @@ plus served.json (which row it serves, and which index serves each scenario skip
 rank stage trained a pre-ranker for the winning row (models/rank/<row>) and the evaluation found it measurably
 better than retrieval order (metrics.json ``cascade[row].served``), the version also holds it with the window's
 statistics (rank/<row>, rank/stats) and served.json records rank.top_k: the gate measured retrieval + rank, so
-that is what the version serves. It is
+that is what the version serves. When the rerank stage trained a list re-ranker for the winning row
+(models/rerank/<row>; not when it wrote off.json), the version holds it with its statistics (rerank/<row>,
+rerank/stats) and served.json records rerank.candidates and rerank.length. It is
 installed and ``current`` moves to it; either way the decision is recorded in
 ``<publish.dir>/decisions.jsonl``. The whole publish holds the publish lock, and starts by removing what an
 earlier, killed publish left half-installed.
@@ -25,6 +27,7 @@ from .params_schema import Params
 from .publish import (
     PUBLISHED,
     RANK_DIR,
+    RERANK_DIR,
     SERVED_FILE,
     Decision,
     current_version,
@@ -33,6 +36,7 @@ from .publish import (
     point_current,
     published_metric,
     record,
+    rerank_shape,
     run_id,
     served_record,
     served_row,
@@ -45,6 +49,7 @@ log = logging.getLogger("publish")
 PUBLISH_LOCK = ".publish.lock"   # in the publish folder: held by a publish from its decision to its record
 RANK_MODELS = "models/rank"      # the rank stage's output: stats/ and one folder per publishable row
 RANK_STATS = "stats"             # rank.stage.STATS (not imported: publishing does not load torch)
+RERANK_MODELS = "models/rerank"  # the rerank stage's output: stats/ and one folder per row, or off.json
 
 
 def version_day(vid: str) -> int:
@@ -80,6 +85,20 @@ def rank_sources(row: str, rank_dir: Path) -> dict[str, Path]:
     return {f"{RANK_DIR}/{row}": ranker, f"{RANK_DIR}/{RANK_STATS}": stats}
 
 
+def rerank_sources(row: str, rerank_dir: Path) -> dict[str, Path]:
+    """The served row's list re-ranker and the statistics its evaluator reads (name in the version -> folder),
+    when the rerank stage trained one for ``row``; empty when it did not (rerank.enabled false or too short a
+    window: only ``off.json``)."""
+    reranker = rerank_dir / row
+    if not reranker.is_dir():
+        return {}
+    stats = rerank_dir / RANK_STATS
+    if not stats.is_dir():
+        raise MissingPrerequisiteError(f"{stats}: missing; the re-ranker {reranker} reads the window's statistics "
+                                       "from it (run the rerank stage)")
+    return {f"{RERANK_DIR}/{row}": reranker, f"{RERANK_DIR}/{RANK_STATS}": stats}
+
+
 def gate_preview(metrics: dict, validation: dict | None, per_pair: Path, params: Params) -> dict | None:
     """What the publish stage will decide on these outputs, for the run report: the same ``decide``."""
     from dataclasses import asdict
@@ -109,7 +128,9 @@ def install(root: Path, run: Run, row: str, sources: dict[str, Path]) -> tuple[s
     Returns its id (the same day and the same files give the same id, so re-publishing a rerun is a no-op)
     and the scenarios skipped today with the scenario whose index serves each."""
     ranked = f"{RANK_DIR}/{row}" in sources
-    served = served_record(row, sources["indexes"], int(run.params.rank.top_k) if ranked else None)
+    listed = sources.get(f"{RERANK_DIR}/{row}")
+    served = served_record(row, sources["indexes"], int(run.params.rank.top_k) if ranked else None,
+                           rerank_shape(listed) if listed is not None else None)
     files = [f for src in sources.values() for f in ([src] if src.is_file() else sorted(src.rglob("*")))
              if f.is_file()]
     vid = run_id(run.window.test_end, files)  # the served row's indexes are among the files
@@ -149,9 +170,11 @@ def _decide_and_install(run: Run, root: Path, metrics_path: Path, per_pair: Path
         row = str(decision.winner)
         rescored = bool(((metrics.get("cascade") or {}).get(row) or {}).get("served"))
         sources = {**version_sources(row, challenger, metrics_path, validation),
-                   **(rank_sources(row, safe_path(RANK_MODELS)) if rescored else {})}
+                   **(rank_sources(row, safe_path(RANK_MODELS)) if rescored else {}),
+                   **rerank_sources(row, safe_path(RERANK_MODELS))}
         vid, fallback = install(root, run, row, sources)
-        entry["stages"] = ["retrieval", "rank"] if f"{RANK_DIR}/{row}" in sources else ["retrieval"]
+        entry["stages"] = (["retrieval"] + (["rank"] if f"{RANK_DIR}/{row}" in sources else [])
+                           + (["rerank"] if f"{RERANK_DIR}/{row}" in sources else []))
         if fallback:  # scenarios skipped today: no index of their own, served by another one
             entry["fallback"] = fallback
             log.info("skipped scenarios and the index serving them: %s", fallback)
