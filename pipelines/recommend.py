@@ -2,6 +2,7 @@
 
 Answers with the same code as `sass serve` (sass_retrieval.serve), so the two agree. A user without features
 in the scenario (cold) or unknown to the bank gets its popular list, marked "fallback": "popular" with why.
+A version (or workspace) with a list re-ranker answers with its list under --weights' goal weights.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: the published current version, else the workspace)")
     p.add_argument("--row", default=None, help="with a workspace (not a version): the row to serve (default sass)")
     p.add_argument("--features", default="data/features")
-    p.add_argument("--weights", default=None, help="objective weights of a multi-objective version (row sass_mt), "
-                   "e.g. click=1,long_view=0.5 (default: the weights it was published with)")
+    p.add_argument("--weights", default=None, help="goal weights of the list re-ranker, e.g. click:1,diversity:0.3 "
+                   "(goals not named keep their defaults), and/or objective weights of a multi-objective version "
+                   "(row sass_mt), e.g. click=1,long_view=0.5 (default: the weights it was published with)")
     args = p.parse_args(argv)
     from sass_retrieval.run import load_run, published_dir, safe_path
     from sass_retrieval.serve.loader import MAX_K, VersionLoadError, load_version, version_folder
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return refuse(f"unknown scenario {args.scenario!r}; known: {version.bank.scenarios}")
     try:
         rec = recommend(version, args.user, args.scenario, args.k, args.weights)
-    except ValueError as exc:   # weights: unknown objective, negative, or a single-objective version
+    except ValueError as exc:   # weights: unknown goal or objective, out of range, or nothing to apply them to
         return refuse(f"--weights: {exc}")
     if rec.fallback:
         print(f"recommend: user {args.user} {rec.reason} in {args.scenario}: the scenario's popular list",

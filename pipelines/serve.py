@@ -3,8 +3,9 @@
     sass serve                                  # 127.0.0.1:8000, the publish folder of params.yaml
     sass serve --port 8080 --workers 2          # two processes, each with its own copy of the version
 
-GET /recommend?user=&scenario=&k=, /healthz, /version; see docs/serving.md. The version in service is
-reloaded aside and swapped in when `publish` moves `current` (polled every --reload-interval seconds).
+GET /recommend?user=&scenario=&k=[&weights=click:1,diversity:0.3], /healthz, /version; see docs/serving.md.
+The version in service is reloaded aside and swapped in when `publish` moves `current` (polled every
+--reload-interval seconds). A version with the list re-ranker serves its list under the request's goal weights.
 The service has no authentication: it binds the loopback interface unless --host says otherwise.
 """
 

@@ -35,7 +35,8 @@ def test_a_known_user_gets_k_ids_from_the_scenario_index_in_the_pre_rankers_orde
     body = r.json()
     assert body["fallback"] is None and body["reason"] is None
     assert body["version"] == served_project["a"].name and body["row"] == served_project["row_a"]
-    assert body["stages"] == ["retrieval", "rank"]   # version A holds its row's pre-ranker (test_rank_serving)
+    # version A holds its row's pre-ranker and list re-ranker (test_rank_serving, test_rerank_serving)
+    assert body["stages"] == ["retrieval", "rank", "rerank"]
     assert len(body["items"]) == len(body["scores"]) == len(set(body["items"])) == 7
     assert all(-1.0 - 1e-5 <= s <= 1.0 + 1e-5 for s in body["scores"])       # cosines: the retrieval scores
     index = client.app.state.service.current.indexes["s0"]
@@ -128,7 +129,7 @@ def test_healthz_and_version(client, served_project: dict) -> None:
     assert v["metrics"]["macro"] == recorded["macro"]
     assert set(v["scenarios"]) == {"s0", "s1", "s2"} and v["indexes"]["s0"].startswith("flat")
     ranker = json.loads((served_project["a"] / "rank" / served_project["row_a"] / "ranker.json").read_text())
-    assert v["stages"] == ["retrieval", "rank"] and v["rank"]["features"] == ranker["names"]
+    assert v["stages"] == ["retrieval", "rank", "rerank"] and v["rank"]["features"] == ranker["names"]
 
 
 def test_nothing_published_is_503_until_a_version_appears(make_settings, served_project: dict,

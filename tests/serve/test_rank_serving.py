@@ -58,7 +58,7 @@ def test_the_published_version_holds_the_winners_pre_ranker(served_project: dict
     top_k = load_params(served_project["root"] / "params.yaml").rank.top_k
     assert json.loads((a / "served.json").read_text())["rank"] == {"top_k": top_k}
     last = json.loads((served_project["published"] / "decisions.jsonl").read_text().splitlines()[-1])
-    assert last["version"] == a.name and last["stages"] == ["retrieval", "rank"]
+    assert last["version"] == a.name and last["stages"] == ["retrieval", "rank", "rerank"]   # + its re-ranker
 
 
 def test_a_pre_ranker_without_its_statistics_is_not_published(tmp_path: Path) -> None:
@@ -78,9 +78,13 @@ def test_a_pre_ranker_without_its_statistics_is_not_published(tmp_path: Path) ->
 
 
 def test_served_lists_are_the_cascades_order(version_a, served_project: dict) -> None:
+    from dataclasses import replace
+
     from sass_retrieval.index.faiss_index import search
     from sass_retrieval.serve.query import recommend, user_vectors
 
+    # the cascade alone: the list re-ranker version A also holds is tests/serve/test_rerank_serving.py's
+    version_a = replace(version_a, list_reranker=None)
     assert version_a.reranker is not None and version_a.stages == ["retrieval", "rank"]
     assert version_a.rank_top_k == json.loads((version_a.path / "served.json").read_text())["rank"]["top_k"]
     _, cascade = cascade_of(version_a, version_a.rank_top_k)
@@ -121,7 +125,7 @@ def test_a_workspace_serves_its_rank_stages_pre_ranker_unless_the_stage_was_off(
 
     root, row = served_project["root"], served_project["row_b"]
     v = load_version(root, served_project["features"], served_project["store"], row=row, scenarios=["s2"])
-    assert v.stages == ["retrieval", "rank"] and v.rank_top_k == load_params(root / "params.yaml").rank.top_k
+    assert v.stages[:2] == ["retrieval", "rank"] and v.rank_top_k == load_params(root / "params.yaml").rank.top_k
     assert list(v.reranker.names) == json.loads((root / "models" / "rank" / row / "ranker.json").read_text())["names"]
     off = tmp_path / "ws"
     for part in (f"models/{row}", f"indexes/{row}"):
@@ -193,14 +197,14 @@ def test_the_old_version_stays_in_service_when_the_new_pre_ranker_is_broken(serv
     assert service.current.run_id == a and service.current.reranker is not None
     assert "pre-ranker" in service.error and "\n" not in service.error
     user = warm_users(served_project, "s0", 1)[0]
-    assert recommend(service.current, user, "s0", K).stages == ("retrieval", "rank")
+    assert recommend(service.current, user, "s0", K).stages[:2] == ("retrieval", "rank")
     service.stop()
 
 
 def test_version_reports_the_pre_rankers_features(version_a) -> None:
     d = version_a.describe()
     meta = json.loads((version_a.path / "rank" / version_a.row / "ranker.json").read_text())
-    assert d["stages"] == ["retrieval", "rank"]
+    assert d["stages"][:2] == ["retrieval", "rank"]
     assert d["rank"] == {"features": meta["names"], "top_k": version_a.rank_top_k, "scenarios": meta["scenarios"]}
 
 

@@ -97,7 +97,9 @@ def build_app(service: Service) -> FastAPI:
             return _error(400, "bad_request", "query parameter 'scenario' is required")
         if version is None:
             return unavailable()
-        weights = q.get("weights") or None   # e.g. click=1,long_view=0.5 (a multi-objective version)
+        # goal weights of the list re-ranker (click:1,diversity:0.3) and/or objective weights of a multi-objective
+        # version (click=1,long_view=0.5): serve.query.split_weights
+        weights = q.get("weights") or None
         try:
             rec = recommend(version, user, scenario, k, weights)
         except (WeightsNotSupported, ValueError) as exc:
@@ -106,6 +108,7 @@ def build_app(service: Service) -> FastAPI:
             return _error(404, "unknown_scenario", f"scenario {scenario!r} has no index in version "
                                                    f"{version.run_id}", known=version.scenarios)
         return JSONResponse({"user": user, "scenario": scenario, "k": k, "weights": weights,
+                             "goal_weights": rec.goal_weights, "utilities": rec.utilities,
                              "items": rec.items, "scores": rec.scores,
                              "fallback": rec.fallback, "reason": rec.reason, "served_by": rec.served_by,
                              "stages": list(rec.stages),

@@ -9,13 +9,18 @@ Two layouts are understood:
 
 * a published version (``<publish.dir>/versions/<run_id>/``): ``models/<row>/`` (``model.pt``, or per-scenario checkpoints: ``models.checkpoint.row_checkpoint``),
   ``indexes/<scenario>/index.faiss``, ``served.json`` naming the row, ``metrics.json``, and with the rank
-  stage on, the row's pre-ranker ``rank/<row>/`` with the statistics it reads, ``rank/stats/``;
+  stage on, the row's pre-ranker ``rank/<row>/`` with the statistics it reads, ``rank/stats/``; with the
+  rerank stage on, the row's list re-ranker ``rerank/<row>/`` and its statistics ``rerank/stats/``;
 * a workspace (the project folder after ``dvc repro``): ``models/<row>/``,
-  ``indexes/<row>/<scenario>/index.faiss`` and the rank stage's ``models/rank/<row>/`` and
-  ``models/rank/stats/`` (``sass recommend --from .``).
+  ``indexes/<row>/<scenario>/index.faiss``, the rank stage's ``models/rank/<row>/`` and
+  ``models/rank/stats/``, and the rerank stage's ``models/rerank/<row>/`` and ``models/rerank/stats/``
+  (``sass recommend --from .``).
 
 A version with a pre-ranker serves the cascade the publish gate measured (rank.cascade): retrieval's top
-``rank.top_k`` (served.json's, or the workspace's params.yaml), rescored, the first k returned.
+``rank.top_k`` (served.json's, or the workspace's params.yaml), rescored, the first k returned. A version
+with a list re-ranker (rerank.stage.ListReranker) turns the first ``candidates`` of that order into its list
+under the request's goal weights; asked for more than the list holds, the other candidates follow in the
+upstream order (rerank.stage.RerankRecommender).
 
 The feature bank (the users' per-scenario histories and counts) is not part of a version: it is read from
 the workspace's split output (``data/features``) and the store's static tables, hashed with the bucket
@@ -42,7 +47,8 @@ log = logging.getLogger(__name__)
 
 MAX_K = 1000            # the largest k a request may ask for; popular lists are cut to this length
 METRICS_FILE = "metrics.json"
-RANK_OFF = "off.json"   # models/rank/off.json: the rank stage ran with rank.enabled false (no pre-ranker)
+RANK_OFF = "off.json"   # models/rank/off.json: the rank stage ran with rank.enabled false (no pre-ranker);
+                        # models/rerank/off.json likewise for the rerank stage (no list re-ranker)
 
 
 class VersionLoadError(RuntimeError):
@@ -79,11 +85,14 @@ class LoadedVersion:
     load_seconds: float
     reranker: Any = None                # rank.cascade.Reranker of the served row, or None: retrieval order
     rank_top_k: int = 0                 # candidates retrieved and rescored per request (with a reranker)
+    list_reranker: Any = None           # rerank.stage.ListReranker of the served row, or None: upstream order
 
     @property
     def stages(self) -> list[str]:
-        """What a model answer goes through: retrieval, then the pre-ranker when the version has one."""
-        return ["retrieval", "rank"] if self.reranker is not None else ["retrieval"]
+        """What a model answer goes through: retrieval, then the pre-ranker and the list re-ranker when the
+        version has them."""
+        return (["retrieval"] + (["rank"] if self.reranker is not None else [])
+                + (["rerank"] if self.list_reranker is not None else []))
 
     @property
     def scenarios(self) -> list[str]:
@@ -101,9 +110,15 @@ class LoadedVersion:
         rank = None if self.reranker is None else {"features": list(self.reranker.names),
                                                    "top_k": self.rank_top_k,
                                                    "scenarios": list(self.reranker.model.scenarios)}
+        lr, rerank = self.list_reranker, None
+        if lr is not None:
+            from ..rerank.goals import WEIGHTED
+
+            rerank = {"goals": list(WEIGHTED), "defaults": {g: lr.defaults[g] for g in WEIGHTED},
+                      "candidates": int(lr.candidates), "length": int(lr.length)}
         return {"version": self.run_id, "path": str(self.path), "row": self.row, "scenarios": self.scenarios,
                 "routes": {s: t for s, t in self.routes.items() if s != t},
-                "indexes": dict(self.index_kinds), "stages": self.stages, "rank": rank,
+                "indexes": dict(self.index_kinds), "stages": self.stages, "rank": rank, "rerank": rerank,
                 "metrics": dict(self.metrics), "window": dict(self.window),
                 "loaded_at": self.loaded_at, "load_seconds": round(self.load_seconds, 3)}
 
@@ -218,6 +233,19 @@ def rank_folder(base: Path, row: str) -> Path | None:
     return folder if (folder / row).is_dir() else None
 
 
+def rerank_folder(base: Path, row: str) -> Path | None:
+    """The folder holding ``<row>/`` (the row's list re-ranker) and ``stats/``: the version's ``rerank/``, or a
+    workspace's ``models/rerank/`` (none when the rerank stage wrote off.json); None when there is no re-ranker
+    for ``row``: the upstream order is served."""
+    from ..publish import RERANK_DIR
+
+    base = Path(base)
+    folder = base / RERANK_DIR if is_published(base) else base / "models" / "rerank"
+    if (folder / RANK_OFF).exists():
+        return None
+    return folder if (folder / row).is_dir() else None
+
+
 def _evaluated_as_served(workspace: Path, row: str) -> bool:
     """Did the workspace's evaluation serve ``row`` through its pre-ranker? True when it has not run yet (the
     rank stage's output is then all there is to go by)."""
@@ -282,6 +310,40 @@ def load_reranker_checked(folder: Path, row: str, served: Iterable[str], popular
     return reranker
 
 
+def load_list_reranker_checked(folder: Path, row: str, served: Iterable[str], popular: Mapping[str, Popular],
+                               user: int) -> Any:
+    """The row's list re-ranker from ``folder`` (rerank.stage.load_list_reranker), checked before it serves: its
+    evaluator knows every served scenario, and at its default weights it builds one real list per scenario
+    (``popular``'s head for ``user``) of distinct candidates, so a broken generator, evaluator or statistics
+    file is a :class:`VersionLoadError` here, never an error in a request."""
+    from ..rerank.stage import load_list_reranker
+
+    where = folder / row
+    try:
+        lr = load_list_reranker(folder, row)
+    except Exception as exc:  # noqa: BLE001 - torch, parquet and json failures alike: one line, old version stays
+        raise VersionLoadError(f"{where}: the list re-ranker could not be loaded: {_first_line(exc)}") from exc
+    known = set.intersection(*(set(m.scenarios) for m in lr.evaluator.models.values()))
+    missing = sorted(set(served) - known)
+    if missing:
+        raise VersionLoadError(f"{where}: the list re-ranker's evaluator knows scenarios {sorted(known)}, not the "
+                               f"served {missing}")
+    for s in sorted(set(served)):
+        ids = np.asarray(popular[s].ids[: lr.candidates], dtype=np.int64)[None, :]
+        if ids.shape[1] == 0:   # an empty pool: nothing the re-ranker could be asked to order
+            continue
+        scores = np.linspace(1.0, 0.0, ids.shape[1], dtype=np.float32)[None, :]
+        try:
+            lists, _ = lr.rerank(s, np.array([user], dtype=np.int64), ids, scores, lr.weights())
+        except Exception as exc:  # noqa: BLE001 - see above
+            raise VersionLoadError(f"{where}: the list re-ranker fails on scenario {s!r}: {_first_line(exc)}") from exc
+        placed = [int(i) for i in lists[0] if i >= 0]
+        if lists.shape[1] != lr.length or len(set(placed)) != len(placed) or not set(placed) <= set(ids[0].tolist()):
+            raise VersionLoadError(f"{where}: the list re-ranker's list on scenario {s!r} is not {lr.length} "
+                                   "distinct candidates")
+    return lr
+
+
 def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | None = None,
                  scenarios: Iterable[str] | None = None) -> LoadedVersion:
     """Load the version at ``base`` with the bank of ``features_dir`` + ``store_dir``.
@@ -343,6 +405,11 @@ def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | 
         user = int(bank.user_ids[0]) if len(bank.user_ids) else 0
         reranker = load_reranker_checked(ranks, row, wanted, popular, user)
         top_k = rank_top_k(base)
+    list_reranker = None
+    lists = rerank_folder(base, row)
+    if lists is not None:
+        user = int(bank.user_ids[0]) if len(bank.user_ids) else 0
+        list_reranker = load_list_reranker_checked(lists, row, wanted, popular, user)
     seconds = time.perf_counter() - t0
     loaded = LoadedVersion(
         path=base, run_id=base.name, row=row, models=MappingProxyType(models), bank=bank, indexes=MappingProxyType(indexes),
@@ -350,7 +417,7 @@ def load_version(base: Path, features_dir: Path, store_dir: Path, *, row: str | 
         index_kinds=MappingProxyType(kinds), popular=MappingProxyType(popular),
         warm=MappingProxyType(warm_users(bank, wanted)), metrics=MappingProxyType(metrics),
         window=MappingProxyType(window), loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        load_seconds=seconds, reranker=reranker, rank_top_k=top_k)
+        load_seconds=seconds, reranker=reranker, rank_top_k=top_k, list_reranker=list_reranker)
     log.info("loaded version %s (row %s, stages %s, indexes %s, routed %s) in %.1fs", loaded.run_id, row,
              loaded.stages, wanted, {r: t for r, t in routes.items() if r != t}, seconds)
     return loaded

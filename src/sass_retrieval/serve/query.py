@@ -2,6 +2,12 @@
 
 The HTTP endpoint and ``sass recommend`` both call :func:`recommend`, so the CLI and the service can not
 disagree on what a user is shown, nor on when the popular fallback applies.
+
+A request's ``weights`` text holds two kinds of weight, told apart by their separator (:func:`split_weights`):
+``goal:weight`` parts are the list re-ranker's goal weights (rerank.goals, e.g. ``click:1,diversity:0.3``;
+goals not named take the version's defaults), ``objective=weight`` parts a multi-objective model's objective
+weights (models.multitask, e.g. ``click=1,long_view=0.5``). Each kind is refused, in one line, by a version
+that has nothing to apply it to.
 """
 
 from __future__ import annotations
@@ -35,11 +41,50 @@ class Recommendation:
     served_by: str              # the scenario whose index answered: the requested one, or the scenario
                                 # that serves it on a day it was skipped (index.routing)
     stages: tuple[str, ...] = ("retrieval",)   # what ordered the items: ("retrieval",), ("retrieval",
-                                               # "rank") with the pre-ranker, ("popular",) for the fallback
+                                               # "rank") with the pre-ranker, then "rerank" with the list
+                                               # re-ranker; ("popular",) for the fallback
+    goal_weights: dict[str, float] | None = None   # the list re-ranker's weights this list was built with
+    utilities: dict[str, float] | None = None      # each goal's utility of the re-ranked list (rerank.goals)
 
 
 class WeightsNotSupported(ValueError):
-    """Objective weights were given for a version whose model has a single objective."""
+    """Objective weights were given for a version whose model has a single objective, or goal weights for a
+    version without a list re-ranker."""
+
+
+class BadGoalWeights(ValueError):
+    """Goal weights the list re-ranker refuses: an unknown goal, a weight outside [0, 1], not goal:weight."""
+
+
+def split_weights(text: str | None) -> tuple[str | None, str | None]:
+    """(objective weights, goal weights) of a request's ``weights`` text: parts with ``=`` are objective
+    weights, the others goal weights (``goal:weight``); None for a kind the text does not hold."""
+    if not text:
+        return None, None
+    parts = [p for p in text.split(",") if p.strip()]
+    objective = [p for p in parts if "=" in p]
+    goals = [p for p in parts if "=" not in p]
+    return (",".join(objective) or None), (",".join(goals) or None)
+
+
+def goal_weights(version: LoadedVersion, text: str | None) -> Any:
+    """The list re-ranker's weight vector for a request (its defaults where ``text`` names no weight); None for
+    a version without one. Refused in one line: goal weights for a version without a re-ranker, an unknown
+    goal, a weight outside [0, 1]."""
+    from ..errors import BadInputError
+
+    lr = version.list_reranker
+    if lr is None:
+        if text:
+            raise WeightsNotSupported(f"weights: goal weights ({text}) apply to a version with the list re-ranker; "
+                                      f"version {version.run_id} serves stages {version.stages}")
+        return None
+    from ..rerank.goals import parse_weights as parse_goal_weights
+
+    try:
+        return lr.weights(parse_goal_weights(text), "weights")
+    except BadInputError as exc:
+        raise BadGoalWeights(str(exc)) from None
 
 
 def request_weights(model: Any, weights: Mapping[str, float] | str, row: str) -> dict[str, float]:
@@ -73,6 +118,13 @@ def user_vectors(model: Any, bank: Any, scenario: str, rows: np.ndarray,
         return query.numpy().astype(np.float32)
 
 
+def named_weights(vector: Any) -> dict[str, float]:
+    """The re-ranker's weight vector (rerank.goals.WEIGHTED order) as {goal: weight}."""
+    from ..rerank.goals import WEIGHTED
+
+    return {g: round(float(x), 6) for g, x in zip(WEIGHTED, vector.tolist(), strict=True)}
+
+
 def recommend(version: LoadedVersion, user: int, scenario: str, k: int,
               weights: Mapping[str, float] | str | None = None) -> Recommendation:
     """The model's top-k for a user with features in ``scenario``; the scenario's popular list otherwise.
@@ -83,7 +135,13 @@ def recommend(version: LoadedVersion, user: int, scenario: str, k: int,
 
     With a pre-ranker (``version.reranker``), the index returns max(rank_top_k, k) candidates, the pre-ranker
     orders them and the first k are served: rank.cascade.CascadeRecommender's order, candidate for
-    candidate (the serving scenario's statistics and scenario embedding, as evaluation scores it)."""
+    candidate (the serving scenario's statistics and scenario embedding, as evaluation scores it).
+
+    With a list re-ranker (``version.list_reranker``), that upstream order's first max(candidates, k) are
+    fetched, the re-ranker builds its list from the first ``candidates`` under the request's goal weights, and
+    the answer is the list, then (k > its length) the other candidates in upstream order:
+    rerank.stage.RerankRecommender's order over the same upstream. ``weights``: a text (goal and objective
+    weights, :func:`split_weights`) or a mapping of objective weights."""
     from ..index.faiss_index import search
 
     if scenario not in version.routes:
@@ -92,7 +150,12 @@ def recommend(version: LoadedVersion, user: int, scenario: str, k: int,
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
     model = version.models[serving]
-    if weights is not None:   # checked before the popular fallback: a bad request is refused for every user
+    goals_text = None
+    if isinstance(weights, str):
+        weights, goals_text = split_weights(weights)
+    # both checked before the popular fallback: a bad request is refused for every user
+    w_goals = goal_weights(version, goals_text)
+    if weights is not None:
         weights = request_weights(model, weights, version.row)
     row = version.user_row(user)
     if row is None or not version.warm[serving][row]:
@@ -101,14 +164,28 @@ def recommend(version: LoadedVersion, user: int, scenario: str, k: int,
                               fallback="popular", reason=UNKNOWN_USER if row is None else COLD_USER,
                               served_by=serving, stages=("popular",))
     uv = user_vectors(model, version.bank, serving, np.array([row], dtype=np.int64), weights)
-    reranker = version.reranker
-    scores, ids = search(version.indexes[serving], uv, max(version.rank_top_k, k) if reranker is not None else k)
+    reranker, lr = version.reranker, version.list_reranker
+    users = np.array([user], dtype=np.int64)
+    upstream = max(lr.candidates, k) if lr is not None else k
+    scores, ids = search(version.indexes[serving], uv,
+                         max(version.rank_top_k, upstream) if reranker is not None else upstream)
     if reranker is not None:
-        order = reranker.order(serving, np.array([user], dtype=np.int64), ids, scores)
-        scores, ids = np.take_along_axis(scores, order, axis=1)[:, :k], np.take_along_axis(ids, order, axis=1)[:, :k]
+        order = reranker.order(serving, users, ids, scores)
+        scores = np.take_along_axis(scores, order, axis=1)[:, :upstream]
+        ids = np.take_along_axis(ids, order, axis=1)[:, :upstream]
+    utilities = None
+    if lr is not None:
+        from ..rerank.stage import merge_head
+
+        ids = ids.astype(np.int64)
+        head, util = lr.rerank(serving, users, ids[:, : lr.candidates], scores[:, : lr.candidates], w_goals)
+        scores, ids = merge_head(head, scores, ids, k)
+        utilities = {g: round(float(v[0]), 6) for g, v in util.items()}
     keep = ids[0] >= 0
+    used = None if w_goals is None else named_weights(w_goals)
     return Recommendation(items=ids[0][keep].tolist(), scores=[round(float(s), 6) for s in scores[0][keep]],
-                          fallback=None, reason=None, served_by=serving, stages=tuple(version.stages))
+                          fallback=None, reason=None, served_by=serving, stages=tuple(version.stages),
+                          goal_weights=used, utilities=utilities)
 
 
 def answer(version: LoadedVersion, rec: Recommendation, user: int, scenario: str, source: Path,
@@ -119,4 +196,5 @@ def answer(version: LoadedVersion, rec: Recommendation, user: int, scenario: str
              for r, (v, s) in enumerate(zip(rec.items, rec.scores, strict=True))]
     return {"user": user, "scenario": scenario, "source": str(source), "row": version.row,
             "version": version.run_id, "fallback": rec.fallback, "reason": rec.reason,
-            "served_by": rec.served_by, "stages": list(rec.stages), "weights": weights, "items": items}
+            "served_by": rec.served_by, "stages": list(rec.stages), "weights": weights,
+            "goal_weights": rec.goal_weights, "utilities": rec.utilities, "items": items}
