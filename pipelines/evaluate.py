@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", default="data/features")
     p.add_argument("--rank", default="models/rank", help="the rank stage's pre-rankers (rows with one are scored "
                    "as served: retrieval + rank)")
+    p.add_argument("--rerank", default="models/rerank", help="the rerank stage's re-rankers (their lists are "
+                   "measured against the upstream order)")
     p.add_argument("--metrics", default="metrics/metrics.json")
     p.add_argument("--plots", default="plots")
     p.add_argument("--per-pair", default="metrics/per_pair.npz",
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     run = load_run(args.params)
     set_threads(run.params.train.threads)
     bank = bank_for(run, args.features, serving_only=True)
-    day = evaluate_run(run, bank, safe_path(args.models), safe_path(args.indexes), safe_path(args.rank))
+    day = evaluate_run(run, bank, safe_path(args.models), safe_path(args.indexes), safe_path(args.rank),
+                       safe_path(args.rerank))
     print(day.table)
     write_outputs(day, safe_path(args.metrics), safe_path(args.per_pair) if args.per_pair else None,
                   safe_path(args.plots))

@@ -57,3 +57,23 @@ def test_rerank_off_writes_only_the_reason(built_project: Path, tmp_path: Path) 
         assert rerank.main([]) == 0
     assert sorted(p.name for p in (root / "models/rerank").iterdir()) == ["off.json"]
     assert "rerank.enabled" in json.loads((root / "models/rerank/off.json").read_text())["rerank"]
+
+
+def test_evaluation_measures_the_re_ranked_lists_and_the_report_shows_them(built_project: Path, tmp_path: Path
+                                                                            ) -> None:
+    from pipelines import report
+
+    metrics = json.loads((built_project / "metrics/metrics.json").read_text())
+    rr = metrics["rerank"]
+    assert set(rr) == {"sass", "dssm_mixed"}
+    for c in rr.values():
+        assert set(c["utilities"]["upstream"]) == set(GOALS) == set(c["utilities"]["reranked"])
+        share = c["better_share"]["macro"]
+        assert 0.0 <= share["share"] <= 1.0 and share["lo"] <= share["diff"] <= share["hi"]
+        assert c["ndcg"]["metric"] == "ndcg@10" and {"diff", "lo", "hi"} <= set(c["ndcg"]["delta"]["macro"])
+    root = tmp_path / "report"
+    shutil.copytree(built_project, root, symlinks=True)
+    with cwd(root):
+        assert report.main([]) == 0
+    html = (root / "reports/run/index.html").read_text()
+    assert "Re-ranking" in html and "evaluator prefers re-ranked" in html

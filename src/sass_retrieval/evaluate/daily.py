@@ -34,6 +34,7 @@ from .objectives import objective_tables
 from .popular import PopularRecommender
 from .protocol import EvalSet, Recommender, build_eval_set, format_table
 from .published import score_published
+from .rerank import list_rerankers, rerank_section
 from .significance import significance_by_slice, significance_metric
 from .skipped import macro_note, skipped_summary
 from .slices import build_slices, evaluate_slices, slice_summary, tail_thresholds
@@ -101,11 +102,12 @@ class DailyEvaluation:
 
 
 def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Path,
-                 rank_dir: Path | None = None) -> DailyEvaluation:
+                 rank_dir: Path | None = None, rerank_dir: Path | None = None) -> DailyEvaluation:
     """Score the day's rows (and the model in service) on the run's test window; metrics.json's content.
 
     ``rank_dir`` (models/rank): a publishable row with a pre-ranker there is scored as served, its retrieval
-    order beside it (evaluate.cascade)."""
+    order beside it (evaluate.cascade). ``rerank_dir`` (models/rerank): a publishable row with a re-ranker gets
+    its lists measured against the upstream order (evaluate.rerank)."""
     params, w = run.params, run.window
     ev = params.evaluate
     # the columns scoring reads: a window of 10^8 rows holds every other column too
@@ -127,10 +129,12 @@ def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Pat
     ranked = rerankers(rank_dir, sorted(publishable))
     metric = significance_metric(ks)
     cascade: dict[str, dict] = {}
+    bases: dict[str, Recommender] = {}   # each row's retrieval recommender, before a pre-ranker
     for row in daily_and_benchmark_rows(params):
         t = time.perf_counter()
         recs[row] = row_recommender(row, train, bank, models_dir, indexes_dir if row in publishable else None,
                                     params, reported)
+        bases[row] = recs[row]
         if row in ranked:   # the cascade and retrieval order on the same pairs; the row is what will be served
             base, cascaded = recs[row], served(recs[row], ranked[row], params)
             order, rescored = board.score(base), board.score(cascaded)
@@ -146,6 +150,12 @@ def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Pat
             board.add(row, board.score(recs[row]))
         log.info("%s: macro NDCG@50 %.4f (%.1fs)", row, board.by_slice["all"][row]["macro"]["ndcg@50"],
                  time.perf_counter() - t)
+    reranked: dict[str, dict] = {}
+    for row, reranker in list_rerankers(rerank_dir, sorted(publishable)).items():
+        t = time.perf_counter()
+        reranked[row] = rerank_section(es, recs[row], bases[row], reranker, params)
+        log.info("%s: re-ranked lists preferred by the evaluator for %.1f%% of requests (%.1fs)", row,
+                 100 * reranked[row]["better_share"]["macro"]["share"], time.perf_counter() - t)
     multi_objective = [r for r in recs if spec(r).multi_objective]
     objectives = (objective_tables(recs, multi_objective, train, test, reported, ks, ev.objective_min_pairs)
                   if multi_objective else {})
@@ -167,6 +177,7 @@ def evaluate_run(run: Run, bank: FeatureBank, models_dir: Path, indexes_dir: Pat
                "slice_definition": {"cold_max": ev.cold_max, "cold_min_other": ev.cold_min_other,
                                     "tail_median_clicks": {s: t["median"] for s, t in tail_thresholds(es, train).items()}},
                "significance": significance, "objectives": objectives, "cascade": cascade,
+               "rerank": reranked,
                "significance_config": {"reference": reference, "metric": metric, **boot, "method": BOOTSTRAP_METHOD}}
     return DailyEvaluation(metrics=metrics, table=format_table(results, metrics=HEADLINE), slices=slices,
                            per_pair=board.per_pair, ks=ks)

@@ -57,6 +57,7 @@ from .report_tables import (
     objective_table,
     prior_evidence_table,
     problems_table,
+    rerank_table,
     significance_table,
     skipped_table,
     slice_table,
@@ -147,6 +148,8 @@ def context(rep: RunReport) -> dict[str, Any]:
         "significance": _significance(rep),
         "cascade": cascade_tables(rep),
         "cascade_features": {row: ", ".join(c.get("features") or []) for row, c in rep.cascade.items()},
+        "rerank": rerank_table(rep),
+        "rerank_weights": {row: c.get("weights") for row, c in rep.rerank.items()},
         "gate": gate, "gate_margins": margins_table,
         "gate_verdict": (f"{g.get('winner')} will be published" if g.get("publish") else "the model in service stays"
                          if g.get("published") is not None else "nothing will be published"),

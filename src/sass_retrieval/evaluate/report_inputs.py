@@ -90,6 +90,12 @@ class RunReport:
         return _dicts((self.metrics or {}).get("cascade"))
 
     @property
+    def rerank(self) -> dict[str, dict]:
+        """Row -> {weights, utilities, better_share, ndcg, ...}: the rows with a re-ranker (metrics.json ``rerank``,
+        written by the evaluate stage with the rerank stage on; {} otherwise)."""
+        return _dicts((self.metrics or {}).get("rerank"))
+
+    @property
     def window(self) -> dict:
         return dict((self.metrics or {}).get("window") or {})
 

@@ -308,6 +308,35 @@ def cascade_tables(rep: RunReport) -> tuple[Styled, Styled] | None:
             styled(["row", *(f"Δ {s}" for s in scen)], per))
 
 
+RERANK_GOALS = ("click", "long_view", "like", "diversity", "cold_start")   # rerank.goals.GOALS, pandas-free here
+
+
+def rerank_table(rep: RunReport) -> Styled | None:
+    """Per row with a re-ranker: each goal's utility of the upstream order's list -> the re-ranked list at the
+    default weights, the share of requests the evaluator prefers re-ranked (CI), and NDCG on the test clicks with
+    Δ (CI). None when no row has one."""
+    rr = rep.rerank
+    if not rr:
+        return None
+    lines = []
+    for row, c in rr.items():
+        u = c.get("utilities") or {}
+        up, re = u.get("upstream") or {}, u.get("reranked") or {}
+        share = (c.get("better_share") or {}).get("macro") or {}
+        nd = c.get("ndcg") or {}
+        line: list[Cell] = [row]
+        line += [(f"{fmt_metric(num(up.get(g)))} → {fmt_metric(num(re.get(g)))}", "num") for g in RERANK_GOALS]
+        s = num(share.get("share"))
+        line.append((DASH if s is None else f"{s:.1%} [{0.5 + share['lo']:.1%}, {0.5 + share['hi']:.1%}]",
+                     "num b" if share.get("significant") else "num"))
+        line.append((f"{fmt_metric(num(nd.get('upstream')))} → {fmt_metric(num(nd.get('reranked')))}", "num"))
+        line.append(_delta_cell((nd.get("delta") or {}).get("macro") or {}))
+        lines.append(line)
+    metric = next(iter(rr.values())).get("ndcg", {}).get("metric", "ndcg")
+    return styled(["row", *RERANK_GOALS, "evaluator prefers re-ranked", metric.replace("ndcg", "NDCG"),
+                   f"Δ {metric.replace('ndcg', 'NDCG')}"], lines)
+
+
 def gate_tables(gate: Mapping[str, Any]) -> tuple[Styled, Styled | None]:
     """The publish gate's scores per row (and the model in service), and its paired margins."""
     scores = dict(gate.get("scores") or {})

@@ -22,7 +22,7 @@ import torch
 
 from ..evaluate.protocol import EvalSet, Recommender, rank_pairs, score_rankings
 from .evaluator import ItemEvaluator
-from .goals import Slate
+from .goals import GOALS, Slate, reward, utilities
 
 
 @dataclass
@@ -99,4 +99,30 @@ def dominance(generator_pts: Sequence[tuple[float, float]], rule_pts: Sequence[t
     for d, c in rule_pts:
         g = click_at(f, d)
         out.append({"diversity": d, "rule_click": c, "generator_click": g, "dominated": g is not None and g >= c})
+    return out
+
+
+def upstream_lists(slate: Slate, length: int) -> torch.Tensor:
+    """The first ``length`` candidates in the order they arrived (retrieval order): the list without a re-ranker."""
+    n, c = slate.ids.shape
+    out = torch.full((n, length), -1, dtype=torch.long)
+    m = min(c, length)
+    out[:, :m] = torch.where(slate.valid[:, :m], torch.arange(m).expand(n, -1), -1)
+    return out
+
+
+def pooled_utilities(tests: dict[str, TestRequests], lists: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Each goal's utility averaged over every request of every scenario."""
+    u = [utilities(tests[s].slate, lists[s]) for s in tests]
+    return {g: float(torch.cat([x[g] for x in u]).mean()) for g in GOALS}
+
+
+def better_than(tests: dict[str, TestRequests], lists: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+                weights: torch.Tensor, scales: dict[str, float]) -> dict[str, np.ndarray]:
+    """Per request 1.0 where the evaluator's reward at ``weights`` puts ``lists`` above ``reference``."""
+    out = {}
+    for s, t in tests.items():
+        a = reward(utilities(t.slate, lists[s]), weights, scales)
+        b = reward(utilities(t.slate, reference[s]), weights, scales)
+        out[s] = (a > b).numpy().astype(np.float64)
     return out

@@ -206,7 +206,11 @@ def load_list_reranker(rerank_dir: Path, row: str) -> ListReranker:
     if missing:
         raise ValueError(f"{meta_path}: no scale or default weight for goal(s) {', '.join(sorted(set(missing)))}")
     generator = ListGenerator(GeneratorConfig(**meta["config"]), Rules(**meta["rules"]))
-    generator.load_state_dict(torch.load(folder / "generator.pt", map_location="cpu", weights_only=True))
+    try:
+        generator.load_state_dict(torch.load(folder / "generator.pt", map_location="cpu", weights_only=True))
+    except RuntimeError as e:   # torch's message is one line per tensor: say it once
+        raise ValueError(f"{folder / 'generator.pt'}: does not fit the network generator.json describes (written by "
+                         f"another version of the code?); rerun the rerank stage ({str(e).splitlines()[0]})") from None
     generator.eval()
     evaluator = ItemEvaluator.load(folder / "evaluator", RankStats.load(rerank_dir / STATS))
     return ListReranker(evaluator, generator, {k: float(v) for k, v in meta["scales"].items()},
