@@ -55,7 +55,17 @@ from sass_retrieval.experiment import fmt_ci, prepare_window, run_rows, window_b
 from sass_retrieval.rank.cascade import PairScorer  # noqa: E402
 from sass_retrieval.rank.features import RankStats  # noqa: E402
 from sass_retrieval.rerank.goals import GOALS, WEIGHTED, reward, utilities  # noqa: E402
-from sass_retrieval.rerank.measure import dominance, front, ndcg_per_pair, served, spearman, test_slates  # noqa: E402
+from sass_retrieval.rerank.measure import (  # noqa: E402
+    better_than,
+    dominance,
+    front,
+    ndcg_per_pair,
+    pooled_utilities,
+    served,
+    spearman,
+    test_slates,
+    upstream_lists,
+)
 from sass_retrieval.rerank.rule_pipeline import rule_lists  # noqa: E402
 from sass_retrieval.rerank.stage import fit_evaluator_and_slates, fit_list_generator  # noqa: E402
 
@@ -72,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     source_option(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-boot", type=int, default=2000)
+    p.add_argument("--end-date", type=int, default=None, help="default: the source's (KuaiRand: the dev split)")
+    p.add_argument("--train-days", type=int, default=None)
+    p.add_argument("--test-days", type=int, default=None)
     params_options(p, "rerank.epochs=10")
     args = p.parse_args(argv)
     base = bench_params(args)
@@ -79,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.source == "synthetic":
         from sass_retrieval.data.synthetic import SyntheticConfig
 
-        end, train_days, test_days = (SyntheticConfig.from_params(base).dates[-1], base.window.train_days,
-                                      base.window.test_days)
+        default = (SyntheticConfig.from_params(base).dates[-1], base.window.train_days, base.window.test_days)
     else:
-        end, train_days, test_days = KUAIRAND_DEV
+        default = KUAIRAND_DEV
+    end, train_days, test_days = (given if given is not None else d for given, d in
+                                  zip((args.end_date, args.train_days, args.test_days), default, strict=True))
     window = make_window(end, train_days, test_days)
     work = Path(args.work)
     t0 = time.perf_counter()
@@ -129,8 +143,7 @@ def one_seed(params, prep, es, items, stats, window, work: Path, seed: int) -> d
         return {s: fn(tests[s].slate) for s in scen}
 
     def pooled(lists: dict[str, torch.Tensor]) -> dict[str, float]:
-        u = [utilities(tests[s].slate, lists[s]) for s in scen]
-        return {g: float(torch.cat([x[g] for x in u]).mean()) for g in GOALS}
+        return pooled_utilities(tests, lists)
 
     def rewards(lists: dict[str, torch.Tensor], w: torch.Tensor) -> dict[str, np.ndarray]:
         return {s: reward(utilities(tests[s].slate, lists[s]), w, hyper.scales).numpy() for s in scen}
@@ -139,7 +152,7 @@ def one_seed(params, prep, es, items, stats, window, work: Path, seed: int) -> d
         return ndcg_per_pair(es, {s: served(tests[s].slate, lists[s]) for s in scen}, r.length)
 
     length = r.length
-    retrieval = lists_of(lambda sl: torch.where(sl.valid[:, :length], torch.arange(length).expand(len(sl), -1), -1))
+    retrieval = lists_of(lambda sl: upstream_lists(sl, length))
     weights = {"default": defaults, "click": hyper.weights({"click": 1.0, "like": 0.0, "diversity": 0.0,
                                                             "cold_start": 0.0})}
     generated = {name: lists_of(lambda sl, w=w: hyper.lists(sl, w)) for name, w in weights.items()}
@@ -147,8 +160,7 @@ def one_seed(params, prep, es, items, stats, window, work: Path, seed: int) -> d
                            "report": rep, "utilities": {"retrieval": pooled(retrieval)},
                            "requests": {s: len(tests[s].users) for s in scen}}
     out["utilities"].update({f"generated@{n}": pooled(v) for n, v in generated.items()})
-    base_r, gen_r = rewards(retrieval, defaults), rewards(generated["default"], defaults)
-    out["better"] = {s: (gen_r[s] > base_r[s]).astype(np.float64) for s in scen}
+    out["better"] = better_than(tests, generated["default"], retrieval, defaults, hyper.scales)
     out["better_share"] = float(np.concatenate(list(out["better"].values())).mean())
     out["ndcg"] = {"retrieval": ndcg(retrieval), **{f"generated@{n}": ndcg(v) for n, v in generated.items()}}
     out["ndcg_mean"] = {n: round(float(np.mean([v[s].mean() for s in scen])), 4) for n, v in out["ndcg"].items()}
