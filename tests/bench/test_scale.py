@@ -44,12 +44,12 @@ def test_the_daily_stages_include_the_challenger_and_leave_out_only_the_untimed(
                         timed.append(name) or scale.StageTime(name, 0.0, 0.0))
     scale.daily(tmp_path, {}, ingest=True)
     groups = {name.split("@")[0] for name in timed}
-    assert {"ingest", "pretrain", "finetune", "challenger", "index", "rank", "evaluate", "publish"} <= groups
+    assert {"ingest", "pretrain", "finetune", "challenger", "index", "rank", "rerank", "evaluate", "publish"} <= groups
     assert groups.isdisjoint(scale.UNTIMED)
     assert timed.index("challenger") < min(i for i, n in enumerate(timed) if n.startswith("index@"))
     timed.clear()
     scale.daily(tmp_path, {}, ingest=False, data=False, publish=False)
-    assert {n.split("@")[0] for n in timed} == {"pretrain", "finetune", "challenger", "index", "rank", "evaluate"}
+    assert {n.split("@")[0] for n in timed} == {"pretrain", "finetune", "challenger", "index", "rank", "rerank", "evaluate"}
     # a stage that fails (out of memory at a large size) ends the day there, recorded with its error
     timed.clear()
     monkeypatch.setattr(scale, "run_stage", lambda name, cmd, work, env, check=True: timed.append(name) or
@@ -58,7 +58,7 @@ def test_the_daily_stages_include_the_challenger_and_leave_out_only_the_untimed(
     assert [x.stage for x in day] == ["ingest", "validate"] and day[-1].error == "exit 137"
     timed.clear()
     scale.daily(tmp_path, {}, ingest=False, data=False, publish=False)
-    assert {n.split("@")[0] for n in timed} == {"pretrain", "finetune", "challenger", "index", "rank", "evaluate"}
+    assert {n.split("@")[0] for n in timed} == {"pretrain", "finetune", "challenger", "index", "rank", "rerank", "evaluate"}
 
 
 @pytest.mark.slow
