@@ -430,6 +430,21 @@ class Rank(Section):
         "listwise", description="pointwise: BCE per row | listwise: softmax over each request's rows")
 
 
+def _feature_list(value: Any) -> list:
+    if isinstance(value, list) and value and all(isinstance(n, str) for n in value):
+        unknown = sorted({n for n in value if n not in RANK_FEATURE_NAMES})
+        if unknown:
+            raise ValueError(f"unknown feature name(s) {', '.join(unknown)}: each must be one of "
+                             f"{', '.join(RANK_FEATURE_NAMES)}")
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat a feature")
+        return value
+    raise ValueError("must be a non-empty list of feature names")
+
+
+FeatureList = Annotated[list, PlainValidator(_feature_list), Allowed("a list of feature names")]
+
+
 class RerankWeights(Section):
     """Default preference weights of the re-ranker's goals (a request's ``weights=`` overrides any of them)."""
 
@@ -449,6 +464,11 @@ class Rerank(Section):
     length: PosInt = Field(10, description="slots of the served list")
     cold_max: NonNegInt = Field(5, description="an item with at most this many exposures in the training window "
                                                "is cold-start")
+    features: FeatureList = Field(
+        ["retrieval_score", "user_tag_clicks", "user_tag_exposures", "user_tag_ctr", "user_author_clicks",
+         "user_author_exposures", "user_author_ctr", "user_scenario_share"],
+        description="the evaluator's per-item features (rank/features.py): the retrieval score and the user's "
+                    "cross features; the item's popularity in the window does not carry to later days")
     max_run: PosInt = Field(2, description="hard rule: at most this many adjacent items of one primary tag")
     weights: RerankWeights = Field(default_factory=RerankWeights, description="default goal weights")
     epochs: PosInt = Field(10, description="REINFORCE epochs (the epoch with the best held-out advantage is kept)")

@@ -6,11 +6,14 @@ position discount plus the computed utilities (rerank.goals.utilities). Its inte
 (:meth:`ItemEvaluator.utilities`), so a list-level model trained on richer logs can replace it without touching
 the generator or its training.
 
-The per-item predictions are pre-rankers (rank.model) on the rank stage's cross features, one per event
-(click, long view, like), each trained pointwise on retrieval's candidates of the training days labelled by the
-event on that day (rank.candidates): the probability that a candidate offered to the user is clicked, watched
-long or liked, the question the list is built to answer. A candidate is cold-start when the training window
-holds at most ``cold_max`` exposures of it, in any scenario.
+The per-item predictions are pre-rankers (rank.model) on the rank stage's cross features (``rerank.features``),
+one per event (click, long view, like), each trained on retrieval's candidates of the training days labelled by
+the event on that day (rank.candidates): how likely a candidate offered to the user is clicked, watched long or
+liked, the question the list is built to answer. Each is trained with the listwise loss, because a list only
+ever orders one request's candidates and a pointwise loss spends the model on telling heavy clickers from light
+ones; its logit is then mapped to a probability by Platt scaling on the held-out day (:func:`platt`), because
+the utilities add expected events across goals. A candidate is cold-start when the training window holds at
+most ``cold_max`` exposures of it, in any scenario.
 """
 
 from __future__ import annotations
@@ -41,12 +44,48 @@ def item_exposures(stats: RankStats) -> np.ndarray:
     return np.bincount(t.keys // n_s, weights=t.exposures, minlength=len(stats.videos))
 
 
+def platt(logits: np.ndarray, labels: np.ndarray, steps: int = 50) -> tuple[float, float]:
+    """(a, b) minimising the mean log loss of sigmoid(a * logit + b) on held-out rows: Newton's method on two
+    parameters, each step halved until the loss does not rise; (1, 0) when the rows hold one label only."""
+    y = np.asarray(labels, np.float64)
+    x = np.asarray(logits, np.float64)
+    if len(y) == 0 or y.min() == y.max():
+        return 1.0, 0.0
+    design = np.stack([x, np.ones_like(x)], axis=1)
+
+    def loss(t: np.ndarray) -> float:
+        z = design @ t
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+    theta = np.array([1.0, 0.0])
+    current = loss(theta)
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(design @ theta)))
+        grad = design.T @ (p - y) / len(y)
+        hess = (design * (p * (1 - p))[:, None]).T @ design / len(y) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while scale > 1e-6 and loss(theta - scale * step) > current:
+            scale /= 2
+        theta = theta - scale * step
+        new = loss(theta)
+        if current - new < 1e-12:
+            break
+        current = new
+    return float(theta[0]), float(theta[1])
+
+
 @dataclass
 class ItemEvaluator:
     models: dict[str, PreRanker]      # one per PREDICTED event
     stats: RankStats
     cold_max: int
+    calibration: dict[str, tuple[float, float]] = field(default_factory=dict)   # event -> Platt (a, b)
     _exposures: np.ndarray = field(default=None, repr=False)   # type: ignore[assignment]
+
+    def probability(self, goal: str, logits: np.ndarray) -> np.ndarray:
+        a, b = self.calibration.get(goal, (1.0, 0.0))
+        return (1.0 / (1.0 + np.exp(-(a * logits.astype(np.float64) + b)))).astype(np.float32)
 
     def __post_init__(self) -> None:
         self._exposures = item_exposures(self.stats)
@@ -66,10 +105,11 @@ class ItemEvaluator:
         rows, cols = np.nonzero(ids >= 0)
         pred = np.zeros((n, c, len(PREDICTED)), np.float32)
         if len(rows):
+            names = sorted({n for m in self.models.values() for n in m.names})
             feats = feature_matrix(self.stats, scenario, np.asarray(users, np.int64)[rows], ids[rows, cols],
-                                   scores[rows, cols].astype(np.float32), FEATURE_NAMES)
+                                   scores[rows, cols].astype(np.float32), names)
             for j, goal in enumerate(PREDICTED):
-                pred[rows, cols, j] = 1.0 / (1.0 + np.exp(-self.models[goal].score(feats, scenario)))
+                pred[rows, cols, j] = self.probability(goal, self.models[goal].score(feats, scenario))
         return Slate(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(pred),
                      torch.from_numpy(self.tags(ids).astype(np.int64)), torch.from_numpy(self.cold(ids)))
 
@@ -81,8 +121,8 @@ class ItemEvaluator:
         folder.mkdir(parents=True, exist_ok=True)
         for goal, model in self.models.items():
             save_ranker(model, folder / goal)
-        (folder / "evaluator.json").write_text(json.dumps({"cold_max": self.cold_max,
-                                                           "events": list(self.models)}, indent=2) + "\n")
+        (folder / "evaluator.json").write_text(json.dumps({"cold_max": self.cold_max, "events": list(self.models),
+                                                           "calibration": self.calibration}, indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: Path, stats: RankStats) -> ItemEvaluator:
@@ -93,7 +133,8 @@ class ItemEvaluator:
         missing = [g for g in PREDICTED if g not in meta["events"]]
         if missing:
             raise ValueError(f"{meta_path}: no model for event(s) {', '.join(missing)}")
-        return cls({g: load_ranker(folder / g) for g in PREDICTED}, stats, int(meta["cold_max"]))
+        calibration = {g: (float(a), float(b)) for g, (a, b) in (meta.get("calibration") or {}).items()}
+        return cls({g: load_ranker(folder / g) for g in PREDICTED}, stats, int(meta["cold_max"]), calibration)
 
 
 def _labelled(rows: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -102,17 +143,18 @@ def _labelled(rows: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def fit_evaluator(train: pd.DataFrame, valid: pd.DataFrame, scenarios: Sequence[str], stats: RankStats,
-                  settings: RankSettings, cfg: RankModelConfig, cold_max: int
+                  settings: RankSettings, cfg: RankModelConfig, cold_max: int, names: Sequence[str] = FEATURE_NAMES
                   ) -> tuple[ItemEvaluator, dict[str, Any]]:
-    """One pointwise pre-ranker per event on candidate rows carrying every event's label column."""
-    models, report = {}, {}
+    """One pre-ranker per event on candidate rows carrying every event's label column, on the features
+    ``names``, Platt-calibrated on ``valid``."""
+    models, report, calibration = {}, {}, {}
     for goal in PREDICTED:
         col = OBJECTIVE_LABELS[goal]
-        model, fit = fit_ranker(_labelled(train, col), _labelled(valid, col), FEATURE_NAMES, scenarios, settings,
-                                cfg)
+        model, fit = fit_ranker(_labelled(train, col), _labelled(valid, col), names, scenarios, settings, cfg)
+        calibration[goal] = platt(score_rows(model, valid), valid[col].to_numpy())
         models[goal], report[goal] = model, {"valid_gauc": fit["valid_gauc"], "best_epoch": fit["best_epoch"],
-                                             "positives": int(train[col].sum())}
-    return ItemEvaluator(models, stats, cold_max), report
+                                             "positives": int(train[col].sum()), "platt": calibration[goal]}
+    return ItemEvaluator(models, stats, cold_max, calibration), report
 
 
 def slates_from_rows(rows: pd.DataFrame, evaluator: ItemEvaluator, width: int) -> Slate:
@@ -126,7 +168,7 @@ def slates_from_rows(rows: pd.DataFrame, evaluator: ItemEvaluator, width: int) -
     pred = np.zeros((n, width, len(PREDICTED)), np.float32)
     ids[keys[keep], place[keep]] = rows["video_id"].to_numpy(np.int64)[keep]
     for j, goal in enumerate(PREDICTED):
-        p = 1.0 / (1.0 + np.exp(-score_rows(evaluator.models[goal], rows)))
+        p = evaluator.probability(goal, score_rows(evaluator.models[goal], rows))
         pred[keys[keep], place[keep], j] = p[keep]
     return Slate(torch.from_numpy(ids), torch.from_numpy(pred), torch.from_numpy(evaluator.tags(ids)),
                  torch.from_numpy(evaluator.cold(ids)))

@@ -136,10 +136,9 @@ def fit_evaluator_and_slates(params: Params, frame: pd.DataFrame, items: pd.Data
     rows = candidate_rows(frame, items, dates[1:], retrieve, r.candidates, r.candidates, params.train.seed,
                           extra_labels=EVENT_LABELS)
     train, valid = rows[rows["date"] != dates[-1]], rows[rows["date"] == dates[-1]]
-    settings = RankSettings.from_params(params, progress=progress)
-    settings = RankSettings(**{**asdict(settings), "loss": "pointwise"})   # calibrated per-item probabilities
+    settings = RankSettings(**{**asdict(RankSettings.from_params(params, progress=progress)), "loss": "listwise"})
     evaluator, report = fit_evaluator(train, valid, scenarios, stats, settings, RankModelConfig.from_params(params),
-                                      r.cold_max)
+                                      r.cold_max, r.features)
     report["candidate_rows"] = {"train": len(train), "valid": len(valid)}
     gen_train, gen_valid = split_requests(slates_from_rows(valid, evaluator, r.candidates), 0.2, r.train_requests,
                                           params.train.seed)
