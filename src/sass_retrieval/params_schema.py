@@ -471,7 +471,7 @@ class Rerank(Section):
                     "cross features; the item's popularity in the window does not carry to later days")
     max_run: PosInt = Field(2, description="hard rule: at most this many adjacent items of one primary tag")
     weights: RerankWeights = Field(default_factory=RerankWeights, description="default goal weights")
-    epochs: PosInt = Field(10, description="REINFORCE epochs (the epoch with the best held-out advantage is kept)")
+    epochs: PosInt = Field(20, description="REINFORCE epochs (the epoch with the best held-out advantage is kept)")
     batch_size: PosInt = Field(64, description="requests per batch; one weight vector is drawn per batch")
     lr: Positive = Field(0.002, description="learning rate (Adam)")
     hidden: PosInt = Field(64, description="the generator's encoder and decoder width")

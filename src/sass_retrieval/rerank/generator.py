@@ -60,8 +60,8 @@ def candidate_inputs(slate: Slate) -> Tensor:
 class HyperLayers(nn.Module):
     """w -> (A (pointer x hidden), a (pointer), v (pointer), u (CANDIDATE_FEATURES + STEP_FEATURES)): the pointer's
     last layers for that w. u weighs the candidate's own inputs and step vector directly (a linear skip beside
-    the pointer MLP): "more clicks", "more cold-start", "a tag not seen yet" are each one input, so a weight can
-    move the list from the first training steps.
+    the pointer MLP) and is linear in w without a constant: "more clicks", "more cold-start", "a tag not seen
+    yet" are each one input, each goal owns one direction over them, and a goal whose weight is 0 adds nothing.
 
     Each layer's weights are an affine function of w plus a small MLP of w: theta(w) = theta_0 + sum_g w_g
     theta_g + mlp(w). The affine part gives every goal its own direction in weight space from the first step,
@@ -71,16 +71,17 @@ class HyperLayers(nn.Module):
     def __init__(self, goals: int, hidden: int, pointer: int, width: int) -> None:
         super().__init__()
         self.hidden, self.pointer = hidden, pointer
-        size = pointer * hidden + 2 * pointer + CANDIDATE_FEATURES + STEP_FEATURES
+        size = pointer * hidden + 2 * pointer
         self.base = nn.Parameter(torch.randn(size) * 0.5)
         self.per_goal = nn.Parameter(torch.randn(goals, size) * 0.5)
         self.net = nn.Sequential(nn.Linear(goals, width), nn.ReLU(), nn.Linear(width, size))
+        self.skip = nn.Parameter(torch.zeros(goals, CANDIDATE_FEATURES + STEP_FEATURES))
 
     def forward(self, w: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         out = self.base + w @ self.per_goal + self.net(w)
         h, p = self.hidden, self.pointer
         a = out[:, : p * h].view(-1, p, h) / h ** 0.5
-        return a, out[:, p * h: p * h + p], out[:, p * h + p: p * h + 2 * p], out[:, p * h + 2 * p:]
+        return a, out[:, p * h: p * h + p], out[:, p * h + p:], w @ self.skip
 
 
 class ListGenerator(nn.Module):

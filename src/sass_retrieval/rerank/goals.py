@@ -31,6 +31,9 @@ from ..errors import BadInputError
 PREDICTED = ("click", "long_view", "like")            # per-item predictions of the evaluator
 GOALS = ("click", "long_view", "like", "diversity", "cold_start")
 WEIGHTED = ("click", "like", "diversity", "cold_start")
+SCALE_FLOOR = 1e-3
+"""The least spread a goal's scale takes: a goal that random lists barely move (no cold-start item among most
+requests' candidates) would otherwise turn one such item into a reward that drowns every other goal."""
 
 
 @dataclass
@@ -138,4 +141,4 @@ def spread(slate: Slate, length: int, samples: int, seed: int) -> dict[str, floa
         lists = torch.where(torch.gather(slate.valid, 1, lists), lists, torch.full_like(lists, -1))
         for g, v in utilities(slate, lists).items():
             vals[g].append(v)
-    return {g: max(float(torch.cat(v).std()), 1e-4) for g, v in vals.items()}
+    return {g: max(float(torch.cat(v).std()), SCALE_FLOOR) for g, v in vals.items()}

@@ -9,7 +9,9 @@ whole weight space; ``fixed_w`` trains the per-w reference instead. Everything r
 Two additions to the bare estimator, both because the weights must stay able to change the list: the batch's
 mean advantage is subtracted as well (one w per batch, so it is a baseline of that w and keeps the estimator
 unbiased), and an entropy bonus keeps the sampled lists varied; without them the policy collapses early to one
-list that is good for the average w, and no later w can move it (docs/lab/notes.md).
+list that is good for the average w, and no later w can move it (docs/lab/notes.md). The advantages are also
+divided by their standard deviation in the batch: a w that weighs a goal with a tiny spread (a cold-start item
+in one request of a hundred) would otherwise take steps a hundred times larger than the others.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def train_generator(train: Slate, valid: Slate, scales: Mapping[str, float], cfg
             lists, logp, ent = model(part, w, sample=True, generator=gen)
             with torch.no_grad():
                 adv = reward(utilities(part, lists), w, scales) - reward(utilities(part, base_train[idx]), w, scales)
-            loss = -((adv - adv.mean()) * logp).mean() - settings.entropy * ent.mean()
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8) if len(adv) > 1 else adv - adv.mean()
+            loss = -(adv * logp).mean() - settings.entropy * ent.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
