@@ -20,20 +20,6 @@ from .base import parser, setup_logging
 log = logging.getLogger("rank")
 
 
-MIN_TRAIN_DAYS = 3   # a first day that only feeds the counts, a training day, the held-out day
-
-
-def off_reason(enabled: bool, train_days: int) -> str | None:
-    """Why the stage trains nothing today (None: it trains): switched off, or a window too short to train and
-    hold out a day. A short window is not an error: the day is served in retrieval order."""
-    if not enabled:
-        return "disabled by params rank.enabled"
-    if train_days < MIN_TRAIN_DAYS:
-        return (f"the window has {train_days} training day(s); the pre-ranker needs {MIN_TRAIN_DAYS} (a first day "
-                "for the counts, a training day and a held-out day)")
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     p = parser(__doc__)
@@ -43,10 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="models/rank")
     args = p.parse_args(argv)
     from sass_retrieval.atomic import staged_dir, write_json
+    from sass_retrieval.rank.days import off_reason
 
     run = load_run(args.params)
     out = safe_path(args.out)
-    reason = off_reason(run.params.rank.enabled, len(run.window.train_dates))
+    reason = off_reason(run.params.rank.enabled, len(run.window.train_dates), "rank.enabled", "the pre-ranker")
     if reason:
         with staged_dir(out) as tmp:
             write_json(tmp / "off.json", {"rank": reason})

@@ -29,14 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="models/rerank")
     args = p.parse_args(argv)
     from sass_retrieval.atomic import staged_dir, write_json
-    from sass_retrieval.rerank.stage import MIN_TRAIN_DAYS
+    from sass_retrieval.rank.days import off_reason
 
     run = load_run(args.params)
     out = safe_path(args.out)
-    days = len(run.window.train_dates)
-    reason = ("disabled by params rerank.enabled" if not run.params.rerank.enabled else
-              f"the window has {days} training day(s); the re-ranker needs {MIN_TRAIN_DAYS}"
-              if days < MIN_TRAIN_DAYS else None)
+    reason = off_reason(run.params.rerank.enabled, len(run.window.train_dates), "rerank.enabled", "the re-ranker")
     if reason:
         with staged_dir(out) as tmp:
             write_json(tmp / "off.json", {"rerank": reason})

@@ -91,9 +91,10 @@ def test_a_pre_ranker_that_does_not_measurably_win_is_not_served_nor_published(p
 
 
 def test_a_window_too_short_for_a_pre_ranker_is_served_in_retrieval_order(project: Path, tmp_path: Path) -> None:
-    from pipelines.rank import off_reason
+    from sass_retrieval.rank.days import off_reason
 
-    assert off_reason(True, 3) is None and "disabled" in off_reason(False, 8)
+    assert off_reason(True, 3, "rank.enabled", "x") is None
+    assert "disabled by params rank.enabled" in off_reason(False, 8, "rank.enabled", "x")
     root = tmp_path / "short"
     shutil.copytree(project, root, symlinks=True)
     params = yaml.safe_load((root / "params.yaml").read_text())

@@ -30,6 +30,7 @@ from ..evaluate.gauc import gauc
 from ..params_schema import Params
 from .candidates import Retrieve, candidate_rows
 from .cascade import Reranker
+from .days import training_days
 from .features import RankStats, feature_matrix, training_rows
 from .model import PreRanker, RankModelConfig, load_ranker, save_ranker
 from .select import select_features
@@ -70,10 +71,7 @@ def _no_score(scenario: str, users: np.ndarray, videos: np.ndarray) -> np.ndarra
 def rank_rows(frame: pd.DataFrame, items: pd.DataFrame, train_dates: Sequence[int]) -> RankRows:
     """The pre-ranker's rows: every training day but the first (features need an earlier day) and the newest
     (held out for validation); ``frame`` holds the window's exposures with their run scenario names."""
-    dates = sorted(int(d) for d in train_dates)
-    if len(dates) < 3:
-        raise ValueError(f"the rank stage needs >= 3 training days (a first day for the counts, training days and a "
-                         f"held-out day); the window has {len(dates)}")
+    dates = training_days(train_dates, "rank")
     rows = training_rows(frame, items, dates[1:], _no_score)
     return RankRows(rows[rows["date"] != dates[-1]].reset_index(drop=True),
                     rows[rows["date"] == dates[-1]].reset_index(drop=True))
@@ -83,10 +81,7 @@ def candidate_split(frame: pd.DataFrame, items: pd.DataFrame, train_dates: Seque
                     params: Params) -> RankRows:
     """rank.train_on: candidates: each training day's requests through the row's retrieval (``retrieve``: its
     ``top_scored``), the newest day held out; the first day only feeds the counts."""
-    dates = sorted(int(d) for d in train_dates)
-    if len(dates) < 3:
-        raise ValueError(f"the rank stage needs >= 3 training days (a first day for the counts, training days and a "
-                         f"held-out day); the window has {len(dates)}")
+    dates = training_days(train_dates, "rank")
     r = params.rank
     rows = candidate_rows(frame, items, dates[1:], retrieve, r.top_k, r.negatives, params.train.seed)
     return RankRows(rows[rows["date"] != dates[-1]].reset_index(drop=True),

@@ -26,6 +26,7 @@ from ..atomic import write_json
 from ..params_schema import Params
 from ..rank.candidates import Retrieve, candidate_rows
 from ..rank.cascade import ScoredRecommender
+from ..rank.days import training_days
 from ..rank.features import RankStats
 from ..rank.model import RankModelConfig
 from ..rank.train import RankSettings
@@ -37,7 +38,6 @@ from .rules import Rules, check_pins
 
 EVENT_LABELS = ("long_view", "is_like")   # besides is_click, the events the evaluator predicts
 REPORT = "report.json"
-MIN_TRAIN_DAYS = 3
 
 
 @dataclass
@@ -130,9 +130,7 @@ def fit_evaluator_and_slates(params: Params, frame: pd.DataFrame, items: pd.Data
     scenario names and columns user_id, video_id, date, is_click, long_view, is_like; ``retrieve``: the row's
     ``top_scored``."""
     r = params.rerank
-    dates = sorted(int(d) for d in train_dates)
-    if len(dates) < MIN_TRAIN_DAYS:
-        raise ValueError(f"the rerank stage needs >= {MIN_TRAIN_DAYS} training days; the window has {len(dates)}")
+    dates = training_days(train_dates, "rerank")
     rows = candidate_rows(frame, items, dates[1:], retrieve, r.candidates, r.candidates, params.train.seed,
                           extra_labels=EVENT_LABELS)
     train, valid = rows[rows["date"] != dates[-1]], rows[rows["date"] == dates[-1]]
