@@ -20,3 +20,10 @@ def test_platt_recovers_a_known_logistic_map() -> None:
 def test_the_evaluator_features_are_checked_in_one_line() -> None:
     with pytest.raises(ConfigError, match=r"rerank\.features.*unknown feature name\(s\) item_popularity"):
         Params().override({"rerank.features": ["retrieval_score", "item_popularity"]})
+
+
+def test_logits_are_centred_per_request() -> None:
+    from sass_retrieval.rerank.evaluator import centred
+
+    out = centred(np.array([1.0, 3.0, 10.0, 20.0, 30.0]), np.array([7, 7, 2, 2, 2]))
+    assert out.tolist() == [-1.0, 1.0, -10.0, 0.0, 10.0]

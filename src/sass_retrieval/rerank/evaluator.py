@@ -11,8 +11,9 @@ one per event (click, long view, like), each trained on retrieval's candidates o
 the event on that day (rank.candidates): how likely a candidate offered to the user is clicked, watched long or
 liked, the question the list is built to answer. Each is trained with the listwise loss, because a list only
 ever orders one request's candidates and a pointwise loss spends the model on telling heavy clickers from light
-ones; its logit is then mapped to a probability by Platt scaling on the held-out day (:func:`platt`), because
-the utilities add expected events across goals. A candidate is cold-start when the training window holds at
+ones; its logit, centred on the request's mean logit (a listwise logit says nothing across requests, only
+within one), is then mapped to a probability by Platt scaling on the held-out day (:func:`platt`), because the
+utilities add expected events across goals. A candidate is cold-start when the training window holds at
 most ``cold_max`` exposures of it, in any scenario.
 """
 
@@ -31,7 +32,7 @@ import torch
 from ..data.schema import OBJECTIVES as OBJECTIVE_LABELS
 from ..rank.features import FEATURE_NAMES, LABEL, RankStats, _find, feature_matrix
 from ..rank.model import PreRanker, RankModelConfig, load_ranker, save_ranker
-from ..rank.train import RankSettings, fit_ranker, score_rows
+from ..rank.train import RankSettings, fit_ranker, request_ids, score_rows
 from .goals import PREDICTED, Slate, utilities
 
 STATS = "stats"
@@ -42,6 +43,13 @@ def item_exposures(stats: RankStats) -> np.ndarray:
     n_s = max(len(stats.scenarios), 1)
     t = stats.item_scenario
     return np.bincount(t.keys // n_s, weights=t.exposures, minlength=len(stats.videos))
+
+
+def centred(logits: np.ndarray, requests: np.ndarray) -> np.ndarray:
+    """Each logit minus the mean logit of its request (``requests``: an integer id per candidate)."""
+    x = np.asarray(logits, np.float64)
+    _, g = np.unique(np.asarray(requests), return_inverse=True)
+    return x - (np.bincount(g, weights=x) / np.bincount(g))[g]
 
 
 def platt(logits: np.ndarray, labels: np.ndarray, steps: int = 50) -> tuple[float, float]:
@@ -83,9 +91,10 @@ class ItemEvaluator:
     calibration: dict[str, tuple[float, float]] = field(default_factory=dict)   # event -> Platt (a, b)
     _exposures: np.ndarray = field(default=None, repr=False)   # type: ignore[assignment]
 
-    def probability(self, goal: str, logits: np.ndarray) -> np.ndarray:
+    def probability(self, goal: str, logits: np.ndarray, requests: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of candidates' logits; ``requests`` numbers each candidate's request."""
         a, b = self.calibration.get(goal, (1.0, 0.0))
-        return (1.0 / (1.0 + np.exp(-(a * logits.astype(np.float64) + b)))).astype(np.float32)
+        return (1.0 / (1.0 + np.exp(-(a * centred(logits, requests) + b)))).astype(np.float32)
 
     def __post_init__(self) -> None:
         self._exposures = item_exposures(self.stats)
@@ -109,7 +118,7 @@ class ItemEvaluator:
             feats = feature_matrix(self.stats, scenario, np.asarray(users, np.int64)[rows], ids[rows, cols],
                                    scores[rows, cols].astype(np.float32), names)
             for j, goal in enumerate(PREDICTED):
-                pred[rows, cols, j] = self.probability(goal, self.models[goal].score(feats, scenario))
+                pred[rows, cols, j] = self.probability(goal, self.models[goal].score(feats, scenario), rows)
         return Slate(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(pred),
                      torch.from_numpy(self.tags(ids).astype(np.int64)), torch.from_numpy(self.cold(ids)))
 
@@ -151,7 +160,7 @@ def fit_evaluator(train: pd.DataFrame, valid: pd.DataFrame, scenarios: Sequence[
     for goal in PREDICTED:
         col = OBJECTIVE_LABELS[goal]
         model, fit = fit_ranker(_labelled(train, col), _labelled(valid, col), names, scenarios, settings, cfg)
-        calibration[goal] = platt(score_rows(model, valid), valid[col].to_numpy())
+        calibration[goal] = platt(centred(score_rows(model, valid), request_ids(valid)), valid[col].to_numpy())
         models[goal], report[goal] = model, {"valid_gauc": fit["valid_gauc"], "best_epoch": fit["best_epoch"],
                                              "positives": int(train[col].sum()), "platt": calibration[goal]}
     return ItemEvaluator(models, stats, cold_max, calibration), report
@@ -168,7 +177,7 @@ def slates_from_rows(rows: pd.DataFrame, evaluator: ItemEvaluator, width: int) -
     pred = np.zeros((n, width, len(PREDICTED)), np.float32)
     ids[keys[keep], place[keep]] = rows["video_id"].to_numpy(np.int64)[keep]
     for j, goal in enumerate(PREDICTED):
-        p = evaluator.probability(goal, score_rows(evaluator.models[goal], rows))
+        p = evaluator.probability(goal, score_rows(evaluator.models[goal], rows), keys)
         pred[keys[keep], place[keep], j] = p[keep]
     return Slate(torch.from_numpy(ids), torch.from_numpy(pred), torch.from_numpy(evaluator.tags(ids)),
                  torch.from_numpy(evaluator.cold(ids)))
