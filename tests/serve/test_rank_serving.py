@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from serve.versions import assert_refused_in_one_line, reload_a_broken_version, warm_users
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +26,6 @@ def version_a(served_project: dict):
     from sass_retrieval.serve.loader import load_version
 
     return load_version(served_project["a"], served_project["features"], served_project["store"])
-
-
-def warm_users(project: dict, scenario: str, n: int) -> list[int]:
-    users = pd.read_parquet(project["features"] / scenario / "users.parquet")
-    return [int(u) for u in users.loc[users["exp_count"] > 0, "user_id"].iloc[:n]]
 
 
 def cascade_of(version, top_k: int):
@@ -164,38 +159,19 @@ BREAKAGES = {
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
 def test_a_broken_pre_ranker_is_refused_at_load_with_one_line(breakage: str, served_project: dict,
                                                               tmp_path: Path) -> None:
-    from sass_retrieval.serve.loader import VersionLoadError, load_version
-
-    bad = tmp_path / "bad"
-    shutil.copytree(served_project["a"], bad)
     breaking, words = BREAKAGES[breakage]
-    breaking(bad, served_project["row_a"])
-    with pytest.raises(VersionLoadError, match="rank") as err:
-        load_version(bad, served_project["features"], served_project["store"])
-    assert words in str(err.value) and "\n" not in str(err.value)
+    assert_refused_in_one_line(served_project, tmp_path, breaking, "rank", words)
 
 
 def test_the_old_version_stays_in_service_when_the_new_pre_ranker_is_broken(served_project: dict,
                                                                              published_copy: Path) -> None:
-    from sass_retrieval.publish import point_current
-    from sass_retrieval.serve.loader import load_version
     from sass_retrieval.serve.query import recommend
-    from sass_retrieval.serve.service import Service
 
-    def load(target: Path):
-        return load_version(target, served_project["features"], served_project["store"])
+    def corrupt(v: Path, row: str) -> None:
+        (v / "rank" / row / "ranker.pt").write_bytes(b"not a state dict")
 
-    service = Service(published_copy, load, interval=0)
-    service.start()
-    a = served_project["a"].name
-    assert service.current is not None and service.current.run_id == a
-    broken = published_copy / "versions" / "broken"
-    shutil.copytree(published_copy / "versions" / a, broken)
-    (broken / "rank" / served_project["row_a"] / "ranker.pt").write_bytes(b"not a state dict")
-    point_current(published_copy, broken)
-    assert service.reload() is False
-    assert service.current.run_id == a and service.current.reranker is not None
-    assert "pre-ranker" in service.error and "\n" not in service.error
+    service = reload_a_broken_version(served_project, published_copy, corrupt)
+    assert service.current.reranker is not None and "pre-ranker" in service.error
     user = warm_users(served_project, "s0", 1)[0]
     assert recommend(service.current, user, "s0", K).stages[:2] == ("retrieval", "rank")
     service.stop()

@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from serve.versions import assert_refused_in_one_line, reload_a_broken_version, warm_users
 from support import cwd
 
 pytestmark = pytest.mark.slow
@@ -31,11 +31,6 @@ def version_a(served_project: dict):
     from sass_retrieval.serve.loader import load_version
 
     return load_version(served_project["a"], served_project["features"], served_project["store"])
-
-
-def warm_users(project: dict, scenario: str, n: int) -> list[int]:
-    users = pd.read_parquet(project["features"] / scenario / "users.parquet")
-    return [int(u) for u in users.loc[users["exp_count"] > 0, "user_id"].iloc[:n]]
 
 
 def upstream_of(version):
@@ -250,38 +245,16 @@ BREAKAGES = {
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
 def test_a_broken_re_ranker_is_refused_at_load_with_one_line(breakage: str, served_project: dict,
                                                              tmp_path: Path) -> None:
-    from sass_retrieval.serve.loader import VersionLoadError, load_version
-
-    bad = tmp_path / "bad"
-    shutil.copytree(served_project["a"], bad)
     breaking, words = BREAKAGES[breakage]
-    breaking(bad, served_project["row_a"])
-    with pytest.raises(VersionLoadError, match="list re-ranker could not be loaded") as err:
-        load_version(bad, served_project["features"], served_project["store"])
-    assert words in str(err.value) and "\n" not in str(err.value)
+    assert_refused_in_one_line(served_project, tmp_path, breaking, "list re-ranker could not be loaded", words)
 
 
 def test_the_old_version_stays_in_service_when_the_new_re_ranker_is_broken(served_project: dict,
                                                                            published_copy: Path) -> None:
-    from sass_retrieval.publish import point_current
-    from sass_retrieval.serve.loader import load_version
     from sass_retrieval.serve.query import recommend
-    from sass_retrieval.serve.service import Service
 
-    def load(target: Path):
-        return load_version(target, served_project["features"], served_project["store"])
-
-    service = Service(published_copy, load, interval=0)
-    service.start()
-    a = served_project["a"].name
-    assert service.current is not None and service.current.run_id == a
-    broken = published_copy / "versions" / "broken"
-    shutil.copytree(published_copy / "versions" / a, broken)
-    _corrupt_generator(broken, served_project["row_a"])
-    point_current(published_copy, broken)
-    assert service.reload() is False
-    assert service.current.run_id == a and service.current.list_reranker is not None
-    assert "re-ranker" in service.error and "\n" not in service.error
+    service = reload_a_broken_version(served_project, published_copy, _corrupt_generator)
+    assert service.current.list_reranker is not None and "re-ranker" in service.error
     user = warm_users(served_project, "s0", 1)[0]
     assert recommend(service.current, user, "s0", 5, "diversity:1").stages == tuple(ALL_STAGES)
     service.stop()
