@@ -23,3 +23,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return p
+
+
+def row_model_parser(doc: str | None, out: str) -> argparse.ArgumentParser:
+    """The arguments of a stage that trains a model per publishable row on top of its index (rank, rerank)."""
+    p = parser(doc)
+    p.add_argument("--models", default="models", help="folder of models/<row>/")
+    p.add_argument("--features", default="data/features")
+    p.add_argument("--indexes", default="indexes", help="folder of indexes/<row>/<scenario>/ (the index stage's)")
+    p.add_argument("--out", default=out)
+    return p

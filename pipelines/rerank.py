@@ -15,28 +15,22 @@ import time
 from sass_retrieval.rows import CANDIDATE
 from sass_retrieval.run import load_run, safe_path
 
-from .base import parser, setup_logging
+from .base import row_model_parser, setup_logging
 
 log = logging.getLogger("rerank")
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    p = parser(__doc__)
-    p.add_argument("--models", default="models", help="folder of models/<row>/")
-    p.add_argument("--features", default="data/features")
-    p.add_argument("--indexes", default="indexes", help="folder of indexes/<row>/<scenario>/ (the index stage's)")
-    p.add_argument("--out", default="models/rerank")
-    args = p.parse_args(argv)
-    from sass_retrieval.atomic import staged_dir, write_json
-    from sass_retrieval.rank.days import off_reason
+    args = row_model_parser(__doc__, "models/rerank").parse_args(argv)
+    from sass_retrieval.atomic import staged_dir
+    from sass_retrieval.rank.days import off_reason, write_off
 
     run = load_run(args.params)
     out = safe_path(args.out)
     reason = off_reason(run.params.rerank.enabled, len(run.window.train_dates), "rerank.enabled", "the re-ranker")
     if reason:
-        with staged_dir(out) as tmp:
-            write_json(tmp / "off.json", {"rerank": reason})
+        write_off(out, "rerank", reason)
         log.warning("no re-ranker today (%s): %s/off.json, the upstream order is served", reason, out)
         return 0
 

@@ -5,6 +5,7 @@ newest training day out."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 MIN_TRAIN_DAYS = 3   # a first day that only feeds the counts, a training day, the held-out day
 
@@ -28,3 +29,12 @@ def training_days(train_dates: Sequence[int], stage: str) -> list[int]:
         raise ValueError(f"the {stage} stage needs >= {MIN_TRAIN_DAYS} training days (a first day for the counts, "
                          f"training days and a held-out day); the window has {len(dates)}")
     return dates
+
+
+def write_off(out: Path, stage: str, reason: str) -> None:
+    """The stage's output when it trains nothing: ``off.json`` with the reason, replacing yesterday's models
+    atomically, so every later stage sees the stage was off."""
+    from ..atomic import staged_dir, write_json
+
+    with staged_dir(out) as tmp:
+        write_json(tmp / "off.json", {stage: reason})
