@@ -72,31 +72,29 @@ def version_sources(row: str, challenger: str, metrics: Path, validation: Path) 
     return {k: v for k, v in sources.items() if v.exists() or k in ("indexes", f"models/{row}")}
 
 
-def rank_sources(row: str, rank_dir: Path) -> dict[str, Path]:
-    """The served row's pre-ranker and the statistics it reads (name in the version -> folder), when the rank
-    stage trained one for ``row``; empty when it did not (rank.enabled false: only ``off.json``)."""
-    ranker = rank_dir / row
-    if not ranker.is_dir():
+def _model_sources(row: str, stage_dir: Path, version_dir: str, model: str, stage: str) -> dict[str, Path]:
+    """A per-row model of ``stage`` and the statistics it reads (name in the version -> folder), when the stage
+    trained one for ``row``; empty when it did not (only ``off.json``)."""
+    folder = stage_dir / row
+    if not folder.is_dir():
         return {}
-    stats = rank_dir / RANK_STATS
+    stats = stage_dir / RANK_STATS
     if not stats.is_dir():
-        raise MissingPrerequisiteError(f"{stats}: missing; the pre-ranker {ranker} reads the window's statistics "
-                                       "from it (run the rank stage)")
-    return {f"{RANK_DIR}/{row}": ranker, f"{RANK_DIR}/{RANK_STATS}": stats}
+        raise MissingPrerequisiteError(f"{stats}: missing; the {model} {folder} reads the window's statistics "
+                                       f"from it (run the {stage} stage)")
+    return {f"{version_dir}/{row}": folder, f"{version_dir}/{RANK_STATS}": stats}
+
+
+def rank_sources(row: str, rank_dir: Path) -> dict[str, Path]:
+    """The served row's pre-ranker and its statistics, when the rank stage trained one (rank.enabled false:
+    only ``off.json``)."""
+    return _model_sources(row, rank_dir, RANK_DIR, "pre-ranker", "rank")
 
 
 def rerank_sources(row: str, rerank_dir: Path) -> dict[str, Path]:
-    """The served row's list re-ranker and the statistics its evaluator reads (name in the version -> folder),
-    when the rerank stage trained one for ``row``; empty when it did not (rerank.enabled false or too short a
-    window: only ``off.json``)."""
-    reranker = rerank_dir / row
-    if not reranker.is_dir():
-        return {}
-    stats = rerank_dir / RANK_STATS
-    if not stats.is_dir():
-        raise MissingPrerequisiteError(f"{stats}: missing; the re-ranker {reranker} reads the window's statistics "
-                                       "from it (run the rerank stage)")
-    return {f"{RERANK_DIR}/{row}": reranker, f"{RERANK_DIR}/{RANK_STATS}": stats}
+    """The served row's list re-ranker and the statistics its evaluator reads, when the rerank stage trained one
+    (rerank.enabled false or too short a window: only ``off.json``)."""
+    return _model_sources(row, rerank_dir, RERANK_DIR, "re-ranker", "rerank")
 
 
 def gate_preview(metrics: dict, validation: dict | None, per_pair: Path, params: Params) -> dict | None:

@@ -33,7 +33,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -218,32 +218,34 @@ def _routes(index_root: Path, scenarios: Iterable[str] | None) -> dict[str, str]
     return out
 
 
-def rank_folder(base: Path, row: str) -> Path | None:
-    """The folder holding ``<row>/`` (the row's pre-ranker) and ``stats/``: the version's ``rank/``, or a
-    workspace's ``models/rank/`` (none when the rank stage ran with rank.enabled false, or when the workspace's
-    evaluation found it no better than retrieval order: metrics.json ``cascade[row].served``, the rule publish
-    follows); None when the version or workspace has no pre-ranker for ``row``: it serves retrieval order."""
-    from ..publish import RANK_DIR
-
+def _stage_folder(base: Path, version_dir: str, stage: str, row: str, serves: Callable[[], bool] | None = None
+                  ) -> Path | None:
+    """The folder holding ``<row>/`` (a per-row model of ``stage``) and ``stats/``: the version's ``version_dir``,
+    or a workspace's ``models/<stage>/``, where the stage may have written off.json instead and ``serves`` may
+    say the workspace would not serve it; None when there is no model for ``row``."""
     base = Path(base)
     published = is_published(base)
-    folder = base / RANK_DIR if published else base / "models" / "rank"
-    if not published and ((folder / RANK_OFF).exists() or not _evaluated_as_served(base, row)):
+    folder = base / version_dir if published else base / "models" / stage
+    if not published and ((folder / RANK_OFF).exists() or (serves is not None and not serves())):
         return None
     return folder if (folder / row).is_dir() else None
+
+
+def rank_folder(base: Path, row: str) -> Path | None:
+    """The row's pre-ranker folder: the version's ``rank/``, or a workspace's ``models/rank/`` (none when the rank
+    stage ran with rank.enabled false, or when the workspace's evaluation found it no better than retrieval
+    order: metrics.json ``cascade[row].served``, the rule publish follows); None: it serves retrieval order."""
+    from ..publish import RANK_DIR
+
+    return _stage_folder(base, RANK_DIR, "rank", row, serves=lambda: _evaluated_as_served(Path(base), row))
 
 
 def rerank_folder(base: Path, row: str) -> Path | None:
-    """The folder holding ``<row>/`` (the row's list re-ranker) and ``stats/``: the version's ``rerank/``, or a
-    workspace's ``models/rerank/`` (none when the rerank stage wrote off.json); None when there is no re-ranker
-    for ``row``: the upstream order is served."""
+    """The row's list re-ranker folder: the version's ``rerank/``, or a workspace's ``models/rerank/`` (none when
+    the rerank stage wrote off.json); None: the upstream order is served."""
     from ..publish import RERANK_DIR
 
-    base = Path(base)
-    folder = base / RERANK_DIR if is_published(base) else base / "models" / "rerank"
-    if (folder / RANK_OFF).exists():
-        return None
-    return folder if (folder / row).is_dir() else None
+    return _stage_folder(base, RERANK_DIR, "rerank", row)
 
 
 def _evaluated_as_served(workspace: Path, row: str) -> bool:
