@@ -142,9 +142,6 @@ def one_seed(params, prep, es, items, stats, window, work: Path, seed: int) -> d
     def lists_of(fn) -> dict[str, torch.Tensor]:
         return {s: fn(tests[s].slate) for s in scen}
 
-    def pooled(lists: dict[str, torch.Tensor]) -> dict[str, float]:
-        return pooled_utilities(tests, lists)
-
     def rewards(lists: dict[str, torch.Tensor], w: torch.Tensor) -> dict[str, np.ndarray]:
         return {s: reward(utilities(tests[s].slate, lists[s]), w, hyper.scales).numpy() for s in scen}
 
@@ -157,9 +154,9 @@ def one_seed(params, prep, es, items, stats, window, work: Path, seed: int) -> d
                                                             "cold_start": 0.0})}
     generated = {name: lists_of(lambda sl, w=w: hyper.lists(sl, w)) for name, w in weights.items()}
     out: dict[str, Any] = {"seed": seed, "seconds": {"evaluator": eval_seconds, "generator": gen_seconds},
-                           "report": rep, "utilities": {"retrieval": pooled(retrieval)},
+                           "report": rep, "utilities": {"retrieval": pooled_utilities(tests, retrieval)},
                            "requests": {s: len(tests[s].users) for s in scen}}
-    out["utilities"].update({f"generated@{n}": pooled(v) for n, v in generated.items()})
+    out["utilities"].update({f"generated@{n}": pooled_utilities(tests, v) for n, v in generated.items()})
     out["better"] = better_than(tests, generated["default"], retrieval, defaults, hyper.scales)
     out["better_share"] = float(np.concatenate(list(out["better"].values())).mean())
     out["ndcg"] = {"retrieval": ndcg(retrieval), **{f"generated@{n}": ndcg(v) for n, v in generated.items()}}
@@ -171,19 +168,19 @@ def one_seed(params, prep, es, items, stats, window, work: Path, seed: int) -> d
         for x in GRID:
             w = defaults.clone()
             w[i] = x
-            curve.append(pooled(lists_of(lambda sl, w=w: hyper.lists(sl, w)))[g])
+            curve.append(pooled_utilities(tests, lists_of(lambda sl, w=w: hyper.lists(sl, w)))[g])
         out["control"][g] = {"utility": curve, "spearman": spearman(GRID, curve)}
     # click-vs-diversity: the generator's sweep and the rule pipeline's grid
     gen_pts = []
     for x in GRID:
         w = hyper.weights({"click": 1.0, "like": 0.0, "diversity": x, "cold_start": 0.0})
-        u = pooled(lists_of(lambda sl, w=w: hyper.lists(sl, w)))
+        u = pooled_utilities(tests, lists_of(lambda sl, w=w: hyper.lists(sl, w)))
         gen_pts.append({"diversity_weight": x, "diversity": u["diversity"], "click": u["click"],
                         "cold_start": u["cold_start"]})
     rule_pts = []
     for per_tag, cold in RULE_GRID:
         lists = lists_of(lambda sl, a=per_tag, b=cold: rule_lists(sl, length, a, b, hyper.generator.rules))
-        u = pooled(lists)
+        u = pooled_utilities(tests, lists)
         rule_pts.append({"per_tag": per_tag, "cold_slots": cold, "diversity": u["diversity"], "click": u["click"],
                          "cold_start": u["cold_start"], "ndcg": float(np.mean([v.mean() for v in
                                                                                 ndcg(lists).values()]))})

@@ -44,8 +44,7 @@ def rerank_section(es: EvalSet, upstream: Recommender, base: Any, reranker: List
     better = better_than(tests, after, before, w, reranker.scales)
     boot = {"n_boot": ev.n_boot, "level": ev.level, "seed": ev.seed}
     share = paired_bootstrap(better, {s: np.full_like(v, 0.5) for s, v in better.items()}, **boot)
-    sub = EvalSet(list(tests), {s: es.pairs[s] for s in tests}, {s: es.truth[s] for s in tests},
-                  {s: es.pools[s] for s in tests}, es.train_clicked)
+    sub = es.only(tests)
     ndcg_before = ndcg_per_pair(sub, {s: served(tests[s].slate, before[s]) for s in tests}, length)
     ndcg_after = ndcg_per_pair(sub, {s: served(tests[s].slate, after[s]) for s in tests}, length)
     return {"weights": dict(reranker.defaults), "candidates": reranker.candidates, "length": length,

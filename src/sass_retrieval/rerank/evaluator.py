@@ -90,6 +90,7 @@ class ItemEvaluator:
     cold_max: int
     calibration: dict[str, tuple[float, float]] = field(default_factory=dict)   # event -> Platt (a, b)
     _exposures: np.ndarray = field(default=None, repr=False)   # type: ignore[assignment]
+    _names: list[str] = field(default_factory=list, repr=False)   # every feature some event's model reads
 
     def probability(self, goal: str, logits: np.ndarray, requests: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of candidates' logits; ``requests`` numbers each candidate's request."""
@@ -98,6 +99,7 @@ class ItemEvaluator:
 
     def __post_init__(self) -> None:
         self._exposures = item_exposures(self.stats)
+        self._names = sorted({n for m in self.models.values() for n in m.names})
 
     def cold(self, ids: np.ndarray) -> np.ndarray:
         i = _find(self.stats.videos, ids.reshape(-1))
@@ -114,9 +116,8 @@ class ItemEvaluator:
         rows, cols = np.nonzero(ids >= 0)
         pred = np.zeros((n, c, len(PREDICTED)), np.float32)
         if len(rows):
-            names = sorted({n for m in self.models.values() for n in m.names})
             feats = feature_matrix(self.stats, scenario, np.asarray(users, np.int64)[rows], ids[rows, cols],
-                                   scores[rows, cols].astype(np.float32), names)
+                                   scores[rows, cols].astype(np.float32), self._names)
             for j, goal in enumerate(PREDICTED):
                 pred[rows, cols, j] = self.probability(goal, self.models[goal].score(feats, scenario), rows)
         return Slate(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(pred),

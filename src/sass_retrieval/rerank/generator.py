@@ -57,6 +57,11 @@ def candidate_inputs(slate: Slate) -> Tensor:
     return x * valid[..., None]
 
 
+def per_request(w: Tensor, n: int) -> Tensor:
+    """(n, len(WEIGHTED)) float weights from one vector for the batch, or one per request."""
+    return (w.expand(n, -1) if w.dim() == 1 or w.shape[0] == 1 else w).reshape(n, -1).float()
+
+
 class HyperLayers(nn.Module):
     """w -> (A (pointer x hidden), a (pointer), v (pointer), u (CANDIDATE_FEATURES + STEP_FEATURES)): the pointer's
     last layers for that w. u weighs the candidate's own inputs and step vector directly (a linear skip beside
@@ -108,8 +113,7 @@ class ListGenerator(nn.Module):
 
     def last_layers(self, w: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The hypernetwork's layers for each request: w is (len(WEIGHTED),) for the batch or (n, ...)."""
-        w = w.expand(n, -1) if w.dim() == 1 or w.shape[0] == 1 else w
-        return self.hyper(w.reshape(n, -1).float())
+        return self.hyper(per_request(w, n))
 
     def forward(self, slate: Slate, w: Tensor, sample: bool, pins: Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -120,7 +124,7 @@ class ListGenerator(nn.Module):
         enc, pooled = self.encode(slate)
         x = candidate_inputs(slate)
         a, b, v, u = self.last_layers(w, n)
-        wq = self.att_w(w.expand(n, -1) if w.dim() == 1 or w.shape[0] == 1 else w)
+        wq = self.att_w(per_request(w, n))
         state = torch.tanh(self.start(pooled))
         keys = self.att_e(enc)
         rules = RuleState(slate.tag, slate.valid, length, self.rules, pins)
