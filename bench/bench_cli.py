@@ -77,6 +77,33 @@ def bench_params(args: argparse.Namespace, quiet: tuple[str, ...] = ()) -> Param
     return params
 
 
+KUAIRAND_DEV = (20220505, 8, 3)   # end date, train days, test days: the dev split of docs/benchmark.md
+
+
+def window_options(p: argparse.ArgumentParser) -> None:
+    """--end-date, --train-days, --test-days: the window, each defaulting to the source's (:func:`bench_window`)."""
+    p.add_argument("--end-date", type=int, default=None, help="default: the source's (KuaiRand: the dev split; "
+                                                              "synthetic: the params' window)")
+    p.add_argument("--train-days", type=int, default=None)
+    p.add_argument("--test-days", type=int, default=None)
+
+
+def bench_window(args: argparse.Namespace, params: Params):
+    """The window of --end-date/--train-days/--test-days; what is not given is the source's: KuaiRand's dev
+    split, or the synthetic generator's last day with the params' window lengths."""
+    from sass_retrieval.config import make_window
+
+    if args.source == "synthetic":
+        from sass_retrieval.data.synthetic import SyntheticConfig
+
+        default = (SyntheticConfig.from_params(params).dates[-1], params.window.train_days, params.window.test_days)
+    else:
+        default = KUAIRAND_DEV
+    end, train_days, test_days = (given if given is not None else d for given, d in
+                                  zip((args.end_date, args.train_days, args.test_days), default, strict=True))
+    return make_window(end, train_days, test_days)
+
+
 def source_store(args: argparse.Namespace, params: Params, work: Path) -> Path:
     """``work/store`` written afresh from the source: KuaiRand-Pure imported from --data-dir, or every day
     of the params' synthetic generator (what the ingest stage writes)."""

@@ -35,10 +35,12 @@ from bench_cli import (  # noqa: E402
     bench_params,
     bench_parser,
     bench_provenance,
+    bench_window,
     declared_scenarios,
     params_options,
     source_option,
     source_store,
+    window_options,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +49,6 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sass_retrieval.config import make_window  # noqa: E402
 from sass_retrieval.data.store import read_items  # noqa: E402
 from sass_retrieval.evaluate.protocol import build_eval_set  # noqa: E402
 from sass_retrieval.evaluate.significance import paired_bootstrap  # noqa: E402
@@ -69,7 +70,6 @@ from sass_retrieval.rerank.measure import (  # noqa: E402
 from sass_retrieval.rerank.rule_pipeline import rule_lists  # noqa: E402
 from sass_retrieval.rerank.stage import fit_evaluator_and_slates, fit_list_generator  # noqa: E402
 
-KUAIRAND_DEV = (20220505, 8, 3)   # end date, train days, test days: the dev split of docs/benchmark.md
 GRID = [round(x, 1) for x in np.linspace(0, 1, 11)]
 CONTROLLED = ("click", "diversity", "cold_start")    # the controllability targets; like is reported
 PER_W = {"default": None, "click+diversity": {"click": 1.0, "like": 0.0, "diversity": 1.0, "cold_start": 0.0},
@@ -82,22 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     source_option(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument("--end-date", type=int, default=None, help="default: the source's (KuaiRand: the dev split)")
-    p.add_argument("--train-days", type=int, default=None)
-    p.add_argument("--test-days", type=int, default=None)
+    window_options(p)
     params_options(p, "rerank.epochs=10")
     args = p.parse_args(argv)
     base = bench_params(args)
     args.provenance = bench_provenance(__file__, argv)
-    if args.source == "synthetic":
-        from sass_retrieval.data.synthetic import SyntheticConfig
-
-        default = (SyntheticConfig.from_params(base).dates[-1], base.window.train_days, base.window.test_days)
-    else:
-        default = KUAIRAND_DEV
-    end, train_days, test_days = (given if given is not None else d for given, d in
-                                  zip((args.end_date, args.train_days, args.test_days), default, strict=True))
-    window = make_window(end, train_days, test_days)
+    window = bench_window(args, base)
     work = Path(args.work)
     t0 = time.perf_counter()
     prep = prepare_window(source_store(args, base, work), work / "features", window, declared_scenarios(args, base),

@@ -28,10 +28,12 @@ from bench_cli import (  # noqa: E402
     bench_params,
     bench_parser,
     bench_provenance,
+    bench_window,
     declared_scenarios,
     params_options,
     source_option,
     source_store,
+    window_options,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +41,6 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from sass_retrieval.config import make_window  # noqa: E402
 from sass_retrieval.evaluate.significance import compare_rows  # noqa: E402
 from sass_retrieval.experiment import (  # noqa: E402
     aggregate,
@@ -57,7 +58,6 @@ from sass_retrieval.rows import RowSpec, spec  # noqa: E402
 REFERENCE = "dssm_mixed"
 VARIANTS = ("senet", "dat", "parallel")
 METRICS = ("ndcg@50", "hit_rate@50")
-KUAIRAND_DEV = (20220505, 8, 3)   # end date, train days, test days: the dev split of docs/benchmark.md
 FIELD_SAMPLE = 4096               # users and items per scenario the senet field weights are averaged over
 
 
@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run seeds; the CIs pool their pairs")
     p.add_argument("--variants", default=",".join(VARIANTS), help="model.arch values to compare with dssm_mixed")
     p.add_argument("--n-boot", type=int, default=2000)
-    p.add_argument("--end-date", type=int, default=None, help="default: the source's (synthetic: params' window)")
-    p.add_argument("--train-days", type=int, default=None)
-    p.add_argument("--test-days", type=int, default=None)
+    window_options(p)
     params_options(p, "model.dat_weight=1.0")
     args = p.parse_args(argv)
     variants = args.variants.split(",")
@@ -116,15 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--variants: unknown {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
     base = bench_params(args)
     args.provenance = bench_provenance(__file__, argv)   # at start (the code measured), after the thread count
-    if args.source == "synthetic":
-        from sass_retrieval.data.synthetic import SyntheticConfig
-
-        default = (SyntheticConfig.from_params(base).dates[-1], base.window.train_days, base.window.test_days)
-    else:
-        default = KUAIRAND_DEV
-    end, train_days, test_days = (given if given is not None else d for given, d in
-                                  zip((args.end_date, args.train_days, args.test_days), default, strict=True))
-    window = make_window(end, train_days, test_days)
+    window = bench_window(args, base)
     work = Path(args.work)
     prep = prepare_window(source_store(args, base, work), work / "features", window, declared_scenarios(args, base),
                           base.scenarios.min_scenario_rows, base.features.seq_len)
